@@ -1,0 +1,172 @@
+//! Hosting accounts.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::rule::{Rule, ValidationError};
+use super::{DomainName, PhpVersion, Role, RoleSet, ServerId, UserName};
+
+/// An account's id, given by the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AccountId(pub u64);
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The domains of an account: at least one, at most [`Domains::MAX`], no name twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<DomainName>", into = "Vec<DomainName>")]
+pub struct Domains(Vec<DomainName>);
+
+impl Domains {
+    pub const MAX: usize = 100;
+
+    /// Validates a list of domain names as given at the API; errors name the item at fault
+    /// (`domains[2]`).
+    pub fn parse<S: AsRef<str>>(field: &str, inputs: &[S]) -> Result<Self, ValidationError> {
+        let names = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| DomainName::parse(s.as_ref()).map_err(|r| r.at(format!("{field}[{i}]"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_names(names).map_err(|(i, rule)| match i {
+            Some(i) => rule.at(format!("{field}[{i}]")),
+            None => rule.at(field),
+        })
+    }
+
+    fn from_names(names: Vec<DomainName>) -> Result<Self, (Option<usize>, Rule)> {
+        if names.is_empty() {
+            return Err((None, Rule::Empty));
+        }
+        if names.len() > Self::MAX {
+            return Err((None, Rule::TooMany { max: Self::MAX }));
+        }
+        for (i, name) in names.iter().enumerate() {
+            if let Some(first) = names[..i].iter().position(|n| n == name) {
+                return Err((Some(i), Rule::DuplicateOf(format!("domains[{first}]"))));
+            }
+        }
+        Ok(Self(names))
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, DomainName> {
+        self.0.iter()
+    }
+
+    /// The first domain, the account's main site.
+    pub fn primary(&self) -> &DomainName {
+        // Proven invariant: the constructor refuses an empty list.
+        &self.0[0]
+    }
+
+    pub fn as_slice(&self) -> &[DomainName] {
+        &self.0
+    }
+}
+
+impl TryFrom<Vec<DomainName>> for Domains {
+    type Error = Rule;
+    fn try_from(names: Vec<DomainName>) -> Result<Self, Rule> {
+        Self::from_names(names).map_err(|(_, rule)| rule)
+    }
+}
+
+impl From<Domains> for Vec<DomainName> {
+    fn from(d: Domains) -> Self {
+        d.0
+    }
+}
+
+impl<'a> IntoIterator for &'a Domains {
+    type Item = &'a DomainName;
+    type IntoIter = std::slice::Iter<'a, DomainName>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+/// Where an account is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountStatus {
+    /// Recorded; the agent has not confirmed it yet.
+    Provisioning,
+    /// The agent has it.
+    Active,
+    /// An agent operation on it failed; it is not serving as recorded.
+    Failed,
+}
+
+/// What an account is: the fields an administrator gives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountSpec {
+    pub username: UserName,
+    pub domains: Domains,
+    /// `None`: the server's default PHP.
+    pub php_version: Option<PhpVersion>,
+}
+
+impl AccountSpec {
+    /// The roles a server needs to host this account.
+    pub fn required_roles(&self) -> RoleSet {
+        RoleSet::EMPTY.with(Role::Web)
+    }
+}
+
+/// An account to create: its spec, and the server it must go on (`None`: placement decides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAccount {
+    pub spec: AccountSpec,
+    pub server: Option<ServerId>,
+}
+
+/// A hosting account as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub spec: AccountSpec,
+    pub server_id: ServerId,
+    pub status: AccountStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_lists() {
+        let d = Domains::parse("domains", &["Example.com", "www.example.com"]).unwrap();
+        assert_eq!(d.primary().as_str(), "example.com");
+        assert_eq!(d.iter().count(), 2);
+
+        let err = Domains::parse::<&str>("domains", &[]).unwrap_err();
+        assert_eq!(err, Rule::Empty.at("domains"));
+        let err = Domains::parse("domains", &["example.com", "EXAMPLE.com."]).unwrap_err();
+        assert_eq!(err, Rule::DuplicateOf("domains[0]".into()).at("domains[1]"));
+        let err = Domains::parse("domains", &["example.com", "bad;name.com"]).unwrap_err();
+        assert_eq!(err, Rule::ForbiddenChar(';').at("domains[1]"));
+        assert_eq!(
+            err.to_string(),
+            "domains[1] must not contain the character ';'"
+        );
+        let many: Vec<String> = (0..101).map(|i| format!("d{i}.example")).collect();
+        let err = Domains::parse("domains", &many).unwrap_err();
+        assert_eq!(err, Rule::TooMany { max: 100 }.at("domains"));
+    }
+
+    #[test]
+    fn stored_lists_are_checked_again() {
+        assert!(serde_json::from_str::<Domains>(r#"["a.example","a.example"]"#).is_err());
+        assert!(serde_json::from_str::<Domains>(r#"[]"#).is_err());
+        assert!(serde_json::from_str::<Domains>(r#"["a.example;"]"#).is_err());
+    }
+}

@@ -1,0 +1,22 @@
+//! The domain: typed, validated values. Each value type is built only through its parser, so a
+//! value that exists is valid; everything downstream takes the type, never a `String`.
+
+mod account;
+mod name;
+mod php;
+mod role;
+mod rule;
+mod server;
+mod token;
+mod url;
+mod user;
+
+pub use account::{Account, AccountId, AccountSpec, AccountStatus, Domains, NewAccount};
+pub use name::DomainName;
+pub use php::PhpVersion;
+pub use role::{Role, RoleSet};
+pub use rule::{Rule, ValidationError};
+pub use server::{Health, Server, ServerId, ServerName, ServerSpec};
+pub use token::{AgentToken, RandomError};
+pub use url::{AgentUrl, Host, HttpUrl, Scheme, UrlPath};
+pub use user::UserName;

@@ -1,0 +1,159 @@
+//! Validation errors: which rule a value broke, and at which field.
+
+use std::fmt;
+
+/// A rule a value broke. The `Display` text is the human message the API returns; the variant is
+/// what callers and tests match on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rule {
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be at most {max} characters long")]
+    TooLong { max: usize },
+    #[error("must be at least {min} characters long")]
+    TooShort { min: usize },
+    #[error("must not contain the character {0:?}")]
+    ForbiddenChar(char),
+    #[error("must not contain control characters")]
+    ControlChar,
+    #[error("must not start or end with white space")]
+    SurroundingSpace,
+    #[error("has an empty label (two dots in a row, or a leading dot)")]
+    EmptyLabel,
+    #[error("has a label longer than 63 characters")]
+    LabelTooLong,
+    #[error("has a label that starts or ends with a hyphen")]
+    LabelHyphenEdge,
+    #[error("must be a fully qualified name with at least two labels")]
+    NotFullyQualified,
+    #[error("must not have an all-numeric top-level label")]
+    NumericTopLevel,
+    #[error("is not a valid internationalized domain name")]
+    Idna,
+    #[error("must start with a lowercase letter")]
+    BadStart,
+    #[error("is a reserved name")]
+    Reserved,
+    #[error("must start with '/'")]
+    NotAbsolute,
+    #[error("must not contain '.' or '..' segments")]
+    DotSegment,
+    #[error("must not contain empty segments ('//')")]
+    EmptySegment,
+    #[error("must name a path below '/'")]
+    RootPath,
+    #[error("must use the http or https scheme")]
+    Scheme,
+    #[error("must not contain a user name or password")]
+    UserInfo,
+    #[error("must name a host")]
+    MissingHost,
+    #[error("must name a port (agents listen on 50000 by default)")]
+    MissingPort,
+    #[error("has an invalid port (1 to 65535)")]
+    BadPort,
+    #[error("has an invalid IP address")]
+    BadAddress,
+    #[error("must not have a path, query or fragment")]
+    UnexpectedPath,
+    #[error("must not have a query or fragment")]
+    QueryOrFragment,
+    #[error("must look like \"8.2\" (major.minor)")]
+    PhpVersionFormat,
+    #[error("must be a positive integer")]
+    NotPositive,
+    #[error("is not a known role (web, mail, dns, db, backup)")]
+    UnknownRole,
+    #[error("lists the same role twice")]
+    DuplicateRole,
+    #[error("is the same as {0}")]
+    DuplicateOf(String),
+    #[error("must hold at most {max} entries")]
+    TooMany { max: usize },
+    #[error("must be visible ASCII characters without spaces")]
+    TokenCharset,
+    #[error("is required")]
+    Required,
+}
+
+impl Rule {
+    /// Attaches the name of the field at fault.
+    pub fn at(self, field: impl Into<String>) -> ValidationError {
+        ValidationError {
+            field: field.into(),
+            rule: self,
+        }
+    }
+}
+
+/// A field that failed validation: the error the API answers with `422 invalid`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationError {
+    /// The API field name, with an index for list items (`domains[1]`).
+    pub field: String,
+    /// The rule that was broken.
+    pub rule: Rule,
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.field, self.rule)
+    }
+}
+
+/// Rejects control characters (including NUL, newline and DEL) and leading or trailing white
+/// space, the checks every free-text field shares.
+pub(crate) fn check_plain_text(s: &str) -> Result<(), Rule> {
+    if s.chars().any(char::is_control) {
+        return Err(Rule::ControlChar);
+    }
+    if s.trim() != s {
+        return Err(Rule::SurroundingSpace);
+    }
+    Ok(())
+}
+
+/// Implements `Serialize` as the string form and `Deserialize` through the type's parser, so a
+/// stored or received value is validated again on the way in.
+macro_rules! string_serde {
+    ($ty:ty) => {
+        impl ::serde::Serialize for $ty {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> ::serde::Deserialize<'de> for $ty {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <::std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(::serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use string_serde;
+
+/// For a newtype over `String` with `parse(&str) -> Result<Self, Rule>` and `as_str()`:
+/// `Display`, `FromStr`, `AsRef<str>` and the validating serde impls.
+macro_rules! text_type {
+    ($ty:ty) => {
+        impl ::std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl ::std::str::FromStr for $ty {
+            type Err = $crate::domain::Rule;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                self.as_str()
+            }
+        }
+        $crate::domain::rule::string_serde!($ty);
+    };
+}
+pub(crate) use text_type;

@@ -1,0 +1,100 @@
+//! Servers: what an administrator enters, and what the controller observes.
+
+use std::fmt;
+use std::num::NonZeroU32;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::rule::{Rule, check_plain_text, text_type};
+use super::{AgentToken, AgentUrl, DomainName, HttpUrl, RoleSet, UrlPath};
+
+/// A server's id, given by the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ServerId(pub u64);
+
+impl fmt::Display for ServerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A server's display name: 1 to 200 characters, no control characters, no surrounding spaces.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerName(String);
+
+impl ServerName {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(input: &str) -> Result<Self, Rule> {
+        if input.is_empty() {
+            return Err(Rule::Empty);
+        }
+        if input.chars().count() > Self::MAX_CHARS {
+            return Err(Rule::TooLong {
+                max: Self::MAX_CHARS,
+            });
+        }
+        check_plain_text(input)?;
+        Ok(Self(input.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The form uniqueness is checked on: names differing only in case are the same server.
+    pub fn unique_key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+text_type!(ServerName);
+
+/// What an administrator sets on a server (everything of the API's `ServerInput` but the token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSpec {
+    pub name: ServerName,
+    pub hostname: DomainName,
+    pub mail_hostname: Option<DomainName>,
+    pub agent_url: AgentUrl,
+    pub roles: RoleSet,
+    /// Upper limit of accounts; `None` is no limit.
+    pub max_accounts: Option<NonZeroU32>,
+    pub panel_url: Option<HttpUrl>,
+    pub phpmyadmin_path: Option<UrlPath>,
+    pub roundcube_path: Option<UrlPath>,
+    /// Whether the server takes new accounts.
+    pub active: bool,
+}
+
+/// What the health monitor last saw of a server's agent.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Health {
+    pub agent_version: Option<semver::Version>,
+    pub reachable: bool,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_seen: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+}
+
+/// A server as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub id: ServerId,
+    pub spec: ServerSpec,
+    /// The agent's shared secret (its `Debug` is redacted).
+    pub token: AgentToken,
+    pub health: Health,
+    /// Accounts on this server, counted by the store when it reads the server.
+    pub accounts: u32,
+}
+
+impl Server {
+    /// Whether the agent runs an older release than `newest`; `false` while its version is
+    /// unknown.
+    pub fn update_available(&self, newest: &semver::Version) -> bool {
+        crate::version::update_available(self.health.agent_version.as_ref(), newest)
+    }
+}

@@ -1,0 +1,536 @@
+//! Wire types of both HTTP APIs (controller Management API and agent API): what crosses a process
+//! boundary, kept apart from the domain types that the code works with.
+//!
+//! Inputs arrive as plain strings and are turned into domain values by `validate`, so that a bad
+//! value is answered with `422 invalid` naming its field rather than a JSON shape error.
+
+use std::num::NonZeroU32;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::domain::{
+    Account, AccountSpec, AccountStatus, AgentToken, AgentUrl, DomainName, Domains, HttpUrl,
+    NewAccount, PhpVersion, RoleSet, Rule, Server, ServerId, ServerName, ServerSpec, UrlPath,
+    UserName, ValidationError,
+};
+use crate::placement::{PlacementError, Unfit};
+use crate::store::StoreError;
+
+/// Error codes of both APIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    NotFound,
+    Duplicate,
+    ServerHasAccounts,
+    RolesInUse,
+    NoServerAvailable,
+    PayloadTooLarge,
+    Invalid,
+    AgentError,
+    AgentOffline,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status that goes with the code.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Duplicate
+            | ErrorCode::ServerHasAccounts
+            | ErrorCode::RolesInUse
+            | ErrorCode::NoServerAvailable => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::Invalid => 422,
+            ErrorCode::AgentError => 502,
+            ErrorCode::AgentOffline => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// An API error: `{"error": {"code": …, "message": …, "field": …}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{}", error.message)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            error: ErrorDetail {
+                code,
+                message: message.into(),
+                field: None,
+            },
+        }
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.error.field = Some(field.into());
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.error.code.status()
+    }
+}
+
+impl From<ValidationError> for ErrorBody {
+    fn from(e: ValidationError) -> Self {
+        ErrorBody::new(ErrorCode::Invalid, e.to_string()).with_field(e.field)
+    }
+}
+
+impl From<PlacementError> for ErrorBody {
+    fn from(e: PlacementError) -> Self {
+        let code = match e {
+            PlacementError::Unfit {
+                reason: Unfit::Unreachable,
+                ..
+            } => ErrorCode::AgentOffline,
+            _ => ErrorCode::NoServerAvailable,
+        };
+        let body = ErrorBody::new(code, e.to_string());
+        match e {
+            PlacementError::Unfit { .. } => body.with_field("server_id"),
+            _ => body,
+        }
+    }
+}
+
+impl From<StoreError> for ErrorBody {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { .. } => ErrorBody::new(ErrorCode::NotFound, e.to_string()),
+            StoreError::Duplicate { ref field, .. } => {
+                let field = field.clone();
+                ErrorBody::new(ErrorCode::Duplicate, e.to_string()).with_field(field)
+            }
+            StoreError::ServerHasAccounts { .. } => {
+                ErrorBody::new(ErrorCode::ServerHasAccounts, e.to_string())
+            }
+            StoreError::RolesInUse { .. } => {
+                ErrorBody::new(ErrorCode::RolesInUse, e.to_string()).with_field("roles")
+            }
+            StoreError::Placement(p) => p.into(),
+            // Never leak backend details (paths, internals) to a client; they are logged.
+            StoreError::Backend(_) | StoreError::UnsupportedSchema { .. } => {
+                ErrorBody::new(ErrorCode::Internal, "storage failure")
+            }
+        }
+    }
+}
+
+/// A required field: present, or `Rule::Required` at `field`.
+fn required<T>(value: Option<T>, field: &str) -> Result<T, ValidationError> {
+    value.ok_or_else(|| Rule::Required.at(field))
+}
+
+/// Parses an optional field with `parse`, naming `field` on error.
+fn optional<T>(
+    value: Option<&str>,
+    field: &str,
+    parse: impl FnOnce(&str) -> Result<T, Rule>,
+) -> Result<Option<T>, ValidationError> {
+    value.map(parse).transpose().map_err(|r| r.at(field))
+}
+
+/// `ServerInput` of the contract. Every field is optional on the wire so that a missing one is
+/// answered with `422` naming it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerInput {
+    pub name: Option<String>,
+    pub hostname: Option<String>,
+    pub mail_hostname: Option<String>,
+    pub agent_url: Option<String>,
+    pub agent_token: Option<String>,
+    pub roles: Option<Vec<String>>,
+    pub max_accounts: Option<i64>,
+    pub panel_url: Option<String>,
+    pub phpmyadmin_path: Option<String>,
+    pub roundcube_path: Option<String>,
+    pub active: Option<bool>,
+}
+
+impl ServerInput {
+    /// Validates a new server: every required field, the token included.
+    pub fn validate(&self) -> Result<(ServerSpec, AgentToken), ValidationError> {
+        let name = required(self.name.as_deref(), "name")?;
+        let name = ServerName::parse(name).map_err(|r| r.at("name"))?;
+        let hostname = required(self.hostname.as_deref(), "hostname")?;
+        let hostname = DomainName::parse(hostname).map_err(|r| r.at("hostname"))?;
+        let mail_hostname = optional(
+            self.mail_hostname.as_deref(),
+            "mail_hostname",
+            DomainName::parse,
+        )?;
+        let agent_url = required(self.agent_url.as_deref(), "agent_url")?;
+        let agent_url = AgentUrl::parse(agent_url).map_err(|r| r.at("agent_url"))?;
+        let token = required(self.agent_token.as_deref(), "agent_token")?;
+        let token = AgentToken::parse(token).map_err(|r| r.at("agent_token"))?;
+        let roles = required(self.roles.as_deref(), "roles")?;
+        let roles = RoleSet::from_names(roles).map_err(|(i, rule)| match i {
+            Some(i) => rule.at(format!("roles[{i}]")),
+            None => rule.at("roles"),
+        })?;
+        let max_accounts = self
+            .max_accounts
+            .map(|n| {
+                u32::try_from(n)
+                    .ok()
+                    .and_then(NonZeroU32::new)
+                    .ok_or_else(|| Rule::NotPositive.at("max_accounts"))
+            })
+            .transpose()?;
+        let panel_url = optional(self.panel_url.as_deref(), "panel_url", HttpUrl::parse)?;
+        let phpmyadmin_path = optional(
+            self.phpmyadmin_path.as_deref(),
+            "phpmyadmin_path",
+            UrlPath::parse,
+        )?;
+        let roundcube_path = optional(
+            self.roundcube_path.as_deref(),
+            "roundcube_path",
+            UrlPath::parse,
+        )?;
+        let spec = ServerSpec {
+            name,
+            hostname,
+            mail_hostname,
+            agent_url,
+            roles,
+            max_accounts,
+            panel_url,
+            phpmyadmin_path,
+            roundcube_path,
+            active: self.active.unwrap_or(true),
+        };
+        Ok((spec, token))
+    }
+}
+
+/// `Server` of the contract: what the API shows of a server. It has no token field, so no
+/// endpoint can return one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerView {
+    pub id: ServerId,
+    pub name: String,
+    pub hostname: String,
+    pub mail_hostname: Option<String>,
+    pub agent_url: String,
+    pub roles: RoleSet,
+    pub max_accounts: Option<u32>,
+    pub panel_url: Option<String>,
+    pub phpmyadmin_path: Option<String>,
+    pub roundcube_path: Option<String>,
+    pub active: bool,
+    pub agent_version: Option<String>,
+    pub reachable: bool,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_seen: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+    pub update_available: bool,
+    pub accounts: u32,
+}
+
+impl ServerView {
+    /// The view of `server`, flagging an update when its agent is older than `newest_agent`.
+    pub fn new(server: &Server, newest_agent: &semver::Version) -> Self {
+        let spec = &server.spec;
+        Self {
+            id: server.id,
+            name: spec.name.to_string(),
+            hostname: spec.hostname.to_string(),
+            mail_hostname: spec.mail_hostname.as_ref().map(ToString::to_string),
+            agent_url: spec.agent_url.to_string(),
+            roles: spec.roles,
+            max_accounts: spec.max_accounts.map(NonZeroU32::get),
+            panel_url: spec.panel_url.as_ref().map(ToString::to_string),
+            phpmyadmin_path: spec.phpmyadmin_path.as_ref().map(ToString::to_string),
+            roundcube_path: spec.roundcube_path.as_ref().map(ToString::to_string),
+            active: spec.active,
+            agent_version: server
+                .health
+                .agent_version
+                .as_ref()
+                .map(ToString::to_string),
+            reachable: server.health.reachable,
+            last_seen: server.health.last_seen,
+            last_error: server.health.last_error.clone(),
+            update_available: server.update_available(newest_agent),
+            accounts: server.accounts,
+        }
+    }
+}
+
+/// `AccountInput` of the contract.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountInput {
+    pub username: Option<String>,
+    pub domains: Option<Vec<String>>,
+    pub php_version: Option<String>,
+    pub server_id: Option<u64>,
+}
+
+impl AccountInput {
+    pub fn validate(&self) -> Result<NewAccount, ValidationError> {
+        let username = required(self.username.as_deref(), "username")?;
+        let username = UserName::parse(username).map_err(|r| r.at("username"))?;
+        let domains = required(self.domains.as_deref(), "domains")?;
+        let domains = Domains::parse("domains", domains)?;
+        let php_version = optional(
+            self.php_version.as_deref(),
+            "php_version",
+            PhpVersion::parse,
+        )?;
+        Ok(NewAccount {
+            spec: AccountSpec {
+                username,
+                domains,
+                php_version,
+            },
+            server: self.server_id.map(ServerId),
+        })
+    }
+}
+
+/// `Account` of the contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountView {
+    pub id: u64,
+    pub username: String,
+    pub domains: Vec<String>,
+    pub php_version: Option<String>,
+    pub server_id: ServerId,
+    pub status: AccountStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<&Account> for AccountView {
+    fn from(a: &Account) -> Self {
+        Self {
+            id: a.id.0,
+            username: a.spec.username.to_string(),
+            domains: a.spec.domains.iter().map(ToString::to_string).collect(),
+            php_version: a.spec.php_version.map(|v| v.to_string()),
+            server_id: a.server_id,
+            status: a.status,
+            created_at: a.created_at,
+        }
+    }
+}
+
+/// Agent API: `GET /v1/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentHealth {
+    pub version: String,
+    pub hostname: String,
+    pub uptime_s: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid_server() -> ServerInput {
+        ServerInput {
+            name: Some("Web 1".into()),
+            hostname: Some("web1.example.com".into()),
+            mail_hostname: Some("mail.example.com".into()),
+            agent_url: Some("https://web1.example.com:50000".into()),
+            agent_token: Some("0123456789abcdef0123".into()),
+            roles: Some(vec!["web".into(), "db".into()]),
+            max_accounts: Some(500),
+            panel_url: Some("https://panel.example.com".into()),
+            phpmyadmin_path: Some("/phpmyadmin".into()),
+            roundcube_path: Some("/webmail".into()),
+            active: None,
+        }
+    }
+
+    fn field_of(input: ServerInput) -> (String, Rule) {
+        let e = input.validate().unwrap_err();
+        (e.field, e.rule)
+    }
+
+    #[test]
+    fn a_valid_server_input() {
+        let (spec, token) = valid_server().validate().unwrap();
+        assert!(spec.active, "active defaults to true");
+        assert_eq!(spec.roles.to_string(), "web,db");
+        assert_eq!(token.expose_secret(), "0123456789abcdef0123");
+    }
+
+    #[test]
+    fn every_server_field_is_named_on_error() {
+        type Case = (fn(&mut ServerInput), &'static str, Rule);
+        let cases: Vec<Case> = vec![
+            (|i| i.name = None, "name", Rule::Required),
+            (|i| i.name = Some(String::new()), "name", Rule::Empty),
+            (|i| i.name = Some("a\nb".into()), "name", Rule::ControlChar),
+            (
+                |i| i.name = Some(" a".into()),
+                "name",
+                Rule::SurroundingSpace,
+            ),
+            (
+                |i| i.name = Some("x".repeat(201)),
+                "name",
+                Rule::TooLong { max: 200 },
+            ),
+            (|i| i.hostname = None, "hostname", Rule::Required),
+            (
+                |i| i.hostname = Some("a;b.com".into()),
+                "hostname",
+                Rule::ForbiddenChar(';'),
+            ),
+            (
+                |i| i.mail_hostname = Some("mail".into()),
+                "mail_hostname",
+                Rule::NotFullyQualified,
+            ),
+            (|i| i.agent_url = None, "agent_url", Rule::Required),
+            (
+                |i| i.agent_url = Some("http://h".into()),
+                "agent_url",
+                Rule::MissingPort,
+            ),
+            (|i| i.agent_token = None, "agent_token", Rule::Required),
+            (
+                |i| i.agent_token = Some("x".into()),
+                "agent_token",
+                Rule::TooShort { min: 16 },
+            ),
+            (|i| i.roles = None, "roles", Rule::Required),
+            (|i| i.roles = Some(vec![]), "roles", Rule::Empty),
+            (
+                |i| i.roles = Some(vec!["web".into(), "ftp".into()]),
+                "roles[1]",
+                Rule::UnknownRole,
+            ),
+            (
+                |i| i.roles = Some(vec!["web".into(), "web".into()]),
+                "roles[1]",
+                Rule::DuplicateRole,
+            ),
+            (
+                |i| i.max_accounts = Some(0),
+                "max_accounts",
+                Rule::NotPositive,
+            ),
+            (
+                |i| i.max_accounts = Some(-3),
+                "max_accounts",
+                Rule::NotPositive,
+            ),
+            (
+                |i| i.max_accounts = Some(1 << 40),
+                "max_accounts",
+                Rule::NotPositive,
+            ),
+            (
+                |i| i.panel_url = Some("panel".into()),
+                "panel_url",
+                Rule::Scheme,
+            ),
+            (
+                |i| i.phpmyadmin_path = Some("/a/../b".into()),
+                "phpmyadmin_path",
+                Rule::DotSegment,
+            ),
+            (
+                |i| i.roundcube_path = Some("webmail".into()),
+                "roundcube_path",
+                Rule::NotAbsolute,
+            ),
+        ];
+        for (change, field, rule) in cases {
+            let mut input = valid_server();
+            change(&mut input);
+            assert_eq!(field_of(input), (field.to_owned(), rule), "{field}");
+        }
+    }
+
+    #[test]
+    fn validation_errors_become_api_errors() {
+        let mut input = valid_server();
+        input.hostname = Some("bad host.com".into());
+        let body = ErrorBody::from(input.validate().unwrap_err());
+        assert_eq!(body.status(), 422);
+        let json = serde_json::to_value(&body).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"error": {
+                "code": "invalid",
+                "message": "hostname must not contain the character ' '",
+                "field": "hostname"
+            }})
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_a_bad_request() {
+        assert!(serde_json::from_str::<ServerInput>(r#"{"nmae": "x"}"#).is_err());
+        assert!(serde_json::from_str::<AccountInput>(r#"{"user": "x"}"#).is_err());
+    }
+
+    #[test]
+    fn account_input() {
+        let input = AccountInput {
+            username: Some("shop".into()),
+            domains: Some(vec!["Shop.Example".into(), "bücher.example".into()]),
+            php_version: Some("8.2".into()),
+            server_id: None,
+        };
+        let new = input.validate().unwrap();
+        assert_eq!(
+            new.spec.domains.as_slice()[1].as_str(),
+            "xn--bcher-kva.example"
+        );
+        let err = |f: fn(&mut AccountInput)| {
+            let mut i = input.clone();
+            f(&mut i);
+            let e = i.validate().unwrap_err();
+            (e.field, e.rule)
+        };
+        assert_eq!(
+            err(|i| i.username = Some("root".into())),
+            ("username".into(), Rule::Reserved)
+        );
+        assert_eq!(
+            err(|i| i.username = None),
+            ("username".into(), Rule::Required)
+        );
+        assert_eq!(
+            err(|i| i.domains = Some(vec![])),
+            ("domains".into(), Rule::Empty)
+        );
+        assert_eq!(
+            err(|i| i.domains = Some(vec!["a.example".into(), "a.exam\nple".into()])),
+            ("domains[1]".into(), Rule::ForbiddenChar('\n'))
+        );
+        assert_eq!(
+            err(|i| i.php_version = Some("8".into())),
+            ("php_version".into(), Rule::PhpVersionFormat)
+        );
+    }
+}

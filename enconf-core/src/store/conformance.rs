@@ -1,0 +1,536 @@
+//! The behaviour every [`Store`] backend must have. Each check takes a new, empty store.
+//!
+//! A backend in another crate runs the whole suite with the `conformance` feature:
+//! `for check in CHECKS { check.1(new_store()).await }`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+use super::{Kind, Store, StoreError};
+use crate::domain::{
+    AccountId, AccountSpec, AccountStatus, AgentToken, Domains, Health, NewAccount, Role, RoleSet,
+    ServerId, ServerSpec, UserName,
+};
+use crate::placement::{PlacementError, Unfit};
+
+type Check = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Every check, by name.
+pub const CHECKS: &[(&str, Check)] = &[
+    ("servers_round_trip", |s| Box::pin(servers_round_trip(s))),
+    ("server_names_and_hostnames_are_unique", |s| {
+        Box::pin(server_names_and_hostnames_are_unique(s))
+    }),
+    ("update_keeps_token_and_health", |s| {
+        Box::pin(update_keeps_token_and_health(s))
+    }),
+    ("missing_objects_are_not_found", |s| {
+        Box::pin(missing_objects_are_not_found(s))
+    }),
+    ("accounts_round_trip_and_counts", |s| {
+        Box::pin(accounts_round_trip_and_counts(s))
+    }),
+    ("account_names_and_domains_are_unique", |s| {
+        Box::pin(account_names_and_domains_are_unique(s))
+    }),
+    ("placement_happens_in_the_store", |s| {
+        Box::pin(placement_happens_in_the_store(s))
+    }),
+    ("servers_with_accounts_are_kept", |s| {
+        Box::pin(servers_with_accounts_are_kept(s))
+    }),
+    ("settings_round_trip", |s| Box::pin(settings_round_trip(s))),
+    ("concurrent_creates_respect_limits", |s| {
+        Box::pin(concurrent_creates_respect_limits(s))
+    }),
+];
+
+const NOW: OffsetDateTime = datetime!(2026-11-25 12:00 UTC);
+
+/// A valid server spec named `name`, with hostname `<name>.example.com`.
+pub fn spec(name: &str, roles: &str) -> ServerSpec {
+    ServerSpec {
+        name: name.parse().unwrap(),
+        hostname: format!("{name}.example.com").parse().unwrap(),
+        mail_hostname: None,
+        agent_url: format!("http://{name}.example.com:50000").parse().unwrap(),
+        roles: roles.parse().unwrap(),
+        max_accounts: None,
+        panel_url: None,
+        phpmyadmin_path: None,
+        roundcube_path: None,
+        active: true,
+    }
+}
+
+pub fn token(s: &str) -> AgentToken {
+    AgentToken::parse(&format!("token-{s:0>16}")).unwrap()
+}
+
+pub fn account(user: &str, domains: &[&str], server: Option<ServerId>) -> NewAccount {
+    NewAccount {
+        spec: AccountSpec {
+            username: UserName::parse(user).unwrap(),
+            domains: Domains::parse("domains", domains).unwrap(),
+            php_version: Some("8.2".parse().unwrap()),
+        },
+        server,
+    }
+}
+
+fn online() -> Health {
+    Health {
+        agent_version: Some(semver::Version::new(0, 1, 0)),
+        reachable: true,
+        last_seen: Some(NOW),
+        last_error: None,
+    }
+}
+
+/// Adds a server that is reachable, so placement may pick it.
+pub async fn online_server(store: &dyn Store, name: &str, roles: &str) -> ServerId {
+    let s = store
+        .insert_server(spec(name, roles), token(name))
+        .await
+        .unwrap();
+    store.record_health(s.id, online()).await.unwrap();
+    s.id
+}
+
+fn assert_duplicate(result: Result<impl std::fmt::Debug, StoreError>, want_field: &str) {
+    match result {
+        Err(StoreError::Duplicate { field, .. }) => assert_eq!(field, want_field),
+        other => panic!("expected a duplicate {want_field}, got {other:?}"),
+    }
+}
+
+pub async fn servers_round_trip(store: Arc<dyn Store>) {
+    assert!(store.servers().await.unwrap().is_empty());
+    let a = store
+        .insert_server(spec("web1", "web,db"), token("a"))
+        .await
+        .unwrap();
+    let b = store
+        .insert_server(spec("mail1", "mail,dns"), token("b"))
+        .await
+        .unwrap();
+    assert!(a.id < b.id);
+    assert_eq!(a.accounts, 0);
+    assert_eq!(a.health, Health::default());
+    assert!(
+        !a.health.reachable,
+        "unreachable until the first health check"
+    );
+    let got = store.server(a.id).await.unwrap();
+    assert_eq!(got, a);
+    assert_eq!(got.token, token("a"));
+    let all = store.servers().await.unwrap();
+    assert_eq!(
+        all.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![a.id, b.id]
+    );
+    store.delete_server(a.id).await.unwrap();
+    assert_eq!(store.servers().await.unwrap(), vec![b.clone()]);
+    let c = store
+        .insert_server(spec("web2", "web"), token("c"))
+        .await
+        .unwrap();
+    assert!(c.id > b.id, "ids are never reused");
+}
+
+pub async fn server_names_and_hostnames_are_unique(store: Arc<dyn Store>) {
+    let a = store
+        .insert_server(spec("web1", "web"), token("a"))
+        .await
+        .unwrap();
+    let b = store
+        .insert_server(spec("web2", "web"), token("b"))
+        .await
+        .unwrap();
+
+    let mut same_name = spec("other", "web");
+    same_name.name = "WEB1".parse().unwrap();
+    assert_duplicate(store.insert_server(same_name, token("c")).await, "name");
+    let mut same_host = spec("other", "web");
+    same_host.hostname = "web1.example.com".parse().unwrap();
+    assert_duplicate(store.insert_server(same_host, token("c")).await, "hostname");
+
+    // Renaming onto another server's name or hostname is refused; keeping one's own is fine.
+    let mut rename = spec("web2", "web");
+    rename.name = "web1".parse().unwrap();
+    assert_duplicate(store.update_server(b.id, rename, None).await, "name");
+    let mut rehost = spec("web2", "web");
+    rehost.hostname = "web1.example.com".parse().unwrap();
+    assert_duplicate(store.update_server(b.id, rehost, None).await, "hostname");
+    store
+        .update_server(a.id, spec("web1", "web,db"), None)
+        .await
+        .unwrap();
+
+    // After a rename the old name and hostname are free.
+    store
+        .update_server(a.id, spec("web9", "web"), None)
+        .await
+        .unwrap();
+    store
+        .insert_server(spec("web1", "web"), token("d"))
+        .await
+        .unwrap();
+    assert_eq!(store.servers().await.unwrap().len(), 3);
+}
+
+pub async fn update_keeps_token_and_health(store: Arc<dyn Store>) {
+    let id = online_server(&*store, "web1", "web").await;
+    let mut changed = spec("web1", "web,db");
+    changed.max_accounts = NonZeroU32::new(10);
+    let s = store
+        .update_server(id, changed.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(s.spec, changed);
+    assert_eq!(s.token, token("web1"));
+    assert_eq!(s.health, online());
+    let s = store
+        .update_server(id, changed, Some(token("new")))
+        .await
+        .unwrap();
+    assert_eq!(s.token, token("new"));
+    assert_eq!(store.server(id).await.unwrap().token, token("new"));
+
+    let offline = Health {
+        reachable: false,
+        last_error: Some("connection refused".into()),
+        ..online()
+    };
+    store.record_health(id, offline.clone()).await.unwrap();
+    assert_eq!(store.server(id).await.unwrap().health, offline);
+}
+
+pub async fn missing_objects_are_not_found(store: Arc<dyn Store>) {
+    let server = |r: Result<_, StoreError>| match r {
+        Err(StoreError::NotFound {
+            kind: Kind::Server,
+            id: 42,
+        }) => {}
+        other => panic!("expected server 42 not found, got {other:?}"),
+    };
+    server(store.server(ServerId(42)).await.map(drop));
+    server(
+        store
+            .update_server(ServerId(42), spec("x", "web"), None)
+            .await
+            .map(drop),
+    );
+    server(store.record_health(ServerId(42), online()).await.map(drop));
+    server(store.delete_server(ServerId(42)).await);
+    server(store.accounts_on(ServerId(42)).await.map(drop));
+    server(
+        store
+            .create_account(account("shop", &["shop.example"], Some(ServerId(42))), NOW)
+            .await
+            .map(drop),
+    );
+    let acct = |r: Result<_, StoreError>| match r {
+        Err(StoreError::NotFound {
+            kind: Kind::Account,
+            id: 7,
+        }) => {}
+        other => panic!("expected account 7 not found, got {other:?}"),
+    };
+    acct(store.account(AccountId(7)).await.map(drop));
+    acct(
+        store
+            .set_account_status(AccountId(7), AccountStatus::Active)
+            .await
+            .map(drop),
+    );
+    acct(store.delete_account(AccountId(7)).await.map(drop));
+}
+
+pub async fn accounts_round_trip_and_counts(store: Arc<dyn Store>) {
+    let web = online_server(&*store, "web1", "web,db").await;
+    let a = store
+        .create_account(
+            account("shop", &["shop.example", "www.shop.example"], None),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.server_id, web);
+    assert_eq!(a.status, AccountStatus::Provisioning);
+    assert_eq!(a.created_at, NOW);
+    assert_eq!(store.account(a.id).await.unwrap(), a);
+    assert_eq!(store.server(web).await.unwrap().accounts, 1);
+
+    let b = store
+        .create_account(account("blog", &["blog.example"], Some(web)), NOW)
+        .await
+        .unwrap();
+    assert_eq!(store.accounts().await.unwrap(), vec![a.clone(), b.clone()]);
+    assert_eq!(
+        store.accounts_on(web).await.unwrap(),
+        vec![a.clone(), b.clone()]
+    );
+    assert_eq!(store.servers().await.unwrap()[0].accounts, 2);
+
+    let active = store
+        .set_account_status(a.id, AccountStatus::Active)
+        .await
+        .unwrap();
+    assert_eq!(active.status, AccountStatus::Active);
+    assert_eq!(
+        store.account(a.id).await.unwrap().status,
+        AccountStatus::Active
+    );
+
+    let deleted = store.delete_account(a.id).await.unwrap();
+    assert_eq!(deleted.id, a.id);
+    assert_eq!(store.server(web).await.unwrap().accounts, 1);
+    assert_eq!(store.accounts().await.unwrap(), vec![b]);
+    // Its user name and domains are free again.
+    store
+        .create_account(account("shop", &["www.shop.example"], None), NOW)
+        .await
+        .unwrap();
+}
+
+pub async fn account_names_and_domains_are_unique(store: Arc<dyn Store>) {
+    online_server(&*store, "web1", "web").await;
+    let first = store
+        .create_account(
+            account("shop", &["shop.example", "www.shop.example"], None),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_duplicate(
+        store
+            .create_account(account("shop", &["other.example"], None), NOW)
+            .await,
+        "username",
+    );
+    assert_duplicate(
+        store
+            .create_account(
+                account("other", &["new.example", "www.shop.example"], None),
+                NOW,
+            )
+            .await,
+        "domains[1]",
+    );
+    // The refused creations left nothing behind: no account, no claimed name, no id used.
+    assert_eq!(store.accounts().await.unwrap().len(), 1);
+    let next = store
+        .create_account(account("other", &["new.example"], None), NOW)
+        .await
+        .unwrap();
+    assert_eq!(next.id.0, first.id.0 + 1);
+    assert_eq!(store.server(first.server_id).await.unwrap().accounts, 2);
+}
+
+pub async fn placement_happens_in_the_store(store: Arc<dyn Store>) {
+    let none = store
+        .create_account(account("a1", &["a1.example"], None), NOW)
+        .await;
+    assert!(
+        matches!(none, Err(StoreError::Placement(PlacementError::NoServers))),
+        "{none:?}"
+    );
+
+    let mail = online_server(&*store, "mail1", "mail,dns").await;
+    let web1 = online_server(&*store, "web1", "web,db").await;
+    let web2 = online_server(&*store, "web2", "web").await;
+    // A server never checked is not reachable; an inactive one takes no accounts.
+    store
+        .insert_server(spec("fresh", "web"), token("f"))
+        .await
+        .unwrap();
+    let mut inactive = spec("web2", "web");
+    inactive.active = false;
+
+    // Least loaded first, ties to the lowest id.
+    let placed = |n: &str| account(n, &[&format!("{n}.example")], None);
+    let a = store.create_account(placed("a1"), NOW).await.unwrap();
+    let b = store.create_account(placed("a2"), NOW).await.unwrap();
+    let c = store.create_account(placed("a3"), NOW).await.unwrap();
+    assert_eq!((a.server_id, b.server_id, c.server_id), (web1, web2, web1));
+
+    store.update_server(web2, inactive, None).await.unwrap();
+    let d = store.create_account(placed("a4"), NOW).await.unwrap();
+    assert_eq!(d.server_id, web1);
+    let named = store
+        .create_account(account("a5", &["a5.example"], Some(web2)), NOW)
+        .await;
+    match named {
+        Err(StoreError::Placement(PlacementError::Unfit {
+            server,
+            reason: Unfit::Inactive,
+        })) => {
+            assert_eq!(server, web2)
+        }
+        other => panic!("expected inactive, got {other:?}"),
+    }
+    let named = store
+        .create_account(account("a5", &["a5.example"], Some(mail)), NOW)
+        .await;
+    assert!(
+        matches!(
+            named,
+            Err(StoreError::Placement(PlacementError::Unfit { reason: Unfit::MissingRoles(r), .. }))
+                if r == RoleSet::EMPTY.with(Role::Web)
+        ),
+        "{named:?}"
+    );
+
+    // Full: web1 holds 3; a limit of 3 leaves no room anywhere.
+    let mut full = spec("web1", "web,db");
+    full.max_accounts = NonZeroU32::new(3);
+    store.update_server(web1, full, None).await.unwrap();
+    match store.create_account(placed("a6"), NOW).await {
+        Err(StoreError::Placement(PlacementError::NoneFits { rejected, .. })) => {
+            assert_eq!(
+                (
+                    rejected.full,
+                    rejected.inactive,
+                    rejected.missing_roles,
+                    rejected.unreachable
+                ),
+                (1, 1, 1, 1)
+            );
+        }
+        other => panic!("expected no server, got {other:?}"),
+    }
+    assert_eq!(store.accounts().await.unwrap().len(), 4);
+}
+
+pub async fn servers_with_accounts_are_kept(store: Arc<dyn Store>) {
+    let web = online_server(&*store, "web1", "web,db").await;
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let n = format!("user{i:02}");
+        let a = store.create_account(account(&n, &[&format!("{n}.example")], None), NOW);
+        ids.push(a.await.unwrap().id);
+    }
+    match store.delete_server(web).await {
+        Err(e @ StoreError::ServerHasAccounts { .. }) => {
+            let StoreError::ServerHasAccounts {
+                count,
+                ref usernames,
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!(count, 25);
+            assert_eq!(usernames.len(), super::LISTED_ACCOUNTS);
+            assert_eq!(usernames[0].as_str(), "user00");
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with("the server hosts 25 account(s) (user00, user01"),
+                "{msg}"
+            );
+            assert!(msg.ends_with(", …): migrate or delete them first"), "{msg}");
+        }
+        other => panic!("expected server_has_accounts, got {other:?}"),
+    }
+    // Dropping the role its accounts need is refused too; other role changes are fine.
+    match store.update_server(web, spec("web1", "db"), None).await {
+        Err(StoreError::RolesInUse {
+            missing,
+            accounts: 25,
+        }) => {
+            assert_eq!(missing, RoleSet::EMPTY.with(Role::Web))
+        }
+        other => panic!("expected roles_in_use, got {other:?}"),
+    }
+    store
+        .update_server(web, spec("web1", "web"), None)
+        .await
+        .unwrap();
+
+    for id in ids {
+        store.delete_account(id).await.unwrap();
+    }
+    assert_eq!(store.server(web).await.unwrap().accounts, 0);
+    store.delete_server(web).await.unwrap();
+    // Name and hostname can be used again.
+    store
+        .insert_server(spec("web1", "web"), token("x"))
+        .await
+        .unwrap();
+}
+
+pub async fn settings_round_trip(store: Arc<dyn Store>) {
+    assert_eq!(store.setting("acme_account").await.unwrap(), None);
+    let v = serde_json::json!({"kid": "https://ca.example/acct/1", "key": "…"});
+    store.put_setting("acme_account", v.clone()).await.unwrap();
+    assert_eq!(store.setting("acme_account").await.unwrap(), Some(v));
+    store
+        .put_setting("acme_account", serde_json::json!(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.setting("acme_account").await.unwrap(),
+        Some(serde_json::json!(2))
+    );
+    assert_eq!(store.setting("other").await.unwrap(), None);
+}
+
+pub async fn concurrent_creates_respect_limits(store: Arc<dyn Store>) {
+    let web = online_server(&*store, "web1", "web").await;
+    let mut limited = spec("web1", "web");
+    limited.max_accounts = NonZeroU32::new(5);
+    store.update_server(web, limited, None).await.unwrap();
+
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let n = format!("c{i}");
+                store
+                    .create_account(account(&n, &[&format!("{n}.example")], None), NOW)
+                    .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::Placement(_)) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(ok, 5, "exactly the limit, never more");
+    assert_eq!(store.server(web).await.unwrap().accounts, 5);
+
+    // Ten racing claims of one domain: one wins.
+    let mut room = spec("web1", "web");
+    room.max_accounts = None;
+    store.update_server(web, room, None).await.unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .create_account(account(&format!("d{i}"), &["contested.example"], None), NOW)
+                    .await
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => winners += 1,
+            Err(StoreError::Duplicate { field, .. }) => assert_eq!(field, "domains[0]"),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(winners, 1);
+}

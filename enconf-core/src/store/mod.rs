@@ -1,0 +1,222 @@
+//! Storage: the [`Store`] trait the controller keeps its state behind, and its backends.
+//!
+//! The store's rules (ids, uniqueness of names, domains and user names, account counts,
+//! placement of a new account) are written once, in [`KvStore`], over a small transactional
+//! key-value seam that each backend implements: [`redb`](RedbBackend) (the embedded default: one
+//! file, ACID) and [`memory`](MemoryBackend) (for tests and throw-away controllers). Every
+//! read-check-write happens inside one backend transaction, so two concurrent requests cannot
+//! both take the last place on a server or the same domain.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use enconf_core::store::{Engine, Store};
+//! let store = Engine::Memory.open().unwrap();
+//! assert!(store.servers().await.unwrap().is_empty());
+//! # });
+//! ```
+
+mod kv;
+mod logic;
+mod memory;
+#[cfg(feature = "redb")]
+mod redb;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::domain::{
+    Account, AccountId, AccountStatus, AgentToken, Health, NewAccount, RoleSet, Server, ServerId,
+    ServerSpec, UserName,
+};
+use crate::placement::PlacementError;
+
+pub use kv::Backend;
+pub use logic::KvStore;
+pub use memory::MemoryBackend;
+#[cfg(feature = "redb")]
+pub use redb::RedbBackend;
+
+/// The in-memory store.
+pub type MemoryStore = KvStore<MemoryBackend>;
+/// The embedded single-file store.
+#[cfg(feature = "redb")]
+pub type RedbStore = KvStore<RedbBackend>;
+
+/// The version of the data layout this build writes. A file with a newer one is refused.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// What the controller keeps: servers, accounts, counters and settings.
+///
+/// Methods that change state are atomic: they either happen whole or not at all. Methods that
+/// read a [`Server`] fill in its account count from the same transaction.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Adds a server. Its name (ignoring case) and hostname must be unused.
+    async fn insert_server(
+        &self,
+        spec: ServerSpec,
+        token: AgentToken,
+    ) -> Result<Server, StoreError>;
+    async fn server(&self, id: ServerId) -> Result<Server, StoreError>;
+    /// Every server, by id.
+    async fn servers(&self) -> Result<Vec<Server>, StoreError>;
+    /// Replaces a server's spec and, when `token` is given, its token. Refuses to drop a role
+    /// that accounts on the server need.
+    async fn update_server(
+        &self,
+        id: ServerId,
+        spec: ServerSpec,
+        token: Option<AgentToken>,
+    ) -> Result<Server, StoreError>;
+    /// Records what the health monitor saw.
+    async fn record_health(&self, id: ServerId, health: Health) -> Result<Server, StoreError>;
+    /// Deletes a server that hosts no accounts.
+    async fn delete_server(&self, id: ServerId) -> Result<(), StoreError>;
+
+    /// Places (or checks the named server for) and records a new account, status
+    /// `provisioning`, in one transaction. Its user name and domains must be unused.
+    async fn create_account(
+        &self,
+        new: NewAccount,
+        now: OffsetDateTime,
+    ) -> Result<Account, StoreError>;
+    async fn account(&self, id: AccountId) -> Result<Account, StoreError>;
+    /// Every account, by id.
+    async fn accounts(&self) -> Result<Vec<Account>, StoreError>;
+    /// The accounts on one server, by id.
+    async fn accounts_on(&self, server: ServerId) -> Result<Vec<Account>, StoreError>;
+    async fn set_account_status(
+        &self,
+        id: AccountId,
+        status: AccountStatus,
+    ) -> Result<Account, StoreError>;
+    /// Deletes an account and frees its user name and domains; returns what was deleted.
+    async fn delete_account(&self, id: AccountId) -> Result<Account, StoreError>;
+
+    /// A setting (ACME account, admin token location, newest agent version…), as JSON.
+    async fn setting(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError>;
+    async fn put_setting(&self, key: &str, value: serde_json::Value) -> Result<(), StoreError>;
+}
+
+/// What kind of object a [`StoreError::NotFound`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Server,
+    Account,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Server => "server",
+            Kind::Account => "account",
+        })
+    }
+}
+
+/// How many user names a [`StoreError::ServerHasAccounts`] lists at most.
+pub const LISTED_ACCOUNTS: usize = 20;
+
+/// Errors of a [`Store`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("{kind} {id} does not exist")]
+    NotFound { kind: Kind, id: u64 },
+    /// A unique value is taken. `field` is the API field (`hostname`, `domains[1]`).
+    #[error("{field} {value:?} is already in use")]
+    Duplicate { field: String, value: String },
+    #[error("the server hosts {count} account(s) ({}): migrate or delete them first", list_names(.usernames, *.count))]
+    ServerHasAccounts {
+        count: u64,
+        /// The first [`LISTED_ACCOUNTS`] of them.
+        usernames: Vec<UserName>,
+    },
+    #[error("the server hosts {accounts} account(s) that need the role(s) {missing}")]
+    RolesInUse { missing: RoleSet, accounts: u64 },
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+    #[error("the data file has schema version {found}; this build reads up to {supported}")]
+    UnsupportedSchema { found: u64, supported: u64 },
+    #[error("storage failure: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    pub(crate) fn backend(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError::Backend(e.into())
+    }
+}
+
+fn list_names(names: &[UserName], count: u64) -> String {
+    let mut out = names
+        .iter()
+        .map(UserName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if (names.len() as u64) < count {
+        out.push_str(", …");
+    }
+    out
+}
+
+/// Which backend to open, as configuration names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Engine {
+    /// The embedded store in one file (created when missing).
+    Redb(PathBuf),
+    /// State kept in memory only, lost at exit.
+    Memory,
+}
+
+impl Engine {
+    /// Opens the store. Blocking (redb opens and checks its file): call it at start-up or from
+    /// `spawn_blocking`.
+    pub fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
+        match self {
+            #[cfg(feature = "redb")]
+            Engine::Redb(path) => Ok(Arc::new(RedbStore::open(path)?)),
+            #[cfg(not(feature = "redb"))]
+            Engine::Redb(_) => Err(StoreError::backend(
+                "the redb backend is not compiled in (feature \"redb\")",
+            )),
+            Engine::Memory => Ok(Arc::new(MemoryStore::new_in_memory())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn run_all(mut new_store: impl FnMut() -> (Arc<dyn Store>, Option<tempfile::TempDir>)) {
+        for (name, check) in conformance::CHECKS {
+            let (store, _dir) = new_store();
+            tracing::info!(check = name, "conformance");
+            check(store).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_backend_conforms() {
+        run_all(|| (Arc::new(MemoryStore::new_in_memory()), None)).await;
+    }
+
+    #[cfg(feature = "redb")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redb_backend_conforms() {
+        run_all(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Engine::Redb(dir.path().join("enconf.redb")).open().unwrap();
+            (store, Some(dir))
+        })
+        .await;
+    }
+}

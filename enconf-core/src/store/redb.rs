@@ -1,0 +1,136 @@
+//! The redb backend: every table in one file, each write transaction committed durably
+//! (redb's default `Durability::Immediate`: fsync before `commit` returns).
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::StoreError;
+use super::kv::{Backend, Entries, ReadTxn, Table, WriteTxn};
+
+type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
+
+const fn def(table: Table) -> Def {
+    TableDefinition::new(table.name())
+}
+
+/// The embedded single-file backend.
+#[derive(Debug)]
+pub struct RedbBackend {
+    db: Database,
+}
+
+impl RedbBackend {
+    /// Opens the file, creating it (and every table) when missing.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(StoreError::backend)?;
+        // Tables must exist before a read transaction can open them.
+        let txn = Write(db.begin_write().map_err(StoreError::backend)?);
+        for table in Table::ALL {
+            txn.table(table)?;
+        }
+        txn.0.commit().map_err(StoreError::backend)?;
+        Ok(Self { db })
+    }
+}
+
+fn get_in(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(table
+        .get(key)
+        .map_err(StoreError::backend)?
+        .map(|v| v.value().to_vec()))
+}
+
+fn scan_in(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    prefix: &[u8],
+) -> Result<Entries, StoreError> {
+    let mut out = Vec::new();
+    for entry in table.range(prefix..).map_err(StoreError::backend)? {
+        let (k, v) = entry.map_err(StoreError::backend)?;
+        if !k.value().starts_with(prefix) {
+            break;
+        }
+        out.push((k.value().to_vec(), v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+struct Read(redb::ReadTransaction);
+
+impl ReadTxn for Read {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let t = self.0.open_table(def(table)).map_err(StoreError::backend)?;
+        get_in(&t, key)
+    }
+    fn scan(&self, table: Table, prefix: &[u8]) -> Result<Entries, StoreError> {
+        let t = self.0.open_table(def(table)).map_err(StoreError::backend)?;
+        scan_in(&t, prefix)
+    }
+}
+
+struct Write(redb::WriteTransaction);
+
+impl Write {
+    fn table(
+        &self,
+        table: Table,
+    ) -> Result<redb::Table<'_, &'static [u8], &'static [u8]>, StoreError> {
+        self.0.open_table(def(table)).map_err(StoreError::backend)
+    }
+}
+
+impl ReadTxn for Write {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        get_in(&self.table(table)?, key)
+    }
+    fn scan(&self, table: Table, prefix: &[u8]) -> Result<Entries, StoreError> {
+        scan_in(&self.table(table)?, prefix)
+    }
+}
+
+impl WriteTxn for Write {
+    fn put(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.table(table)?
+            .insert(key, value)
+            .map_err(StoreError::backend)?;
+        Ok(())
+    }
+    fn delete(&mut self, table: Table, key: &[u8]) -> Result<(), StoreError> {
+        self.table(table)?
+            .remove(key)
+            .map_err(StoreError::backend)?;
+        Ok(())
+    }
+}
+
+impl Backend for RedbBackend {
+    fn read<R>(
+        &self,
+        f: impl FnOnce(&dyn ReadTxn) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let txn = self.db.begin_read().map_err(StoreError::backend)?;
+        f(&Read(txn))
+    }
+
+    fn write<R>(
+        &self,
+        f: impl FnOnce(&mut dyn WriteTxn) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::backend)?;
+        let mut write = Write(txn);
+        match f(&mut write) {
+            Ok(value) => {
+                write.0.commit().map_err(StoreError::backend)?;
+                Ok(value)
+            }
+            Err(e) => {
+                write.0.abort().map_err(StoreError::backend)?;
+                Err(e)
+            }
+        }
+    }
+}
