@@ -131,6 +131,14 @@ pub async fn servers_round_trip(store: Arc<dyn Store>) {
     let got = store.server(a.id).await.unwrap();
     assert_eq!(got, a);
     assert_eq!(got.token, token("a"));
+    let secret = token("a").expose_secret().to_owned();
+    assert!(
+        !format!("{got:?}").contains(&secret),
+        "Debug of a server shows its token"
+    );
+    let view = crate::protocol::ServerView::new(&got, &crate::version::release());
+    let json = serde_json::to_string(&view).unwrap();
+    assert!(!json.contains(&secret) && !json.contains("token"), "{json}");
     let all = store.servers().await.unwrap();
     assert_eq!(
         all.iter().map(|s| s.id).collect::<Vec<_>>(),
