@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::rule::{Rule, ValidationError};
-use super::{DomainName, PhpVersion, Role, RoleSet, ServerId, UserName};
+use super::{DomainName, PhpSettings, PhpVersion, Role, RoleSet, ServerId, UserName};
 
 /// An account's id, given by the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -111,6 +111,9 @@ pub struct AccountSpec {
     pub domains: Domains,
     /// `None`: the server's default PHP.
     pub php_version: Option<PhpVersion>,
+    /// PHP limits of the account's pool.
+    #[serde(default)]
+    pub php: PhpSettings,
 }
 
 impl AccountSpec {

@@ -13,7 +13,7 @@ mod user;
 
 pub use account::{Account, AccountId, AccountSpec, AccountStatus, Domains, NewAccount};
 pub use name::DomainName;
-pub use php::PhpVersion;
+pub use php::{PhpSettings, PhpSettingsRaw, PhpVersion};
 pub use role::{Role, RoleSet};
 pub use rule::{Rule, ValidationError};
 pub use server::{Health, Server, ServerId, ServerName, ServerSpec};

@@ -80,6 +80,7 @@ pub fn account(user: &str, domains: &[&str], server: Option<ServerId>) -> NewAcc
             username: UserName::parse(user).unwrap(),
             domains: Domains::parse("domains", domains).unwrap(),
             php_version: Some("8.2".parse().unwrap()),
+            php: Default::default(),
         },
         server,
     }

@@ -11,11 +11,13 @@ use time::OffsetDateTime;
 
 use crate::domain::{
     Account, AccountSpec, AccountStatus, AgentToken, AgentUrl, DomainName, Domains, HttpUrl,
-    NewAccount, PhpVersion, RoleSet, Rule, Server, ServerId, ServerName, ServerSpec, UrlPath,
-    UserName, ValidationError,
+    NewAccount, PhpSettings, PhpVersion, RoleSet, Rule, Server, ServerId, ServerName, ServerSpec,
+    UrlPath, UserName, ValidationError,
 };
 use crate::placement::{PlacementError, Unfit};
 use crate::store::StoreError;
+
+pub mod agent;
 
 /// Error codes of both APIs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -31,6 +33,8 @@ pub enum ErrorCode {
     NoServerAvailable,
     PayloadTooLarge,
     Invalid,
+    /// nginx or PHP-FPM rejected the rendered configuration; nothing was changed.
+    ConfigRejected,
     AgentError,
     AgentOffline,
     Internal,
@@ -48,7 +52,7 @@ impl ErrorCode {
             | ErrorCode::RolesInUse
             | ErrorCode::NoServerAvailable => 409,
             ErrorCode::PayloadTooLarge => 413,
-            ErrorCode::Invalid => 422,
+            ErrorCode::Invalid | ErrorCode::ConfigRejected => 422,
             ErrorCode::AgentError => 502,
             ErrorCode::AgentOffline => 503,
             ErrorCode::Internal => 500,
@@ -306,6 +310,7 @@ impl AccountInput {
                 username,
                 domains,
                 php_version,
+                php: PhpSettings::default(),
             },
             server: self.server_id.map(ServerId),
         })

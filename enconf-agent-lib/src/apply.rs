@@ -1,0 +1,422 @@
+//! Applying: turn account specs into files, validate them in isolation, reload, and roll back
+//! when anything fails. Journaled, so an agent killed half-way repairs itself on restart.
+//!
+//! One apply is a [`Plan`]: files to write or remove, the vhosts and pools to validate, the
+//! services to reload. [`Applier::execute`] runs it:
+//!
+//! 1. write the journal (every touched path and its previous content), fsynced;
+//! 2. write or remove the files, each atomically;
+//! 3. validate only what changed: one `nginx -t` over a test config that includes the
+//!    http-level file and the changed vhosts, one `php-fpm -t` per PHP version over the changed
+//!    pools. The cost grows with the size of the change, not with the number of sites;
+//! 4. reload nginx (SIGHUP) and each touched PHP-FPM (SIGUSR2) once;
+//! 5. remove the journal.
+//!
+//! A failure in 3 or 4 restores every file from the journal and answers with the validator's
+//! message; a crash anywhere is undone by [`Applier::recover`] at the next start.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use enconf_core::domain::{AccountSpec, PhpVersion, UserName};
+use enconf_core::protocol::agent::AgentAccount;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Layout;
+use crate::render::{self, AccountPaths, HTTP_CONF_FILE};
+use crate::system::{System, SystemError};
+
+/// Why an apply did not happen. In every case the files are as they were before it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{validator} rejected the configuration: {message}")]
+    Rejected { validator: String, message: String },
+    #[error(transparent)]
+    System(#[from] SystemError),
+    #[error("agent state is damaged: {0}")]
+    State(String),
+}
+
+/// What the agent records of an installed account, in `<state_dir>/accounts/<user>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Installed {
+    spec: AccountSpec,
+    /// The version the pool runs (the spec's, or the default when it was installed).
+    php_version: PhpVersion,
+}
+
+/// The journal of an apply under way.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Journal {
+    /// Each touched path and its content before the apply (`None`: it did not exist).
+    previous: Vec<(PathBuf, Option<String>)>,
+    reload_nginx: bool,
+    reload_php: BTreeSet<PhpVersion>,
+}
+
+/// One apply.
+#[derive(Debug, Default)]
+struct Plan {
+    /// New contents (`None`: remove), with the file mode.
+    files: BTreeMap<PathBuf, Option<(Vec<u8>, u32)>>,
+    /// Directories to create first: (path, owner, group, mode).
+    dirs: Vec<(PathBuf, String, String, u32)>,
+    check_vhosts: Vec<PathBuf>,
+    check_pools: BTreeMap<PhpVersion, Vec<String>>,
+    reload_nginx: bool,
+    reload_php: BTreeSet<PhpVersion>,
+}
+
+/// The engine behind the agent's operations.
+#[derive(Debug)]
+pub struct Applier<S> {
+    layout: Layout,
+    system: S,
+}
+
+impl<S: System> Applier<S> {
+    pub fn new(layout: Layout, system: S) -> Self {
+        Self { layout, system }
+    }
+
+    pub fn system(&self) -> &S {
+        &self.system
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        self.layout.state_dir.join("journal.json")
+    }
+
+    fn accounts_dir(&self) -> PathBuf {
+        self.layout.state_dir.join("accounts")
+    }
+
+    fn record_path(&self, user: &UserName) -> PathBuf {
+        self.accounts_dir().join(format!("{user}.json"))
+    }
+
+    fn check_dir(&self) -> PathBuf {
+        self.layout.state_dir.join("check")
+    }
+
+    /// Start-up: undo an apply a crash interrupted, then make sure the http-level file is
+    /// current.
+    pub fn start(&self) -> Result<(), ApplyError> {
+        self.recover()?;
+        let path = self.layout.nginx_sites_dir.join(HTTP_CONF_FILE);
+        let wanted = render::http_conf(&self.layout).into_bytes();
+        if self.system.read(&path)?.as_deref() != Some(&wanted[..]) {
+            let mut plan = Plan::default();
+            plan.files.insert(path, Some((wanted, 0o644)));
+            // Validated with no vhost: the file must parse on its own.
+            plan.reload_nginx = true;
+            self.execute(plan)?;
+        }
+        Ok(())
+    }
+
+    /// Restores the files of an interrupted apply, if the journal says there was one.
+    pub fn recover(&self) -> Result<bool, ApplyError> {
+        let Some(bytes) = self.system.read(&self.journal_path())? else {
+            return Ok(false);
+        };
+        let journal: Journal = serde_json::from_slice(&bytes)
+            .map_err(|e| ApplyError::State(format!("unreadable journal: {e}")))?;
+        tracing::warn!(
+            files = journal.previous.len(),
+            "undoing an interrupted apply"
+        );
+        self.restore(&journal.previous)?;
+        self.reload(journal.reload_nginx, &journal.reload_php)?;
+        self.system.remove(&self.journal_path())?;
+        Ok(true)
+    }
+
+    fn restore(&self, previous: &[(PathBuf, Option<String>)]) -> Result<(), SystemError> {
+        for (path, content) in previous {
+            match content {
+                Some(c) => self.system.write_atomic(path, c.as_bytes(), 0o644)?,
+                None => {
+                    self.system.remove(path)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn load_installed(&self, user: &UserName) -> Result<Option<(Vec<u8>, Installed)>, ApplyError> {
+        let Some(bytes) = self.system.read(&self.record_path(user))? else {
+            return Ok(None);
+        };
+        let installed = serde_json::from_slice(&bytes)
+            .map_err(|e| ApplyError::State(format!("record of {user}: {e}")))?;
+        Ok(Some((bytes, installed)))
+    }
+
+    /// Creates or updates accounts, all in one apply. Returns, per spec, whether anything
+    /// changed.
+    pub fn put(&self, specs: &[AccountSpec]) -> Result<Vec<bool>, ApplyError> {
+        let mut plan = Plan::default();
+        let mut changed = Vec::with_capacity(specs.len());
+        let mut new_users = Vec::new();
+        for spec in specs {
+            let php = render::php_version(&self.layout, spec);
+            let paths = AccountPaths::new(&self.layout, &spec.username, php);
+            let record = serde_json::to_vec_pretty(&Installed {
+                spec: spec.clone(),
+                php_version: php,
+            })
+            .map_err(|e| ApplyError::State(e.to_string()))?;
+            let vhost = render::vhost(&self.layout, spec).into_bytes();
+            let pool = render::fpm_pool(&self.layout, spec).into_bytes();
+            let old = self.load_installed(&spec.username)?;
+            let user_exists = self.system.user_exists(&spec.username)?;
+            let same = user_exists
+                && old.as_ref().is_some_and(|(bytes, _)| *bytes == record)
+                && self.system.read(&paths.vhost)?.as_deref() == Some(&vhost[..])
+                && self.system.read(&paths.pool)?.as_deref() == Some(&pool[..]);
+            changed.push(!same);
+            if same {
+                continue;
+            }
+            if let Some((_, old)) = &old
+                && old.php_version != php
+            {
+                let old_paths = AccountPaths::new(&self.layout, &spec.username, old.php_version);
+                plan.files.insert(old_paths.pool, None);
+                plan.reload_php.insert(old.php_version);
+            }
+            if !user_exists {
+                new_users.push((spec.username.clone(), paths.home.clone()));
+            }
+            plan.dirs.extend(paths.directories(&spec.username));
+            plan.check_vhosts.push(paths.vhost.clone());
+            plan.check_pools
+                .entry(php)
+                .or_default()
+                .push(String::from_utf8_lossy(&pool).into_owned());
+            plan.files.insert(paths.vhost, Some((vhost, 0o644)));
+            plan.files.insert(paths.pool, Some((pool, 0o644)));
+            plan.files
+                .insert(self.record_path(&spec.username), Some((record, 0o600)));
+            plan.reload_nginx = true;
+            plan.reload_php.insert(php);
+        }
+        if !plan.files.is_empty() {
+            // Users and directories first: PHP-FPM refuses a pool whose user does not exist.
+            // They are not rolled back: an unused user with empty directories serves nothing.
+            for (user, home) in &new_users {
+                self.system.add_user(user, home)?;
+            }
+            for (path, owner, group, mode) in std::mem::take(&mut plan.dirs) {
+                self.system.ensure_dir(&path, &owner, &group, mode)?;
+            }
+            self.execute(plan)?;
+        }
+        Ok(changed)
+    }
+
+    /// Deletes an account: its vhost and pool go, the services reload, then its user (and home)
+    /// goes, and last its record. `false` when the agent does not have it.
+    pub fn delete(&self, user: &UserName) -> Result<bool, ApplyError> {
+        let Some((_, installed)) = self.load_installed(user)? else {
+            return Ok(false);
+        };
+        let paths = AccountPaths::new(&self.layout, user, installed.php_version);
+        let mut plan = Plan::default();
+        plan.files.insert(paths.vhost, None);
+        plan.files.insert(paths.pool, None);
+        plan.reload_nginx = true;
+        plan.reload_php.insert(installed.php_version);
+        self.execute(plan)?;
+        if self.system.user_exists(user)? {
+            self.system.remove_user(user)?;
+        }
+        self.system.remove(&self.record_path(user))?;
+        Ok(true)
+    }
+
+    /// The accounts the agent has.
+    pub fn list(&self) -> Result<Vec<AgentAccount>, ApplyError> {
+        let mut out = Vec::new();
+        for name in self.system.list(&self.accounts_dir())? {
+            let Some(user) = name.strip_suffix(".json") else {
+                continue;
+            };
+            let Ok(user) = UserName::parse(user) else {
+                tracing::warn!(file = name, "ignoring a record with an invalid user name");
+                continue;
+            };
+            if let Some((_, i)) = self.load_installed(&user)? {
+                out.push(AgentAccount {
+                    username: i.spec.username.to_string(),
+                    domains: i.spec.domains.iter().map(ToString::to_string).collect(),
+                    php_version: i.php_version.to_string(),
+                    php: i.spec.php,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn execute(&self, plan: Plan) -> Result<(), ApplyError> {
+        let mut journal = Journal {
+            previous: Vec::with_capacity(plan.files.len()),
+            reload_nginx: plan.reload_nginx,
+            reload_php: plan.reload_php.clone(),
+        };
+        for path in plan.files.keys() {
+            let previous = self
+                .system
+                .read(path)?
+                .map(|b| {
+                    String::from_utf8(b)
+                        .map_err(|_| ApplyError::State(format!("{} is not text", path.display())))
+                })
+                .transpose()?;
+            journal.previous.push((path.clone(), previous));
+        }
+        let journal_bytes =
+            serde_json::to_vec(&journal).map_err(|e| ApplyError::State(e.to_string()))?;
+        self.system
+            .write_atomic(&self.journal_path(), &journal_bytes, 0o600)?;
+
+        let outcome = self.write_check_reload(&plan);
+        if let Err(e) = &outcome {
+            tracing::warn!(error = %e, "apply failed; restoring the previous files");
+            self.restore(&journal.previous)?;
+            // The services may have read nothing new, or the half-applied files: reload so they
+            // serve what is on disk again. A failure here is logged; the journal is removed
+            // because the files are back.
+            if let Err(reload) = self.reload(plan.reload_nginx, &plan.reload_php) {
+                tracing::warn!(error = %reload, "reload after rollback failed");
+            }
+        }
+        self.system.remove(&self.journal_path())?;
+        outcome
+    }
+
+    fn write_check_reload(&self, plan: &Plan) -> Result<(), ApplyError> {
+        for (path, content) in &plan.files {
+            match content {
+                Some((bytes, mode)) => self.system.write_atomic(path, bytes, *mode)?,
+                None => {
+                    self.system.remove(path)?;
+                }
+            }
+        }
+        if plan.reload_nginx {
+            self.check_nginx(&plan.check_vhosts)?;
+        }
+        for (version, pools) in &plan.check_pools {
+            self.check_fpm(*version, pools)?;
+        }
+        self.reload(plan.reload_nginx, &plan.reload_php)?;
+        Ok(())
+    }
+
+    /// `nginx -t` over the http-level file and `vhosts` only.
+    fn check_nginx(&self, vhosts: &[PathBuf]) -> Result<(), ApplyError> {
+        let dir = self.check_dir();
+        let mut conf = format!(
+            "pid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log;\nevents {{}}\nhttp {{\n    include {http};\n",
+            dir = dir.display(),
+            http = self.layout.nginx_sites_dir.join(HTTP_CONF_FILE).display(),
+        );
+        for v in vhosts {
+            conf.push_str("    include ");
+            conf.push_str(&v.display().to_string());
+            conf.push_str(";\n");
+        }
+        conf.push_str("}\n");
+        let conf_path = dir.join("nginx.conf");
+        self.system
+            .write_atomic(&conf_path, conf.as_bytes(), 0o600)?;
+        let conf_arg = conf_path.display().to_string();
+        let err_arg = dir.join("nginx-error.log").display().to_string();
+        self.system
+            .run(
+                &self.layout.nginx_bin,
+                &["-t", "-q", "-e", &err_arg, "-c", &conf_arg],
+            )
+            .map(drop)
+            .map_err(|e| rejected("nginx", e))
+    }
+
+    /// `php-fpm -t` over `pools` only.
+    fn check_fpm(&self, version: PhpVersion, pools: &[String]) -> Result<(), ApplyError> {
+        let dir = self.check_dir();
+        let mut conf = format!(
+            "[global]\npid = {dir}/php{version}-fpm.pid\nerror_log = {dir}/php{version}-fpm.log\n",
+            dir = dir.display()
+        );
+        for p in pools {
+            conf.push_str(p);
+        }
+        let conf_path = dir.join(format!("php{version}-fpm.conf"));
+        self.system
+            .write_atomic(&conf_path, conf.as_bytes(), 0o600)?;
+        let conf_arg = conf_path.display().to_string();
+        self.system
+            .run(&self.layout.php_fpm_bin(version), &["-t", "-y", &conf_arg])
+            .map(drop)
+            .map_err(|e| rejected("php-fpm", e))
+    }
+
+    fn reload(&self, nginx: bool, php: &BTreeSet<PhpVersion>) -> Result<(), ApplyError> {
+        if nginx {
+            self.signal(&self.layout.nginx_pid_file.clone(), "-HUP")?;
+        }
+        for v in php {
+            self.signal(&self.layout.php_fpm_pid_file(*v), "-USR2")?;
+        }
+        Ok(())
+    }
+
+    /// Sends a signal to the daemon whose pid file is given.
+    fn signal(&self, pid_file: &Path, signal: &str) -> Result<(), ApplyError> {
+        let pid = self.system.read(pid_file)?.ok_or_else(|| {
+            ApplyError::State(format!(
+                "{} does not exist: is the service running?",
+                pid_file.display()
+            ))
+        })?;
+        let pid = String::from_utf8_lossy(&pid).trim().to_owned();
+        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApplyError::State(format!(
+                "{} holds no pid",
+                pid_file.display()
+            )));
+        }
+        self.system.run(Path::new("kill"), &[signal, &pid])?;
+        Ok(())
+    }
+}
+
+fn rejected(validator: &str, e: SystemError) -> ApplyError {
+    match e {
+        SystemError::Command { output, .. } => ApplyError::Rejected {
+            validator: validator.to_owned(),
+            message: output,
+        },
+        other => ApplyError::System(other),
+    }
+}
+
+impl AccountPaths {
+    /// The directories of an account: (path, owner, group, mode). The home is traversable by
+    /// the web server; `public` is readable by it; `tmp` and `logs` are the account's own.
+    fn directories(&self, user: &UserName) -> Vec<(PathBuf, String, String, u32)> {
+        let u = user.to_string();
+        vec![
+            (self.home.clone(), u.clone(), u.clone(), 0o711),
+            (self.docroot.clone(), u.clone(), u.clone(), 0o755),
+            (self.tmp.clone(), u.clone(), u.clone(), 0o700),
+            (self.logs.clone(), u.clone(), u.clone(), 0o750),
+        ]
+    }
+}

@@ -1,0 +1,478 @@
+//! The agent's configuration: `/etc/netcell-webpanel-agent/config.env`, overridden by
+//! environment variables of the same names.
+//!
+//! The file is a list of `KEY=VALUE` lines; blank lines and lines starting with `#` are skipped.
+//! A value is a run of plain characters, `'single-quoted'` parts and `\x` escapes, as in POSIX
+//! `sh`, so `KEY='it'\''s'` means `it's` to the agent and to a shell alike. Parsing is strict:
+//! an unknown key, a key given twice, a malformed line or a missing token stops start-up with the
+//! line number.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use enconf_core::domain::{AgentToken, PhpVersion, Rule};
+
+/// Where the agent looks for its configuration when not told otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/netcell-webpanel-agent/config.env";
+
+/// Every key the agent knows, with its default (`None`: no default).
+pub const KEYS: &[(&str, Option<&str>)] = &[
+    ("AGENT_TOKEN", None),
+    ("AGENT_PORT", Some("50000")),
+    ("AGENT_BIND", Some("0.0.0.0")),
+    ("AGENT_TLS_CERT", None),
+    ("AGENT_TLS_KEY", None),
+    ("AGENT_MODE", Some("system")),
+    (
+        "AGENT_SANDBOX_ROOT",
+        Some("/var/lib/netcell-webpanel-agent/sandbox"),
+    ),
+    ("AGENT_STATE_DIR", Some("/var/lib/netcell-webpanel-agent")),
+    ("AGENT_MAX_BODY_BYTES", Some("33554432")),
+    ("AGENT_NGINX_BIN", Some("/usr/sbin/nginx")),
+    ("AGENT_NGINX_SITES_DIR", Some("/etc/nginx/sites-enabled")),
+    ("AGENT_NGINX_PID_FILE", Some("/run/nginx.pid")),
+    ("AGENT_NGINX_LOG_DIR", Some("/var/log/nginx")),
+    (
+        "AGENT_NGINX_FASTCGI_PARAMS",
+        Some("/etc/nginx/fastcgi_params"),
+    ),
+    ("AGENT_HTTP_PORT", Some("80")),
+    ("AGENT_WEB_SERVER_USER", Some("www-data")),
+    ("AGENT_PHP_DEFAULT_VERSION", Some("8.2")),
+    ("AGENT_PHP_FPM_BIN", Some("/usr/sbin/php-fpm{version}")),
+    (
+        "AGENT_PHP_FPM_POOL_DIR",
+        Some("/etc/php/{version}/fpm/pool.d"),
+    ),
+    (
+        "AGENT_PHP_FPM_PID_FILE",
+        Some("/run/php/php{version}-fpm.pid"),
+    ),
+    ("AGENT_PHP_FPM_SOCKET_DIR", Some("/run/php")),
+    ("AGENT_WEB_ROOT_BASE", Some("/var/www")),
+];
+
+/// A configuration error; the message names the line or the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{source_name}:{line}: {message}")]
+    Line {
+        source_name: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{key} {message}")]
+    Value { key: &'static str, message: String },
+}
+
+/// How the agent touches the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Real files, real commands.
+    System,
+    /// Files under `AGENT_SANDBOX_ROOT`; commands are recorded, not run.
+    Sandbox,
+}
+
+/// The agent's configuration, every value checked.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub token: AgentToken,
+    pub bind: IpAddr,
+    pub port: u16,
+    /// Certificate chain and key for HTTPS; plain HTTP when `None`.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub mode: Mode,
+    pub sandbox_root: PathBuf,
+    pub max_body_bytes: usize,
+    pub layout: Layout,
+}
+
+/// Where things live on the server, and the programs the agent runs. Every path is absolute and
+/// made only of `A-Z a-z 0-9 . _ - /` (plus `{version}` where a PHP version goes), so it can be
+/// written into a config file as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub state_dir: PathBuf,
+    pub nginx_bin: PathBuf,
+    pub nginx_sites_dir: PathBuf,
+    pub nginx_pid_file: PathBuf,
+    pub nginx_log_dir: PathBuf,
+    pub nginx_fastcgi_params: PathBuf,
+    pub http_port: u16,
+    pub web_server_user: String,
+    pub php_default_version: PhpVersion,
+    php_fpm_bin: String,
+    php_fpm_pool_dir: String,
+    php_fpm_pid_file: String,
+    pub php_fpm_socket_dir: PathBuf,
+    pub web_root_base: PathBuf,
+}
+
+impl Layout {
+    fn versioned(template: &str, v: PhpVersion) -> PathBuf {
+        PathBuf::from(template.replace("{version}", &v.to_string()))
+    }
+
+    pub fn php_fpm_bin(&self, v: PhpVersion) -> PathBuf {
+        Self::versioned(&self.php_fpm_bin, v)
+    }
+
+    pub fn php_fpm_pool_dir(&self, v: PhpVersion) -> PathBuf {
+        Self::versioned(&self.php_fpm_pool_dir, v)
+    }
+
+    pub fn php_fpm_pid_file(&self, v: PhpVersion) -> PathBuf {
+        Self::versioned(&self.php_fpm_pid_file, v)
+    }
+}
+
+/// Parses config.env text into key/value pairs. `source_name` is used in error messages.
+pub fn parse_env_file(
+    source_name: &str,
+    text: &str,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (i, raw) in text.split('\n').enumerate() {
+        let line_no = i + 1;
+        let err = |message: String| ConfigError::Line {
+            source_name: source_name.to_owned(),
+            line: line_no,
+            message,
+        };
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let trimmed = line.trim_start_matches([' ', '\t']);
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let trimmed = trimmed.strip_prefix("export ").unwrap_or(trimmed);
+        let Some((key, value)) = trimmed.split_once('=') else {
+            return Err(err("expected KEY=VALUE".into()));
+        };
+        if key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(err(format!("{key:?} is not a valid key (A-Z, 0-9, _)")));
+        }
+        if !KEYS.iter().any(|(k, _)| *k == key) {
+            return Err(err(format!("unknown key {key}")));
+        }
+        let value = unquote(value).map_err(|m| err(format!("{key}: {m}")))?;
+        if out.insert(key.to_owned(), value).is_some() {
+            return Err(err(format!("{key} is given twice")));
+        }
+    }
+    Ok(out)
+}
+
+/// The `sh` subset: plain characters, `'…'` (anything but `'`), and `\x`.
+fn unquote(value: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => loop {
+                match chars.next() {
+                    Some('\'') => break,
+                    Some(c) => out.push(c),
+                    None => return Err("unterminated single quote".into()),
+                }
+            },
+            '\\' => match chars.next() {
+                Some(c) => out.push(c),
+                None => return Err("trailing backslash".into()),
+            },
+            c if c.is_whitespace() => {
+                // Trailing white space is allowed; anything after it is not.
+                if chars.all(char::is_whitespace) {
+                    break;
+                }
+                return Err("unquoted white space in a value".into());
+            }
+            '"' | '$' | '`' | ';' | '&' | '|' | '<' | '>' | '(' | ')' => {
+                return Err(format!("{c:?} must be quoted ('…')"));
+            }
+            c if c.is_control() => return Err("control character in a value".into()),
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+impl AgentConfig {
+    /// Reads `path` (when given, or the default path when it exists) and applies environment
+    /// overrides from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let (path, must_exist) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        let mut values = match std::fs::read_to_string(&path) {
+            Ok(text) => parse_env_file(&path.display().to_string(), &text)?,
+            Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => {
+                return Err(ConfigError::Read {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        for (key, _) in KEYS {
+            if let Some(v) = env(key) {
+                values.insert((*key).to_owned(), v);
+            }
+        }
+        Self::from_values(&values)
+    }
+
+    /// Builds the configuration from parsed values, filling in defaults and checking each.
+    pub fn from_values(values: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |key: &'static str| -> Option<&str> {
+            values
+                .get(key)
+                .map(String::as_str)
+                .or_else(|| KEYS.iter().find(|(k, _)| *k == key).and_then(|(_, d)| *d))
+        };
+        let required = |key: &'static str| {
+            get(key).ok_or(ConfigError::Value {
+                key,
+                message: "is required".into(),
+            })
+        };
+        let bad = |key: &'static str, message: String| ConfigError::Value { key, message };
+        let rule = |key: &'static str| move |r: Rule| bad(key, r.to_string());
+        let port = |key: &'static str| -> Result<u16, ConfigError> {
+            match required(key)?.parse::<u16>() {
+                Ok(0) | Err(_) => Err(bad(key, "must be a port number (1 to 65535)".into())),
+                Ok(p) => Ok(p),
+            }
+        };
+        let path = |key: &'static str| -> Result<PathBuf, ConfigError> {
+            let v = required(key)?;
+            check_path(v, false).map_err(|m| bad(key, m))?;
+            Ok(PathBuf::from(v))
+        };
+        let template = |key: &'static str| -> Result<String, ConfigError> {
+            let v = required(key)?;
+            check_path(v, true).map_err(|m| bad(key, m))?;
+            Ok(v.to_owned())
+        };
+
+        let token = AgentToken::parse(required("AGENT_TOKEN")?).map_err(rule("AGENT_TOKEN"))?;
+        let bind = required("AGENT_BIND")?
+            .parse()
+            .map_err(|_| bad("AGENT_BIND", "must be an IP address".into()))?;
+        let tls = match (get("AGENT_TLS_CERT"), get("AGENT_TLS_KEY")) {
+            (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(bad(
+                    "AGENT_TLS_KEY",
+                    "is required with AGENT_TLS_CERT".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "AGENT_TLS_CERT",
+                    "is required with AGENT_TLS_KEY".into(),
+                ));
+            }
+        };
+        let mode = match required("AGENT_MODE")? {
+            "system" => Mode::System,
+            "sandbox" => Mode::Sandbox,
+            other => {
+                return Err(bad(
+                    "AGENT_MODE",
+                    format!("must be system or sandbox, not {other:?}"),
+                ));
+            }
+        };
+        let max_body_bytes = required("AGENT_MAX_BODY_BYTES")?
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1024..=1 << 30).contains(n))
+            .ok_or_else(|| {
+                bad(
+                    "AGENT_MAX_BODY_BYTES",
+                    "must be between 1024 and 1073741824".into(),
+                )
+            })?;
+        let web_server_user = required("AGENT_WEB_SERVER_USER")?;
+        if web_server_user.is_empty()
+            || !web_server_user
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(bad("AGENT_WEB_SERVER_USER", "must be a user name".into()));
+        }
+        let layout = Layout {
+            state_dir: path("AGENT_STATE_DIR")?,
+            nginx_bin: path("AGENT_NGINX_BIN")?,
+            nginx_sites_dir: path("AGENT_NGINX_SITES_DIR")?,
+            nginx_pid_file: path("AGENT_NGINX_PID_FILE")?,
+            nginx_log_dir: path("AGENT_NGINX_LOG_DIR")?,
+            nginx_fastcgi_params: path("AGENT_NGINX_FASTCGI_PARAMS")?,
+            http_port: port("AGENT_HTTP_PORT")?,
+            web_server_user: web_server_user.to_owned(),
+            php_default_version: PhpVersion::parse(required("AGENT_PHP_DEFAULT_VERSION")?)
+                .map_err(rule("AGENT_PHP_DEFAULT_VERSION"))?,
+            php_fpm_bin: template("AGENT_PHP_FPM_BIN")?,
+            php_fpm_pool_dir: template("AGENT_PHP_FPM_POOL_DIR")?,
+            php_fpm_pid_file: template("AGENT_PHP_FPM_PID_FILE")?,
+            php_fpm_socket_dir: path("AGENT_PHP_FPM_SOCKET_DIR")?,
+            web_root_base: path("AGENT_WEB_ROOT_BASE")?,
+        };
+        Ok(Self {
+            token,
+            bind,
+            port: port("AGENT_PORT")?,
+            tls,
+            mode,
+            sandbox_root: path("AGENT_SANDBOX_ROOT")?,
+            max_body_bytes,
+            layout,
+        })
+    }
+}
+
+/// An absolute path of safe characters, without `.`/`..` segments; `{version}` allowed in
+/// templates.
+fn check_path(p: &str, template: bool) -> Result<(), String> {
+    let plain = if template {
+        p.replace("{version}", "")
+    } else {
+        p.to_owned()
+    };
+    if !p.starts_with('/') {
+        return Err("must be an absolute path".into());
+    }
+    if let Some(c) = plain
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-')))
+    {
+        return Err(format!("must not contain {c:?}"));
+    }
+    if p.split('/').any(|s| s == "." || s == "..") {
+        return Err("must not contain '.' or '..' segments".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+        parse_env_file("config.env", text)
+    }
+
+    #[test]
+    fn parses_the_sh_subset() {
+        let v = parse(
+            "# comment\n\nAGENT_TOKEN='it'\\''s$`\"x'\r\n  AGENT_PORT=50001  \nexport AGENT_MODE=sandbox\n",
+        )
+        .unwrap();
+        assert_eq!(v["AGENT_TOKEN"], "it's$`\"x");
+        assert_eq!(v["AGENT_PORT"], "50001");
+        assert_eq!(v["AGENT_MODE"], "sandbox");
+        assert_eq!(parse("AGENT_TOKEN=\n").unwrap()["AGENT_TOKEN"], "");
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let line = |text: &str| match parse(text) {
+            Err(ConfigError::Line { line, message, .. }) => (line, message),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(line("AGENT_PORT=1\nAGENT_PROT=2\n").0, 2);
+        assert!(
+            line("AGENT_PORT=1\nAGENT_PROT=2\n")
+                .1
+                .contains("unknown key AGENT_PROT")
+        );
+        assert_eq!(line("\n\njust words\n").0, 3);
+        assert!(line("AGENT_PORT=1\nAGENT_PORT=2").1.contains("twice"));
+        assert!(line("AGENT_TOKEN='abc").1.contains("unterminated"));
+        assert!(line("AGENT_TOKEN=a b").1.contains("white space"));
+        assert!(line("AGENT_TOKEN=$(id)").1.contains("quoted"));
+        assert!(line("agent_token=x").1.contains("not a valid key"));
+        assert!(line("AGENT_TOKEN=a\\").1.contains("backslash"));
+    }
+
+    fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_fit_a_debian_server() {
+        let c = AgentConfig::from_values(&values(&[("AGENT_TOKEN", "0123456789abcdef")])).unwrap();
+        assert_eq!(c.port, 50000);
+        assert_eq!(c.bind.to_string(), "0.0.0.0");
+        assert_eq!(c.mode, Mode::System);
+        assert!(c.tls.is_none());
+        let v = c.layout.php_default_version;
+        assert_eq!(
+            c.layout.php_fpm_bin(v),
+            PathBuf::from("/usr/sbin/php-fpm8.2")
+        );
+        assert_eq!(
+            c.layout.php_fpm_pool_dir(v),
+            PathBuf::from("/etc/php/8.2/fpm/pool.d")
+        );
+    }
+
+    #[test]
+    fn values_are_checked() {
+        let err = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("AGENT_TOKEN", "0123456789abcdef")];
+            all.extend_from_slice(pairs);
+            AgentConfig::from_values(&values(&all))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(
+            AgentConfig::from_values(&BTreeMap::new())
+                .unwrap_err()
+                .to_string()
+                .contains("AGENT_TOKEN is required")
+        );
+        assert!(err(&[("AGENT_TOKEN", "short")]).contains("AGENT_TOKEN"));
+        assert!(err(&[("AGENT_PORT", "0")]).contains("AGENT_PORT"));
+        assert!(err(&[("AGENT_PORT", "70000")]).contains("AGENT_PORT"));
+        assert!(err(&[("AGENT_BIND", "localhost")]).contains("AGENT_BIND"));
+        assert!(err(&[("AGENT_MODE", "dry")]).contains("AGENT_MODE"));
+        assert!(err(&[("AGENT_TLS_CERT", "/c.pem")]).contains("AGENT_TLS_KEY"));
+        assert!(err(&[("AGENT_WEB_ROOT_BASE", "var/www")]).contains("absolute"));
+        assert!(err(&[("AGENT_WEB_ROOT_BASE", "/var/www;")]).contains("';'"));
+        assert!(err(&[("AGENT_WEB_ROOT_BASE", "/var/../etc")]).contains("'..'"));
+        assert!(err(&[("AGENT_NGINX_SITES_DIR", "/etc/ng inx")]).contains("' '"));
+        assert!(err(&[("AGENT_PHP_FPM_POOL_DIR", "/etc/php/{ver}/pool.d")]).contains("'{'"));
+        assert!(err(&[("AGENT_PHP_DEFAULT_VERSION", "8")]).contains("AGENT_PHP_DEFAULT_VERSION"));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.env");
+        std::fs::write(&file, "AGENT_TOKEN=0123456789abcdef\nAGENT_PORT=50001\n").unwrap();
+        let env = |k: &str| (k == "AGENT_PORT").then(|| "50002".to_owned());
+        let c = AgentConfig::load(Some(&file), env).unwrap();
+        assert_eq!(c.port, 50002);
+        assert_eq!(c.token.expose_secret(), "0123456789abcdef");
+        let missing = AgentConfig::load(Some(&dir.path().join("nope.env")), |_| None);
+        assert!(matches!(missing, Err(ConfigError::Read { .. })));
+    }
+}

@@ -1,0 +1,386 @@
+//! The agent's only way to touch the machine: files, users and programs, behind [`System`].
+//!
+//! [`RealSystem`] does it for real. [`Sandbox`] keeps every file under a root directory and
+//! records the commands it would run (for unit tests and the quick-start).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use enconf_core::domain::UserName;
+
+/// A failure to touch the machine.
+#[derive(Debug, thiserror::Error)]
+pub enum SystemError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} failed ({status}): {output}")]
+    Command {
+        program: String,
+        status: String,
+        /// What it printed (stderr, then stdout), trimmed to the last few kilobytes.
+        output: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SystemError + '_ {
+    move |source| SystemError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Files, users and programs. Paths are absolute. Implementations must be safe to call from
+/// several threads, but the agent serializes changes itself.
+pub trait System: Send + Sync + fmt::Debug + 'static {
+    /// The file's bytes, or `None` when it does not exist.
+    fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, SystemError>;
+    /// Replaces the file atomically (temporary file, fsync, rename, fsync of the directory),
+    /// creating missing parent directories. `mode` is the file's permission bits.
+    fn write_atomic(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), SystemError>;
+    /// Removes a file; `false` when it was not there.
+    fn remove(&self, path: &Path) -> Result<bool, SystemError>;
+    /// The names of the files in a directory, sorted; empty when it does not exist.
+    fn list(&self, dir: &Path) -> Result<Vec<String>, SystemError>;
+    /// Runs a program and returns what it printed; a non-zero exit is an error.
+    fn run(&self, program: &Path, args: &[&str]) -> Result<String, SystemError>;
+    fn user_exists(&self, user: &UserName) -> Result<bool, SystemError>;
+    /// Creates a login-less user with its own group and the given home (not created).
+    fn add_user(&self, user: &UserName, home: &Path) -> Result<(), SystemError>;
+    /// Removes a user, its group and its home.
+    fn remove_user(&self, user: &UserName) -> Result<(), SystemError>;
+    /// Creates a directory (and parents) owned by `owner:group` with `mode`.
+    fn ensure_dir(
+        &self,
+        path: &Path,
+        owner: &str,
+        group: &str,
+        mode: u32,
+    ) -> Result<(), SystemError>;
+}
+
+const MAX_OUTPUT: usize = 4096;
+
+fn trim_output(stderr: &[u8], stdout: &[u8]) -> String {
+    let mut text = String::from_utf8_lossy(stderr).trim().to_owned();
+    let out = String::from_utf8_lossy(stdout);
+    if !out.trim().is_empty() {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(out.trim());
+    }
+    if text.len() > MAX_OUTPUT {
+        let mut cut = text.len() - MAX_OUTPUT;
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        text = format!("…{}", &text[cut..]);
+    }
+    text
+}
+
+/// The machine itself.
+#[derive(Debug, Default)]
+pub struct RealSystem;
+
+impl System for RealSystem {
+    fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, SystemError> {
+        match std::fs::read(path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(path)(e)),
+        }
+    }
+
+    fn write_atomic(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), SystemError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.enconf-tmp"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        drop(f);
+        // The mode given to open() is filtered by the umask; set it exactly.
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .map_err(io(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(io(path))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))
+    }
+
+    fn remove(&self, path: &Path) -> Result<bool, SystemError> {
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(path)(e)),
+        }
+    }
+
+    fn list(&self, dir: &Path) -> Result<Vec<String>, SystemError> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(dir)(e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io(dir))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn run(&self, program: &Path, args: &[&str]) -> Result<String, SystemError> {
+        let shown = program.display().to_string();
+        let out = Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|source| SystemError::Spawn {
+                program: shown.clone(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(SystemError::Command {
+                program: shown,
+                status: out.status.to_string(),
+                output: trim_output(&out.stderr, &out.stdout),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn user_exists(&self, user: &UserName) -> Result<bool, SystemError> {
+        let out = Command::new("getent")
+            .args(["passwd", user.as_str()])
+            .output()
+            .map_err(|source| SystemError::Spawn {
+                program: "getent".into(),
+                source,
+            })?;
+        match out.status.code() {
+            Some(0) => Ok(true),
+            Some(2) => Ok(false),
+            _ => Err(SystemError::Command {
+                program: "getent".into(),
+                status: out.status.to_string(),
+                output: trim_output(&out.stderr, &out.stdout),
+            }),
+        }
+    }
+
+    fn add_user(&self, user: &UserName, home: &Path) -> Result<(), SystemError> {
+        let home = home.display().to_string();
+        self.run(
+            Path::new("useradd"),
+            &[
+                "--home-dir",
+                &home,
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--user-group",
+                user.as_str(),
+            ],
+        )
+        .map(drop)
+    }
+
+    fn remove_user(&self, user: &UserName) -> Result<(), SystemError> {
+        // --force: PHP workers of the account may still be finishing after the pool reload.
+        match self.run(
+            Path::new("userdel"),
+            &["--force", "--remove", user.as_str()],
+        ) {
+            Ok(_) => Ok(()),
+            // 12: the home could not be removed (already gone); the user is.
+            Err(SystemError::Command { status, .. }) if status.ends_with(": 12") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn ensure_dir(
+        &self,
+        path: &Path,
+        owner: &str,
+        group: &str,
+        mode: u32,
+    ) -> Result<(), SystemError> {
+        let path = path.display().to_string();
+        let mode = format!("{mode:o}");
+        self.run(
+            Path::new("install"),
+            &["-d", "-o", owner, "-g", group, "-m", &mode, &path],
+        )
+        .map(drop)
+    }
+}
+
+/// A stand-in machine: files under `root`, users in a set, commands recorded and answered by a
+/// hook (success by default).
+pub struct Sandbox {
+    root: PathBuf,
+    users: Mutex<BTreeSet<String>>,
+    commands: Mutex<Vec<String>>,
+    /// Decides a command's outcome: `Err(output)` makes it fail.
+    #[allow(clippy::type_complexity)]
+    hook: Mutex<Option<Box<dyn Fn(&str) -> Result<String, String> + Send>>>,
+}
+
+impl fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            users: Mutex::default(),
+            commands: Mutex::default(),
+            hook: Mutex::default(),
+        }
+    }
+
+    /// Where `path` lives inside the sandbox.
+    pub fn host_path(&self, path: &Path) -> PathBuf {
+        let mut out = self.root.clone();
+        for c in path.components() {
+            if let Component::Normal(part) = c {
+                out.push(part);
+            }
+        }
+        out
+    }
+
+    /// The commands run so far, each as one line (`program arg arg`).
+    pub fn commands(&self) -> Vec<String> {
+        self.commands.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    pub fn clear_commands(&self) {
+        if let Ok(mut c) = self.commands.lock() {
+            c.clear();
+        }
+    }
+
+    /// Sets what commands answer: the hook gets the command line.
+    pub fn on_command(&self, hook: impl Fn(&str) -> Result<String, String> + Send + 'static) {
+        if let Ok(mut h) = self.hook.lock() {
+            *h = Some(Box::new(hook));
+        }
+    }
+
+    fn record(&self, line: String) -> Result<String, SystemError> {
+        let outcome = match self.hook.lock() {
+            Ok(h) => h.as_ref().map_or(Ok(String::new()), |hook| hook(&line)),
+            Err(_) => Ok(String::new()),
+        };
+        let program = line.split(' ').next().unwrap_or_default().to_owned();
+        if let Ok(mut c) = self.commands.lock() {
+            c.push(line);
+        }
+        outcome.map_err(|output| SystemError::Command {
+            program,
+            status: "exit status: 1".into(),
+            output,
+        })
+    }
+}
+
+impl System for Sandbox {
+    fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, SystemError> {
+        RealSystem.read(&self.host_path(path))
+    }
+
+    fn write_atomic(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), SystemError> {
+        RealSystem.write_atomic(&self.host_path(path), bytes, mode)
+    }
+
+    fn remove(&self, path: &Path) -> Result<bool, SystemError> {
+        RealSystem.remove(&self.host_path(path))
+    }
+
+    fn list(&self, dir: &Path) -> Result<Vec<String>, SystemError> {
+        RealSystem.list(&self.host_path(dir))
+    }
+
+    fn run(&self, program: &Path, args: &[&str]) -> Result<String, SystemError> {
+        let mut line = program.display().to_string();
+        for a in args {
+            line.push(' ');
+            line.push_str(a);
+        }
+        self.record(line)
+    }
+
+    fn user_exists(&self, user: &UserName) -> Result<bool, SystemError> {
+        Ok(self
+            .users
+            .lock()
+            .map(|u| u.contains(user.as_str()))
+            .unwrap_or(false))
+    }
+
+    fn add_user(&self, user: &UserName, home: &Path) -> Result<(), SystemError> {
+        self.record(format!("useradd --home-dir {} {user}", home.display()))?;
+        if let Ok(mut u) = self.users.lock() {
+            u.insert(user.to_string());
+        }
+        Ok(())
+    }
+
+    fn remove_user(&self, user: &UserName) -> Result<(), SystemError> {
+        self.record(format!("userdel --force --remove {user}"))?;
+        if let Ok(mut u) = self.users.lock() {
+            u.remove(user.as_str());
+        }
+        Ok(())
+    }
+
+    fn ensure_dir(
+        &self,
+        path: &Path,
+        owner: &str,
+        group: &str,
+        mode: u32,
+    ) -> Result<(), SystemError> {
+        let host = self.host_path(path);
+        std::fs::create_dir_all(&host).map_err(io(&host))?;
+        self.record(format!(
+            "install -d -o {owner} -g {group} -m {mode:o} {}",
+            path.display()
+        ))
+        .map(drop)
+    }
+}

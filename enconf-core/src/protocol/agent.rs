@@ -1,0 +1,184 @@
+//! The agent API (controller → agent), version 1. Every path needs
+//! `Authorization: Bearer <AGENT_TOKEN>`; errors have the shape of [`super::ErrorBody`].
+//!
+//! | method and path | body | answer |
+//! | --- | --- | --- |
+//! | `GET /v1/health` | — | 200 [`AgentHealth`](super::AgentHealth) |
+//! | `GET /v1/accounts` | — | 200 [`AccountList`] |
+//! | `PUT /v1/accounts/{username}` | [`AccountPut`] (without `username`) | 200 [`Applied`] |
+//! | `PUT /v1/accounts` | [`AccountBatch`] | 200 [`BatchApplied`] |
+//! | `DELETE /v1/accounts/{username}` | — | 200 [`Applied`] (`changed: false` when absent) |
+//!
+//! A put is idempotent: the same account put twice answers `{"changed": false}` the second time
+//! and touches nothing. A batch is applied with one validation and one reload; when any item is
+//! invalid the whole batch is refused with `422` naming it (`accounts[3].domains[0]`) and nothing
+//! changes. When nginx or PHP-FPM rejects the rendered configuration, the previous files are
+//! restored and the answer is `422 config_rejected` with the validator's message.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{
+    AccountSpec, Domains, PhpSettings, PhpSettingsRaw, PhpVersion, Rule, UserName, ValidationError,
+};
+
+/// `PUT /v1/accounts/{username}` body, and an item of a batch (which names `username`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountPut {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    pub domains: Option<Vec<String>>,
+    /// `null`: the agent's default PHP version.
+    #[serde(default)]
+    pub php_version: Option<String>,
+    #[serde(default)]
+    pub php: Option<PhpSettingsRaw>,
+}
+
+impl AccountPut {
+    /// The put of an existing spec (what the controller sends).
+    pub fn from_spec(spec: &AccountSpec) -> Self {
+        Self {
+            username: Some(spec.username.to_string()),
+            domains: Some(spec.domains.iter().map(ToString::to_string).collect()),
+            php_version: spec.php_version.map(|v| v.to_string()),
+            php: Some(spec.php.into()),
+        }
+    }
+
+    /// Validates the body; `prefix` is put before field names (`accounts[3].`), and `username`
+    /// comes from the path when the body has none.
+    pub fn validate(
+        &self,
+        prefix: &str,
+        username: Option<&str>,
+    ) -> Result<AccountSpec, ValidationError> {
+        let field = |name: &str| format!("{prefix}{name}");
+        let username = match (self.username.as_deref(), username) {
+            (Some(body), Some(path)) if body != path => {
+                return Err(
+                    Rule::DuplicateOf("the user name in the path".into()).at(field("username"))
+                );
+            }
+            (Some(name), _) | (None, Some(name)) => name,
+            (None, None) => return Err(Rule::Required.at(field("username"))),
+        };
+        let username = UserName::parse(username).map_err(|r| r.at(field("username")))?;
+        let domains = self
+            .domains
+            .as_deref()
+            .ok_or_else(|| Rule::Required.at(field("domains")))?;
+        let domains = Domains::parse(&field("domains"), domains)?;
+        let php_version = self
+            .php_version
+            .as_deref()
+            .map(PhpVersion::parse)
+            .transpose()
+            .map_err(|r| r.at(field("php_version")))?;
+        let php = PhpSettings::from_raw(self.php.unwrap_or_default(), &field("php."))?;
+        Ok(AccountSpec {
+            username,
+            domains,
+            php_version,
+            php,
+        })
+    }
+}
+
+/// `PUT /v1/accounts` body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountBatch {
+    pub accounts: Vec<AccountPut>,
+}
+
+impl AccountBatch {
+    /// Validates every item; a user name given twice is refused.
+    pub fn validate(&self) -> Result<Vec<AccountSpec>, ValidationError> {
+        let mut specs: Vec<AccountSpec> = Vec::with_capacity(self.accounts.len());
+        let mut seen = std::collections::HashMap::with_capacity(self.accounts.len());
+        for (i, item) in self.accounts.iter().enumerate() {
+            let spec = item.validate(&format!("accounts[{i}]."), None)?;
+            if let Some(first) = seen.insert(spec.username.clone(), i) {
+                return Err(Rule::DuplicateOf(format!("accounts[{first}].username"))
+                    .at(format!("accounts[{i}].username")));
+            }
+            specs.push(spec);
+        }
+        Ok(specs)
+    }
+}
+
+/// What a put or delete did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub changed: bool,
+}
+
+/// What a batch did, item by item, in request order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchApplied {
+    pub changed: usize,
+    pub unchanged: usize,
+}
+
+/// An account as the agent has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentAccount {
+    pub username: String,
+    pub domains: Vec<String>,
+    /// The PHP version the pool runs (the agent's default filled in).
+    pub php_version: String,
+    pub php: PhpSettings,
+}
+
+/// `GET /v1/accounts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountList {
+    pub accounts: Vec<AgentAccount>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_errors_name_the_item() {
+        let batch: AccountBatch = serde_json::from_str(
+            r#"{"accounts": [
+                {"username": "a1", "domains": ["a1.example"]},
+                {"username": "a2", "domains": ["a2.example", "x;y.example"]}
+            ]}"#,
+        )
+        .unwrap();
+        let e = batch.validate().unwrap_err();
+        assert_eq!(e.field, "accounts[1].domains[1]");
+        let batch: AccountBatch = serde_json::from_str(
+            r#"{"accounts": [
+                {"username": "a1", "domains": ["a1.example"]},
+                {"username": "a1", "domains": ["a2.example"], "php": {"max_children": 900}}
+            ]}"#,
+        )
+        .unwrap();
+        let e = batch.validate().unwrap_err();
+        assert_eq!(e.field, "accounts[1].php.max_children");
+    }
+
+    #[test]
+    fn put_takes_the_path_user_name() {
+        let put: AccountPut = serde_json::from_str(r#"{"domains": ["shop.example"]}"#).unwrap();
+        let spec = put.validate("", Some("shop")).unwrap();
+        assert_eq!(spec.username.as_str(), "shop");
+        assert_eq!(put.validate("", None).unwrap_err().field, "username");
+        let e = put.validate("", Some("www-data")).unwrap_err();
+        assert_eq!((e.field.as_str(), e.rule), ("username", Rule::Reserved));
+        let mut other = put.clone();
+        other.username = Some("blog".into());
+        assert_eq!(
+            other.validate("", Some("shop")).unwrap_err().field,
+            "username"
+        );
+        let round = AccountPut::from_spec(&spec).validate("", None).unwrap();
+        assert_eq!(round, spec);
+    }
+}
