@@ -175,3 +175,96 @@ pub fn fpm_pool_into(out: &mut String, layout: &Layout, spec: &AccountSpec) {
         logs = paths.logs.display(),
     );
 }
+
+/// The shape of rendered config, for checking that no input changed it: what directives there
+/// are and how they nest, ignoring their arguments.
+pub mod shape {
+    /// The directives of nginx config text as `(depth, name)`, in order; blocks count as
+    /// directives. Errors on unbalanced braces or a directive left open at the end.
+    pub fn nginx(conf: &str) -> Result<Vec<(usize, String)>, String> {
+        let mut out = Vec::new();
+        let mut depth = 0usize;
+        let mut words: Vec<String> = Vec::new();
+        let mut chars = conf.chars().peekable();
+        let mut word = String::new();
+        let flush = |word: &mut String, words: &mut Vec<String>| {
+            if !word.is_empty() {
+                words.push(std::mem::take(word));
+            }
+        };
+        while let Some(c) = chars.next() {
+            match c {
+                '#' if word.is_empty() => {
+                    for c in chars.by_ref() {
+                        if c == '\n' {
+                            break;
+                        }
+                    }
+                }
+                '\'' | '"' => {
+                    // A quoted string is one word.
+                    word.push(c);
+                    for q in chars.by_ref() {
+                        word.push(q);
+                        if q == c {
+                            break;
+                        }
+                    }
+                }
+                '\\' => {
+                    word.push(c);
+                    if let Some(n) = chars.next() {
+                        word.push(n);
+                    }
+                }
+                ';' | '{' => {
+                    flush(&mut word, &mut words);
+                    let name = words
+                        .first()
+                        .cloned()
+                        .ok_or(format!("'{c}' without a directive"))?;
+                    out.push((depth, name));
+                    words.clear();
+                    if c == '{' {
+                        depth += 1;
+                    }
+                }
+                '}' => {
+                    flush(&mut word, &mut words);
+                    if !words.is_empty() {
+                        return Err("directive not ended before '}'".into());
+                    }
+                    depth = depth.checked_sub(1).ok_or("unbalanced '}'")?;
+                }
+                c if c.is_whitespace() => flush(&mut word, &mut words),
+                c => word.push(c),
+            }
+        }
+        flush(&mut word, &mut words);
+        if depth != 0 || !words.is_empty() {
+            return Err("unterminated block or directive".into());
+        }
+        Ok(out)
+    }
+
+    /// The section headers and keys of PHP-FPM (INI) config text, in order.
+    pub fn ini(conf: &str) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        for line in conf.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with(';') {
+                continue;
+            }
+            if line.starts_with('[') {
+                if !line.ends_with(']') || line[1..line.len() - 1].contains(['[', ']']) {
+                    return Err(format!("bad section header {line:?}"));
+                }
+                out.push("[]".to_owned());
+            } else {
+                let (key, _) = line.split_once('=').ok_or(format!("no '=' in {line:?}"))?;
+                out.push(key.trim().to_owned());
+            }
+        }
+        Ok(out)
+    }
+}

@@ -218,9 +218,11 @@ async fn json_body<T: DeserializeOwned>(
         Ok(c) => c.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large().into()),
         Err(e) => {
-            return Err(
-                ErrorBody::new(ErrorCode::BadRequest, format!("cannot read the body: {e}")).into(),
-            );
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                format!("cannot read the body: {e}"),
+            )
+            .into());
         }
     };
     serde_json::from_slice(&bytes).map_err(|e| {

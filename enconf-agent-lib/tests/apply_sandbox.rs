@@ -1,0 +1,253 @@
+//! Apply semantics against the sandbox system: what is written, what is run, idempotency,
+//! rollback, crash recovery.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+
+use common::{layout, snapshot, spec, with_memory};
+use enconf_agent_lib::apply::{Applier, ApplyError};
+use enconf_agent_lib::system::Sandbox;
+use enconf_core::domain::UserName;
+
+/// A sandbox applier whose nginx and PHP-FPM "run" (their pid files exist).
+fn applier(root: &Path) -> Applier<Sandbox> {
+    let sandbox = Sandbox::new(root.join("box"));
+    let l = layout(Path::new("/srv"));
+    std::fs::create_dir_all(sandbox.host_path(Path::new("/srv/php/8.2"))).unwrap();
+    std::fs::write(sandbox.host_path(Path::new("/srv/nginx.pid")), "100\n").unwrap();
+    std::fs::write(
+        sandbox.host_path(Path::new("/srv/php/8.2/fpm.pid")),
+        "200\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(sandbox.host_path(Path::new("/srv/php/8.3"))).unwrap();
+    std::fs::write(
+        sandbox.host_path(Path::new("/srv/php/8.3/fpm.pid")),
+        "300\n",
+    )
+    .unwrap();
+    let a = Applier::new(l, sandbox);
+    a.start().unwrap();
+    a.system().clear_commands();
+    a
+}
+
+fn read(a: &Applier<Sandbox>, path: &str) -> Option<String> {
+    std::fs::read_to_string(a.system().host_path(Path::new(path))).ok()
+}
+
+#[test]
+fn put_writes_validates_and_reloads_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = applier(dir.path());
+    let changed = a
+        .put(&[
+            spec("shop", &["shop.example", "www.shop.example"]),
+            spec("blog", &["blog.example"]),
+        ])
+        .unwrap();
+    assert_eq!(changed, vec![true, true]);
+    let vhost = read(&a, "/srv/sites/enconf-shop.conf").unwrap();
+    assert!(vhost.contains("server_name shop.example www.shop.example;"));
+    assert!(
+        read(&a, "/srv/php/8.2/pool.d/enconf-blog.conf")
+            .unwrap()
+            .contains("[blog]")
+    );
+    let cmds = a.system().commands();
+    let count = |prefix: &str| cmds.iter().filter(|c| c.starts_with(prefix)).count();
+    assert_eq!(count("useradd"), 2);
+    assert_eq!(
+        count("/usr/sbin/nginx -t"),
+        1,
+        "one validation for the batch: {cmds:#?}"
+    );
+    assert_eq!(count("/usr/sbin/php-fpm8.2 -t"), 1);
+    assert_eq!(count("kill -HUP 100"), 1, "one nginx reload");
+    assert_eq!(count("kill -USR2 200"), 1, "one PHP-FPM reload");
+    // The test config holds exactly the changed vhosts.
+    let check = read(&a, "/srv/state/check/nginx.conf").unwrap();
+    assert_eq!(
+        check.matches("include /srv/sites/enconf-").count(),
+        3,
+        "{check}"
+    );
+    assert!(
+        read(&a, "/srv/state/journal.json").is_none(),
+        "journal removed after success"
+    );
+
+    let listed = a.list().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1].username, "shop");
+    assert_eq!(listed[1].php_version, "8.2");
+}
+
+#[test]
+fn the_same_put_twice_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = applier(dir.path());
+    let s = spec("shop", &["shop.example"]);
+    assert_eq!(a.put(std::slice::from_ref(&s)).unwrap(), vec![true]);
+    let before = snapshot(&dir.path().join("box"));
+    a.system().clear_commands();
+    assert_eq!(a.put(std::slice::from_ref(&s)).unwrap(), vec![false]);
+    assert!(
+        a.system().commands().is_empty(),
+        "{:?}",
+        a.system().commands()
+    );
+    assert_eq!(snapshot(&dir.path().join("box")), before);
+    // A change in PHP settings is a change.
+    assert_eq!(a.put(&[with_memory(s, 256)]).unwrap(), vec![true]);
+    assert!(
+        read(&a, "/srv/php/8.2/pool.d/enconf-shop.conf")
+            .unwrap()
+            .contains("memory_limit] = 256M")
+    );
+}
+
+#[test]
+fn a_rejected_config_restores_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = applier(dir.path());
+    a.put(&[spec("shop", &["shop.example"])]).unwrap();
+    let before = snapshot(&dir.path().join("box/srv/sites"));
+    let pools_before = snapshot(&dir.path().join("box/srv/php"));
+    a.system().on_command(|line| {
+        if line.contains("nginx -t") {
+            Err("nginx: [emerg] invalid number of arguments in \"server_name\"".into())
+        } else {
+            Ok(String::new())
+        }
+    });
+    a.system().clear_commands();
+    let err = a
+        .put(&[
+            spec("shop", &["shop.example", "new.example"]),
+            spec("blog", &["blog.example"]),
+        ])
+        .unwrap_err();
+    match err {
+        ApplyError::Rejected { validator, message } => {
+            assert_eq!(validator, "nginx");
+            assert!(message.contains("invalid number of arguments"), "{message}");
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert_eq!(snapshot(&dir.path().join("box/srv/sites")), before);
+    assert_eq!(snapshot(&dir.path().join("box/srv/php")), pools_before);
+    assert!(read(&a, "/srv/state/accounts/blog.json").is_none());
+    assert!(read(&a, "/srv/state/journal.json").is_none());
+    assert_eq!(a.list().unwrap().len(), 1);
+    // After the rollback the services are reloaded onto the restored files.
+    let cmds = a.system().commands();
+    let check = cmds.iter().position(|c| c.contains("nginx -t")).unwrap();
+    let reload = cmds.iter().rposition(|c| c == "kill -HUP 100").unwrap();
+    assert!(check < reload, "{cmds:?}");
+}
+
+#[test]
+fn a_crash_mid_apply_is_undone_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = applier(dir.path());
+    a.put(&[spec("shop", &["shop.example"])]).unwrap();
+    let before = snapshot(&dir.path().join("box/srv/sites"));
+    // The agent dies while nginx validates the new files.
+    a.system().on_command(|line| {
+        if line.contains("nginx -t") {
+            panic!("killed");
+        }
+        Ok(String::new())
+    });
+    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        a.put(&[spec("shop", &["shop.example", "www.shop.example"])])
+    }));
+    assert!(crashed.is_err());
+    assert!(
+        read(&a, "/srv/state/journal.json").is_some(),
+        "the journal outlives the crash"
+    );
+    assert!(
+        read(&a, "/srv/sites/enconf-shop.conf")
+            .unwrap()
+            .contains("www.shop.example")
+    );
+
+    // A new agent process on the same machine.
+    let restarted = Applier::new(
+        layout(Path::new("/srv")),
+        Sandbox::new(dir.path().join("box")),
+    );
+    restarted.start().unwrap();
+    assert_eq!(snapshot(&dir.path().join("box/srv/sites")), before);
+    assert!(read(&restarted, "/srv/state/journal.json").is_none());
+    assert!(
+        restarted
+            .system()
+            .commands()
+            .iter()
+            .any(|c| c == "kill -HUP 100")
+    );
+}
+
+#[test]
+fn delete_removes_files_then_the_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = applier(dir.path());
+    a.put(&[
+        spec("shop", &["shop.example"]),
+        spec("blog", &["blog.example"]),
+    ])
+    .unwrap();
+    a.system().clear_commands();
+    let shop = UserName::parse("shop").unwrap();
+    assert!(a.delete(&shop).unwrap());
+    assert!(read(&a, "/srv/sites/enconf-shop.conf").is_none());
+    assert!(read(&a, "/srv/php/8.2/pool.d/enconf-shop.conf").is_none());
+    assert!(read(&a, "/srv/state/accounts/shop.json").is_none());
+    assert!(read(&a, "/srv/sites/enconf-blog.conf").is_some());
+    let cmds = a.system().commands();
+    let pos = |p: &str| cmds.iter().position(|c| c.starts_with(p)).unwrap();
+    assert!(
+        pos("kill -HUP") < pos("userdel"),
+        "reload before the user goes: {cmds:?}"
+    );
+    assert!(!a.delete(&shop).unwrap(), "second delete: nothing to do");
+    assert_eq!(a.list().unwrap().len(), 1);
+}
+
+#[test]
+fn changing_php_version_moves_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = applier(dir.path());
+    a.put(&[spec("shop", &["shop.example"])]).unwrap();
+    let mut s = spec("shop", &["shop.example"]);
+    s.php_version = Some("8.3".parse().unwrap());
+    a.system().clear_commands();
+    assert_eq!(a.put(&[s]).unwrap(), vec![true]);
+    assert!(read(&a, "/srv/php/8.2/pool.d/enconf-shop.conf").is_none());
+    assert!(read(&a, "/srv/php/8.3/pool.d/enconf-shop.conf").is_some());
+    let cmds = a.system().commands();
+    assert!(
+        cmds.contains(&"kill -USR2 200".to_owned()) && cmds.contains(&"kill -USR2 300".to_owned())
+    );
+    assert!(
+        read(&a, "/srv/sites/enconf-shop.conf")
+            .unwrap()
+            .contains("/srv/run/enconf-shop.sock")
+    );
+}
+
+#[test]
+fn a_stopped_service_fails_the_apply_and_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = applier(dir.path());
+    std::fs::remove_file(a.system().host_path(Path::new("/srv/nginx.pid"))).unwrap();
+    let err = a.put(&[spec("shop", &["shop.example"])]).unwrap_err();
+    assert!(err.to_string().contains("nginx.pid"), "{err}");
+    assert!(read(&a, "/srv/sites/enconf-shop.conf").is_none());
+    assert!(a.list().unwrap().is_empty());
+}

@@ -1,0 +1,85 @@
+//! Helpers shared by the agent's integration tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use enconf_agent_lib::config::{AgentConfig, Layout};
+use enconf_core::domain::{AccountSpec, Domains, PhpSettings, PhpSettingsRaw, UserName};
+
+pub const TOKEN: &str = "test-token-0123456789";
+
+/// A configuration whose every directory is under `root`; `extra` overrides keys.
+pub fn config(root: &Path, extra: &[(&str, &str)]) -> AgentConfig {
+    let r = root.display();
+    let mut values: BTreeMap<String, String> = [
+        ("AGENT_TOKEN", TOKEN.to_owned()),
+        ("AGENT_STATE_DIR", format!("{r}/state")),
+        ("AGENT_NGINX_SITES_DIR", format!("{r}/sites")),
+        ("AGENT_NGINX_PID_FILE", format!("{r}/nginx.pid")),
+        ("AGENT_NGINX_LOG_DIR", format!("{r}/log")),
+        (
+            "AGENT_PHP_FPM_POOL_DIR",
+            format!("{r}/php/{{version}}/pool.d"),
+        ),
+        (
+            "AGENT_PHP_FPM_PID_FILE",
+            format!("{r}/php/{{version}}/fpm.pid"),
+        ),
+        ("AGENT_PHP_FPM_SOCKET_DIR", format!("{r}/run")),
+        ("AGENT_WEB_ROOT_BASE", format!("{r}/www")),
+        ("AGENT_HTTP_PORT", "8080".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for (k, v) in extra {
+        values.insert((*k).to_owned(), (*v).to_owned());
+    }
+    AgentConfig::from_values(&values).unwrap()
+}
+
+pub fn layout(root: &Path) -> Layout {
+    config(root, &[]).layout
+}
+
+pub fn spec(user: &str, domains: &[&str]) -> AccountSpec {
+    AccountSpec {
+        username: UserName::parse(user).unwrap(),
+        domains: Domains::parse("domains", domains).unwrap(),
+        php_version: None,
+        php: PhpSettings::default(),
+    }
+}
+
+pub fn with_memory(mut spec: AccountSpec, mb: u32) -> AccountSpec {
+    let raw = PhpSettingsRaw {
+        memory_limit_mb: Some(mb),
+        ..Default::default()
+    };
+    spec.php = PhpSettings::from_raw(raw, "php.").unwrap();
+    spec
+}
+
+/// Every file under `dir` with its content, for before/after comparisons.
+pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(
+                    p.display().to_string(),
+                    std::fs::read(&p).unwrap_or_default(),
+                );
+            }
+        }
+    }
+    out
+}
