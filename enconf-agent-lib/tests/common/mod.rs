@@ -1,6 +1,8 @@
 //! Helpers shared by the agent's integration tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod services;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

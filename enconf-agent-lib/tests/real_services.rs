@@ -1,0 +1,196 @@
+//! The agent against a real nginx and a real PHP-FPM on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+
+use common::services::{self, Services, http};
+use common::{TOKEN, spec, with_memory};
+use enconf_agent_lib::apply::{Applier, ApplyError};
+use enconf_agent_lib::server::{Agent, router, serve};
+use enconf_agent_lib::system::RealSystem;
+use enconf_core::domain::{AgentToken, UserName};
+
+const WHOAMI: &str =
+    "<?php echo posix_getpwuid(posix_geteuid())['name'], ' ', ini_get('memory_limit');";
+
+fn applier(svc: &Services, extra: &[(&str, &str)]) -> Applier<RealSystem> {
+    let a = Applier::new(svc.config(extra).layout, RealSystem);
+    a.start().unwrap();
+    a
+}
+
+fn user_exists(name: &str) -> bool {
+    Command::new("getent")
+        .args(["passwd", name])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn an_account_is_served_by_its_own_php_user_then_removed() {
+    let Some(mut svc) = services::start() else {
+        return;
+    };
+    let user = svc.user("a");
+    let (a, b) = (format!("a-{user}.test"), format!("b-{user}.test"));
+    let agent = applier(&svc, &[]);
+    let account = spec(&user, &[&a, &b]);
+
+    assert_eq!(
+        agent.put(std::slice::from_ref(&account)).unwrap(),
+        vec![true]
+    );
+    assert!(user_exists(&user));
+    std::fs::write(svc.path(&format!("www/{user}/public/index.php")), WHOAMI).unwrap();
+    for host in [&a, &b] {
+        let (status, body) = svc.get_until(host, "/index.php", |s, _| s == 200);
+        assert_eq!(
+            (status, body.as_str()),
+            (200, format!("{user} 128M").as_str()),
+            "{host}"
+        );
+    }
+    // Unknown names fall to the default server.
+    assert_eq!(
+        svc.get(&format!("c-{user}.test"), "/index.php"),
+        (404, "no site\n".into())
+    );
+
+    // The same put again changes nothing.
+    assert_eq!(
+        agent.put(std::slice::from_ref(&account)).unwrap(),
+        vec![false]
+    );
+
+    // New PHP settings take effect.
+    assert_eq!(
+        agent.put(&[with_memory(account.clone(), 256)]).unwrap(),
+        vec![true]
+    );
+    let (_, body) = svc.get_until(&a, "/index.php", |_, b| b.ends_with("256M"));
+    assert_eq!(body, format!("{user} 256M"));
+
+    // Delete: the sites are gone, then the user.
+    assert!(agent.delete(&UserName::parse(&user).unwrap()).unwrap());
+    // A reload is asynchronous: old workers finish their requests, so wait for the new config.
+    let (status, body) = svc.get_until(&a, "/index.php", |_, b| b == "no site\n");
+    assert_eq!((status, body.as_str()), (404, "no site\n"));
+    assert!(!user_exists(&user));
+    assert!(!svc.path(&format!("sites/enconf-{user}.conf")).exists());
+    assert!(!svc.path(&format!("www/{user}")).exists());
+    svc.nginx_config_ok().unwrap();
+}
+
+#[test]
+fn a_config_nginx_rejects_is_rolled_back() {
+    let Some(mut svc) = services::start() else {
+        return;
+    };
+    let user = svc.user("r");
+    let site = format!("{user}.test");
+    let good = applier(&svc, &[]);
+    good.put(&[spec(&user, &[&site])]).unwrap();
+    std::fs::write(svc.path(&format!("www/{user}/public/index.php")), WHOAMI).unwrap();
+    svc.get_until(&site, "/index.php", |s, _| s == 200);
+    let vhost = svc.path(&format!("sites/enconf-{user}.conf"));
+    let before = std::fs::read(&vhost).unwrap();
+
+    // An agent whose layout makes every vhost include a file that does not exist: nginx -t
+    // rejects what it renders.
+    let broken = applier(
+        &svc,
+        &[("AGENT_NGINX_FASTCGI_PARAMS", "/nonexistent/fastcgi_params")],
+    );
+    let err = broken
+        .put(&[spec(&user, &[&site, &format!("new-{site}")])])
+        .unwrap_err();
+    match err {
+        ApplyError::Rejected { validator, message } => {
+            assert_eq!(validator, "nginx");
+            assert!(message.contains("/nonexistent/fastcgi_params"), "{message}");
+        }
+        other => panic!("expected nginx to reject, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read(&vhost).unwrap(),
+        before,
+        "the previous vhost is back"
+    );
+    svc.nginx_config_ok().unwrap();
+    assert_eq!(svc.get(&site, "/index.php"), (200, format!("{user} 128M")));
+    assert_eq!(svc.get(&format!("new-{site}"), "/index.php").0, 404);
+}
+
+#[test]
+fn over_http_hostile_input_is_refused_and_a_good_put_serves() {
+    let Some(mut svc) = services::start() else {
+        return;
+    };
+    let user = svc.user("h");
+    let site = format!("{user}.test");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let agent = runtime.block_on(async {
+        Agent::new(
+            AgentToken::parse(TOKEN).unwrap(),
+            applier(&svc, &[]),
+            1 << 20,
+        )
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(serve(listener, router(Arc::clone(&agent)), None, async {
+        let _ = stopped.await;
+    }));
+    let auth = format!("Bearer {TOKEN}");
+    let put = |path: &str, body: &str| {
+        http(
+            port,
+            "PUT",
+            path,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        )
+    };
+
+    let sites_before = std::fs::read_dir(svc.path("sites")).unwrap().count();
+    let hostile = serde_json::json!({"domains": [format!("{site};\n}}\nserver {{ listen 1; }}")]})
+        .to_string();
+    let (status, body) = put(&format!("/v1/accounts/{user}"), &hostile);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("\"field\":\"domains[0]\""), "{body}");
+    assert_eq!(
+        std::fs::read_dir(svc.path("sites")).unwrap().count(),
+        sites_before
+    );
+    assert!(!user_exists(&user));
+    svc.nginx_config_ok().unwrap();
+
+    let (status, body) = put(
+        &format!("/v1/accounts/{user}"),
+        &serde_json::json!({"domains": [site]}).to_string(),
+    );
+    assert_eq!((status, body.as_str()), (200, "{\"changed\":true}"));
+    std::fs::write(svc.path(&format!("www/{user}/public/index.php")), WHOAMI).unwrap();
+    let (status, body) = svc.get_until(&site, "/index.php", |s, _| s == 200);
+    assert_eq!((status, body), (200, format!("{user} 128M")));
+    let (status, _) = http(port, "GET", "/v1/health", &[], "");
+    assert_eq!(status, 401);
+
+    let _ = stop.send(());
+    runtime.block_on(server).unwrap();
+}
