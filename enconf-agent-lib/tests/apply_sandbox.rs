@@ -11,27 +11,8 @@ use enconf_agent_lib::apply::{Applier, ApplyError};
 use enconf_agent_lib::system::Sandbox;
 use enconf_core::domain::UserName;
 
-/// A sandbox applier whose nginx and PHP-FPM "run" (their pid files exist).
 fn applier(root: &Path) -> Applier<Sandbox> {
-    let sandbox = Sandbox::new(root.join("box"));
-    let l = layout(Path::new("/srv"));
-    std::fs::create_dir_all(sandbox.host_path(Path::new("/srv/php/8.2"))).unwrap();
-    std::fs::write(sandbox.host_path(Path::new("/srv/nginx.pid")), "100\n").unwrap();
-    std::fs::write(
-        sandbox.host_path(Path::new("/srv/php/8.2/fpm.pid")),
-        "200\n",
-    )
-    .unwrap();
-    std::fs::create_dir_all(sandbox.host_path(Path::new("/srv/php/8.3"))).unwrap();
-    std::fs::write(
-        sandbox.host_path(Path::new("/srv/php/8.3/fpm.pid")),
-        "300\n",
-    )
-    .unwrap();
-    let a = Applier::new(l, sandbox);
-    a.start().unwrap();
-    a.system().clear_commands();
-    a
+    common::sandbox_applier(root)
 }
 
 fn read(a: &Applier<Sandbox>, path: &str) -> Option<String> {

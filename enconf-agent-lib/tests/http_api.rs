@@ -4,14 +4,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{TOKEN, layout, snapshot};
-use enconf_agent_lib::apply::Applier;
+use common::{TOKEN, snapshot};
 use enconf_agent_lib::server::{Agent, router};
 use enconf_agent_lib::system::Sandbox;
 use enconf_core::domain::AgentToken;
@@ -27,14 +25,7 @@ struct Harness {
 
 fn harness(max_body: usize) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let sandbox = Sandbox::new(dir.path().join("box"));
-    for (pid_file, pid) in [("/srv/nginx.pid", "100"), ("/srv/php/8.2/fpm.pid", "200")] {
-        let host = sandbox.host_path(Path::new(pid_file));
-        std::fs::create_dir_all(host.parent().unwrap()).unwrap();
-        std::fs::write(host, pid).unwrap();
-    }
-    let applier = Applier::new(layout(Path::new("/srv")), sandbox);
-    applier.start().unwrap();
+    let applier = common::sandbox_applier(dir.path());
     let agent = Agent::new(AgentToken::parse(TOKEN).unwrap(), applier, max_body);
     Harness {
         dir,

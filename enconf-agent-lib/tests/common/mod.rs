@@ -6,7 +6,9 @@ pub mod services;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use enconf_agent_lib::apply::Applier;
 use enconf_agent_lib::config::{AgentConfig, Layout};
+use enconf_agent_lib::system::Sandbox;
 use enconf_core::domain::{AccountSpec, Domains, PhpSettings, PhpSettingsRaw, UserName};
 
 pub const TOKEN: &str = "test-token-0123456789";
@@ -84,4 +86,23 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         }
     }
     out
+}
+
+/// A started sandbox applier for `/srv` under `dir/box`, whose nginx and PHP-FPM 8.2 and 8.3
+/// "run" (their pid files exist: 100, 200, 300). Commands of the start are cleared.
+pub fn sandbox_applier(dir: &Path) -> Applier<Sandbox> {
+    let sandbox = Sandbox::new(dir.join("box"));
+    for (pid_file, pid) in [
+        ("/srv/nginx.pid", "100"),
+        ("/srv/php/8.2/fpm.pid", "200"),
+        ("/srv/php/8.3/fpm.pid", "300"),
+    ] {
+        let host = sandbox.host_path(Path::new(pid_file));
+        std::fs::create_dir_all(host.parent().unwrap()).unwrap();
+        std::fs::write(host, format!("{pid}\n")).unwrap();
+    }
+    let applier = Applier::new(layout(Path::new("/srv")), sandbox);
+    applier.start().unwrap();
+    applier.system().clear_commands();
+    applier
 }
