@@ -23,7 +23,7 @@ use enconf_core::protocol::agent::AgentAccount;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Layout;
-use crate::render::{self, AccountPaths, HTTP_CONF_FILE};
+use crate::render::{self, AccountPaths, HTTP_CONF_FILE, Renderer};
 use crate::system::{System, SystemError};
 
 /// Why an apply did not happen. In every case the files are as they were before it.
@@ -71,12 +71,17 @@ struct Plan {
 #[derive(Debug)]
 pub struct Applier<S> {
     layout: Layout,
+    renderer: Renderer,
     system: S,
 }
 
 impl<S: System> Applier<S> {
     pub fn new(layout: Layout, system: S) -> Self {
-        Self { layout, system }
+        Self {
+            renderer: Renderer::new(&layout),
+            layout,
+            system,
+        }
     }
 
     pub fn system(&self) -> &S {
@@ -164,15 +169,18 @@ impl<S: System> Applier<S> {
         let mut changed = Vec::with_capacity(specs.len());
         let mut new_users = Vec::new();
         for spec in specs {
-            let php = render::php_version(&self.layout, spec);
+            let php = self.renderer.php_version(spec);
             let paths = AccountPaths::new(&self.layout, &spec.username, php);
             let record = serde_json::to_vec_pretty(&Installed {
                 spec: spec.clone(),
                 php_version: php,
             })
             .map_err(|e| ApplyError::State(e.to_string()))?;
-            let vhost = render::vhost(&self.layout, spec).into_bytes();
-            let pool = render::fpm_pool(&self.layout, spec).into_bytes();
+            let mut vhost = String::with_capacity(1024);
+            self.renderer.vhost_into(&mut vhost, spec);
+            let mut pool = String::with_capacity(1024);
+            self.renderer.pool_into(&mut pool, spec);
+            let (vhost, pool) = (vhost.into_bytes(), pool.into_bytes());
             let old = self.load_installed(&spec.username)?;
             let user_exists = self.system.user_exists(&spec.username)?;
             let same = user_exists

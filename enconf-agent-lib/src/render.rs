@@ -10,7 +10,6 @@
 //! path once however many server blocks name it, so 10,000 sites cost one descriptor rather
 //! than 20,000. Each account's PHP errors go to a file in its home, opened by its own workers.
 
-use std::fmt::Write;
 use std::path::PathBuf;
 
 use enconf_core::domain::{AccountSpec, PhpVersion, UserName};
@@ -55,11 +54,6 @@ impl AccountPaths {
     }
 }
 
-/// The PHP version an account runs: its own, or the server default.
-pub fn php_version(layout: &Layout, spec: &AccountSpec) -> PhpVersion {
-    spec.php_version.unwrap_or(layout.php_default_version)
-}
-
 /// The http-level settings every vhost relies on: the shared log format and server-name hash
 /// sizes that hold many thousands of names.
 pub fn http_conf(_layout: &Layout) -> String {
@@ -72,108 +66,216 @@ pub fn http_conf(_layout: &Layout) -> String {
     )
 }
 
-/// The nginx server block of an account: every domain, PHP through the account's pool.
-pub fn vhost(layout: &Layout, spec: &AccountSpec) -> String {
-    let mut out = String::with_capacity(1024);
-    vhost_into(&mut out, layout, spec);
-    out
-}
+/// The nginx server block of an account. `%name%` marks a value: layout values are filled in
+/// once per [`Renderer`], account values at each render.
+const VHOST: &str = "\
+# Managed by enconf for account %user%. Do not edit: the agent rewrites this file.
+server {
+    listen %port%;
+    server_name%domains%;
+    root %base%/%user%/public;
+    index index.php index.html;
+    access_log %logdir%/enconf-access.log enconf_vhost;
+    client_max_body_size %upload%m;
 
-/// [`vhost`] into a buffer, for callers that render many.
-pub fn vhost_into(out: &mut String, layout: &Layout, spec: &AccountSpec) {
-    let user = &spec.username;
-    let paths = AccountPaths::new(layout, user, php_version(layout, spec));
-    // Writing into a String cannot fail.
-    let _ = write!(
-        out,
-        "# Managed by enconf for account {user}. Do not edit: the agent rewrites this file.\n\
-         server {{\n    listen {port};\n    server_name",
-        port = layout.http_port,
-    );
-    for domain in &spec.domains {
-        out.push(' ');
-        out.push_str(domain.as_str());
+    location / {
+        try_files $uri $uri/ /index.php$is_args$args;
     }
-    let _ = write!(
-        out,
-        ";\n    root {docroot};\n\
-         \x20   index index.php index.html;\n\
-         \x20   access_log {logdir}/{ACCESS_LOG} {LOG_FORMAT};\n\
-         \x20   client_max_body_size {upload}m;\n\
-         \n\
-         \x20   location / {{\n\
-         \x20       try_files $uri $uri/ /index.php$is_args$args;\n\
-         \x20   }}\n\
-         \n\
-         \x20   location ~ \\.php$ {{\n\
-         \x20       try_files $uri =404;\n\
-         \x20       include {params};\n\
-         \x20       fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;\n\
-         \x20       fastcgi_pass unix:{socket};\n\
-         \x20       fastcgi_read_timeout {timeout}s;\n\
-         \x20   }}\n\
-         \n\
-         \x20   location ~ /\\.(?!well-known/) {{\n\
-         \x20       deny all;\n\
-         \x20   }}\n\
-         }}\n",
-        docroot = paths.docroot.display(),
-        logdir = layout.nginx_log_dir.display(),
-        upload = spec.php.upload_max_mb(),
-        params = layout.nginx_fastcgi_params.display(),
-        socket = paths.socket.display(),
-        timeout = spec.php.max_execution_time_s() + 30,
-    );
+
+    location ~ \\.php$ {
+        try_files $uri =404;
+        include %params%;
+        fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+        fastcgi_pass unix:%sockets%/enconf-%user%.sock;
+        fastcgi_read_timeout %read_timeout%s;
+    }
+
+    location ~ /\\.(?!well-known/) {
+        deny all;
+    }
 }
+";
 
 /// The PHP-FPM pool of an account: its own user, its own socket (readable by the web server
 /// only), on-demand workers, limits, and PHP confined to its home.
-pub fn fpm_pool(layout: &Layout, spec: &AccountSpec) -> String {
+const POOL: &str = "\
+; Managed by enconf for account %user%. Do not edit: the agent rewrites this file.
+[%user%]
+user = %user%
+group = %user%
+listen = %sockets%/enconf-%user%.sock
+listen.owner = %web%
+listen.group = %web%
+listen.mode = 0660
+pm = ondemand
+pm.max_children = %children%
+pm.process_idle_timeout = 10s
+pm.max_requests = 500
+chdir = /
+php_admin_value[memory_limit] = %memory%M
+php_admin_value[upload_max_filesize] = %upload%M
+php_admin_value[post_max_size] = %upload%M
+php_admin_value[max_execution_time] = %max_time%
+php_admin_value[open_basedir] = %base%/%user%/
+php_admin_value[upload_tmp_dir] = %base%/%user%/tmp
+php_admin_value[session.save_path] = %base%/%user%/tmp
+php_admin_value[sys_temp_dir] = %base%/%user%/tmp
+php_admin_flag[log_errors] = on
+php_admin_value[error_log] = %base%/%user%/logs/php-error.log
+";
+
+/// A value of the account, filled in at each render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    User,
+    /// Each domain, preceded by a space.
+    Domains,
+    Upload,
+    ReadTimeout,
+    Children,
+    Memory,
+    MaxTime,
+}
+
+impl Slot {
+    fn named(name: &str) -> Option<Slot> {
+        Some(match name {
+            "user" => Slot::User,
+            "domains" => Slot::Domains,
+            "upload" => Slot::Upload,
+            "read_timeout" => Slot::ReadTimeout,
+            "children" => Slot::Children,
+            "memory" => Slot::Memory,
+            "max_time" => Slot::MaxTime,
+            _ => return None,
+        })
+    }
+}
+
+/// A template with the layout filled in: literal text, then the slot that follows it.
+#[derive(Debug, Clone)]
+struct Compiled(Vec<(String, Option<Slot>)>);
+
+impl Compiled {
+    fn new(template: &str, layout: &[(&str, &str)]) -> Self {
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut rest = template;
+        while let Some(start) = rest.find('%') {
+            literal.push_str(&rest[..start]);
+            let after = &rest[start + 1..];
+            // Templates are ours: every '%' opens a marker that a later '%' closes.
+            let end = after.find('%').unwrap_or(after.len());
+            let name = &after[..end];
+            if let Some(slot) = Slot::named(name) {
+                parts.push((std::mem::take(&mut literal), Some(slot)));
+            } else if let Some((_, value)) = layout.iter().find(|(k, _)| *k == name) {
+                literal.push_str(value);
+            } else {
+                // Not a marker we know: kept as written, so a typo shows in the output.
+                literal.push('%');
+                literal.push_str(name);
+                literal.push('%');
+            }
+            rest = after.get(end + 1..).unwrap_or("");
+        }
+        literal.push_str(rest);
+        parts.push((literal, None));
+        Self(parts)
+    }
+
+    fn render(&self, out: &mut String, spec: &AccountSpec) {
+        let php = spec.php;
+        let mut num = itoa::Buffer::new();
+        for (literal, slot) in &self.0 {
+            out.push_str(literal);
+            match slot {
+                None => {}
+                Some(Slot::User) => out.push_str(spec.username.as_str()),
+                Some(Slot::Domains) => {
+                    for domain in &spec.domains {
+                        out.push(' ');
+                        out.push_str(domain.as_str());
+                    }
+                }
+                Some(Slot::Upload) => out.push_str(num.format(php.upload_max_mb())),
+                Some(Slot::ReadTimeout) => {
+                    out.push_str(num.format(php.max_execution_time_s() + 30))
+                }
+                Some(Slot::Children) => out.push_str(num.format(php.max_children())),
+                Some(Slot::Memory) => out.push_str(num.format(php.memory_limit_mb())),
+                Some(Slot::MaxTime) => out.push_str(num.format(php.max_execution_time_s())),
+            }
+        }
+    }
+}
+
+/// The vhost and pool templates with the layout filled in. Rendering with it allocates nothing
+/// but the growth of the output buffer.
+#[derive(Debug, Clone)]
+pub struct Renderer {
+    vhost: Compiled,
+    pool: Compiled,
+    default_php: PhpVersion,
+}
+
+impl Renderer {
+    pub fn new(layout: &Layout) -> Self {
+        // Layout paths and names are checked at start-up to hold no '%' (nor anything else
+        // outside A-Z a-z 0-9 . _ - /).
+        let text = |p: &std::path::Path| p.display().to_string();
+        let (port, base, logdir) = (
+            layout.http_port.to_string(),
+            text(&layout.web_root_base),
+            text(&layout.nginx_log_dir),
+        );
+        let (params, sockets) = (
+            text(&layout.nginx_fastcgi_params),
+            text(&layout.php_fpm_socket_dir),
+        );
+        let values = [
+            ("port", port.as_str()),
+            ("base", base.as_str()),
+            ("logdir", logdir.as_str()),
+            ("params", params.as_str()),
+            ("sockets", sockets.as_str()),
+            ("web", layout.web_server_user.as_str()),
+        ];
+        Self {
+            vhost: Compiled::new(VHOST, &values),
+            pool: Compiled::new(POOL, &values),
+            default_php: layout.php_default_version,
+        }
+    }
+
+    /// The PHP version an account runs: its own, or the server default.
+    pub fn php_version(&self, spec: &AccountSpec) -> PhpVersion {
+        spec.php_version.unwrap_or(self.default_php)
+    }
+
+    /// Appends the nginx server block of an account: every domain, PHP through its pool.
+    pub fn vhost_into(&self, out: &mut String, spec: &AccountSpec) {
+        self.vhost.render(out, spec);
+    }
+
+    /// Appends the PHP-FPM pool of an account.
+    pub fn pool_into(&self, out: &mut String, spec: &AccountSpec) {
+        self.pool.render(out, spec);
+    }
+}
+
+/// The nginx server block of an account.
+pub fn vhost(layout: &Layout, spec: &AccountSpec) -> String {
     let mut out = String::with_capacity(1024);
-    fpm_pool_into(&mut out, layout, spec);
+    Renderer::new(layout).vhost_into(&mut out, spec);
     out
 }
 
-/// [`fpm_pool`] into a buffer.
-pub fn fpm_pool_into(out: &mut String, layout: &Layout, spec: &AccountSpec) {
-    let user = &spec.username;
-    let php = spec.php;
-    let paths = AccountPaths::new(layout, user, php_version(layout, spec));
-    let _ = write!(
-        out,
-        "; Managed by enconf for account {user}. Do not edit: the agent rewrites this file.\n\
-         [{user}]\n\
-         user = {user}\n\
-         group = {user}\n\
-         listen = {socket}\n\
-         listen.owner = {web}\n\
-         listen.group = {web}\n\
-         listen.mode = 0660\n\
-         pm = ondemand\n\
-         pm.max_children = {children}\n\
-         pm.process_idle_timeout = 10s\n\
-         pm.max_requests = 500\n\
-         chdir = /\n\
-         php_admin_value[memory_limit] = {memory}M\n\
-         php_admin_value[upload_max_filesize] = {upload}M\n\
-         php_admin_value[post_max_size] = {upload}M\n\
-         php_admin_value[max_execution_time] = {time}\n\
-         php_admin_value[open_basedir] = {home}/\n\
-         php_admin_value[upload_tmp_dir] = {tmp}\n\
-         php_admin_value[session.save_path] = {tmp}\n\
-         php_admin_value[sys_temp_dir] = {tmp}\n\
-         php_admin_flag[log_errors] = on\n\
-         php_admin_value[error_log] = {logs}/php-error.log\n",
-        socket = paths.socket.display(),
-        web = layout.web_server_user,
-        children = php.max_children(),
-        memory = php.memory_limit_mb(),
-        upload = php.upload_max_mb(),
-        time = php.max_execution_time_s(),
-        home = paths.home.display(),
-        tmp = paths.tmp.display(),
-        logs = paths.logs.display(),
-    );
+/// The PHP-FPM pool of an account.
+pub fn fpm_pool(layout: &Layout, spec: &AccountSpec) -> String {
+    let mut out = String::with_capacity(1024);
+    Renderer::new(layout).pool_into(&mut out, spec);
+    out
 }
 
 /// The shape of rendered config, for checking that no input changed it: what directives there
