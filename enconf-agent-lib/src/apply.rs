@@ -16,7 +16,7 @@
 //! message; a crash anywhere is undone by [`Applier::recover`] at the next start.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use enconf_core::domain::{AccountSpec, PhpVersion, UserName};
 use enconf_core::protocol::agent::AgentAccount;
@@ -377,30 +377,12 @@ impl<S: System> Applier<S> {
 
     fn reload(&self, nginx: bool, php: &BTreeSet<PhpVersion>) -> Result<(), ApplyError> {
         if nginx {
-            self.signal(&self.layout.nginx_pid_file.clone(), "-HUP")?;
+            self.system.signal(&self.layout.nginx_pid_file, "HUP")?;
         }
         for v in php {
-            self.signal(&self.layout.php_fpm_pid_file(*v), "-USR2")?;
+            self.system
+                .signal(&self.layout.php_fpm_pid_file(*v), "USR2")?;
         }
-        Ok(())
-    }
-
-    /// Sends a signal to the daemon whose pid file is given.
-    fn signal(&self, pid_file: &Path, signal: &str) -> Result<(), ApplyError> {
-        let pid = self.system.read(pid_file)?.ok_or_else(|| {
-            ApplyError::State(format!(
-                "{} does not exist: is the service running?",
-                pid_file.display()
-            ))
-        })?;
-        let pid = String::from_utf8_lossy(&pid).trim().to_owned();
-        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ApplyError::State(format!(
-                "{} holds no pid",
-                pid_file.display()
-            )));
-        }
-        self.system.run(Path::new("kill"), &[signal, &pid])?;
         Ok(())
     }
 }

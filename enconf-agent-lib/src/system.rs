@@ -70,6 +70,30 @@ pub trait System: Send + Sync + fmt::Debug + 'static {
         group: &str,
         mode: u32,
     ) -> Result<(), SystemError>;
+    /// Sends `signal` (`HUP`, `USR2`) to the daemon whose pid file is given: how nginx and
+    /// PHP-FPM are reloaded. A missing or empty pid file is an error (the daemon is not running).
+    fn signal(&self, pid_file: &Path, signal: &str) -> Result<(), SystemError> {
+        let pid = read_pid(self.read(pid_file)?, pid_file)?;
+        self.run(Path::new("kill"), &[&format!("-{signal}"), &pid])
+            .map(drop)
+    }
+}
+
+/// The pid in a pid file's content.
+fn read_pid(content: Option<Vec<u8>>, pid_file: &Path) -> Result<String, SystemError> {
+    let not_running = |why: &str| SystemError::Io {
+        path: pid_file.display().to_string(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{why}: is the service running?"),
+        ),
+    };
+    let content = content.ok_or_else(|| not_running("no pid file"))?;
+    let pid = String::from_utf8_lossy(&content).trim().to_owned();
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(not_running("no pid in the pid file"));
+    }
+    Ok(pid)
 }
 
 const MAX_OUTPUT: usize = 4096;
@@ -366,6 +390,20 @@ impl System for Sandbox {
             u.remove(user.as_str());
         }
         Ok(())
+    }
+
+    /// A sandbox has no daemons: with a pid file (tests write one) the `kill` is recorded as
+    /// usual; without one the signal is recorded against the pid file and succeeds.
+    fn signal(&self, pid_file: &Path, signal: &str) -> Result<(), SystemError> {
+        match self.read(pid_file)? {
+            Some(content) => {
+                let pid = read_pid(Some(content), pid_file)?;
+                self.record(format!("kill -{signal} {pid}")).map(drop)
+            }
+            None => self
+                .record(format!("kill -{signal} $(cat {})", pid_file.display()))
+                .map(drop),
+        }
     }
 
     fn ensure_dir(

@@ -221,14 +221,3 @@ fn changing_php_version_moves_the_pool() {
             .contains("/srv/run/enconf-shop.sock")
     );
 }
-
-#[test]
-fn a_stopped_service_fails_the_apply_and_restores() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = applier(dir.path());
-    std::fs::remove_file(a.system().host_path(Path::new("/srv/nginx.pid"))).unwrap();
-    let err = a.put(&[spec("shop", &["shop.example"])]).unwrap_err();
-    assert!(err.to_string().contains("nginx.pid"), "{err}");
-    assert!(read(&a, "/srv/sites/enconf-shop.conf").is_none());
-    assert!(a.list().unwrap().is_empty());
-}

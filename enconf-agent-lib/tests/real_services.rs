@@ -194,3 +194,24 @@ fn over_http_hostile_input_is_refused_and_a_good_put_serves() {
     let _ = stop.send(());
     runtime.block_on(server).unwrap();
 }
+
+#[test]
+fn a_stopped_web_server_fails_the_apply_and_restores() {
+    let Some(mut svc) = services::start() else {
+        return;
+    };
+    let user = svc.user("s");
+    let agent = applier(&svc, &[]);
+    svc.stop_nginx();
+    let err = agent
+        .put(&[spec(&user, &[&format!("{user}.test")])])
+        .unwrap_err();
+    assert!(err.to_string().contains("nginx.pid"), "{err}");
+    assert!(!svc.path(&format!("sites/enconf-{user}.conf")).exists());
+    assert!(
+        !svc.path(&format!("php/{}/pool.d/enconf-{user}.conf", svc.php))
+            .exists()
+    );
+    assert!(agent.list().unwrap().is_empty());
+    assert!(!svc.path("state/journal.json").exists());
+}

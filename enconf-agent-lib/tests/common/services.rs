@@ -210,6 +210,14 @@ impl Services {
         }
     }
 
+    /// Stops nginx (gracefully) and waits until it is gone.
+    pub fn stop_nginx(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-QUIT", &self.nginx.id().to_string()])
+            .status();
+        let _ = self.nginx.wait();
+    }
+
     /// `nginx -t` over the whole configuration nginx runs.
     pub fn nginx_config_ok(&self) -> Result<(), String> {
         let rd = self.root.path().display();
