@@ -293,14 +293,15 @@ impl<S: System> Applier<S> {
         self.system
             .write_atomic(&self.journal_path(), &journal_bytes, 0o600)?;
 
-        let outcome = self.write_check_reload(&plan);
+        let mut reloading = false;
+        let outcome = self.write_check_reload(&plan, &mut reloading);
         if let Err(e) = &outcome {
             tracing::warn!(error = %e, "apply failed; restoring the previous files");
             self.restore(&journal.previous)?;
-            // The services may have read nothing new, or the half-applied files: reload so they
-            // serve what is on disk again. A failure here is logged; the journal is removed
-            // because the files are back.
-            if let Err(reload) = self.reload(plan.reload_nginx, &plan.reload_php) {
+            // Before the reload step the services never read the new files: nothing to undo.
+            // After it, some may have: reload them onto the restored files. A failure here is
+            // logged; the journal goes because the files are back.
+            if reloading && let Err(reload) = self.reload(plan.reload_nginx, &plan.reload_php) {
                 tracing::warn!(error = %reload, "reload after rollback failed");
             }
         }
@@ -308,7 +309,8 @@ impl<S: System> Applier<S> {
         outcome
     }
 
-    fn write_check_reload(&self, plan: &Plan) -> Result<(), ApplyError> {
+    /// Writes, validates and reloads; `reloading` turns true once a reload may have been sent.
+    fn write_check_reload(&self, plan: &Plan, reloading: &mut bool) -> Result<(), ApplyError> {
         for (path, content) in &plan.files {
             match content {
                 Some((bytes, mode)) => self.system.write_atomic(path, bytes, *mode)?,
@@ -323,6 +325,7 @@ impl<S: System> Applier<S> {
         for (version, pools) in &plan.check_pools {
             self.check_fpm(*version, pools)?;
         }
+        *reloading = true;
         self.reload(plan.reload_nginx, &plan.reload_php)?;
         Ok(())
     }

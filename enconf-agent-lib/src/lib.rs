@@ -16,7 +16,7 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use enconf_agent_lib::{apply::Applier, config::AgentConfig, server, system::RealSystem};
 //! let config = AgentConfig::load(None, |k| std::env::var(k).ok())?;
-//! let applier = Applier::new(config.layout.clone(), RealSystem);
+//! let applier = Applier::new(config.layout.clone(), RealSystem::new());
 //! applier.start()?;
 //! let agent = server::Agent::new(config.token.clone(), applier, config.max_body_bytes);
 //! let listener = tokio::net::TcpListener::bind((config.bind, config.port)).await?;

@@ -118,67 +118,100 @@ fn trim_output(stderr: &[u8], stdout: &[u8]) -> String {
 }
 
 /// The machine itself.
+///
+/// User and group ids are looked up in `/etc/passwd` and `/etc/group` (the local databases
+/// `useradd` writes), parsed once and parsed again only when a file's modification time
+/// changes, so a batch of thousands of accounts does not spawn a lookup per account.
 #[derive(Debug, Default)]
-pub struct RealSystem;
+pub struct RealSystem {
+    ids: Mutex<IdCache>,
+}
+
+impl RealSystem {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lookup(&self, file: IdFile, name: &str) -> Result<Option<u32>, SystemError> {
+        let mut cache = self.ids.lock().map_err(|_| SystemError::Io {
+            path: file.path().into(),
+            source: std::io::Error::other("id cache poisoned"),
+        })?;
+        cache.lookup(file, name)
+    }
+}
+
+/// Which local database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdFile {
+    Passwd,
+    Group,
+}
+
+impl IdFile {
+    fn path(self) -> &'static str {
+        match self {
+            IdFile::Passwd => "/etc/passwd",
+            IdFile::Group => "/etc/group",
+        }
+    }
+}
+
+type IdMap = std::collections::HashMap<String, u32>;
+
+#[derive(Debug, Default)]
+struct IdCache {
+    passwd: (Option<std::time::SystemTime>, IdMap),
+    group: (Option<std::time::SystemTime>, IdMap),
+}
+
+impl IdCache {
+    /// The id of `name` (uid or gid), re-reading the file when it changed since last read.
+    fn lookup(&mut self, file: IdFile, name: &str) -> Result<Option<u32>, SystemError> {
+        let path = Path::new(file.path());
+        let (seen, map) = match file {
+            IdFile::Passwd => &mut self.passwd,
+            IdFile::Group => &mut self.group,
+        };
+        let modified = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .map_err(io(path))?;
+        if *seen != Some(modified) {
+            let text = std::fs::read_to_string(path).map_err(io(path))?;
+            *map = parse_ids(&text);
+            *seen = Some(modified);
+        }
+        Ok(map.get(name).copied())
+    }
+}
+
+/// `name:x:id:…` lines → name → id (the third field).
+fn parse_ids(text: &str) -> IdMap {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let id = fields.nth(1)?.parse().ok()?;
+            Some((name.to_owned(), id))
+        })
+        .collect()
+}
 
 impl System for RealSystem {
     fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, SystemError> {
-        match std::fs::read(path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(path)(e)),
-        }
+        fs::read(path)
     }
 
     fn write_atomic(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), SystemError> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let dir = path.parent().unwrap_or(Path::new("/"));
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.enconf-tmp"));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        drop(f);
-        // The mode given to open() is filtered by the umask; set it exactly.
-        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))
-            .map_err(io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io(path))?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(dir))
+        fs::write_atomic(path, bytes, mode)
     }
 
     fn remove(&self, path: &Path) -> Result<bool, SystemError> {
-        match std::fs::remove_file(path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(io(path)(e)),
-        }
+        fs::remove(path)
     }
 
     fn list(&self, dir: &Path) -> Result<Vec<String>, SystemError> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io(dir)(e)),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io(dir))?;
-            names.push(entry.file_name().to_string_lossy().into_owned());
-        }
-        names.sort();
-        Ok(names)
+        fs::list(dir)
     }
 
     fn run(&self, program: &Path, args: &[&str]) -> Result<String, SystemError> {
@@ -202,22 +235,7 @@ impl System for RealSystem {
     }
 
     fn user_exists(&self, user: &UserName) -> Result<bool, SystemError> {
-        let out = Command::new("getent")
-            .args(["passwd", user.as_str()])
-            .output()
-            .map_err(|source| SystemError::Spawn {
-                program: "getent".into(),
-                source,
-            })?;
-        match out.status.code() {
-            Some(0) => Ok(true),
-            Some(2) => Ok(false),
-            _ => Err(SystemError::Command {
-                program: "getent".into(),
-                status: out.status.to_string(),
-                output: trim_output(&out.stderr, &out.stdout),
-            }),
-        }
+        Ok(self.lookup(IdFile::Passwd, user.as_str())?.is_some())
     }
 
     fn add_user(&self, user: &UserName, home: &Path) -> Result<(), SystemError> {
@@ -257,13 +275,23 @@ impl System for RealSystem {
         group: &str,
         mode: u32,
     ) -> Result<(), SystemError> {
-        let path = path.display().to_string();
-        let mode = format!("{mode:o}");
-        self.run(
-            Path::new("install"),
-            &["-d", "-o", owner, "-g", group, "-m", &mode, &path],
-        )
-        .map(drop)
+        use std::os::unix::fs::PermissionsExt;
+        let unknown = |what: &str, name: &str| SystemError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no such {what}: {name}"),
+            ),
+        };
+        let uid = self
+            .lookup(IdFile::Passwd, owner)?
+            .ok_or_else(|| unknown("user", owner))?;
+        let gid = self
+            .lookup(IdFile::Group, group)?
+            .ok_or_else(|| unknown("group", group))?;
+        std::fs::create_dir_all(path).map_err(io(path))?;
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io(path))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io(path))
     }
 }
 
@@ -344,19 +372,19 @@ impl Sandbox {
 
 impl System for Sandbox {
     fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, SystemError> {
-        RealSystem.read(&self.host_path(path))
+        fs::read(&self.host_path(path))
     }
 
     fn write_atomic(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), SystemError> {
-        RealSystem.write_atomic(&self.host_path(path), bytes, mode)
+        fs::write_atomic(&self.host_path(path), bytes, mode)
     }
 
     fn remove(&self, path: &Path) -> Result<bool, SystemError> {
-        RealSystem.remove(&self.host_path(path))
+        fs::remove(&self.host_path(path))
     }
 
     fn list(&self, dir: &Path) -> Result<Vec<String>, SystemError> {
-        RealSystem.list(&self.host_path(dir))
+        fs::list(&self.host_path(dir))
     }
 
     fn run(&self, program: &Path, args: &[&str]) -> Result<String, SystemError> {
@@ -420,5 +448,69 @@ impl System for Sandbox {
             path.display()
         ))
         .map(drop)
+    }
+}
+
+/// File operations shared by [`RealSystem`] and [`Sandbox`].
+mod fs {
+    use super::*;
+
+    pub(super) fn read(path: &Path) -> Result<Option<Vec<u8>>, SystemError> {
+        match std::fs::read(path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(path)(e)),
+        }
+    }
+
+    pub(super) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SystemError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.enconf-tmp"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        drop(f);
+        // The mode given to open() is filtered by the umask; set it exactly.
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .map_err(io(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(io(path))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))
+    }
+
+    pub(super) fn remove(path: &Path) -> Result<bool, SystemError> {
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(path)(e)),
+        }
+    }
+
+    pub(super) fn list(dir: &Path) -> Result<Vec<String>, SystemError> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(dir)(e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io(dir))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
     }
 }

@@ -17,7 +17,7 @@ const WHOAMI: &str =
     "<?php echo posix_getpwuid(posix_geteuid())['name'], ' ', ini_get('memory_limit');";
 
 fn applier(svc: &Services, extra: &[(&str, &str)]) -> Applier<RealSystem> {
-    let a = Applier::new(svc.config(extra).layout, RealSystem);
+    let a = Applier::new(svc.config(extra).layout, RealSystem::new());
     a.start().unwrap();
     a
 }

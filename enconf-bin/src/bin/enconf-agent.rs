@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match config.mode {
-        Mode::System => runtime.block_on(run(config, RealSystem)),
+        Mode::System => runtime.block_on(run(config, RealSystem::new())),
         Mode::Sandbox => {
             let root = config.sandbox_root.clone();
             tracing::info!(root = %root.display(), "sandbox mode: files go under the root, commands are recorded, not run");
