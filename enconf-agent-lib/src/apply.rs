@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::time::Instant;
 
 use enconf_core::domain::{AccountSpec, PhpVersion, UserName};
 use enconf_core::protocol::agent::AgentAccount;
@@ -217,12 +218,21 @@ impl<S: System> Applier<S> {
         if !plan.files.is_empty() {
             // Users and directories first: PHP-FPM refuses a pool whose user does not exist.
             // They are not rolled back: an unused user with empty directories serves nothing.
+            let started = Instant::now();
             for (user, home) in &new_users {
                 self.system.add_user(user, home)?;
             }
+            let users = started.elapsed();
             for (path, owner, group, mode) in std::mem::take(&mut plan.dirs) {
                 self.system.ensure_dir(&path, &owner, &group, mode)?;
             }
+            tracing::info!(
+                accounts = specs.len(),
+                new_users = new_users.len(),
+                users_ms = users.as_millis(),
+                dirs_ms = (started.elapsed() - users).as_millis(),
+                "accounts prepared"
+            );
             self.execute(plan)?;
         }
         Ok(changed)
@@ -311,6 +321,7 @@ impl<S: System> Applier<S> {
 
     /// Writes, validates and reloads; `reloading` turns true once a reload may have been sent.
     fn write_check_reload(&self, plan: &Plan, reloading: &mut bool) -> Result<(), ApplyError> {
+        let started = Instant::now();
         for (path, content) in &plan.files {
             match content {
                 Some((bytes, mode)) => self.system.write_atomic(path, bytes, *mode)?,
@@ -319,14 +330,25 @@ impl<S: System> Applier<S> {
                 }
             }
         }
+        let written = started.elapsed();
         if plan.reload_nginx {
             self.check_nginx(&plan.check_vhosts)?;
         }
+        let nginx_checked = started.elapsed();
         for (version, pools) in &plan.check_pools {
             self.check_fpm(*version, pools)?;
         }
+        let fpm_checked = started.elapsed();
         *reloading = true;
         self.reload(plan.reload_nginx, &plan.reload_php)?;
+        tracing::info!(
+            files = plan.files.len(),
+            write_ms = written.as_millis(),
+            nginx_check_ms = (nginx_checked - written).as_millis(),
+            fpm_check_ms = (fpm_checked - nginx_checked).as_millis(),
+            reload_ms = (started.elapsed() - fpm_checked).as_millis(),
+            "applied"
+        );
         Ok(())
     }
 
