@@ -219,9 +219,7 @@ impl<S: System> Applier<S> {
             // Users and directories first: PHP-FPM refuses a pool whose user does not exist.
             // They are not rolled back: an unused user with empty directories serves nothing.
             let started = Instant::now();
-            for (user, home) in &new_users {
-                self.system.add_user(user, home)?;
-            }
+            self.system.add_users(&new_users)?;
             let users = started.elapsed();
             for (path, owner, group, mode) in std::mem::take(&mut plan.dirs) {
                 self.system.ensure_dir(&path, &owner, &group, mode)?;

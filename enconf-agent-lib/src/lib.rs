@@ -29,3 +29,4 @@ pub mod config;
 pub mod render;
 pub mod server;
 pub mod system;
+pub mod userdb;

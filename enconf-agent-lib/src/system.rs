@@ -58,8 +58,9 @@ pub trait System: Send + Sync + fmt::Debug + 'static {
     /// Runs a program and returns what it printed; a non-zero exit is an error.
     fn run(&self, program: &Path, args: &[&str]) -> Result<String, SystemError>;
     fn user_exists(&self, user: &UserName) -> Result<bool, SystemError>;
-    /// Creates a login-less user with its own group and the given home (not created).
-    fn add_user(&self, user: &UserName, home: &Path) -> Result<(), SystemError>;
+    /// Creates login-less users, each with its own group and the given home (not created), in
+    /// one step.
+    fn add_users(&self, users: &[(UserName, PathBuf)]) -> Result<(), SystemError>;
     /// Removes a user, its group and its home.
     fn remove_user(&self, user: &UserName) -> Result<(), SystemError>;
     /// Creates a directory (and parents) owned by `owner:group` with `mode`.
@@ -238,21 +239,19 @@ impl System for RealSystem {
         Ok(self.lookup(IdFile::Passwd, user.as_str())?.is_some())
     }
 
-    fn add_user(&self, user: &UserName, home: &Path) -> Result<(), SystemError> {
-        let home = home.display().to_string();
-        self.run(
-            Path::new("useradd"),
-            &[
-                "--home-dir",
-                &home,
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                "--user-group",
-                user.as_str(),
-            ],
-        )
-        .map(drop)
+    fn add_users(&self, users: &[(UserName, PathBuf)]) -> Result<(), SystemError> {
+        let new: Vec<crate::userdb::NewUser<'_>> = users
+            .iter()
+            .map(|(name, home)| crate::userdb::NewUser {
+                name: name.as_str(),
+                home,
+                shell: "/usr/sbin/nologin",
+            })
+            .collect();
+        crate::userdb::add_users(Path::new("/etc"), &new).map_err(|e| SystemError::Io {
+            path: "/etc/passwd".into(),
+            source: std::io::Error::other(e.to_string()),
+        })
     }
 
     fn remove_user(&self, user: &UserName) -> Result<(), SystemError> {
@@ -404,10 +403,12 @@ impl System for Sandbox {
             .unwrap_or(false))
     }
 
-    fn add_user(&self, user: &UserName, home: &Path) -> Result<(), SystemError> {
-        self.record(format!("useradd --home-dir {} {user}", home.display()))?;
-        if let Ok(mut u) = self.users.lock() {
-            u.insert(user.to_string());
+    fn add_users(&self, users: &[(UserName, PathBuf)]) -> Result<(), SystemError> {
+        for (user, home) in users {
+            self.record(format!("useradd --home-dir {} {user}", home.display()))?;
+            if let Ok(mut u) = self.users.lock() {
+                u.insert(user.to_string());
+            }
         }
         Ok(())
     }
