@@ -94,8 +94,14 @@ echo "one more account on a server with $N: HTTP $code in ${secs}s: $(cat "$ROOT
 userdel -f encbextra 2>/dev/null || true
 last=$((N - 1))
 echo "served" > "$ROOT/www/encb$last/public/index.html"
-sleep 2
-echo "GET http://site$last.scale.test/ -> $(curl -s -H "Host: site$last.scale.test" "http://127.0.0.1:$WEB/")"
+# nginx re-reads its whole configuration on a reload: poll until the new workers serve.
+for _ in $(seq 600); do
+    got=$(curl -s -H "Host: site$last.scale.test" "http://127.0.0.1:$WEB/")
+    [ "$got" = served ] && break
+    sleep 0.1
+done
+echo "GET http://site$last.scale.test/ -> $got"
 start=$(date +%s.%N); nginx -t -q -c "$ROOT/nginx.conf" -e "$ROOT/log/nginx-error.log"; end=$(date +%s.%N)
+echo "pwck -r: $(pwck -rq 2>&1 | grep -c 'encb') problems with the new users; grpck -r exit $(grpck -r >/dev/null 2>&1; echo $?)"
 grep -E "accounts prepared|applied" "$ROOT/log/agent.log" | tail -4 | sed 's/^[^ ]* *//'
 echo "full nginx -t over $N vhosts: $(python3 -c "print(round($end-$start,2))")s (what one validation per site would cost each time)"

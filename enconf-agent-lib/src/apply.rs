@@ -142,16 +142,19 @@ impl<S: System> Applier<S> {
         Ok(true)
     }
 
+    /// Puts every journaled file back, durably.
     fn restore(&self, previous: &[(PathBuf, Option<String>)]) -> Result<(), SystemError> {
         for (path, content) in previous {
             match content {
-                Some(c) => self.system.write_atomic(path, c.as_bytes(), 0o644)?,
+                Some(c) => self.system.write_unsynced(path, c.as_bytes(), 0o644)?,
                 None => {
                     self.system.remove(path)?;
                 }
             }
         }
-        Ok(())
+        let dirs: BTreeSet<&std::path::Path> =
+            previous.iter().filter_map(|(p, _)| p.parent()).collect();
+        self.system.sync(&dirs.into_iter().collect::<Vec<_>>())
     }
 
     fn load_installed(&self, user: &UserName) -> Result<Option<(Vec<u8>, Installed)>, ApplyError> {
@@ -320,31 +323,52 @@ impl<S: System> Applier<S> {
     /// Writes, validates and reloads; `reloading` turns true once a reload may have been sent.
     fn write_check_reload(&self, plan: &Plan, reloading: &mut bool) -> Result<(), ApplyError> {
         let started = Instant::now();
+        // The journal is durable: the files need not be, until it is removed (sync below).
         for (path, content) in &plan.files {
             match content {
-                Some((bytes, mode)) => self.system.write_atomic(path, bytes, *mode)?,
+                Some((bytes, mode)) => self.system.write_unsynced(path, bytes, *mode)?,
                 None => {
                     self.system.remove(path)?;
                 }
             }
         }
         let written = started.elapsed();
-        if plan.reload_nginx {
-            self.check_nginx(&plan.check_vhosts)?;
-        }
-        let nginx_checked = started.elapsed();
-        for (version, pools) in &plan.check_pools {
-            self.check_fpm(*version, pools)?;
-        }
-        let fpm_checked = started.elapsed();
+        // nginx and PHP-FPM validate side by side; a panic (a crash, in tests) is not caught.
+        let (nginx, fpm) = std::thread::scope(|scope| {
+            let nginx = scope.spawn(|| {
+                let t = Instant::now();
+                let result = match plan.reload_nginx {
+                    true => self.check_nginx(&plan.check_vhosts),
+                    false => Ok(()),
+                };
+                (result, t.elapsed())
+            });
+            let t = Instant::now();
+            let fpm = plan
+                .check_pools
+                .iter()
+                .try_for_each(|(version, pools)| self.check_fpm(*version, pools));
+            let nginx = nginx
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (nginx, (fpm, t.elapsed()))
+        });
+        nginx.0?;
+        fpm.0?;
+        let checked = started.elapsed();
         *reloading = true;
         self.reload(plan.reload_nginx, &plan.reload_php)?;
+        let reloaded = started.elapsed();
+        let dirs: BTreeSet<&std::path::Path> =
+            plan.files.keys().filter_map(|p| p.parent()).collect();
+        self.system.sync(&dirs.into_iter().collect::<Vec<_>>())?;
         tracing::info!(
             files = plan.files.len(),
             write_ms = written.as_millis(),
-            nginx_check_ms = (nginx_checked - written).as_millis(),
-            fpm_check_ms = (fpm_checked - nginx_checked).as_millis(),
-            reload_ms = (started.elapsed() - fpm_checked).as_millis(),
+            nginx_check_ms = nginx.1.as_millis(),
+            fpm_check_ms = fpm.1.as_millis(),
+            reload_ms = (reloaded - checked).as_millis(),
+            sync_ms = (started.elapsed() - reloaded).as_millis(),
             "applied"
         );
         Ok(())

@@ -51,6 +51,12 @@ pub trait System: Send + Sync + fmt::Debug + 'static {
     /// Replaces the file atomically (temporary file, fsync, rename, fsync of the directory),
     /// creating missing parent directories. `mode` is the file's permission bits.
     fn write_atomic(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), SystemError>;
+    /// Replaces the file atomically (temporary file, rename) without waiting for the disk: the
+    /// new content is durable after the next [`System::sync`]. For writing many files at once;
+    /// the caller keeps a durable record of what it replaced (the journal) until then.
+    fn write_unsynced(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), SystemError>;
+    /// Makes every write and removal before it durable, on the filesystems holding `dirs`.
+    fn sync(&self, dirs: &[&Path]) -> Result<(), SystemError>;
     /// Removes a file; `false` when it was not there.
     fn remove(&self, path: &Path) -> Result<bool, SystemError>;
     /// The names of the files in a directory, sorted; empty when it does not exist.
@@ -205,6 +211,14 @@ impl System for RealSystem {
 
     fn write_atomic(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), SystemError> {
         fs::write_atomic(path, bytes, mode)
+    }
+
+    fn write_unsynced(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), SystemError> {
+        fs::write_replacing(path, bytes, mode, false)
+    }
+
+    fn sync(&self, dirs: &[&Path]) -> Result<(), SystemError> {
+        fs::sync(dirs)
     }
 
     fn remove(&self, path: &Path) -> Result<bool, SystemError> {
@@ -378,6 +392,15 @@ impl System for Sandbox {
         fs::write_atomic(&self.host_path(path), bytes, mode)
     }
 
+    fn write_unsynced(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), SystemError> {
+        fs::write_replacing(&self.host_path(path), bytes, mode, false)
+    }
+
+    fn sync(&self, dirs: &[&Path]) -> Result<(), SystemError> {
+        let host: Vec<PathBuf> = dirs.iter().map(|d| self.host_path(d)).collect();
+        fs::sync(&host.iter().map(PathBuf::as_path).collect::<Vec<_>>())
+    }
+
     fn remove(&self, path: &Path) -> Result<bool, SystemError> {
         fs::remove(&self.host_path(path))
     }
@@ -465,6 +488,16 @@ mod fs {
     }
 
     pub(super) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SystemError> {
+        write_replacing(path, bytes, mode, true)
+    }
+
+    /// Temporary file, then rename; with `durable`, the file and its directory are fsynced.
+    pub(super) fn write_replacing(
+        path: &Path,
+        bytes: &[u8],
+        mode: u32,
+        durable: bool,
+    ) -> Result<(), SystemError> {
         use std::os::unix::fs::OpenOptionsExt;
         let dir = path.parent().unwrap_or(Path::new("/"));
         std::fs::create_dir_all(dir).map_err(io(dir))?;
@@ -481,15 +514,36 @@ mod fs {
             .open(&tmp)
             .map_err(io(&tmp))?;
         f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
+        if durable {
+            f.sync_all().map_err(io(&tmp))?;
+        }
         drop(f);
         // The mode given to open() is filtered by the umask; set it exactly.
         std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))
             .map_err(io(&tmp))?;
         std::fs::rename(&tmp, path).map_err(io(path))?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(dir))
+        if durable {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io(dir))?;
+        }
+        Ok(())
+    }
+
+    /// `syncfs` once per filesystem holding one of `dirs`.
+    pub(super) fn sync(dirs: &[&Path]) -> Result<(), SystemError> {
+        use std::os::unix::fs::MetadataExt;
+        let mut done = std::collections::HashSet::new();
+        for dir in dirs {
+            let Ok(meta) = std::fs::metadata(dir) else {
+                continue; // nothing was written there
+            };
+            if done.insert(meta.dev()) {
+                let handle = std::fs::File::open(dir).map_err(io(dir))?;
+                rustix::fs::syncfs(&handle).map_err(|e| io(dir)(e.into()))?;
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn remove(path: &Path) -> Result<bool, SystemError> {
