@@ -253,7 +253,7 @@ impl<S: System> Applier<S> {
         plan.reload_php.insert(installed.php_version);
         self.execute(plan)?;
         if self.system.user_exists(user)? {
-            self.system.remove_user(user)?;
+            self.system.remove_user(user, &paths.home)?;
         }
         self.system.remove(&self.record_path(user))?;
         Ok(true)

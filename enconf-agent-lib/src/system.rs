@@ -3,7 +3,6 @@
 //! [`RealSystem`] does it for real. [`Sandbox`] keeps every file under a root directory and
 //! records the commands it would run (for unit tests and the quick-start).
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
@@ -67,8 +66,8 @@ pub trait System: Send + Sync + fmt::Debug + 'static {
     /// Creates login-less users, each with its own group and the given home (not created), in
     /// one step.
     fn add_users(&self, users: &[(UserName, PathBuf)]) -> Result<(), SystemError>;
-    /// Removes a user, its group and its home.
-    fn remove_user(&self, user: &UserName) -> Result<(), SystemError>;
+    /// Removes a user, its own group, its memberships and its home.
+    fn remove_user(&self, user: &UserName, home: &Path) -> Result<(), SystemError>;
     /// Creates a directory (and parents) owned by `owner:group` with `mode`.
     fn ensure_dir(
         &self,
@@ -84,6 +83,24 @@ pub trait System: Send + Sync + fmt::Debug + 'static {
         self.run(Path::new("kill"), &[&format!("-{signal}"), &pid])
             .map(drop)
     }
+}
+
+fn userdb_error(e: crate::userdb::UserDbError) -> SystemError {
+    SystemError::Io {
+        path: "/etc/passwd".into(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+fn new_users(users: &[(UserName, PathBuf)]) -> Vec<crate::userdb::NewUser<'_>> {
+    users
+        .iter()
+        .map(|(name, home)| crate::userdb::NewUser {
+            name: name.as_str(),
+            home,
+            shell: "/usr/sbin/nologin",
+        })
+        .collect()
 }
 
 /// The pid in a pid file's content.
@@ -254,31 +271,12 @@ impl System for RealSystem {
     }
 
     fn add_users(&self, users: &[(UserName, PathBuf)]) -> Result<(), SystemError> {
-        let new: Vec<crate::userdb::NewUser<'_>> = users
-            .iter()
-            .map(|(name, home)| crate::userdb::NewUser {
-                name: name.as_str(),
-                home,
-                shell: "/usr/sbin/nologin",
-            })
-            .collect();
-        crate::userdb::add_users(Path::new("/etc"), &new).map_err(|e| SystemError::Io {
-            path: "/etc/passwd".into(),
-            source: std::io::Error::other(e.to_string()),
-        })
+        crate::userdb::add_users(Path::new("/etc"), &new_users(users)).map_err(userdb_error)
     }
 
-    fn remove_user(&self, user: &UserName) -> Result<(), SystemError> {
-        // --force: PHP workers of the account may still be finishing after the pool reload.
-        match self.run(
-            Path::new("userdel"),
-            &["--force", "--remove", user.as_str()],
-        ) {
-            Ok(_) => Ok(()),
-            // 12: the home could not be removed (already gone); the user is.
-            Err(SystemError::Command { status, .. }) if status.ends_with(": 12") => Ok(()),
-            Err(e) => Err(e),
-        }
+    fn remove_user(&self, user: &UserName, home: &Path) -> Result<(), SystemError> {
+        crate::userdb::remove_users(Path::new("/etc"), &[user.as_str()]).map_err(userdb_error)?;
+        fs::remove_tree(home)
     }
 
     fn ensure_dir(
@@ -308,11 +306,11 @@ impl System for RealSystem {
     }
 }
 
-/// A stand-in machine: files under `root`, users in a set, commands recorded and answered by a
-/// hook (success by default).
+/// A stand-in machine: files under `root` (users too, in `root/etc/passwd` and friends, written
+/// by the same code as on a real server), commands recorded and answered by a hook (success by
+/// default).
 pub struct Sandbox {
     root: PathBuf,
-    users: Mutex<BTreeSet<String>>,
     commands: Mutex<Vec<String>>,
     /// Decides a command's outcome: `Err(output)` makes it fail.
     #[allow(clippy::type_complexity)]
@@ -331,7 +329,6 @@ impl Sandbox {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self {
             root: root.into(),
-            users: Mutex::default(),
             commands: Mutex::default(),
             hook: Mutex::default(),
         }
@@ -419,29 +416,29 @@ impl System for Sandbox {
     }
 
     fn user_exists(&self, user: &UserName) -> Result<bool, SystemError> {
-        Ok(self
-            .users
-            .lock()
-            .map(|u| u.contains(user.as_str()))
-            .unwrap_or(false))
+        crate::userdb::user_exists(&self.host_path(Path::new("/etc")), user.as_str())
+            .map_err(userdb_error)
     }
 
     fn add_users(&self, users: &[(UserName, PathBuf)]) -> Result<(), SystemError> {
-        for (user, home) in users {
-            self.record(format!("useradd --home-dir {} {user}", home.display()))?;
-            if let Ok(mut u) = self.users.lock() {
-                u.insert(user.to_string());
+        let etc = self.host_path(Path::new("/etc"));
+        for file in ["passwd", "shadow", "group", "gshadow"] {
+            let path = etc.join(file);
+            if !path.exists() {
+                fs::write_atomic(&path, b"", 0o644)?;
             }
         }
-        Ok(())
+        for (user, home) in users {
+            self.record(format!("useradd --home-dir {} {user}", home.display()))?;
+        }
+        crate::userdb::add_users(&etc, &new_users(users)).map_err(userdb_error)
     }
 
-    fn remove_user(&self, user: &UserName) -> Result<(), SystemError> {
-        self.record(format!("userdel --force --remove {user}"))?;
-        if let Ok(mut u) = self.users.lock() {
-            u.remove(user.as_str());
-        }
-        Ok(())
+    fn remove_user(&self, user: &UserName, home: &Path) -> Result<(), SystemError> {
+        self.record(format!("userdel --remove {user}"))?;
+        crate::userdb::remove_users(&self.host_path(Path::new("/etc")), &[user.as_str()])
+            .map_err(userdb_error)?;
+        fs::remove_tree(&self.host_path(home))
     }
 
     /// A sandbox has no daemons: with a pid file (tests write one) the `kill` is recorded as
@@ -567,5 +564,15 @@ mod fs {
         }
         names.sort();
         Ok(names)
+    }
+
+    /// Removes a directory tree (symbolic links inside are removed, not followed); nothing to
+    /// do when it is not there.
+    pub(super) fn remove_tree(path: &Path) -> Result<(), SystemError> {
+        match std::fs::remove_dir_all(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(path)(e)),
+        }
     }
 }

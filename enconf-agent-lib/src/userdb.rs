@@ -309,6 +309,67 @@ pub(crate) fn add_users_waiting(
         .map_err(io(etc))
 }
 
+/// Whether `name` is a user in the `passwd` file of `etc`.
+pub fn user_exists(etc: &Path, name: &str) -> Result<bool, UserDbError> {
+    let path = etc.join("passwd");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(names_and_ids(&text).0.contains(name)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+/// `text` without the lines whose first field is in `names`, and without `names` in the
+/// comma-separated member lists of `list_fields` (group: field 3; gshadow: fields 2 and 3).
+pub(crate) fn without(text: &str, names: &HashSet<&str>, list_fields: &[usize]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let mut fields: Vec<String> = line.split(':').map(str::to_owned).collect();
+        if fields.first().is_some_and(|n| names.contains(n.as_str())) {
+            continue;
+        }
+        for &f in list_fields {
+            if let Some(list) = fields.get_mut(f) {
+                let kept: Vec<&str> = list
+                    .split(',')
+                    .filter(|m| !m.is_empty() && !names.contains(m))
+                    .collect();
+                *list = kept.join(",");
+            }
+        }
+        out.push_str(&fields.join(":"));
+        out.push('\n');
+    }
+    out
+}
+
+/// Removes users, their own groups, and their memberships of other groups from the databases
+/// in `etc`, in one locked rewrite (as [`add_users`]). Homes are the caller's.
+pub fn remove_users(etc: &Path, names: &[&str]) -> Result<(), UserDbError> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    const FILES: [(&str, &[usize]); 4] = [
+        ("passwd", &[]),
+        ("shadow", &[]),
+        ("group", &[3]),
+        ("gshadow", &[2, 3]),
+    ];
+    let _locks = take_locks(etc, &FILES.map(|(f, _)| f), LOCK_WAIT)?;
+    let names: HashSet<&str> = names.iter().copied().collect();
+    for (file, lists) in FILES {
+        let path = etc.join(file);
+        let old = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let new = without(&old, &names, lists);
+        if new != old {
+            replace(&path, &old, &new)?;
+        }
+    }
+    std::fs::File::open(etc)
+        .and_then(|d| d.sync_all())
+        .map_err(io(etc))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,6 +516,40 @@ mod tests {
         assert!(
             dir.path().join("shadow.lock").exists(),
             "theirs is left alone"
+        );
+    }
+
+    #[test]
+    fn removes_users_their_groups_and_memberships() {
+        let dir = etc();
+        let home = PathBuf::from("/h");
+        add_users(dir.path(), &[user("shop", &home), user("blog", &home)]).unwrap();
+        let group = dir.path().join("group");
+        let text = std::fs::read_to_string(&group)
+            .unwrap()
+            .replace("staff:x:1002:", "staff:x:1002:alice,shop");
+        std::fs::write(&group, text).unwrap();
+        assert!(user_exists(dir.path(), "shop").unwrap());
+        remove_users(dir.path(), &["shop"]).unwrap();
+        let read = |n: &str| std::fs::read_to_string(dir.path().join(n)).unwrap();
+        assert!(!user_exists(dir.path(), "shop").unwrap());
+        assert!(user_exists(dir.path(), "blog").unwrap());
+        for file in ["passwd", "shadow", "group", "gshadow"] {
+            assert!(
+                !read(file).lines().any(|l| l.starts_with("shop:")),
+                "{file}: {}",
+                read(file)
+            );
+        }
+        assert!(
+            read("group").contains("staff:x:1002:alice\n"),
+            "{}",
+            read("group")
+        );
+        assert!(read("passwd").starts_with(PASSWD));
+        assert_eq!(
+            without("g:!:shop,a:b,shop\n", &HashSet::from(["shop"]), &[2, 3]),
+            "g:!:a:b\n"
         );
     }
 }

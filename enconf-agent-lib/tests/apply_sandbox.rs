@@ -220,3 +220,34 @@ fn changing_php_version_moves_the_pool() {
             .contains("/srv/run/enconf-shop.sock")
     );
 }
+
+#[test]
+fn a_restarted_agent_still_knows_its_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = applier(dir.path());
+    let s = spec("shop", &["shop.example"]);
+    assert_eq!(a.put(std::slice::from_ref(&s)).unwrap(), vec![true]);
+    let passwd = read(&a, "/etc/passwd").unwrap();
+    assert!(
+        passwd.starts_with("shop:x:1000:1000::/srv/www/shop:/usr/sbin/nologin\n"),
+        "{passwd}"
+    );
+    drop(a);
+    let restarted = Applier::new(
+        layout(Path::new("/srv")),
+        Sandbox::new(dir.path().join("box")),
+    );
+    restarted.start().unwrap();
+    restarted.system().clear_commands();
+    assert_eq!(restarted.put(&[s]).unwrap(), vec![false]);
+    assert!(restarted.system().commands().is_empty());
+    assert!(restarted.delete(&UserName::parse("shop").unwrap()).unwrap());
+    assert!(!read(&restarted, "/etc/passwd").unwrap().contains("shop"));
+    assert!(
+        !restarted
+            .system()
+            .host_path(Path::new("/srv/www/shop"))
+            .exists(),
+        "home removed"
+    );
+}
