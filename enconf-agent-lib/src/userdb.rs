@@ -140,8 +140,13 @@ pub(crate) fn uid_range(login_defs: &str) -> (u32, u32) {
 /// How long to wait for a lock another program holds.
 const LOCK_WAIT: Duration = Duration::from_secs(15);
 
+/// Threads of one process: fcntl locks belong to the process, and closing any descriptor of
+/// the lock file drops them, so threads take turns here before touching it.
+static IN_PROCESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Locks held while the databases are rewritten; released on drop.
 struct Locks {
+    _in_process: std::sync::MutexGuard<'static, ()>,
     /// The `lckpwdf` lock file, kept open: closing it releases the fcntl lock.
     _pwd_lock: std::fs::File,
     lock_files: Vec<PathBuf>,
@@ -157,6 +162,10 @@ impl Drop for Locks {
 
 fn take_locks(etc: &Path, files: &[&str], wait: Duration) -> Result<Locks, UserDbError> {
     let start = Instant::now();
+    // A thread that panicked while holding it left no lock files behind (they go on drop).
+    let in_process = IN_PROCESS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let pwd_lock_path = etc.join(".pwd.lock");
     let pwd_lock = std::fs::OpenOptions::new()
         .write(true)
@@ -181,6 +190,7 @@ fn take_locks(etc: &Path, files: &[&str], wait: Duration) -> Result<Locks, UserD
         }
     }
     let mut locks = Locks {
+        _in_process: in_process,
         _pwd_lock: pwd_lock,
         lock_files: Vec::new(),
     };
