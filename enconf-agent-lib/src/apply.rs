@@ -49,10 +49,20 @@ struct Installed {
 /// The journal of an apply under way.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Journal {
-    /// Each touched path and its content before the apply (`None`: it did not exist).
-    previous: Vec<(PathBuf, Option<String>)>,
+    /// Each touched path and its content before the apply.
+    previous: Vec<Previous>,
     reload_nginx: bool,
     reload_php: BTreeSet<PhpVersion>,
+}
+
+/// A file as it was before an apply.
+#[derive(Debug, Serialize, Deserialize)]
+struct Previous {
+    path: PathBuf,
+    /// `None`: it did not exist.
+    content: Option<String>,
+    /// The permission bits to put it back with (a file keeps its mode across versions).
+    mode: u32,
 }
 
 /// One apply.
@@ -143,17 +153,17 @@ impl<S: System> Applier<S> {
     }
 
     /// Puts every journaled file back, durably.
-    fn restore(&self, previous: &[(PathBuf, Option<String>)]) -> Result<(), SystemError> {
-        for (path, content) in previous {
-            match content {
-                Some(c) => self.system.write_unsynced(path, c.as_bytes(), 0o644)?,
+    fn restore(&self, previous: &[Previous]) -> Result<(), SystemError> {
+        for p in previous {
+            match &p.content {
+                Some(c) => self.system.write_unsynced(&p.path, c.as_bytes(), p.mode)?,
                 None => {
-                    self.system.remove(path)?;
+                    self.system.remove(&p.path)?;
                 }
             }
         }
         let dirs: BTreeSet<&std::path::Path> =
-            previous.iter().filter_map(|(p, _)| p.parent()).collect();
+            previous.iter().filter_map(|p| p.path.parent()).collect();
         self.system.sync(&dirs.into_iter().collect::<Vec<_>>())
     }
 
@@ -288,7 +298,7 @@ impl<S: System> Applier<S> {
             reload_nginx: plan.reload_nginx,
             reload_php: plan.reload_php.clone(),
         };
-        for path in plan.files.keys() {
+        for (path, new) in &plan.files {
             let previous = self
                 .system
                 .read(path)?
@@ -297,7 +307,11 @@ impl<S: System> Applier<S> {
                         .map_err(|_| ApplyError::State(format!("{} is not text", path.display())))
                 })
                 .transpose()?;
-            journal.previous.push((path.clone(), previous));
+            journal.previous.push(Previous {
+                path: path.clone(),
+                content: previous,
+                mode: new.as_ref().map_or(0o644, |(_, mode)| *mode),
+            });
         }
         let journal_bytes =
             serde_json::to_vec(&journal).map_err(|e| ApplyError::State(e.to_string()))?;

@@ -121,6 +121,12 @@ fn a_rejected_config_restores_every_file() {
     assert_eq!(snapshot(&dir.path().join("box/srv/sites")), before);
     assert_eq!(snapshot(&dir.path().join("box/srv/php")), pools_before);
     assert!(read(&a, "/srv/state/accounts/blog.json").is_none());
+    let record = a
+        .system()
+        .host_path(Path::new("/srv/state/accounts/shop.json"));
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(record).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "a restored record keeps its mode");
     assert!(read(&a, "/srv/state/journal.json").is_none());
     assert_eq!(a.list().unwrap().len(), 1);
     // The services never read the rejected files: no reload at all.
