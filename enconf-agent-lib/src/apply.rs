@@ -4,16 +4,19 @@
 //! One apply is a [`Plan`]: files to write or remove, the vhosts and pools to validate, the
 //! services to reload. [`Applier::execute`] runs it:
 //!
-//! 1. write the journal (every touched path and its previous content), fsynced;
-//! 2. write or remove the files, each atomically;
-//! 3. validate only what changed: one `nginx -t` over a test config that includes the
-//!    http-level file and the changed vhosts, one `php-fpm -t` per PHP version over the changed
-//!    pools. The cost grows with the size of the change, not with the number of sites;
+//! 1. write the journal (every touched path, its previous content and mode), fsynced;
+//! 2. validate only what changed, before anything live changes: one `nginx -t` over a test
+//!    config including staged copies of the changed vhosts (and of the http-level file when it
+//!    changes), alongside one `php-fpm -t` per PHP version over the changed pools. The cost
+//!    grows with the size of the change, not with the number of sites, and the live files never
+//!    hold a refused configuration that a reload still under way could read;
+//! 3. replace the live files (rename; not yet fsynced: the journal covers a crash);
 //! 4. reload nginx (SIGHUP) and each touched PHP-FPM (SIGUSR2) once;
-//! 5. remove the journal.
+//! 5. `syncfs`, then remove the journal.
 //!
-//! A failure in 3 or 4 restores every file from the journal and answers with the validator's
-//! message; a crash anywhere is undone by [`Applier::recover`] at the next start.
+//! A refusal in 2 changes nothing and answers with the validator's message; a failure in 3 or
+//! 4 restores every file from the journal (and reloads again if a reload was sent); a crash
+//! anywhere is undone by [`Applier::recover`] at the next start.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -318,10 +321,12 @@ impl<S: System> Applier<S> {
         self.system
             .write_atomic(&self.journal_path(), &journal_bytes, 0o600)?;
 
-        let mut reloading = false;
-        let outcome = self.write_check_reload(&plan, &mut reloading);
+        let (mut touched, mut reloading) = (false, false);
+        let outcome = self.check_write_reload(&plan, &mut touched, &mut reloading);
         if let Err(e) = &outcome {
-            tracing::warn!(error = %e, "apply failed; restoring the previous files");
+            tracing::warn!(error = %e, "apply failed; the previous files stay or are restored");
+        }
+        if outcome.is_err() && touched {
             self.restore(&journal.previous)?;
             // Before the reload step the services never read the new files: nothing to undo.
             // After it, some may have: reload them onto the restored files. A failure here is
@@ -334,25 +339,23 @@ impl<S: System> Applier<S> {
         outcome
     }
 
-    /// Writes, validates and reloads; `reloading` turns true once a reload may have been sent.
-    fn write_check_reload(&self, plan: &Plan, reloading: &mut bool) -> Result<(), ApplyError> {
+    /// Validates, writes and reloads. `touched` turns true once live files may have changed,
+    /// `reloading` once a reload may have been sent.
+    fn check_write_reload(
+        &self,
+        plan: &Plan,
+        touched: &mut bool,
+        reloading: &mut bool,
+    ) -> Result<(), ApplyError> {
         let started = Instant::now();
-        // The journal is durable: the files need not be, until it is removed (sync below).
-        for (path, content) in &plan.files {
-            match content {
-                Some((bytes, mode)) => self.system.write_unsynced(path, bytes, *mode)?,
-                None => {
-                    self.system.remove(path)?;
-                }
-            }
-        }
-        let written = started.elapsed();
+        // Validate first, on staged copies: the live files never hold a configuration that is
+        // refused, so a reload still under way from an earlier apply cannot read one.
         // nginx and PHP-FPM validate side by side; a panic (a crash, in tests) is not caught.
         let (nginx, fpm) = std::thread::scope(|scope| {
             let nginx = scope.spawn(|| {
                 let t = Instant::now();
                 let result = match plan.reload_nginx {
-                    true => self.check_nginx(&plan.check_vhosts),
+                    true => self.check_nginx(plan),
                     false => Ok(()),
                 };
                 (result, t.elapsed())
@@ -370,6 +373,17 @@ impl<S: System> Applier<S> {
         nginx.0?;
         fpm.0?;
         let checked = started.elapsed();
+        // The journal is durable: the files need not be, until it is removed (sync below).
+        *touched = true;
+        for (path, content) in &plan.files {
+            match content {
+                Some((bytes, mode)) => self.system.write_unsynced(path, bytes, *mode)?,
+                None => {
+                    self.system.remove(path)?;
+                }
+            }
+        }
+        let written = started.elapsed();
         *reloading = true;
         self.reload(plan.reload_nginx, &plan.reload_php)?;
         let reloaded = started.elapsed();
@@ -378,27 +392,43 @@ impl<S: System> Applier<S> {
         self.system.sync(&dirs.into_iter().collect::<Vec<_>>())?;
         tracing::info!(
             files = plan.files.len(),
-            write_ms = written.as_millis(),
+            write_ms = (written - checked).as_millis(),
             nginx_check_ms = nginx.1.as_millis(),
             fpm_check_ms = fpm.1.as_millis(),
-            reload_ms = (reloaded - checked).as_millis(),
+            reload_ms = (reloaded - written).as_millis(),
             sync_ms = (started.elapsed() - reloaded).as_millis(),
             "applied"
         );
         Ok(())
     }
 
-    /// `nginx -t` over the http-level file and `vhosts` only.
-    fn check_nginx(&self, vhosts: &[PathBuf]) -> Result<(), ApplyError> {
+    /// `nginx -t` over the http-level file and the plan's vhosts only, as staged copies of
+    /// their new content.
+    fn check_nginx(&self, plan: &Plan) -> Result<(), ApplyError> {
         let dir = self.check_dir();
+        let stage = dir.join("stage");
+        let http = self.layout.nginx_sites_dir.join(HTTP_CONF_FILE);
+        let mut staged = Vec::with_capacity(plan.check_vhosts.len() + 1);
+        let mut include = |live: &PathBuf| -> Result<String, ApplyError> {
+            match plan.files.get(live) {
+                Some(Some((bytes, _))) => {
+                    let copy = stage.join(live.file_name().unwrap_or_default());
+                    self.system.write_unsynced(&copy, bytes, 0o600)?;
+                    let shown = copy.display().to_string();
+                    staged.push(copy);
+                    Ok(shown)
+                }
+                _ => Ok(live.display().to_string()),
+            }
+        };
         let mut conf = format!(
             "pid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log;\nevents {{}}\nhttp {{\n    include {http};\n",
             dir = dir.display(),
-            http = self.layout.nginx_sites_dir.join(HTTP_CONF_FILE).display(),
+            http = include(&http)?,
         );
-        for v in vhosts {
+        for v in &plan.check_vhosts {
             conf.push_str("    include ");
-            conf.push_str(&v.display().to_string());
+            conf.push_str(&include(v)?);
             conf.push_str(";\n");
         }
         conf.push_str("}\n");
@@ -407,13 +437,18 @@ impl<S: System> Applier<S> {
             .write_atomic(&conf_path, conf.as_bytes(), 0o600)?;
         let conf_arg = conf_path.display().to_string();
         let err_arg = dir.join("nginx-error.log").display().to_string();
-        self.system
+        let result = self
+            .system
             .run(
                 &self.layout.nginx_bin,
                 &["-t", "-q", "-e", &err_arg, "-c", &conf_arg],
             )
             .map(drop)
-            .map_err(|e| rejected("nginx", e))
+            .map_err(|e| rejected("nginx", e));
+        for copy in staged {
+            self.system.remove(&copy)?;
+        }
+        result
     }
 
     /// `php-fpm -t` over `pools` only.

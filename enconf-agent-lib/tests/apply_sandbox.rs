@@ -48,12 +48,23 @@ fn put_writes_validates_and_reloads_once() {
     assert_eq!(count("/usr/sbin/php-fpm8.2 -t"), 1);
     assert_eq!(count("kill -HUP 100"), 1, "one nginx reload");
     assert_eq!(count("kill -USR2 200"), 1, "one PHP-FPM reload");
-    // The test config holds exactly the changed vhosts.
+    // The test config holds exactly the changed vhosts, as staged copies: nothing live changes
+    // before they pass.
     let check = read(&a, "/srv/state/check/nginx.conf").unwrap();
     assert_eq!(
-        check.matches("include /srv/sites/enconf-").count(),
-        3,
+        check
+            .matches("include /srv/state/check/stage/enconf-")
+            .count(),
+        2,
         "{check}"
+    );
+    assert!(
+        check.contains("include /srv/sites/enconf-00-http.conf;"),
+        "unchanged: live"
+    );
+    assert!(
+        read(&a, "/srv/state/check/stage/enconf-shop.conf").is_none(),
+        "staged copies are removed after the check"
     );
     assert!(
         read(&a, "/srv/state/journal.json").is_none(),
@@ -141,9 +152,9 @@ fn a_crash_mid_apply_is_undone_at_the_next_start() {
     let a = applier(dir.path());
     a.put(&[spec("shop", &["shop.example"])]).unwrap();
     let before = snapshot(&dir.path().join("box/srv/sites"));
-    // The agent dies while nginx validates the new files.
+    // The agent dies after writing the new files, as it signals nginx.
     a.system().on_command(|line| {
-        if line.contains("nginx -t") {
+        if line.starts_with("kill -HUP") {
             panic!("killed");
         }
         Ok(String::new())

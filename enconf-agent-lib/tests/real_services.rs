@@ -96,7 +96,7 @@ fn a_config_nginx_rejects_is_rolled_back() {
     let good = applier(&svc, &[]);
     good.put(&[spec(&user, &[&site])]).unwrap();
     std::fs::write(svc.path(&format!("www/{user}/public/index.php")), WHOAMI).unwrap();
-    svc.get_until(&site, "/index.php", |s, _| s == 200);
+    assert_eq!(svc.get_until(&site, "/index.php", |s, _| s == 200).0, 200);
     let vhost = svc.path(&format!("sites/enconf-{user}.conf"));
     let before = std::fs::read(&vhost).unwrap();
 
@@ -122,7 +122,14 @@ fn a_config_nginx_rejects_is_rolled_back() {
         "the previous vhost is back"
     );
     svc.nginx_config_ok().unwrap();
-    assert_eq!(svc.get(&site, "/index.php"), (200, format!("{user} 128M")));
+    // Right after a reload an old-generation nginx worker may still take a connection, so wait
+    // for the settled state: the old site is served.
+    assert_eq!(
+        svc.get_until(&site, "/index.php", |s, _| s == 200),
+        (200, format!("{user} 128M")),
+        "nginx log:\n{}",
+        svc.nginx_log()
+    );
     assert_eq!(svc.get(&format!("new-{site}"), "/index.php").0, 404);
 }
 

@@ -210,6 +210,11 @@ impl Services {
         }
     }
 
+    /// nginx's error log, for failure messages.
+    pub fn nginx_log(&self) -> String {
+        std::fs::read_to_string(self.path("log/nginx-error.log")).unwrap_or_default()
+    }
+
     /// Stops nginx (gracefully) and waits until it is gone.
     pub fn stop_nginx(&mut self) {
         let _ = Command::new("kill")
