@@ -76,7 +76,8 @@ struct Plan {
     /// Directories to create first: (path, owner, group, mode).
     dirs: Vec<(PathBuf, String, String, u32)>,
     check_vhosts: Vec<PathBuf>,
-    check_pools: BTreeMap<PhpVersion, Vec<String>>,
+    /// The pools to validate, by PHP version (their new content is in `files`).
+    check_pools: BTreeMap<PhpVersion, Vec<PathBuf>>,
     reload_nginx: bool,
     reload_php: BTreeSet<PhpVersion>,
 }
@@ -165,8 +166,15 @@ impl<S: System> Applier<S> {
                 }
             }
         }
-        let dirs: BTreeSet<&std::path::Path> =
-            previous.iter().filter_map(|p| p.path.parent()).collect();
+        self.sync_parents(previous.iter().map(|p| &p.path))
+    }
+
+    /// Makes the writes to `paths` durable: one `sync` over their distinct directories.
+    fn sync_parents<'a>(
+        &self,
+        paths: impl Iterator<Item = &'a PathBuf>,
+    ) -> Result<(), SystemError> {
+        let dirs: BTreeSet<&std::path::Path> = paths.filter_map(|p| p.parent()).collect();
         self.system.sync(&dirs.into_iter().collect::<Vec<_>>())
     }
 
@@ -223,7 +231,7 @@ impl<S: System> Applier<S> {
             plan.check_pools
                 .entry(php)
                 .or_default()
-                .push(String::from_utf8_lossy(&pool).into_owned());
+                .push(paths.pool.clone());
             plan.files.insert(paths.vhost, Some((vhost, 0o644)));
             plan.files.insert(paths.pool, Some((pool, 0o644)));
             plan.files
@@ -354,9 +362,11 @@ impl<S: System> Applier<S> {
         let (nginx, fpm) = std::thread::scope(|scope| {
             let nginx = scope.spawn(|| {
                 let t = Instant::now();
-                let result = match plan.reload_nginx {
-                    true => self.check_nginx(plan),
-                    false => Ok(()),
+                // Only new content needs checking: a delete only removes server blocks.
+                let http = self.layout.nginx_sites_dir.join(HTTP_CONF_FILE);
+                let result = match plan.check_vhosts.is_empty() && !plan.files.contains_key(&http) {
+                    true => Ok(()),
+                    false => self.check_nginx(plan),
                 };
                 (result, t.elapsed())
             });
@@ -364,7 +374,7 @@ impl<S: System> Applier<S> {
             let fpm = plan
                 .check_pools
                 .iter()
-                .try_for_each(|(version, pools)| self.check_fpm(*version, pools));
+                .try_for_each(|(version, pools)| self.check_fpm(plan, *version, pools));
             let nginx = nginx
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
@@ -387,9 +397,7 @@ impl<S: System> Applier<S> {
         *reloading = true;
         self.reload(plan.reload_nginx, &plan.reload_php)?;
         let reloaded = started.elapsed();
-        let dirs: BTreeSet<&std::path::Path> =
-            plan.files.keys().filter_map(|p| p.parent()).collect();
-        self.system.sync(&dirs.into_iter().collect::<Vec<_>>())?;
+        self.sync_parents(plan.files.keys())?;
         tracing::info!(
             files = plan.files.len(),
             write_ms = (written - checked).as_millis(),
@@ -452,14 +460,21 @@ impl<S: System> Applier<S> {
     }
 
     /// `php-fpm -t` over `pools` only.
-    fn check_fpm(&self, version: PhpVersion, pools: &[String]) -> Result<(), ApplyError> {
+    fn check_fpm(
+        &self,
+        plan: &Plan,
+        version: PhpVersion,
+        pools: &[PathBuf],
+    ) -> Result<(), ApplyError> {
         let dir = self.check_dir();
         let mut conf = format!(
             "[global]\npid = {dir}/php{version}-fpm.pid\nerror_log = {dir}/php{version}-fpm.log\n",
             dir = dir.display()
         );
         for p in pools {
-            conf.push_str(p);
+            if let Some(Some((bytes, _))) = plan.files.get(p) {
+                conf.push_str(&String::from_utf8_lossy(bytes));
+            }
         }
         let conf_path = dir.join(format!("php{version}-fpm.conf"));
         self.system

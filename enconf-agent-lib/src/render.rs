@@ -28,7 +28,6 @@ pub const ACCESS_LOG: &str = "enconf-access.log";
 pub struct AccountPaths {
     pub vhost: PathBuf,
     pub pool: PathBuf,
-    pub socket: PathBuf,
     pub home: PathBuf,
     pub docroot: PathBuf,
     pub tmp: PathBuf,
@@ -43,9 +42,6 @@ impl AccountPaths {
             pool: layout
                 .php_fpm_pool_dir(php)
                 .join(format!("enconf-{user}.conf")),
-            socket: layout
-                .php_fpm_socket_dir
-                .join(format!("enconf-{user}.sock")),
             docroot: home.join("public"),
             tmp: home.join("tmp"),
             logs: home.join("logs"),

@@ -212,6 +212,10 @@ fn delete_removes_files_then_the_user() {
         pos("kill -HUP") < pos("userdel"),
         "reload before the user goes: {cmds:?}"
     );
+    assert!(
+        !cmds.iter().any(|c| c.contains(" -t")),
+        "removing server blocks needs no validation: {cmds:?}"
+    );
     assert!(!a.delete(&shop).unwrap(), "second delete: nothing to do");
     assert_eq!(a.list().unwrap().len(), 1);
 }
