@@ -33,20 +33,15 @@ const MAX_COALESCED: usize = 4096;
 /// How long shutdown waits for requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(300);
 
-/// A change waiting for the apply worker.
-enum Op {
-    Put(Vec<AccountSpec>),
-    Delete(UserName),
-}
+/// Where the apply worker answers a job.
+type Reply<T> = oneshot::Sender<Result<T, ErrorBody>>;
 
-enum Outcome {
-    Put(Vec<bool>),
-    Delete(bool),
-}
-
-struct Job {
-    op: Op,
-    reply: oneshot::Sender<Result<Outcome, ErrorBody>>,
+/// A change waiting for the apply worker, with where to send what it did.
+enum Job {
+    /// Per account: whether anything changed.
+    Put(Vec<AccountSpec>, Reply<Vec<bool>>),
+    /// Whether the account was there.
+    Delete(UserName, Reply<bool>),
 }
 
 /// The agent as a service: what the HTTP handlers share.
@@ -88,10 +83,10 @@ impl<S: System> Agent<S> {
         &self.applier
     }
 
-    async fn submit(&self, op: Op) -> Result<Outcome, ErrorBody> {
+    async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, ErrorBody> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job { op, reply })
+            .send(job(reply))
             .await
             .map_err(|_| internal("the apply worker has stopped"))?;
         answer
@@ -255,12 +250,10 @@ async fn put_one<S: System>(
 ) -> ApiResult<Applied> {
     let put: AccountPut = json_body(agent.max_body_bytes, &headers, body).await?;
     let spec = put.validate("", Some(&username))?;
-    match agent.submit(Op::Put(vec![spec])).await? {
-        Outcome::Put(changed) => Ok(axum::Json(Applied {
-            changed: changed.first().copied().unwrap_or(false),
-        })),
-        Outcome::Delete(_) => Err(internal("unexpected outcome").into()),
-    }
+    let changed = agent.submit(|r| Job::Put(vec![spec], r)).await?;
+    Ok(axum::Json(Applied {
+        changed: changed.first().copied().unwrap_or(false),
+    }))
 }
 
 async fn put_batch<S: System>(
@@ -270,16 +263,12 @@ async fn put_batch<S: System>(
 ) -> ApiResult<BatchApplied> {
     let batch: AccountBatch = json_body(agent.max_body_bytes, &headers, body).await?;
     let specs = batch.validate()?;
-    match agent.submit(Op::Put(specs)).await? {
-        Outcome::Put(changed) => {
-            let n = changed.iter().filter(|c| **c).count();
-            Ok(axum::Json(BatchApplied {
-                changed: n,
-                unchanged: changed.len() - n,
-            }))
-        }
-        Outcome::Delete(_) => Err(internal("unexpected outcome").into()),
-    }
+    let changed = agent.submit(|r| Job::Put(specs, r)).await?;
+    let n = changed.iter().filter(|c| **c).count();
+    Ok(axum::Json(BatchApplied {
+        changed: n,
+        unchanged: changed.len() - n,
+    }))
 }
 
 async fn delete<S: System>(
@@ -287,10 +276,8 @@ async fn delete<S: System>(
     UrlPath(username): UrlPath<String>,
 ) -> ApiResult<Applied> {
     let user = UserName::parse(&username).map_err(|r| r.at("username"))?;
-    match agent.submit(Op::Delete(user)).await? {
-        Outcome::Delete(changed) => Ok(axum::Json(Applied { changed })),
-        Outcome::Put(_) => Err(internal("unexpected outcome").into()),
-    }
+    let changed = agent.submit(|r| Job::Delete(user, r)).await?;
+    Ok(axum::Json(Applied { changed }))
 }
 
 /// Takes queued jobs in arrival order, as many as are waiting, and applies runs of puts as one
@@ -316,32 +303,21 @@ async fn worker<S: System>(applier: Arc<Applier<S>>, mut rx: mpsc::Receiver<Job>
 
 fn run_jobs<S: System>(applier: &Applier<S>, mut jobs: VecDeque<Job>) {
     while let Some(job) = jobs.pop_front() {
-        match job.op {
-            Op::Delete(user) => {
-                let result = applier
-                    .delete(&user)
-                    .map(Outcome::Delete)
-                    .map_err(apply_error);
-                let _ = job.reply.send(result);
+        match job {
+            Job::Delete(user, reply) => {
+                let _ = reply.send(applier.delete(&user).map_err(apply_error));
             }
-            Op::Put(specs) => {
+            Job::Put(specs, reply) => {
                 // Take the following puts too, as long as no account appears twice.
                 let mut users: HashSet<UserName> =
                     specs.iter().map(|s| s.username.clone()).collect();
-                let mut run = vec![(specs, job.reply)];
-                while let Some(Job {
-                    op: Op::Put(next), ..
-                }) = jobs.front()
-                {
+                let mut run = vec![(specs, reply)];
+                while let Some(Job::Put(next, _)) = jobs.front() {
                     if next.iter().any(|s| users.contains(&s.username)) {
                         break;
                     }
                     users.extend(next.iter().map(|s| s.username.clone()));
-                    let Some(Job {
-                        op: Op::Put(next),
-                        reply,
-                    }) = jobs.pop_front()
-                    else {
+                    let Some(Job::Put(next, reply)) = jobs.pop_front() else {
                         break;
                     };
                     run.push((next, reply));
@@ -352,10 +328,7 @@ fn run_jobs<S: System>(applier: &Applier<S>, mut jobs: VecDeque<Job>) {
     }
 }
 
-type PutRequest = (
-    Vec<AccountSpec>,
-    oneshot::Sender<Result<Outcome, ErrorBody>>,
-);
+type PutRequest = (Vec<AccountSpec>, Reply<Vec<bool>>);
 
 fn put_run<S: System>(applier: &Applier<S>, run: Vec<PutRequest>) {
     if run.len() > 1 {
@@ -366,7 +339,7 @@ fn put_run<S: System>(applier: &Applier<S>, run: Vec<PutRequest>) {
                 for (specs, reply) in run {
                     let (mine, tail) = rest.split_at(specs.len().min(rest.len()));
                     rest = tail;
-                    let _ = reply.send(Ok(Outcome::Put(mine.to_vec())));
+                    let _ = reply.send(Ok(mine.to_vec()));
                 }
                 return;
             }
@@ -382,8 +355,7 @@ fn put_run<S: System>(applier: &Applier<S>, run: Vec<PutRequest>) {
         }
     }
     for (specs, reply) in run {
-        let result = applier.put(&specs).map(Outcome::Put).map_err(apply_error);
-        let _ = reply.send(result);
+        let _ = reply.send(applier.put(&specs).map_err(apply_error));
     }
 }
 
