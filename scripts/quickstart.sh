@@ -1,23 +1,46 @@
 #!/usr/bin/env bash
-# Starts a local agent in sandbox mode: no root, no nginx needed. Files go under
-# target/quickstart/sandbox; commands are recorded, not run.
+# Starts the controller (embedded redb store) and one local agent in sandbox mode, registered as
+# the single server with all five roles. No root and no nginx needed: the agent writes its files
+# under target/quickstart/sandbox and records the commands it would run.
+# Stop both with Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=target/quickstart
 mkdir -p "$dir"
+chmod 700 "$dir"
 umask 077
 if [ ! -s "$dir/agent-token" ]; then
     head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/agent-token"
 fi
-port=${AGENT_PORT:-50000}
+agent_port=${AGENT_PORT:-50000}
+bind=${ENCONF_BIND:-127.0.0.1:8080}
 cat > "$dir/config.env" <<CONF
 AGENT_TOKEN=$(cat "$dir/agent-token")
 AGENT_BIND=127.0.0.1
-AGENT_PORT=$port
+AGENT_PORT=$agent_port
 AGENT_MODE=sandbox
 AGENT_SANDBOX_ROOT=$PWD/$dir/sandbox
 CONF
-cargo build --release --locked -p enconf-bin --bin enconf-agent
-echo "agent: http://127.0.0.1:$port  (token in $dir/agent-token)"
-echo "try:   curl -H \"Authorization: Bearer \$(cat $dir/agent-token)\" http://127.0.0.1:$port/v1/health"
-exec target/release/enconf-agent --config "$dir/config.env"
+cargo build --release --locked -p enconf-bin --bins
+
+target/release/enconf-agent --config "$dir/config.env" 2> "$dir/agent.log" &
+agent_pid=$!
+trap 'kill "$agent_pid" 2>/dev/null || true; wait "$agent_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+    grep -q listening "$dir/agent.log" && break
+    kill -0 "$agent_pid" 2>/dev/null || { cat "$dir/agent.log" >&2; exit 1; }
+    sleep 0.1
+done
+
+cat <<BANNER
+enconf is starting:
+  controller   http://$bind   (Management API; OpenAPI at /api/v1/openapi.json)
+  admin token  $PWD/$dir/controller/admin-token   (generated at first start, mode 0600)
+  agent        http://127.0.0.1:$agent_port   (sandbox mode; log in $dir/agent.log)
+try:
+  curl -H "Authorization: Bearer \$(cat $dir/controller/admin-token)" http://$bind/api/v1/servers
+BANNER
+
+ENCONF_DATA_DIR="$PWD/$dir/controller" ENCONF_BIND="$bind" target/release/enconf-controller \
+    --local-agent-url "http://127.0.0.1:$agent_port" \
+    --local-agent-token-file "$dir/agent-token"

@@ -11,6 +11,8 @@
 //!   ([`Sandbox`](system::Sandbox)).
 //! - [`apply`]: plans, validation, reload, rollback, journal.
 //! - [`server`]: the HTTP(S) API.
+//! - [`transport`]: the controller's in-process way to reach agents (tests, single-process
+//!   embeddings).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,4 +31,5 @@ pub mod config;
 pub mod render;
 pub mod server;
 pub mod system;
+pub mod transport;
 pub mod userdb;

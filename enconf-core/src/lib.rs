@@ -16,8 +16,13 @@
 //! assert!(DomainName::parse("shop.example;").is_err());
 //! ```
 
+#[cfg(feature = "controller")]
+pub mod controller;
 pub mod domain;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod placement;
 pub mod protocol;
 pub mod store;
+pub mod transport;
 pub mod version;

@@ -22,14 +22,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    enconf_bin::init_tracing();
     let args = Args::parse();
     let config = match AgentConfig::load(args.config.as_deref(), |k| std::env::var(k).ok()) {
         Ok(c) => c,
@@ -77,21 +70,12 @@ async fn run<S: System>(config: AgentConfig, system: S) -> Result<(), Box<dyn st
         env!("CARGO_PKG_VERSION")
     );
     let agent = server::Agent::new(config.token.clone(), applier, config.max_body_bytes);
-    server::serve(listener, server::router(agent), tls, shutdown_signal()).await;
+    server::serve(
+        listener,
+        server::router(agent),
+        tls,
+        enconf_bin::shutdown_signal(),
+    )
+    .await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("cannot watch SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
-    }
 }

@@ -94,6 +94,7 @@ impl<'a> IntoIterator for &'a Domains {
 
 /// Where an account is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum AccountStatus {
     /// Recorded; the agent has not confirmed it yet.

@@ -75,6 +75,8 @@ pub enum Rule {
     TokenCharset,
     #[error("is required")]
     Required,
+    #[error("does not name an existing server")]
+    UnknownServer,
     #[error("must be between {min} and {max}")]
     OutOfRange { min: u64, max: u64 },
 }

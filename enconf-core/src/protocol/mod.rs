@@ -20,6 +20,7 @@ use crate::store::StoreError;
 pub mod agent;
 
 /// Error codes of both APIs.
+#[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -61,12 +62,14 @@ impl ErrorCode {
 }
 
 /// An API error: `{"error": {"code": …, "message": …, "field": …}}`.
+#[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{}", error.message)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
+#[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
     pub code: ErrorCode,
@@ -157,6 +160,7 @@ fn optional<T>(
 
 /// `ServerInput` of the contract. Every field is optional on the wire so that a missing one is
 /// answered with `422` naming it.
+#[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerInput {
@@ -176,6 +180,14 @@ pub struct ServerInput {
 impl ServerInput {
     /// Validates a new server: every required field, the token included.
     pub fn validate(&self) -> Result<(ServerSpec, AgentToken), ValidationError> {
+        let spec = self.validate_spec()?;
+        let token = required(self.agent_token.as_deref(), "agent_token")?;
+        let token = AgentToken::parse(token).map_err(|r| r.at("agent_token"))?;
+        Ok((spec, token))
+    }
+
+    /// Validates every field but the token.
+    fn validate_spec(&self) -> Result<ServerSpec, ValidationError> {
         let name = required(self.name.as_deref(), "name")?;
         let name = ServerName::parse(name).map_err(|r| r.at("name"))?;
         let hostname = required(self.hostname.as_deref(), "hostname")?;
@@ -187,8 +199,6 @@ impl ServerInput {
         )?;
         let agent_url = required(self.agent_url.as_deref(), "agent_url")?;
         let agent_url = AgentUrl::parse(agent_url).map_err(|r| r.at("agent_url"))?;
-        let token = required(self.agent_token.as_deref(), "agent_token")?;
-        let token = AgentToken::parse(token).map_err(|r| r.at("agent_token"))?;
         let roles = required(self.roles.as_deref(), "roles")?;
         let roles = RoleSet::from_names(roles).map_err(|(i, rule)| match i {
             Some(i) => rule.at(format!("roles[{i}]")),
@@ -214,7 +224,7 @@ impl ServerInput {
             "roundcube_path",
             UrlPath::parse,
         )?;
-        let spec = ServerSpec {
+        Ok(ServerSpec {
             name,
             hostname,
             mail_hostname,
@@ -225,6 +235,107 @@ impl ServerInput {
             phpmyadmin_path,
             roundcube_path,
             active: self.active.unwrap_or(true),
+        })
+    }
+
+    /// The input that describes `spec` (without a token).
+    fn from_spec(spec: &ServerSpec) -> Self {
+        Self {
+            name: Some(spec.name.to_string()),
+            hostname: Some(spec.hostname.to_string()),
+            mail_hostname: spec.mail_hostname.as_ref().map(ToString::to_string),
+            agent_url: Some(spec.agent_url.to_string()),
+            agent_token: None,
+            roles: Some(spec.roles.iter().map(|r| r.to_string()).collect()),
+            max_accounts: spec.max_accounts.map(|n| i64::from(n.get())),
+            panel_url: spec.panel_url.as_ref().map(ToString::to_string),
+            phpmyadmin_path: spec.phpmyadmin_path.as_ref().map(ToString::to_string),
+            roundcube_path: spec.roundcube_path.as_ref().map(ToString::to_string),
+            active: Some(spec.active),
+        }
+    }
+}
+
+/// Reads a field that may be absent (outer `None`: leave unchanged) or `null` (`Some(None)`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// `PATCH /api/v1/servers/{id}`: some `ServerInput` fields. An absent field is left as it is;
+/// `null` clears an optional field (and is refused for a required one). The token changes only
+/// when one is given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ServerPatch {
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "controller", schema(value_type = Option<String>))]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "controller", schema(value_type = Option<String>))]
+    pub hostname: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "controller", schema(value_type = Option<String>))]
+    pub mail_hostname: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "controller", schema(value_type = Option<String>))]
+    pub agent_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "controller", schema(value_type = Option<String>))]
+    pub agent_token: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "controller", schema(value_type = Option<Vec<String>>))]
+    pub roles: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "controller", schema(value_type = Option<i64>))]
+    pub max_accounts: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "controller", schema(value_type = Option<String>))]
+    pub panel_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "controller", schema(value_type = Option<String>))]
+    pub phpmyadmin_path: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "controller", schema(value_type = Option<String>))]
+    pub roundcube_path: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "controller", schema(value_type = Option<bool>))]
+    pub active: Option<Option<bool>>,
+}
+
+impl ServerPatch {
+    /// The spec `current` becomes with this patch, and the new token if one is given.
+    pub fn apply(
+        &self,
+        current: &ServerSpec,
+    ) -> Result<(ServerSpec, Option<AgentToken>), ValidationError> {
+        fn set<T: Clone>(field: &mut Option<T>, patch: &Option<Option<T>>) {
+            if let Some(value) = patch {
+                field.clone_from(value);
+            }
+        }
+        let mut input = ServerInput::from_spec(current);
+        set(&mut input.name, &self.name);
+        set(&mut input.hostname, &self.hostname);
+        set(&mut input.mail_hostname, &self.mail_hostname);
+        set(&mut input.agent_url, &self.agent_url);
+        set(&mut input.roles, &self.roles);
+        set(&mut input.max_accounts, &self.max_accounts);
+        set(&mut input.panel_url, &self.panel_url);
+        set(&mut input.phpmyadmin_path, &self.phpmyadmin_path);
+        set(&mut input.roundcube_path, &self.roundcube_path);
+        if let Some(active) = self.active {
+            input.active = Some(active.ok_or_else(|| Rule::Required.at("active"))?);
+        }
+        let spec = input.validate_spec()?;
+        let token = match &self.agent_token {
+            None => None,
+            Some(None) => return Err(Rule::Required.at("agent_token")),
+            Some(Some(t)) => Some(AgentToken::parse(t).map_err(|r| r.at("agent_token"))?),
         };
         Ok((spec, token))
     }
@@ -232,13 +343,16 @@ impl ServerInput {
 
 /// `Server` of the contract: what the API shows of a server. It has no token field, so no
 /// endpoint can return one.
+#[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerView {
+    #[cfg_attr(feature = "controller", schema(value_type = u64))]
     pub id: ServerId,
     pub name: String,
     pub hostname: String,
     pub mail_hostname: Option<String>,
     pub agent_url: String,
+    #[cfg_attr(feature = "controller", schema(value_type = Vec<String>, example = json!(["web", "db"])))]
     pub roles: RoleSet,
     pub max_accounts: Option<u32>,
     pub panel_url: Option<String>,
@@ -248,6 +362,7 @@ pub struct ServerView {
     pub agent_version: Option<String>,
     pub reachable: bool,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "controller", schema(value_type = Option<String>, format = DateTime))]
     pub last_seen: Option<OffsetDateTime>,
     pub last_error: Option<String>,
     pub update_available: bool,
@@ -285,6 +400,7 @@ impl ServerView {
 }
 
 /// `AccountInput` of the contract.
+#[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountInput {
@@ -318,15 +434,18 @@ impl AccountInput {
 }
 
 /// `Account` of the contract.
+#[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountView {
     pub id: u64,
     pub username: String,
     pub domains: Vec<String>,
     pub php_version: Option<String>,
+    #[cfg_attr(feature = "controller", schema(value_type = u64))]
     pub server_id: ServerId,
     pub status: AccountStatus,
     #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "controller", schema(value_type = String, format = DateTime))]
     pub created_at: OffsetDateTime,
 }
 
@@ -342,6 +461,36 @@ impl From<&Account> for AccountView {
             created_at: a.created_at,
         }
     }
+}
+
+/// `POST /api/v1/accounts/{id}/migrate`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MigrateInput {
+    pub target_server_id: Option<u64>,
+}
+
+impl MigrateInput {
+    pub fn validate(&self) -> Result<ServerId, ValidationError> {
+        required(self.target_server_id, "target_server_id").map(ServerId)
+    }
+}
+
+/// `POST /api/v1/servers/{id}/reconcile`: how the accounts an agent reports compare with what
+/// the controller recorded for its server (user names, sorted).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
+pub struct Reconciliation {
+    /// Recorded and on the agent as recorded (now `active`).
+    pub in_sync: Vec<String>,
+    /// Recorded, but the agent does not have them (now `failed`).
+    pub missing_on_agent: Vec<String>,
+    /// Recorded, but the agent has them with other domains or PHP settings (now `failed`).
+    pub differing: Vec<String>,
+    /// On the agent, but not recorded for this server. Left in place: never deleted by a
+    /// reconciliation.
+    pub unknown_to_controller: Vec<String>,
 }
 
 /// Agent API: `GET /v1/health`.

@@ -46,6 +46,9 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("servers_with_accounts_are_kept", |s| {
         Box::pin(servers_with_accounts_are_kept(s))
     }),
+    ("accounts_move_between_servers", |s| {
+        Box::pin(accounts_move_between_servers(s))
+    }),
     ("settings_round_trip", |s| Box::pin(settings_round_trip(s))),
     ("concurrent_creates_respect_limits", |s| {
         Box::pin(concurrent_creates_respect_limits(s))
@@ -473,6 +476,46 @@ pub async fn servers_with_accounts_are_kept(store: Arc<dyn Store>) {
         .insert_server(spec("web1", "web"), token("x"))
         .await
         .unwrap();
+}
+
+pub async fn accounts_move_between_servers(store: Arc<dyn Store>) {
+    let a = online_server(&*store, "web1", "web").await;
+    let b = online_server(&*store, "web2", "web").await;
+    let dns = online_server(&*store, "dns1", "dns").await;
+    let acc = store
+        .create_account(account("shop", &["shop.example"], Some(a)), NOW)
+        .await
+        .unwrap();
+    let moved = store.move_account(acc.id, b).await.unwrap();
+    assert_eq!(moved.server_id, b);
+    assert_eq!(store.account(acc.id).await.unwrap().server_id, b);
+    assert_eq!(store.server(a).await.unwrap().accounts, 0);
+    assert_eq!(store.server(b).await.unwrap().accounts, 1);
+    assert!(store.accounts_on(a).await.unwrap().is_empty());
+    assert_eq!(store.accounts_on(b).await.unwrap()[0].id, acc.id);
+    // The source can now be deleted; the target cannot.
+    store.delete_server(a).await.unwrap();
+    assert!(matches!(
+        store.delete_server(b).await,
+        Err(StoreError::ServerHasAccounts { count: 1, .. })
+    ));
+    // A target without the role, full, or missing is refused and nothing moves.
+    match store.move_account(acc.id, dns).await {
+        Err(StoreError::Placement(PlacementError::Unfit {
+            reason: Unfit::MissingRoles(_),
+            ..
+        })) => {}
+        other => panic!("expected missing roles, got {other:?}"),
+    }
+    assert!(matches!(
+        store.move_account(acc.id, ServerId(999)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.server(b).await.unwrap().accounts, 1);
+    assert_eq!(store.account(acc.id).await.unwrap().server_id, b);
+    // Moving to where it is changes nothing.
+    assert_eq!(store.move_account(acc.id, b).await.unwrap().server_id, b);
+    assert_eq!(store.server(b).await.unwrap().accounts, 1);
 }
 
 pub async fn settings_round_trip(store: Arc<dyn Store>) {

@@ -413,6 +413,29 @@ fn create_account(
     Ok(account)
 }
 
+fn move_account(
+    tx: &mut dyn WriteTxn,
+    id: AccountId,
+    target: ServerId,
+) -> Result<Account, StoreError> {
+    let mut account = load_account(tx, id)?;
+    let source = account.server_id;
+    if source == target {
+        return Ok(account);
+    }
+    let needed = account.spec.required_roles();
+    placement::check_named(&Candidate::from(&load_server(tx, target)?), needed)?;
+    tx.delete(Table::ServerAccounts, &server_account_key(source, id))?;
+    tx.put(Table::ServerAccounts, &server_account_key(target, id), &[])?;
+    let from = account_count(tx, source)?;
+    set_account_count(tx, source, from.saturating_sub(1))?;
+    let to = account_count(tx, target)?;
+    set_account_count(tx, target, to + 1)?;
+    account.server_id = target;
+    save_account(tx, &account)?;
+    Ok(account)
+}
+
 fn delete_account(tx: &mut dyn WriteTxn, id: AccountId) -> Result<Account, StoreError> {
     let account = load_account(tx, id)?;
     tx.delete(Table::Accounts, &id_key(id.0))?;
@@ -513,6 +536,10 @@ impl<B: Backend> Store for KvStore<B> {
             Ok(account)
         })
         .await
+    }
+
+    async fn move_account(&self, id: AccountId, target: ServerId) -> Result<Account, StoreError> {
+        self.write(move |tx| move_account(tx, id, target)).await
     }
 
     async fn delete_account(&self, id: AccountId) -> Result<Account, StoreError> {

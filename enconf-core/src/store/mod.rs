@@ -97,6 +97,9 @@ pub trait Store: Send + Sync + fmt::Debug {
         id: AccountId,
         status: AccountStatus,
     ) -> Result<Account, StoreError>;
+    /// Moves an account to the server `target` if it can take it (the placement rule for a named
+    /// server), in one transaction with the account counts.
+    async fn move_account(&self, id: AccountId, target: ServerId) -> Result<Account, StoreError>;
     /// Deletes an account and frees its user name and domains; returns what was deleted.
     async fn delete_account(&self, id: AccountId) -> Result<Account, StoreError>;
 

@@ -1,0 +1,285 @@
+//! `enconf-controller`: the panel back end. Opens the store, serves the Management API, checks
+//! every agent's health on an interval, and stops gracefully on SIGTERM.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use enconf_core::controller::api::{self, ApiConfig};
+use enconf_core::controller::{Controller, ControllerConfig};
+use enconf_core::domain::AgentToken;
+use enconf_core::http;
+use enconf_core::protocol::ServerInput;
+use enconf_core::store::Engine;
+use enconf_core::transport::http::HttpTransport;
+
+/// The file in the data directory that holds a generated admin token.
+const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StoreKind {
+    /// One redb file in the data directory.
+    Redb,
+    /// In memory: everything is lost at exit.
+    Memory,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "The enconf controller: servers, hosting accounts and agents"
+)]
+struct Args {
+    /// Address the Management API listens on.
+    #[arg(long, env = "ENCONF_BIND", default_value = "127.0.0.1:8080")]
+    bind: SocketAddr,
+    /// Directory of the store file (enconf.redb) and of a generated admin token.
+    #[arg(long, env = "ENCONF_DATA_DIR", default_value = "/var/lib/enconf")]
+    data_dir: PathBuf,
+    /// Admin token for the API. When unset, one is generated at first start and kept in
+    /// DATA_DIR/admin-token (mode 0600).
+    #[arg(long, env = "ENCONF_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Seconds between two health checks of every agent.
+    #[arg(long, env = "ENCONF_HEALTH_INTERVAL_S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    health_interval_s: u64,
+    /// Seconds a call to an agent (a health check included) may take.
+    #[arg(long, env = "ENCONF_AGENT_TIMEOUT_S", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    agent_timeout_s: u64,
+    /// Agents older than this version show "update available" [default: this release].
+    #[arg(long, env = "ENCONF_NEWEST_AGENT_VERSION")]
+    newest_agent_version: Option<semver::Version>,
+    /// Extra CA certificates (PEM) trusted for agents' HTTPS, besides the system's.
+    #[arg(long, env = "ENCONF_AGENT_CA_FILE")]
+    agent_ca_file: Option<PathBuf>,
+    /// Where the controller keeps its state.
+    #[arg(long, env = "ENCONF_STORE", value_enum, default_value_t = StoreKind::Redb)]
+    store: StoreKind,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "ENCONF_MAX_BODY_BYTES", default_value_t = api::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// Certificate chain (PEM) to serve the API over HTTPS; needs --tls-key.
+    #[arg(long, env = "ENCONF_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for --tls-cert.
+    #[arg(long, env = "ENCONF_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Single-server set-up: when no server is recorded yet, register the agent at this URL as
+    /// the one server, with all five roles.
+    #[arg(
+        long,
+        env = "ENCONF_LOCAL_AGENT_URL",
+        requires = "local_agent_token_file"
+    )]
+    local_agent_url: Option<String>,
+    /// File holding the token of --local-agent-url.
+    #[arg(long, env = "ENCONF_LOCAL_AGENT_TOKEN_FILE")]
+    local_agent_token_file: Option<PathBuf>,
+    /// Hostname (FQDN) recorded for the single server.
+    #[arg(
+        long,
+        env = "ENCONF_LOCAL_HOSTNAME",
+        default_value = "server.localdomain"
+    )]
+    local_hostname: String,
+}
+
+fn main() -> ExitCode {
+    enconf_bin::init_tracing();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(e)) => {
+            tracing::error!("configuration: {e}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Run(e)) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Failure {
+    /// Bad configuration: exit 2.
+    Config(String),
+    Run(Box<dyn std::error::Error>),
+}
+
+impl<E: std::error::Error + 'static> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Run(Box::new(e))
+    }
+}
+
+async fn run(args: Args) -> Result<(), Failure> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&args.data_dir)
+        .map_err(|e| Failure::Config(format!("data directory {}: {e}", args.data_dir.display())))?;
+    let admin_token = admin_token(&args)?;
+
+    let engine = match args.store {
+        StoreKind::Redb => Engine::Redb(args.data_dir.join("enconf.redb")),
+        StoreKind::Memory => Engine::Memory,
+    };
+    let store = tokio::task::spawn_blocking(move || engine.open()).await??;
+    let timeout = Duration::from_secs(args.agent_timeout_s);
+    let transport = HttpTransport::new(timeout, args.agent_ca_file.as_deref())
+        .map_err(|e| Failure::Config(e.to_string()))?;
+    let config = ControllerConfig {
+        newest_agent: args
+            .newest_agent_version
+            .clone()
+            .unwrap_or_else(enconf_core::version::release),
+        health_timeout: timeout,
+        ..ControllerConfig::default()
+    };
+    let controller = Controller::new(store, Arc::new(transport), config);
+    if let Some(url) = &args.local_agent_url {
+        register_local_agent(&controller, &args, url).await?;
+    }
+
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(http::tls_acceptor(cert, key).map_err(|e| Failure::Config(e.to_string()))?)
+        }
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .map_err(|e| Failure::Config(format!("cannot listen on {}: {e}", args.bind)))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(
+        url = %format!("{scheme}://{}", listener.local_addr()?),
+        health_interval_s = args.health_interval_s,
+        "enconf-controller {} listening",
+        enconf_core::version::RELEASE
+    );
+
+    let app = api::router(
+        controller.clone(),
+        ApiConfig {
+            admin_token,
+            max_body_bytes: args.max_body_bytes,
+        },
+    );
+    let (stop_monitor, monitor_stopped) = tokio::sync::oneshot::channel::<()>();
+    let monitor = {
+        let controller = controller.clone();
+        let interval = Duration::from_secs(args.health_interval_s);
+        tokio::spawn(async move {
+            controller
+                .monitor(interval, async {
+                    let _ = monitor_stopped.await;
+                })
+                .await;
+        })
+    };
+    http::serve(listener, app, tls, enconf_bin::shutdown_signal()).await;
+    let _ = stop_monitor.send(());
+    let _ = monitor.await;
+    Ok(())
+}
+
+/// The configured admin token, or the one kept in the data directory (generated on first
+/// start).
+fn admin_token(args: &Args) -> Result<AgentToken, Failure> {
+    if let Some(t) = &args.admin_token {
+        return AgentToken::parse(t)
+            .map_err(|r| Failure::Config(format!("ENCONF_ADMIN_TOKEN {r}")));
+    }
+    let path = args.data_dir.join(ADMIN_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let token = AgentToken::parse(text.trim_end_matches('\n'))
+                .map_err(|r| Failure::Config(format!("{}: the token {r}", path.display())))?;
+            tracing::info!(path = %path.display(), "admin token read from the data directory");
+            Ok(token)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let token = AgentToken::generate()?;
+            write_secret(&path, token.expose_secret())?;
+            tracing::info!(path = %path.display(), "admin token generated and stored (mode 0600)");
+            Ok(token)
+        }
+        Err(e) => Err(Failure::Config(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Writes a secret to a new file, mode 0600 from its creation, durably.
+fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(secret.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Single-server set-up: records the local agent as the one server when none is recorded.
+async fn register_local_agent(
+    controller: &Controller,
+    args: &Args,
+    url: &str,
+) -> Result<(), Failure> {
+    if !controller
+        .servers()
+        .await
+        .map_err(|e| Failure::Run(e.into()))?
+        .is_empty()
+    {
+        return Ok(());
+    }
+    let Some(token_file) = &args.local_agent_token_file else {
+        return Err(Failure::Config(
+            "--local-agent-url needs --local-agent-token-file".into(),
+        ));
+    };
+    let token = std::fs::read_to_string(token_file)
+        .map_err(|e| Failure::Config(format!("{}: {e}", token_file.display())))?;
+    let input = ServerInput {
+        name: Some("local".into()),
+        hostname: Some(args.local_hostname.clone()),
+        agent_url: Some(url.to_owned()),
+        agent_token: Some(token.trim_end_matches('\n').to_owned()),
+        roles: Some(
+            ["web", "mail", "dns", "db", "backup"]
+                .map(String::from)
+                .to_vec(),
+        ),
+        ..ServerInput::default()
+    };
+    let server = controller
+        .add_server(&input)
+        .await
+        .map_err(|e| Failure::Config(format!("registering the local agent: {e}")))?;
+    tracing::info!(
+        server = %server.id,
+        reachable = server.reachable,
+        "the local agent is registered as the single server (web,mail,dns,db,backup)"
+    );
+    Ok(())
+}

@@ -1,0 +1,314 @@
+//! The Management API over HTTP (`/api/v1/…`, see `API.md`): admin-token auth, JSON errors with
+//! the field at fault, request size limits, one log line per request, and the OpenAPI document
+//! at `/api/v1/openapi.json`, generated from these handlers and the protocol types.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use utoipa::OpenApi;
+
+use super::Controller;
+use crate::domain::{AccountId, AgentToken, ServerId};
+use crate::http::{
+    ApiError, ApiResult, bearer_matches, json_body, log_request, method_not_allowed, not_found,
+    unauthorized,
+};
+use crate::protocol::{
+    AccountInput, AccountView, ErrorBody, ErrorCode, ErrorDetail, MigrateInput, Reconciliation,
+    ServerInput, ServerPatch, ServerView,
+};
+
+/// The default request body limit (1 MiB: a certificate chain with its key fits many times).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+
+/// What the API needs besides the controller.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The token every request but the OpenAPI document must present.
+    pub admin_token: AgentToken,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug)]
+struct Api {
+    controller: Controller,
+    config: ApiConfig,
+}
+
+type Shared = State<Arc<Api>>;
+
+/// The Management API as a router: mount it at the root of a server.
+pub fn router(controller: Controller, config: ApiConfig) -> Router {
+    let api = Arc::new(Api { controller, config });
+    let protected = Router::new()
+        .route("/api/v1/servers", get(list_servers).post(add_server))
+        .route(
+            "/api/v1/servers/{id}",
+            get(get_server).patch(patch_server).delete(delete_server),
+        )
+        .route("/api/v1/servers/{id}/check", post(check_server))
+        .route("/api/v1/servers/{id}/install-script", get(install_script))
+        .route("/api/v1/servers/{id}/reconcile", post(reconcile_server))
+        .route("/api/v1/accounts", get(list_accounts).post(create_account))
+        .route(
+            "/api/v1/accounts/{id}",
+            get(get_account).delete(delete_account),
+        )
+        .route("/api/v1/accounts/{id}/migrate", post(migrate_account))
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&api), auth));
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(log_request))
+        .with_state(api)
+}
+
+/// The OpenAPI 3 document of the Management API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "enconf Management API",
+        description = "Servers and hosting accounts of the enconf controller. Every path but this \
+                       document needs `Authorization: Bearer <admin token>`."
+    ),
+    paths(
+        list_servers,
+        add_server,
+        get_server,
+        patch_server,
+        delete_server,
+        check_server,
+        install_script,
+        reconcile_server,
+        list_accounts,
+        create_account,
+        get_account,
+        delete_account,
+        migrate_account,
+    ),
+    components(schemas(ErrorBody, ErrorDetail, ErrorCode)),
+    modifiers(&BearerAuth),
+    security(("admin_token" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "admin_token",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
+async fn openapi_json() -> Response {
+    match openapi().to_json() {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialize the OpenAPI document");
+            ApiError(ErrorBody::new(ErrorCode::Internal, "no OpenAPI document")).into_response()
+        }
+    }
+}
+
+async fn auth(State(api): Shared, req: Request, next: Next) -> Response {
+    if !bearer_matches(req.headers(), &api.config.admin_token) {
+        return unauthorized();
+    }
+    next.run(req).await
+}
+
+/// An id from the path; anything but a number names no object (`404`).
+fn id_of(raw: &str, kind: &str) -> Result<u64, ApiError> {
+    raw.parse::<u64>().map_err(|_| {
+        ApiError(ErrorBody::new(
+            ErrorCode::NotFound,
+            format!("{kind} {raw:?} does not exist"),
+        ))
+    })
+}
+
+fn server_id(raw: &str) -> Result<ServerId, ApiError> {
+    id_of(raw, "server").map(ServerId)
+}
+
+fn account_id(raw: &str) -> Result<AccountId, ApiError> {
+    id_of(raw, "account").map(AccountId)
+}
+
+fn created<T: serde::Serialize>(value: T) -> Response {
+    (StatusCode::CREATED, axum::Json(value)).into_response()
+}
+
+/// The servers.
+#[utoipa::path(get, path = "/api/v1/servers", tag = "servers",
+    responses((status = 200, body = [ServerView]), (status = 401, body = ErrorBody)))]
+async fn list_servers(State(api): Shared) -> ApiResult<Vec<ServerView>> {
+    Ok(axum::Json(api.controller.servers().await?))
+}
+
+/// Adds a server; its agent is checked at once.
+#[utoipa::path(post, path = "/api/v1/servers", tag = "servers", request_body = ServerInput,
+    responses((status = 201, body = ServerView), (status = 400, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn add_server(
+    State(api): Shared,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let input: ServerInput = json_body(api.config.max_body_bytes, &headers, body).await?;
+    Ok(created(api.controller.add_server(&input).await?))
+}
+
+/// One server.
+#[utoipa::path(get, path = "/api/v1/servers/{id}", tag = "servers",
+    params(("id" = u64, Path, description = "server id")),
+    responses((status = 200, body = ServerView), (status = 404, body = ErrorBody)))]
+async fn get_server(State(api): Shared, Path(id): Path<String>) -> ApiResult<ServerView> {
+    Ok(axum::Json(api.controller.server(server_id(&id)?).await?))
+}
+
+/// Changes some fields of a server. `agent_token` is changed only when given.
+#[utoipa::path(patch, path = "/api/v1/servers/{id}", tag = "servers", request_body = ServerPatch,
+    params(("id" = u64, Path, description = "server id")),
+    responses((status = 200, body = ServerView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn patch_server(
+    State(api): Shared,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<ServerView> {
+    let id = server_id(&id)?;
+    let patch: ServerPatch = json_body(api.config.max_body_bytes, &headers, body).await?;
+    Ok(axum::Json(api.controller.patch_server(id, &patch).await?))
+}
+
+/// Deletes a server that hosts no accounts.
+#[utoipa::path(delete, path = "/api/v1/servers/{id}", tag = "servers",
+    params(("id" = u64, Path, description = "server id")),
+    responses((status = 204), (status = 404, body = ErrorBody),
+        (status = 409, description = "`server_has_accounts`: migrate or delete them first", body = ErrorBody)))]
+async fn delete_server(State(api): Shared, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    api.controller.delete_server(server_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Checks a server's agent now.
+#[utoipa::path(post, path = "/api/v1/servers/{id}/check", tag = "servers",
+    params(("id" = u64, Path, description = "server id")),
+    responses((status = 200, body = ServerView), (status = 404, body = ErrorBody)))]
+async fn check_server(State(api): Shared, Path(id): Path<String>) -> ApiResult<ServerView> {
+    Ok(axum::Json(
+        api.controller.check_server(server_id(&id)?).await?,
+    ))
+}
+
+/// The shell script that installs and connects the server's agent.
+#[utoipa::path(get, path = "/api/v1/servers/{id}/install-script", tag = "servers",
+    params(("id" = u64, Path, description = "server id")),
+    responses((status = 200, content_type = "text/x-shellscript", body = String),
+        (status = 404, body = ErrorBody)))]
+async fn install_script(State(api): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let script = api.controller.install_script(server_id(&id)?).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/x-shellscript; charset=utf-8"),
+            // It carries the agent's secret.
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        script,
+    )
+        .into_response())
+}
+
+/// Compares the accounts the server's agent has with those recorded, and sets their status.
+#[utoipa::path(post, path = "/api/v1/servers/{id}/reconcile", tag = "servers",
+    params(("id" = u64, Path, description = "server id")),
+    responses((status = 200, body = Reconciliation), (status = 404, body = ErrorBody),
+        (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn reconcile_server(State(api): Shared, Path(id): Path<String>) -> ApiResult<Reconciliation> {
+    Ok(axum::Json(api.controller.reconcile(server_id(&id)?).await?))
+}
+
+/// The accounts.
+#[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts",
+    responses((status = 200, body = [AccountView])))]
+async fn list_accounts(State(api): Shared) -> ApiResult<Vec<AccountView>> {
+    Ok(axum::Json(api.controller.accounts().await?))
+}
+
+/// Creates an account, on the named server or where placement puts it, and sets it up there.
+#[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", request_body = AccountInput,
+    responses((status = 201, body = AccountView), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 502, body = ErrorBody),
+        (status = 503, description = "`agent_offline`: nothing was done", body = ErrorBody)))]
+async fn create_account(
+    State(api): Shared,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let input: AccountInput = json_body(api.config.max_body_bytes, &headers, body).await?;
+    Ok(created(api.controller.create_account(&input).await?))
+}
+
+/// One account.
+#[utoipa::path(get, path = "/api/v1/accounts/{id}", tag = "accounts",
+    params(("id" = u64, Path, description = "account id")),
+    responses((status = 200, body = AccountView), (status = 404, body = ErrorBody)))]
+async fn get_account(State(api): Shared, Path(id): Path<String>) -> ApiResult<AccountView> {
+    Ok(axum::Json(api.controller.account(account_id(&id)?).await?))
+}
+
+/// Deletes an account on its server, then from the records.
+#[utoipa::path(delete, path = "/api/v1/accounts/{id}", tag = "accounts",
+    params(("id" = u64, Path, description = "account id")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+async fn delete_account(
+    State(api): Shared,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    api.controller.delete_account(account_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Moves an account's configuration to another server (site files are not copied).
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/migrate", tag = "accounts",
+    request_body = MigrateInput,
+    params(("id" = u64, Path, description = "account id")),
+    responses((status = 200, body = AccountView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn migrate_account(
+    State(api): Shared,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<AccountView> {
+    let id = account_id(&id)?;
+    let input: MigrateInput = json_body(api.config.max_body_bytes, &headers, body).await?;
+    Ok(axum::Json(
+        api.controller.migrate_account(id, &input).await?,
+    ))
+}

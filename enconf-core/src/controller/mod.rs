@@ -1,0 +1,520 @@
+//! The controller: what the Management API does, as a library.
+//!
+//! [`Controller`] ties the [`Store`] (what is recorded) to the agents (what is done, through an
+//! [`AgentTransport`]). Its rules:
+//!
+//! - **Offline agents block.** An operation on a server whose agent is unreachable is refused
+//!   with `503 agent_offline` before anything is recorded or sent.
+//! - **Recorded before done, never done-and-forgotten.** A new account is recorded
+//!   `provisioning` (placement and uniqueness in the same transaction), then sent to its agent,
+//!   then marked `active`. When the agent refuses, or the call breaks off after the request may
+//!   have reached it, the account is marked `failed`. When the request certainly never reached
+//!   the agent (connection refused), the record is removed again and nothing remains.
+//! - **Deleted when the agent has deleted.** An account leaves the store only after its agent
+//!   confirmed the delete.
+//!
+//! The [`api`] module serves all of this over HTTP; [`health`] keeps servers' health current;
+//! [`install`] writes agent installation scripts.
+
+pub mod api;
+pub mod health;
+pub mod install;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::domain::{Account, AccountId, AccountStatus, Health, Server, ServerId, ValidationError};
+use crate::protocol::agent::AgentAccount;
+use crate::protocol::{
+    AccountInput, AccountView, ErrorBody, ErrorCode, MigrateInput, Reconciliation, ServerInput,
+    ServerPatch, ServerView,
+};
+use crate::store::{Store, StoreError};
+use crate::transport::{AgentClient, AgentEndpoint, AgentTransport, TransportError};
+
+/// How the controller behaves; [`ControllerConfig::default`] gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// The newest agent version known; agents older than it show `update_available`.
+    pub newest_agent: semver::Version,
+    /// The longest a health check of one agent may take.
+    pub health_timeout: Duration,
+    /// How many agents are checked at the same time at most.
+    pub health_concurrency: usize,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            newest_agent: crate::version::release(),
+            health_timeout: Duration::from_secs(10),
+            health_concurrency: 256,
+        }
+    }
+}
+
+/// Why a controller operation failed. Each maps to one API error code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControllerError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The named server cannot take the account; `field` names it at the API.
+    #[error("{error}")]
+    Unfit {
+        field: &'static str,
+        error: crate::placement::PlacementError,
+    },
+    /// The server's agent is unreachable: nothing was done.
+    #[error("server {server} is offline: {reason}")]
+    Offline { server: ServerId, reason: String },
+    /// The agent failed or refused the operation.
+    #[error("the agent of server {server} failed: {source}")]
+    Agent {
+        server: ServerId,
+        #[source]
+        source: TransportError,
+    },
+}
+
+impl From<ControllerError> for ErrorBody {
+    fn from(e: ControllerError) -> Self {
+        match e {
+            ControllerError::Invalid(v) => v.into(),
+            ControllerError::Store(StoreError::Backend(ref inner)) => {
+                tracing::error!(error = %inner, "storage failure");
+                ErrorBody::new(ErrorCode::Internal, "storage failure")
+            }
+            ControllerError::Store(s) => s.into(),
+            ControllerError::Unfit { field, error } => {
+                let mut body = ErrorBody::from(error);
+                body.error.field = Some(field.to_owned());
+                body
+            }
+            ControllerError::Offline { .. } => {
+                ErrorBody::new(ErrorCode::AgentOffline, e.to_string())
+            }
+            ControllerError::Agent { ref source, .. } => {
+                let code = if source.is_offline() {
+                    ErrorCode::AgentOffline
+                } else {
+                    ErrorCode::AgentError
+                };
+                ErrorBody::new(code, e.to_string())
+            }
+        }
+    }
+}
+
+type Result<T, E = ControllerError> = std::result::Result<T, E>;
+
+/// The controller's operations over a store and a transport to agents.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    store: Arc<dyn Store>,
+    transport: Arc<dyn AgentTransport>,
+    config: ControllerConfig,
+}
+
+impl Controller {
+    pub fn new(
+        store: Arc<dyn Store>,
+        transport: Arc<dyn AgentTransport>,
+        config: ControllerConfig,
+    ) -> Self {
+        Self {
+            store,
+            transport,
+            config,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &ControllerConfig {
+        &self.config
+    }
+
+    fn view(&self, server: &Server) -> ServerView {
+        ServerView::new(server, &self.config.newest_agent)
+    }
+
+    /// Every server, by id.
+    pub async fn servers(&self) -> Result<Vec<ServerView>> {
+        let servers = self.store.servers().await?;
+        Ok(servers.iter().map(|s| self.view(s)).collect())
+    }
+
+    pub async fn server(&self, id: ServerId) -> Result<ServerView> {
+        Ok(self.view(&self.store.server(id).await?))
+    }
+
+    /// Adds a server and checks its agent at once (a server is added whether or not its agent
+    /// answers yet: the install script comes from the server's record).
+    pub async fn add_server(&self, input: &ServerInput) -> Result<ServerView> {
+        let (spec, token) = input.validate()?;
+        let server = self.store.insert_server(spec, token).await?;
+        tracing::info!(server = %server.id, name = %server.spec.name, "server added");
+        let server = self.check(server).await?;
+        Ok(self.view(&server))
+    }
+
+    /// Changes some of a server's fields. A new agent URL or token is used from the next call
+    /// on; the agent is checked at once when either changed.
+    pub async fn patch_server(&self, id: ServerId, patch: &ServerPatch) -> Result<ServerView> {
+        let current = self.store.server(id).await?;
+        let (spec, token) = patch.apply(&current.spec)?;
+        let reach_changed = spec.agent_url != current.spec.agent_url || token.is_some();
+        let server = self.store.update_server(id, spec, token).await?;
+        tracing::info!(server = %id, "server changed");
+        let server = if reach_changed {
+            self.check(server).await?
+        } else {
+            server
+        };
+        Ok(self.view(&server))
+    }
+
+    /// Deletes a server that hosts no accounts (`409 server_has_accounts` otherwise).
+    pub async fn delete_server(&self, id: ServerId) -> Result<()> {
+        self.store.delete_server(id).await?;
+        tracing::info!(server = %id, "server deleted");
+        Ok(())
+    }
+
+    /// Checks a server's agent now and records what was seen.
+    pub async fn check_server(&self, id: ServerId) -> Result<ServerView> {
+        let server = self.check(self.store.server(id).await?).await?;
+        Ok(self.view(&server))
+    }
+
+    /// The installation script for a server's agent.
+    pub async fn install_script(&self, id: ServerId) -> Result<String> {
+        let server = self.store.server(id).await?;
+        Ok(install::script(&server.spec, server.token.expose_secret()))
+    }
+
+    /// Asks the agent for its health (within the configured timeout) and records the result.
+    pub(crate) async fn check(&self, server: Server) -> Result<Server> {
+        let endpoint = AgentEndpoint::from(&server);
+        let client = AgentClient::new(&*self.transport, &endpoint);
+        let answer = tokio::time::timeout(self.config.health_timeout, client.health()).await;
+        let now = OffsetDateTime::now_utc();
+        let health = match answer {
+            Ok(Ok(h)) => match semver::Version::parse(&h.version) {
+                Ok(version) => Health {
+                    agent_version: Some(version),
+                    reachable: true,
+                    last_seen: Some(now),
+                    last_error: None,
+                },
+                Err(e) => Health {
+                    agent_version: None,
+                    reachable: true,
+                    last_seen: Some(now),
+                    last_error: Some(format!("the agent reports version {:?}: {e}", h.version)),
+                },
+            },
+            Ok(Err(e)) => self.unreachable(&server, e.to_string()),
+            Err(_) => self.unreachable(
+                &server,
+                format!(
+                    "no answer within {} s",
+                    self.config.health_timeout.as_secs_f64()
+                ),
+            ),
+        };
+        if health.reachable != server.health.reachable {
+            tracing::info!(
+                server = %server.id,
+                reachable = health.reachable,
+                error = health.last_error.as_deref().unwrap_or(""),
+                "agent reachability changed"
+            );
+        }
+        Ok(self.store.record_health(server.id, health).await?)
+    }
+
+    /// The health of a server whose agent did not answer: what was known stays, the error is new.
+    fn unreachable(&self, server: &Server, error: String) -> Health {
+        Health {
+            agent_version: server.health.agent_version.clone(),
+            reachable: false,
+            last_seen: server.health.last_seen,
+            last_error: Some(error),
+        }
+    }
+
+    /// Records that a call found the agent unreachable, so placement and the table see it at
+    /// once rather than at the next health check.
+    async fn mark_unreachable(&self, server: &Server, error: &TransportError) {
+        let health = self.unreachable(server, error.to_string());
+        if let Err(e) = self.store.record_health(server.id, health).await {
+            tracing::warn!(server = %server.id, error = %e, "could not record the agent as offline");
+        }
+    }
+
+    /// Refuses when the server's agent is known to be offline.
+    fn require_online(server: &Server) -> Result<()> {
+        if server.health.reachable {
+            return Ok(());
+        }
+        Err(ControllerError::Offline {
+            server: server.id,
+            reason: server
+                .health
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "its agent has not answered yet".into()),
+        })
+    }
+
+    /// Every account, by id.
+    pub async fn accounts(&self) -> Result<Vec<AccountView>> {
+        let accounts = self.store.accounts().await?;
+        Ok(accounts.iter().map(AccountView::from).collect())
+    }
+
+    pub async fn account(&self, id: AccountId) -> Result<AccountView> {
+        Ok(AccountView::from(&self.store.account(id).await?))
+    }
+
+    /// Creates an account: placed (or checked on the named server) and recorded, then set up
+    /// by the server's agent.
+    pub async fn create_account(&self, input: &AccountInput) -> Result<AccountView> {
+        let new = input.validate()?;
+        if let Some(id) = new.server {
+            match self.store.server(id).await {
+                Ok(server) => Self::require_online(&server)?,
+                // A named server that does not exist is the input's fault.
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(crate::domain::Rule::UnknownServer.at("server_id").into());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let account = self
+            .store
+            .create_account(new, OffsetDateTime::now_utc())
+            .await?;
+        let server = self.store.server(account.server_id).await?;
+        let endpoint = AgentEndpoint::from(&server);
+        let client = AgentClient::new(&*self.transport, &endpoint);
+        match client.put_account(&account.spec).await {
+            Ok(_) => {
+                let account = self
+                    .store
+                    .set_account_status(account.id, AccountStatus::Active)
+                    .await?;
+                tracing::info!(account = %account.id, user = %account.spec.username, server = %server.id, "account created");
+                Ok(AccountView::from(&account))
+            }
+            Err(e) => Err(self.agent_failed(&server, &account, e, true).await),
+        }
+    }
+
+    /// After a failed call about `account`: the server is marked unreachable when the agent
+    /// did not answer; when the agent may have acted the account is marked `failed` (it is not
+    /// known to be as recorded any more); when the request certainly never reached the agent, a
+    /// new account is forgotten again (`new`) and an existing one is left as it is. Returns the
+    /// error to answer with.
+    async fn agent_failed(
+        &self,
+        server: &Server,
+        account: &Account,
+        e: TransportError,
+        new: bool,
+    ) -> ControllerError {
+        if e.is_offline() {
+            self.mark_unreachable(server, &e).await;
+        }
+        let recorded = if e.maybe_applied() {
+            self.store
+                .set_account_status(account.id, AccountStatus::Failed)
+                .await
+                .map(|_| ())
+        } else if new {
+            self.store.delete_account(account.id).await.map(|_| ())
+        } else {
+            Ok(())
+        };
+        if let Err(store) = recorded {
+            tracing::error!(account = %account.id, error = %store, "could not record the failure");
+        }
+        tracing::warn!(account = %account.id, server = %server.id, error = %e, "agent operation failed");
+        Self::agent_error(server.id, e)
+    }
+
+    /// `503 agent_offline` when nothing reached the agent, otherwise the agent's failure.
+    fn agent_error(server: ServerId, e: TransportError) -> ControllerError {
+        if e.maybe_applied() {
+            ControllerError::Agent { server, source: e }
+        } else {
+            ControllerError::Offline {
+                server,
+                reason: e.to_string(),
+            }
+        }
+    }
+
+    /// Deletes an account on its agent, then from the store.
+    pub async fn delete_account(&self, id: AccountId) -> Result<()> {
+        let account = self.store.account(id).await?;
+        let server = self.store.server(account.server_id).await?;
+        Self::require_online(&server)?;
+        let endpoint = AgentEndpoint::from(&server);
+        let client = AgentClient::new(&*self.transport, &endpoint);
+        if let Err(e) = client.delete_account(&account.spec.username).await {
+            return Err(self.agent_failed(&server, &account, e, false).await);
+        }
+        self.store.delete_account(id).await?;
+        tracing::info!(account = %id, user = %account.spec.username, server = %server.id, "account deleted");
+        Ok(())
+    }
+
+    /// Moves an account's configuration (user, PHP pool, vhost) to another server: set up on
+    /// the target, removed from the source, then recorded. When a step fails the earlier ones
+    /// are undone, so the account stays served by its source as recorded. Site files are not
+    /// copied.
+    pub async fn migrate_account(
+        &self,
+        id: AccountId,
+        input: &MigrateInput,
+    ) -> Result<AccountView> {
+        let target_id = input.validate()?;
+        let account = self.store.account(id).await?;
+        if target_id == account.server_id {
+            return Ok(AccountView::from(&account));
+        }
+        let source = self.store.server(account.server_id).await?;
+        let target = match self.store.server(target_id).await {
+            Ok(t) => t,
+            Err(StoreError::NotFound { .. }) => {
+                return Err(crate::domain::Rule::UnknownServer
+                    .at("target_server_id")
+                    .into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Self::require_online(&source)?;
+        crate::placement::check_named(
+            &crate::placement::Candidate::from(&target),
+            account.spec.required_roles(),
+        )
+        .map_err(|e| ControllerError::Unfit {
+            field: "target_server_id",
+            error: e,
+        })?;
+
+        let target_end = AgentEndpoint::from(&target);
+        let target_agent = AgentClient::new(&*self.transport, &target_end);
+        if let Err(e) = target_agent.put_account(&account.spec).await {
+            if e.is_offline() {
+                self.mark_unreachable(&target, &e).await;
+            }
+            if e.maybe_applied() {
+                self.undo_on(&target, &account).await;
+            }
+            return Err(Self::agent_error(target.id, e));
+        }
+        let source_end = AgentEndpoint::from(&source);
+        let source_agent = AgentClient::new(&*self.transport, &source_end);
+        if let Err(e) = source_agent.delete_account(&account.spec.username).await {
+            if e.is_offline() {
+                self.mark_unreachable(&source, &e).await;
+            }
+            self.undo_on(&target, &account).await;
+            if e.maybe_applied() {
+                // The source may have removed it: re-establish it there as recorded.
+                if let Err(again) = source_agent.put_account(&account.spec).await {
+                    return Err(self.agent_failed(&source, &account, again, false).await);
+                }
+            }
+            return Err(Self::agent_error(source.id, e));
+        }
+        let moved = self.store.move_account(id, target.id).await?;
+        tracing::info!(account = %id, from = %source.id, to = %target.id, "account migrated");
+        Ok(AccountView::from(&moved))
+    }
+
+    /// Best-effort removal of an account's configuration from a server it is not recorded on.
+    async fn undo_on(&self, server: &Server, account: &Account) {
+        let endpoint = AgentEndpoint::from(server);
+        let client = AgentClient::new(&*self.transport, &endpoint);
+        if let Err(e) = client.delete_account(&account.spec.username).await {
+            tracing::error!(
+                account = %account.id,
+                server = %server.id,
+                error = %e,
+                "could not undo a partial migration; the next reconciliation reports it"
+            );
+        }
+    }
+
+    /// Compares what a server's agent has with what is recorded for it, and sets each recorded
+    /// account's status from that: `active` when the agent has it as recorded, `failed` when
+    /// not. Accounts only the agent has are reported, never deleted.
+    pub async fn reconcile(&self, id: ServerId) -> Result<Reconciliation> {
+        let server = self.store.server(id).await?;
+        Self::require_online(&server)?;
+        let endpoint = AgentEndpoint::from(&server);
+        let client = AgentClient::new(&*self.transport, &endpoint);
+        let reported = match client.accounts().await {
+            Ok(list) => list.accounts,
+            Err(e) => {
+                if e.is_offline() {
+                    self.mark_unreachable(&server, &e).await;
+                }
+                return Err(ControllerError::Agent {
+                    server: id,
+                    source: e,
+                });
+            }
+        };
+        let mut on_agent: BTreeMap<String, AgentAccount> = reported
+            .into_iter()
+            .map(|a| (a.username.clone(), a))
+            .collect();
+        let mut report = Reconciliation::default();
+        for account in self.store.accounts_on(id).await? {
+            let name = account.spec.username.to_string();
+            let (status, list) = match on_agent.remove(&name) {
+                None => (AccountStatus::Failed, &mut report.missing_on_agent),
+                Some(a) if same_account(&account, &a) => {
+                    (AccountStatus::Active, &mut report.in_sync)
+                }
+                Some(_) => (AccountStatus::Failed, &mut report.differing),
+            };
+            list.push(name);
+            if account.status != status {
+                self.store.set_account_status(account.id, status).await?;
+            }
+        }
+        report.unknown_to_controller = on_agent.into_keys().collect();
+        report.in_sync.sort();
+        report.missing_on_agent.sort();
+        report.differing.sort();
+        Ok(report)
+    }
+}
+
+/// Whether the agent's copy of an account is what the controller recorded (a recorded PHP
+/// version of `None` accepts the agent's default).
+fn same_account(recorded: &Account, agent: &AgentAccount) -> bool {
+    let spec = &recorded.spec;
+    spec.domains
+        .iter()
+        .map(|d| d.as_str())
+        .eq(agent.domains.iter().map(String::as_str))
+        && spec
+            .php_version
+            .is_none_or(|v| v.to_string() == agent.php_version)
+        && spec.php == agent.php
+}

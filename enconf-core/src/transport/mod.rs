@@ -1,0 +1,240 @@
+//! How the controller reaches an agent: the [`AgentTransport`] trait, and [`AgentClient`], the
+//! typed agent API on top of it.
+//!
+//! A transport moves one request to one agent and brings back the status and body; it knows
+//! nothing of accounts. Two implementations: the HTTP(S) client
+//! ([`HttpTransport`](http::HttpTransport), feature `controller`) and, in `enconf-agent-lib`, an
+//! in-process transport that calls the agent's router directly (for tests and single-binary
+//! embeddings).
+//!
+//! The endpoint (URL and token) is passed with every request, built from the server as the
+//! store has it at that moment, so an edited URL or token takes effect on the next call.
+
+#[cfg(feature = "controller")]
+pub mod http;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::domain::{AccountSpec, AgentToken, AgentUrl, Server, UserName};
+use crate::protocol::agent::{AccountList, AccountPut, Applied};
+use crate::protocol::{AgentHealth, ErrorBody};
+
+/// Where an agent is and the secret it wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentEndpoint {
+    pub url: AgentUrl,
+    pub token: AgentToken,
+}
+
+impl From<&Server> for AgentEndpoint {
+    fn from(server: &Server) -> Self {
+        Self {
+            url: server.spec.agent_url.clone(),
+            token: server.token.clone(),
+        }
+    }
+}
+
+/// The HTTP methods of the agent API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Put,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// One request to an agent: method, path (`/v1/…`, already percent-safe: built from validated
+/// values only) and JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRequest {
+    pub method: Method,
+    pub path: String,
+    pub body: Option<Vec<u8>>,
+}
+
+/// What an agent answered: status and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// Why a call to an agent did not give an answer of the expected type.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The request never reached the agent (connection refused, DNS, TLS handshake, connect
+    /// timeout): nothing was done there.
+    #[error("agent unreachable: {0}")]
+    Unreachable(String),
+    /// The request was sent but no complete answer came back (timeout, connection reset):
+    /// the agent may or may not have done it.
+    #[error("no answer from the agent: {0}")]
+    Interrupted(String),
+    /// The agent answered with an error.
+    #[error("the agent refused ({status}): {}", body.error.message)]
+    Agent { status: u16, body: ErrorBody },
+    /// The answer was not what the agent API promises.
+    #[error("unexpected answer from the agent: {0}")]
+    Protocol(String),
+}
+
+impl TransportError {
+    /// Whether the agent could have changed something (any case but [`Self::Unreachable`]).
+    pub fn maybe_applied(&self) -> bool {
+        !matches!(self, TransportError::Unreachable(_))
+    }
+
+    /// Whether the failure says the agent is down rather than that it refused.
+    pub fn is_offline(&self) -> bool {
+        matches!(
+            self,
+            TransportError::Unreachable(_) | TransportError::Interrupted(_)
+        )
+    }
+}
+
+/// Moves one request to one agent.
+#[async_trait]
+pub trait AgentTransport: Send + Sync + fmt::Debug {
+    async fn send(
+        &self,
+        agent: &AgentEndpoint,
+        request: AgentRequest,
+    ) -> Result<AgentResponse, TransportError>;
+}
+
+/// The agent API, typed, over any transport.
+#[derive(Debug, Clone, Copy)]
+pub struct AgentClient<'a> {
+    transport: &'a dyn AgentTransport,
+    endpoint: &'a AgentEndpoint,
+}
+
+impl<'a> AgentClient<'a> {
+    pub fn new(transport: &'a dyn AgentTransport, endpoint: &'a AgentEndpoint) -> Self {
+        Self {
+            transport,
+            endpoint,
+        }
+    }
+
+    /// `GET /v1/health`.
+    pub async fn health(&self) -> Result<AgentHealth, TransportError> {
+        self.call(Method::Get, "/v1/health".into(), None::<&()>)
+            .await
+    }
+
+    /// `GET /v1/accounts`.
+    pub async fn accounts(&self) -> Result<AccountList, TransportError> {
+        self.call(Method::Get, "/v1/accounts".into(), None::<&()>)
+            .await
+    }
+
+    /// `PUT /v1/accounts/{username}`.
+    pub async fn put_account(&self, spec: &AccountSpec) -> Result<Applied, TransportError> {
+        let mut put = AccountPut::from_spec(spec);
+        put.username = None;
+        self.call(Method::Put, account_path(&spec.username), Some(&put))
+            .await
+    }
+
+    /// `DELETE /v1/accounts/{username}`.
+    pub async fn delete_account(&self, username: &UserName) -> Result<Applied, TransportError> {
+        self.call(Method::Delete, account_path(username), None::<&()>)
+            .await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: String,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, TransportError> {
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| TransportError::Protocol(format!("cannot encode the request: {e}")))?;
+        let request = AgentRequest { method, path, body };
+        let response = self.transport.send(self.endpoint, request).await?;
+        decode(response)
+    }
+}
+
+/// A user name is `[a-z_][a-z0-9_-]*`: safe in a path as it is.
+fn account_path(username: &UserName) -> String {
+    format!("/v1/accounts/{}", username.as_str())
+}
+
+fn decode<T: DeserializeOwned>(response: AgentResponse) -> Result<T, TransportError> {
+    if (200..300).contains(&response.status) {
+        return serde_json::from_slice(&response.body)
+            .map_err(|e| TransportError::Protocol(format!("status {}: {e}", response.status)));
+    }
+    match serde_json::from_slice::<ErrorBody>(&response.body) {
+        Ok(body) => Err(TransportError::Agent {
+            status: response.status,
+            body,
+        }),
+        Err(_) => Err(TransportError::Protocol(format!(
+            "status {} without an error body",
+            response.status
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorCode;
+
+    #[test]
+    fn answers_are_decoded_by_status() {
+        let ok = AgentResponse {
+            status: 200,
+            body: br#"{"changed": true}"#.to_vec(),
+        };
+        assert_eq!(decode::<Applied>(ok).unwrap(), Applied { changed: true });
+        let refused = AgentResponse {
+            status: 422,
+            body: br#"{"error":{"code":"config_rejected","message":"nginx: bad","field":null}}"#
+                .to_vec(),
+        };
+        match decode::<Applied>(refused).unwrap_err() {
+            TransportError::Agent { status, body } => {
+                assert_eq!(status, 422);
+                assert_eq!(body.error.code, ErrorCode::ConfigRejected);
+            }
+            other => panic!("{other:?}"),
+        }
+        let garbage = AgentResponse {
+            status: 502,
+            body: b"<html>bad gateway</html>".to_vec(),
+        };
+        assert!(matches!(
+            decode::<Applied>(garbage),
+            Err(TransportError::Protocol(_))
+        ));
+        let wrong_shape = AgentResponse {
+            status: 200,
+            body: b"[]".to_vec(),
+        };
+        assert!(matches!(
+            decode::<Applied>(wrong_shape),
+            Err(TransportError::Protocol(_))
+        ));
+    }
+}
