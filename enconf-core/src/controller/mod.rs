@@ -15,6 +15,29 @@
 //!
 //! The [`api`] module serves all of this over HTTP; [`health`] keeps servers' health current;
 //! [`install`] writes agent installation scripts.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use enconf_core::controller::{Controller, ControllerConfig, api};
+//! use enconf_core::domain::AgentToken;
+//! use enconf_core::store::Engine;
+//! use enconf_core::transport::http::HttpTransport;
+//!
+//! let store = Engine::Redb("/var/lib/enconf/enconf.redb".into()).open()?;
+//! let transport = Arc::new(HttpTransport::new(Duration::from_secs(10), None)?);
+//! let controller = Controller::new(store, transport, ControllerConfig::default());
+//! let app = api::router(controller.clone(), api::ApiConfig {
+//!     admin_token: AgentToken::generate()?,
+//!     max_body_bytes: api::DEFAULT_MAX_BODY_BYTES,
+//! });
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let monitor = controller.clone();
+//! tokio::spawn(async move { monitor.monitor(Duration::from_secs(30), std::future::pending()).await });
+//! enconf_core::http::serve(listener, app, None, std::future::pending()).await;
+//! # Ok(()) }
+//! ```
 
 pub mod api;
 pub mod health;

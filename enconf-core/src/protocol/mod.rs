@@ -106,11 +106,16 @@ impl From<ValidationError> for ErrorBody {
 
 impl From<PlacementError> for ErrorBody {
     fn from(e: PlacementError) -> Self {
+        // Offline when the only thing keeping the account off a server is its agent being
+        // unreachable (placement counts each server for its first reason, unreachable last).
         let code = match e {
             PlacementError::Unfit {
                 reason: Unfit::Unreachable,
                 ..
             } => ErrorCode::AgentOffline,
+            PlacementError::NoneFits { rejected, .. } if rejected.unreachable > 0 => {
+                ErrorCode::AgentOffline
+            }
             _ => ErrorCode::NoServerAvailable,
         };
         let body = ErrorBody::new(code, e.to_string());

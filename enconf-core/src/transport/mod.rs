@@ -179,7 +179,9 @@ fn account_path(username: &UserName) -> String {
     format!("/v1/accounts/{}", username.as_str())
 }
 
-fn decode<T: DeserializeOwned>(response: AgentResponse) -> Result<T, TransportError> {
+/// Reads an agent's answer: a 2xx body as `T`, any other status as the agent's error body.
+/// Anything else (HTML from a proxy, a wrong shape) is a [`TransportError::Protocol`].
+pub fn decode<T: DeserializeOwned>(response: AgentResponse) -> Result<T, TransportError> {
     if (200..300).contains(&response.status) {
         return serde_json::from_slice(&response.body)
             .map_err(|e| TransportError::Protocol(format!("status {}: {e}", response.status)));

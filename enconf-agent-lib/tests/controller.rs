@@ -1,0 +1,152 @@
+//! The controller driving real agents (sandbox systems) through the in-process transport:
+//! accounts land on the right agent's disk, move between agents, and reconciliation sees what
+//! each agent really has. Also: the `config.env` the install script writes is what the agent
+//! reads.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::TOKEN;
+use enconf_agent_lib::config::parse_env_file;
+use enconf_agent_lib::server::{Agent, router};
+use enconf_agent_lib::system::Sandbox;
+use enconf_agent_lib::transport::InProcess;
+use enconf_core::controller::{Controller, ControllerConfig, install};
+use enconf_core::domain::{AccountId, AgentToken, AgentUrl, ServerId};
+use enconf_core::protocol::{AccountInput, MigrateInput, ServerInput};
+use enconf_core::store::MemoryStore;
+
+struct Node {
+    dir: tempfile::TempDir,
+    url: AgentUrl,
+    _agent: Arc<Agent<Sandbox>>,
+}
+
+impl Node {
+    fn vhost(&self, user: &str) -> std::path::PathBuf {
+        self.dir
+            .path()
+            .join(format!("box/srv/sites/enconf-{user}.conf"))
+    }
+}
+
+fn node(transport: &InProcess, port: u16) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let applier = common::sandbox_applier(dir.path());
+    let agent = Agent::new(AgentToken::parse(TOKEN).unwrap(), applier, 1 << 20);
+    let url: AgentUrl = format!("http://127.0.0.1:{port}").parse().unwrap();
+    transport.add(url.clone(), router(Arc::clone(&agent)));
+    Node {
+        dir,
+        url,
+        _agent: agent,
+    }
+}
+
+fn server(name: &str, node: &Node, roles: &[&str]) -> ServerInput {
+    ServerInput {
+        name: Some(name.into()),
+        hostname: Some(format!("{name}.example.com")),
+        agent_url: Some(node.url.to_string()),
+        agent_token: Some(TOKEN.into()),
+        roles: Some(roles.iter().map(|r| r.to_string()).collect()),
+        ..ServerInput::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_drives_in_process_agents() {
+    let transport = Arc::new(InProcess::new());
+    let (a, b) = (node(&transport, 50001), node(&transport, 50002));
+    let controller = Controller::new(
+        Arc::new(MemoryStore::new_in_memory()),
+        transport.clone(),
+        ControllerConfig {
+            health_timeout: Duration::from_secs(5),
+            ..ControllerConfig::default()
+        },
+    );
+    let sa = controller
+        .add_server(&server("web1", &a, &["web"]))
+        .await
+        .unwrap();
+    let sb = controller
+        .add_server(&server("web2", &b, &["web"]))
+        .await
+        .unwrap();
+    assert!(sa.reachable && sb.reachable);
+    assert_eq!(
+        sa.agent_version.as_deref(),
+        Some(enconf_core::version::RELEASE)
+    );
+
+    let input = AccountInput {
+        username: Some("shop".into()),
+        domains: Some(vec!["shop.example".into()]),
+        php_version: None,
+        server_id: Some(sa.id.0),
+    };
+    let account = controller.create_account(&input).await.unwrap();
+    assert_eq!(account.server_id, sa.id);
+    assert!(
+        std::fs::read_to_string(a.vhost("shop"))
+            .unwrap()
+            .contains("server_name shop.example;")
+    );
+
+    // Reconciliation agrees; then an account removed behind the controller's back is found.
+    let report = controller.reconcile(sa.id).await.unwrap();
+    assert_eq!(report.in_sync, ["shop"]);
+    let moved = controller
+        .migrate_account(
+            AccountId(account.id),
+            &MigrateInput {
+                target_server_id: Some(sb.id.0),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.server_id, sb.id);
+    assert!(!a.vhost("shop").exists(), "removed from the source");
+    assert!(b.vhost("shop").exists(), "set up on the target");
+    assert_eq!(
+        controller.reconcile(sa.id).await.unwrap().in_sync,
+        Vec::<String>::new()
+    );
+
+    // An agent going offline mid-way: known at once, refused with 503.
+    transport.set_offline(&b.url, true);
+    let e = controller
+        .delete_account(AccountId(account.id))
+        .await
+        .unwrap_err();
+    assert_eq!(enconf_core::protocol::ErrorBody::from(e).status(), 503);
+    assert!(!controller.server(sb.id).await.unwrap().reachable);
+    assert!(b.vhost("shop").exists());
+    transport.set_offline(&b.url, false);
+    controller.check_server(sb.id).await.unwrap();
+    controller
+        .delete_account(AccountId(account.id))
+        .await
+        .unwrap();
+    assert!(!b.vhost("shop").exists());
+    controller.delete_server(ServerId(sb.id.0)).await.unwrap();
+}
+
+#[test]
+fn the_agent_reads_the_token_the_install_script_writes() {
+    let spec = enconf_core::store::conformance::spec("web1", "web");
+    for token in [
+        "plain-token-0123456789",
+        "it's-$HOME-`id`-\"x\"-\\-;#",
+        "''''",
+    ] {
+        let text = install::config_env(&spec, token).join("\n") + "\n";
+        let values = parse_env_file("config.env", &text).unwrap();
+        assert_eq!(values["AGENT_TOKEN"], token);
+        assert_eq!(values["AGENT_PORT"], "50000");
+    }
+}

@@ -1,0 +1,1054 @@
+//! The Management API over HTTP semantics (in process): auth, every validation rule with its
+//! field, the error shape, status codes, offline and failing agents, and no 500 anywhere.
+//! Agents are scripted fakes behind the `AgentTransport` trait.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
+use enconf_core::controller::api::{ApiConfig, router};
+use enconf_core::controller::{Controller, ControllerConfig};
+use enconf_core::domain::AgentToken;
+use enconf_core::protocol::agent::AccountPut;
+use enconf_core::store::MemoryStore;
+use enconf_core::transport::{
+    AgentEndpoint, AgentRequest, AgentResponse, AgentTransport, Method, TransportError,
+};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const ADMIN: &str = "admin-token-0123456789";
+const TOKEN: &str = "agent-token-0123456789";
+
+/// How a fake agent behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Up,
+    /// Connection refused: nothing reaches it.
+    Down,
+    /// Takes a change, then the connection breaks (it may have acted); health still answers.
+    Breaks,
+    /// Answers every change with `422 config_rejected`.
+    Rejects,
+    /// Never answers.
+    Hangs,
+}
+
+#[derive(Debug)]
+struct FakeAgent {
+    token: String,
+    version: String,
+    mode: Mode,
+    accounts: BTreeMap<String, AccountPut>,
+}
+
+/// Agents by URL, answering the agent API from memory.
+#[derive(Debug, Default)]
+struct Fakes {
+    agents: Mutex<HashMap<String, FakeAgent>>,
+}
+
+impl Fakes {
+    fn add(&self, url: &str, version: &str) {
+        self.agents.lock().unwrap().insert(
+            url.to_owned(),
+            FakeAgent {
+                token: TOKEN.to_owned(),
+                version: version.to_owned(),
+                mode: Mode::Up,
+                accounts: BTreeMap::new(),
+            },
+        );
+    }
+
+    fn set(&self, url: &str, f: impl FnOnce(&mut FakeAgent)) {
+        f(self.agents.lock().unwrap().get_mut(url).unwrap());
+    }
+
+    fn accounts(&self, url: &str) -> Vec<String> {
+        self.agents.lock().unwrap()[url]
+            .accounts
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+fn answer(status: u16, body: Value) -> Result<AgentResponse, TransportError> {
+    Ok(AgentResponse {
+        status,
+        body: body.to_string().into_bytes(),
+    })
+}
+
+#[async_trait]
+impl AgentTransport for Fakes {
+    async fn send(
+        &self,
+        agent: &AgentEndpoint,
+        request: AgentRequest,
+    ) -> Result<AgentResponse, TransportError> {
+        let mode = match self.agents.lock().unwrap().get(&agent.url.to_string()) {
+            None => return Err(TransportError::Unreachable("no such host".into())),
+            Some(a) => a.mode,
+        };
+        match mode {
+            Mode::Down => return Err(TransportError::Unreachable("connection refused".into())),
+            Mode::Hangs => std::future::pending::<()>().await,
+            _ => {}
+        }
+        let mut agents = self.agents.lock().unwrap();
+        let fake = agents.get_mut(&agent.url.to_string()).unwrap();
+        if !agent.token.verify(fake.token.as_bytes()) {
+            return answer(
+                401,
+                json!({"error": {"code": "unauthorized", "message": "missing or wrong token", "field": null}}),
+            );
+        }
+        let changes = request.method != Method::Get;
+        if changes && fake.mode == Mode::Rejects {
+            return answer(
+                422,
+                json!({"error": {"code": "config_rejected", "message": "nginx: [emerg] bad", "field": null}}),
+            );
+        }
+        let user = request
+            .path
+            .strip_prefix("/v1/accounts/")
+            .map(str::to_owned);
+        let reply = match (request.method, request.path.as_str(), user) {
+            (Method::Get, "/v1/health", _) => {
+                json!({"version": fake.version, "hostname": "fake", "uptime_s": 1})
+            }
+            (Method::Get, "/v1/accounts", _) => {
+                let list: Vec<Value> = fake
+                    .accounts
+                    .iter()
+                    .map(|(name, put)| {
+                        json!({"username": name, "domains": put.domains, "php_version": put.php_version.clone().unwrap_or("8.2".into()), "php": put.php})
+                    })
+                    .collect();
+                json!({"accounts": list})
+            }
+            (Method::Put, _, Some(user)) => {
+                let put: AccountPut =
+                    serde_json::from_slice(request.body.as_deref().unwrap()).unwrap();
+                let changed = fake.accounts.insert(user, put.clone()) != Some(put);
+                json!({"changed": changed})
+            }
+            (Method::Delete, _, Some(user)) => {
+                json!({"changed": fake.accounts.remove(&user).is_some()})
+            }
+            _ => {
+                return answer(
+                    404,
+                    json!({"error": {"code": "not_found", "message": "no such path", "field": null}}),
+                );
+            }
+        };
+        if changes && fake.mode == Mode::Breaks {
+            return Err(TransportError::Interrupted("connection reset".into()));
+        }
+        answer(200, reply)
+    }
+}
+
+struct Harness {
+    app: Router,
+    fakes: Arc<Fakes>,
+    controller: Controller,
+}
+
+fn harness() -> Harness {
+    let fakes = Arc::new(Fakes::default());
+    let config = ControllerConfig {
+        newest_agent: semver::Version::new(0, 2, 0),
+        health_timeout: Duration::from_secs(2),
+        health_concurrency: 8,
+    };
+    let controller = Controller::new(
+        Arc::new(MemoryStore::new_in_memory()),
+        Arc::clone(&fakes) as Arc<dyn AgentTransport>,
+        config,
+    );
+    let app = router(
+        controller.clone(),
+        ApiConfig {
+            admin_token: AgentToken::parse(ADMIN).unwrap(),
+            max_body_bytes: 4096,
+        },
+    );
+    Harness {
+        app,
+        fakes,
+        controller,
+    }
+}
+
+impl Harness {
+    async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> (u16, String) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req.body(body.map_or_else(Body::empty, Body::from)).unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        assert_ne!(status, 500, "no 500 anywhere: {method} {path}: {text}");
+        assert!(!text.contains(TOKEN), "an agent token in an answer: {text}");
+        (status, text)
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let (status, text) = self
+            .raw(method, path, Some(ADMIN), body.map(|b| b.to_string()))
+            .await;
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        };
+        (status, json)
+    }
+
+    async fn add_server(&self, name: &str, roles: &[&str]) -> u64 {
+        let url = format!("http://{name}.example.com:50000");
+        if !self.fakes.agents.lock().unwrap().contains_key(&url) {
+            self.fakes.add(&url, "0.1.0");
+        }
+        let (status, body) = self
+            .call("POST", "/api/v1/servers", Some(server_json(name, roles)))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_u64().unwrap()
+    }
+}
+
+fn server_json(name: &str, roles: &[&str]) -> Value {
+    json!({
+        "name": name,
+        "hostname": format!("{name}.example.com"),
+        "agent_url": format!("http://{name}.example.com:50000"),
+        "agent_token": TOKEN,
+        "roles": roles,
+    })
+}
+
+fn url(name: &str) -> String {
+    format!("http://{name}.example.com:50000")
+}
+
+/// Asserts an error answer: status, code and field.
+fn is_error(answer: &(u16, Value), status: u16, code: &str, field: Option<&str>) {
+    let (s, body) = answer;
+    assert_eq!(*s, status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert_eq!(body["error"]["field"].as_str(), field, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+}
+
+#[tokio::test]
+async fn auth_is_required_everywhere_but_the_openapi_document() {
+    let h = harness();
+    let paths = [
+        ("GET", "/api/v1/servers"),
+        ("POST", "/api/v1/servers"),
+        ("GET", "/api/v1/servers/1"),
+        ("PATCH", "/api/v1/servers/1"),
+        ("DELETE", "/api/v1/servers/1"),
+        ("POST", "/api/v1/servers/1/check"),
+        ("GET", "/api/v1/servers/1/install-script"),
+        ("POST", "/api/v1/servers/1/reconcile"),
+        ("GET", "/api/v1/accounts"),
+        ("POST", "/api/v1/accounts"),
+        ("GET", "/api/v1/accounts/1"),
+        ("DELETE", "/api/v1/accounts/1"),
+        ("POST", "/api/v1/accounts/1/migrate"),
+    ];
+    for (method, path) in paths {
+        for token in [None, Some("wrong-token-0123456789"), Some("")] {
+            let (status, text) = h.raw(method, path, token, None).await;
+            assert_eq!(status, 401, "{method} {path} {token:?}");
+            let body: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(body["error"]["code"], "unauthorized");
+        }
+    }
+    // Basic auth with the right secret is not a bearer token.
+    let req = Request::builder()
+        .uri("/api/v1/servers")
+        .header("authorization", format!("Basic {ADMIN}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.app.clone().oneshot(req).await.unwrap().status(), 401);
+
+    let (status, text) = h.raw("GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for (method, path) in paths {
+        let path = path.replace("/1", "/{id}");
+        assert!(
+            doc["paths"][&path][method.to_lowercase()].is_object(),
+            "{method} {path} is documented"
+        );
+    }
+    for schema in [
+        "ServerInput",
+        "ServerView",
+        "ServerPatch",
+        "AccountInput",
+        "AccountView",
+        "ErrorBody",
+        "MigrateInput",
+    ] {
+        assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+    }
+    let server = &doc["components"]["schemas"]["ServerView"]["properties"];
+    for field in [
+        "id",
+        "name",
+        "hostname",
+        "agent_url",
+        "roles",
+        "reachable",
+        "last_seen",
+        "update_available",
+        "accounts",
+    ] {
+        assert!(server[field].is_object(), "ServerView.{field}");
+    }
+    assert!(
+        server["agent_token"].is_null(),
+        "no token in the Server schema"
+    );
+}
+
+#[tokio::test]
+async fn malformed_requests_are_400_413_404() {
+    let h = harness();
+    let (status, _) = h
+        .raw(
+            "POST",
+            "/api/v1/servers",
+            Some(ADMIN),
+            Some("{not json".into()),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, text) = h
+        .raw(
+            "POST",
+            "/api/v1/servers",
+            Some(ADMIN),
+            Some(r#"{"nmae": "x"}"#.into()),
+        )
+        .await;
+    assert_eq!(status, 400, "unknown field: {text}");
+    let (status, _) = h
+        .raw(
+            "POST",
+            "/api/v1/servers",
+            Some(ADMIN),
+            Some(r#"{"name": 5}"#.into()),
+        )
+        .await;
+    assert_eq!(status, 400, "wrong type");
+    let (status, _) = h
+        .raw("POST", "/api/v1/accounts", Some(ADMIN), Some("[]".into()))
+        .await;
+    assert_eq!(status, 400);
+    let big = format!(r#"{{"name": "{}"}}"#, "x".repeat(5000));
+    let (status, text) = h
+        .raw("POST", "/api/v1/servers", Some(ADMIN), Some(big))
+        .await;
+    assert_eq!(status, 413, "{text}");
+    is_error(
+        &h.call("GET", "/api/v1/servers/7", None).await,
+        404,
+        "not_found",
+        None,
+    );
+    is_error(
+        &h.call("GET", "/api/v1/servers/abc", None).await,
+        404,
+        "not_found",
+        None,
+    );
+    is_error(
+        &h.call("GET", "/api/v1/servers/-1", None).await,
+        404,
+        "not_found",
+        None,
+    );
+    is_error(
+        &h.call("GET", "/api/v1/accounts/99999999999999999999999", None)
+            .await,
+        404,
+        "not_found",
+        None,
+    );
+    is_error(
+        &h.call("GET", "/api/v1/nothing", None).await,
+        404,
+        "not_found",
+        None,
+    );
+    is_error(
+        &h.call("PATCH", "/api/v1/servers/7", Some(json!({}))).await,
+        404,
+        "not_found",
+        None,
+    );
+    is_error(
+        &h.call("DELETE", "/api/v1/accounts/7", None).await,
+        404,
+        "not_found",
+        None,
+    );
+    let (status, _) = h.call("PUT", "/api/v1/servers", None).await;
+    assert_eq!(status, 400, "a method the path does not have");
+}
+
+#[tokio::test]
+async fn every_server_field_is_validated_with_its_name() {
+    let h = harness();
+    h.fakes.add(&url("web1"), "0.1.0");
+    let cases: &[(&str, Value, &str)] = &[
+        ("name", Value::Null, "name"),
+        ("name", json!(""), "name"),
+        ("name", json!("a\nb"), "name"),
+        ("name", json!("x".repeat(201)), "name"),
+        ("hostname", Value::Null, "hostname"),
+        ("hostname", json!("web1.example.com;"), "hostname"),
+        ("hostname", json!("web1.example.com\nlisten 80"), "hostname"),
+        ("hostname", json!("web1"), "hostname"),
+        ("hostname", json!("-a.example.com"), "hostname"),
+        (
+            "hostname",
+            json!(format!("{}.com", "a".repeat(64))),
+            "hostname",
+        ),
+        ("hostname", json!("we{b}.example.com"), "hostname"),
+        ("hostname", json!("we\"b.example.com"), "hostname"),
+        ("mail_hostname", json!("mail"), "mail_hostname"),
+        ("mail_hostname", json!("mail example.com"), "mail_hostname"),
+        ("agent_url", Value::Null, "agent_url"),
+        (
+            "agent_url",
+            json!("ftp://web1.example.com:50000"),
+            "agent_url",
+        ),
+        ("agent_url", json!("http://web1.example.com"), "agent_url"),
+        (
+            "agent_url",
+            json!("http://web1.example.com:50000/x"),
+            "agent_url",
+        ),
+        (
+            "agent_url",
+            json!("http://user@web1.example.com:50000"),
+            "agent_url",
+        ),
+        ("agent_url", json!("http://web1.example.com:0"), "agent_url"),
+        ("agent_token", Value::Null, "agent_token"),
+        ("agent_token", json!("short"), "agent_token"),
+        (
+            "agent_token",
+            json!("has a space in it 0123"),
+            "agent_token",
+        ),
+        (
+            "agent_token",
+            json!("line\nbreak-0123456789"),
+            "agent_token",
+        ),
+        ("roles", Value::Null, "roles"),
+        ("roles", json!([]), "roles"),
+        ("roles", json!(["web", "ftp"]), "roles[1]"),
+        ("roles", json!(["web", "web"]), "roles[1]"),
+        ("max_accounts", json!(0), "max_accounts"),
+        ("max_accounts", json!(-1), "max_accounts"),
+        ("panel_url", json!("panel.example.com"), "panel_url"),
+        (
+            "panel_url",
+            json!("https://panel.example.com/?q"),
+            "panel_url",
+        ),
+        ("phpmyadmin_path", json!("phpmyadmin"), "phpmyadmin_path"),
+        ("phpmyadmin_path", json!("/a/../b"), "phpmyadmin_path"),
+        ("roundcube_path", json!("/web mail"), "roundcube_path"),
+        ("roundcube_path", json!("/web;mail"), "roundcube_path"),
+    ];
+    for (key, value, field) in cases {
+        let mut body = server_json("web1", &["web"]);
+        body[*key] = value.clone();
+        if value.is_null() {
+            body.as_object_mut().unwrap().remove(*key);
+        }
+        let answer = h.call("POST", "/api/v1/servers", Some(body)).await;
+        is_error(&answer, 422, "invalid", Some(field));
+    }
+    let (_, servers) = h.call("GET", "/api/v1/servers", None).await;
+    assert_eq!(servers, json!([]), "nothing recorded");
+
+    // Uniqueness: 409 naming the field.
+    h.add_server("web1", &["web"]).await;
+    let mut same_name = server_json("web2", &["web"]);
+    same_name["name"] = json!("WEB1");
+    is_error(
+        &h.call("POST", "/api/v1/servers", Some(same_name)).await,
+        409,
+        "duplicate",
+        Some("name"),
+    );
+    let mut same_host = server_json("web2", &["web"]);
+    same_host["hostname"] = json!("web1.example.com");
+    is_error(
+        &h.call("POST", "/api/v1/servers", Some(same_host)).await,
+        409,
+        "duplicate",
+        Some("hostname"),
+    );
+}
+
+#[tokio::test]
+async fn servers_are_added_patched_checked_and_deleted() {
+    let h = harness();
+    let id = h.add_server("web1", &["web", "db"]).await;
+    let (status, server) = h.call("GET", &format!("/api/v1/servers/{id}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(server["reachable"], true);
+    assert_eq!(server["agent_version"], "0.1.0");
+    assert_eq!(
+        server["update_available"], true,
+        "0.1.0 is older than the newest, 0.2.0"
+    );
+    assert_eq!(server["active"], true);
+    assert_eq!(server["accounts"], 0);
+    assert_eq!(server["roles"], json!(["web", "db"]));
+
+    // PATCH changes only what it names; null clears an optional field.
+    let path = format!("/api/v1/servers/{id}");
+    let (status, s) = h
+        .call(
+            "PATCH",
+            &path,
+            Some(json!({"mail_hostname": "mx.example.com", "max_accounts": 3})),
+        )
+        .await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(
+        (s["mail_hostname"].as_str(), s["max_accounts"].as_u64()),
+        (Some("mx.example.com"), Some(3))
+    );
+    assert_eq!(s["name"], "web1");
+    let (_, s) = h
+        .call("PATCH", &path, Some(json!({"mail_hostname": null})))
+        .await;
+    assert!(s["mail_hostname"].is_null());
+    assert_eq!(s["max_accounts"], 3);
+    is_error(
+        &h.call("PATCH", &path, Some(json!({"name": null}))).await,
+        422,
+        "invalid",
+        Some("name"),
+    );
+    is_error(
+        &h.call("PATCH", &path, Some(json!({"roles": ["web", "smtp"]})))
+            .await,
+        422,
+        "invalid",
+        Some("roles[1]"),
+    );
+    is_error(
+        &h.call("PATCH", &path, Some(json!({"agent_token": "x"})))
+            .await,
+        422,
+        "invalid",
+        Some("agent_token"),
+    );
+
+    // A new token takes effect on the next call: the agent refuses the new one until it has it.
+    let new_token = "agent-token-9876543210";
+    let (_, s) = h
+        .call("PATCH", &path, Some(json!({"agent_token": new_token})))
+        .await;
+    assert_eq!(
+        s["reachable"], false,
+        "checked at once with the new token: {s}"
+    );
+    assert!(s["last_error"].as_str().unwrap().contains("401"), "{s}");
+    h.fakes
+        .set(&url("web1"), |a| a.token = new_token.to_owned());
+    let (_, s) = h.call("POST", &format!("{path}/check"), None).await;
+    assert_eq!(s["reachable"], true, "{s}");
+    // A new URL too.
+    h.fakes.add("http://web1b.example.com:50001", "0.2.0");
+    h.fakes.set("http://web1b.example.com:50001", |a| {
+        a.token = new_token.to_owned()
+    });
+    let (_, s) = h
+        .call(
+            "PATCH",
+            &path,
+            Some(json!({"agent_url": "http://web1b.example.com:50001"})),
+        )
+        .await;
+    assert_eq!(
+        (s["reachable"].as_bool(), s["agent_version"].as_str()),
+        (Some(true), Some("0.2.0"))
+    );
+    assert_eq!(s["update_available"], false);
+
+    // Check now sees an agent going down and keeps what was known.
+    h.fakes
+        .set("http://web1b.example.com:50001", |a| a.mode = Mode::Down);
+    let (_, s) = h.call("POST", &format!("{path}/check"), None).await;
+    assert_eq!(s["reachable"], false);
+    assert_eq!(s["agent_version"], "0.2.0");
+    assert!(s["last_seen"].is_string());
+
+    let (status, _) = h.call("DELETE", &path, None).await;
+    assert_eq!(status, 204);
+    is_error(&h.call("GET", &path, None).await, 404, "not_found", None);
+}
+
+#[tokio::test]
+async fn accounts_are_placed_provisioned_and_validated() {
+    let h = harness();
+    let web = h.add_server("web1", &["web"]).await;
+    let mail = h.add_server("mail1", &["mail", "dns"]).await;
+
+    let cases: &[(&str, Value, &str)] = &[
+        ("username", Value::Null, "username"),
+        ("username", json!("root"), "username"),
+        ("username", json!("Shop"), "username"),
+        ("username", json!("shop;rm"), "username"),
+        ("username", json!("a".repeat(33)), "username"),
+        ("domains", Value::Null, "domains"),
+        ("domains", json!([]), "domains"),
+        (
+            "domains",
+            json!(["ok.example", "bad;name.example"]),
+            "domains[1]",
+        ),
+        ("domains", json!(["a.example\n    listen 81"]), "domains[0]"),
+        ("domains", json!(["a.example}"]), "domains[0]"),
+        ("domains", json!(["a.example", "A.example"]), "domains[1]"),
+        ("domains", json!(["localhost"]), "domains[0]"),
+        ("php_version", json!("8"), "php_version"),
+        ("php_version", json!("8.2;"), "php_version"),
+        ("server_id", json!(999), "server_id"),
+    ];
+    for (key, value, field) in cases {
+        let mut body = json!({"username": "shop", "domains": ["shop.example"]});
+        body[*key] = value.clone();
+        if value.is_null() {
+            body.as_object_mut().unwrap().remove(*key);
+        }
+        let answer = h.call("POST", "/api/v1/accounts", Some(body)).await;
+        is_error(&answer, 422, "invalid", Some(field));
+    }
+    assert_eq!(h.call("GET", "/api/v1/accounts", None).await.1, json!([]));
+
+    // Placed on the only server with the web role, and provisioned there.
+    let (status, a) = h
+        .call(
+            "POST",
+            "/api/v1/accounts",
+            Some(json!({"username": "shop", "domains": ["shop.example"], "php_version": "8.2"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{a}");
+    assert_eq!(
+        (a["server_id"].as_u64(), a["status"].as_str()),
+        (Some(web), Some("active"))
+    );
+    assert_eq!(h.fakes.accounts(&url("web1")), ["shop"]);
+    let id = a["id"].as_u64().unwrap();
+    assert_eq!(
+        h.call("GET", &format!("/api/v1/accounts/{id}"), None)
+            .await
+            .1,
+        a
+    );
+
+    // Naming a server without the role; duplicates.
+    is_error(
+        &h.call(
+            "POST",
+            "/api/v1/accounts",
+            Some(json!({"username": "blog", "domains": ["blog.example"], "server_id": mail})),
+        )
+        .await,
+        409,
+        "no_server_available",
+        Some("server_id"),
+    );
+    is_error(
+        &h.call(
+            "POST",
+            "/api/v1/accounts",
+            Some(json!({"username": "shop", "domains": ["x.example"]})),
+        )
+        .await,
+        409,
+        "duplicate",
+        Some("username"),
+    );
+    is_error(
+        &h.call(
+            "POST",
+            "/api/v1/accounts",
+            Some(json!({"username": "blog", "domains": ["x.example", "shop.example"]})),
+        )
+        .await,
+        409,
+        "duplicate",
+        Some("domains[1]"),
+    );
+
+    // An inactive server takes no new accounts.
+    h.call(
+        "PATCH",
+        &format!("/api/v1/servers/{web}"),
+        Some(json!({"active": false})),
+    )
+    .await;
+    is_error(
+        &h.call(
+            "POST",
+            "/api/v1/accounts",
+            Some(json!({"username": "blog", "domains": ["blog.example"]})),
+        )
+        .await,
+        409,
+        "no_server_available",
+        None,
+    );
+    h.call(
+        "PATCH",
+        &format!("/api/v1/servers/{web}"),
+        Some(json!({"active": true})),
+    )
+    .await;
+
+    // Dropping the web role under an account is refused.
+    is_error(
+        &h.call(
+            "PATCH",
+            &format!("/api/v1/servers/{web}"),
+            Some(json!({"roles": ["db"]})),
+        )
+        .await,
+        409,
+        "roles_in_use",
+        Some("roles"),
+    );
+
+    // Delete with accounts: 409 naming how many; after the account, 204.
+    let answer = h
+        .call("DELETE", &format!("/api/v1/servers/{web}"), None)
+        .await;
+    is_error(&answer, 409, "server_has_accounts", None);
+    assert!(
+        answer.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 account(s) (shop)")
+    );
+    assert_eq!(
+        h.call("DELETE", &format!("/api/v1/accounts/{id}"), None)
+            .await
+            .0,
+        204
+    );
+    assert!(h.fakes.accounts(&url("web1")).is_empty());
+    assert_eq!(
+        h.call("DELETE", &format!("/api/v1/servers/{web}"), None)
+            .await
+            .0,
+        204
+    );
+}
+
+#[tokio::test]
+async fn offline_and_failing_agents_never_leave_an_account_recorded_as_done() {
+    let h = harness();
+    let web = h.add_server("web1", &["web"]).await;
+    let new = |user: &str| json!({"username": user, "domains": [format!("{user}.example")], "server_id": web});
+
+    // Known offline: refused before anything is recorded.
+    h.fakes.set(&url("web1"), |a| a.mode = Mode::Down);
+    h.controller.check_all().await;
+    is_error(
+        &h.call("POST", "/api/v1/accounts", Some(new("a1"))).await,
+        503,
+        "agent_offline",
+        None,
+    );
+    is_error(
+        &h.call(
+            "POST",
+            "/api/v1/accounts",
+            Some(json!({"username": "a1", "domains": ["a1.example"]})),
+        )
+        .await,
+        503,
+        "agent_offline",
+        None,
+    );
+    assert_eq!(h.call("GET", "/api/v1/accounts", None).await.1, json!([]));
+
+    // Down since the last check: the request never reached it, so the record is removed
+    // again and the server is marked offline at once.
+    h.fakes.set(&url("web1"), |a| a.mode = Mode::Up);
+    h.controller.check_all().await;
+    h.fakes.set(&url("web1"), |a| a.mode = Mode::Down);
+    is_error(
+        &h.call("POST", "/api/v1/accounts", Some(new("a1"))).await,
+        503,
+        "agent_offline",
+        None,
+    );
+    assert_eq!(h.call("GET", "/api/v1/accounts", None).await.1, json!([]));
+    assert_eq!(
+        h.call("GET", &format!("/api/v1/servers/{web}"), None)
+            .await
+            .1["reachable"],
+        false
+    );
+
+    // The connection breaks after the agent took the request: the account is `failed`.
+    h.fakes.set(&url("web1"), |a| a.mode = Mode::Breaks);
+    h.controller.check_all().await;
+    is_error(
+        &h.call("POST", "/api/v1/accounts", Some(new("a2"))).await,
+        503,
+        "agent_offline",
+        None,
+    );
+    let (_, list) = h.call("GET", "/api/v1/accounts", None).await;
+    assert_eq!(
+        (list[0]["username"].as_str(), list[0]["status"].as_str()),
+        (Some("a2"), Some("failed"))
+    );
+
+    // The agent refuses the configuration: 502 with its message, account `failed`.
+    h.fakes.set(&url("web1"), |a| a.mode = Mode::Rejects);
+    h.controller.check_all().await;
+    let answer = h.call("POST", "/api/v1/accounts", Some(new("a3"))).await;
+    is_error(&answer, 502, "agent_error", None);
+    assert!(
+        answer.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nginx: [emerg] bad")
+    );
+    let (_, a3) = h.call("GET", "/api/v1/accounts/3", None).await;
+    assert_eq!(a3["status"], "failed");
+    // Its delete is refused the same way and the record stays.
+    is_error(
+        &h.call("DELETE", "/api/v1/accounts/3", None).await,
+        502,
+        "agent_error",
+        None,
+    );
+    assert_eq!(h.call("GET", "/api/v1/accounts/3", None).await.0, 200);
+
+    // Reconciliation puts statuses right from what the agent has.
+    h.fakes.set(&url("web1"), |a| a.mode = Mode::Up);
+    let (status, report) = h
+        .call("POST", &format!("/api/v1/servers/{web}/reconcile"), None)
+        .await;
+    assert_eq!(status, 200, "{report}");
+    // a2 reached the agent before the break; a3 was refused.
+    assert_eq!(
+        report,
+        json!({"in_sync": ["a2"], "missing_on_agent": ["a3"], "differing": [], "unknown_to_controller": []})
+    );
+    assert_eq!(
+        h.call("GET", "/api/v1/accounts/2", None).await.1["status"],
+        "active"
+    );
+    assert_eq!(
+        h.call("GET", "/api/v1/accounts/3", None).await.1["status"],
+        "failed"
+    );
+    // A failed account can be deleted once the agent works.
+    assert_eq!(h.call("DELETE", "/api/v1/accounts/3", None).await.0, 204);
+}
+
+#[tokio::test]
+async fn accounts_migrate_between_servers() {
+    let h = harness();
+    let a = h.add_server("web1", &["web"]).await;
+    let b = h.add_server("web2", &["web"]).await;
+    let dns = h.add_server("dns1", &["dns"]).await;
+    let (_, acc) = h
+        .call(
+            "POST",
+            "/api/v1/accounts",
+            Some(json!({"username": "shop", "domains": ["shop.example"], "server_id": a})),
+        )
+        .await;
+    let path = format!("/api/v1/accounts/{}/migrate", acc["id"]);
+
+    is_error(
+        &h.call("POST", &path, Some(json!({}))).await,
+        422,
+        "invalid",
+        Some("target_server_id"),
+    );
+    is_error(
+        &h.call("POST", &path, Some(json!({"target_server_id": 99})))
+            .await,
+        422,
+        "invalid",
+        Some("target_server_id"),
+    );
+    is_error(
+        &h.call("POST", &path, Some(json!({"target_server_id": dns})))
+            .await,
+        409,
+        "no_server_available",
+        Some("target_server_id"),
+    );
+
+    // The target refuses: nothing changes anywhere.
+    h.fakes.set(&url("web2"), |x| x.mode = Mode::Rejects);
+    is_error(
+        &h.call("POST", &path, Some(json!({"target_server_id": b})))
+            .await,
+        502,
+        "agent_error",
+        None,
+    );
+    assert_eq!(h.fakes.accounts(&url("web1")), ["shop"]);
+    assert!(h.fakes.accounts(&url("web2")).is_empty());
+    assert_eq!(
+        h.call("GET", &format!("/api/v1/accounts/{}", acc["id"]), None)
+            .await
+            .1,
+        acc
+    );
+
+    h.fakes.set(&url("web2"), |x| x.mode = Mode::Up);
+    let (status, moved) = h
+        .call("POST", &path, Some(json!({"target_server_id": b})))
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(
+        (moved["server_id"].as_u64(), moved["status"].as_str()),
+        (Some(b), Some("active"))
+    );
+    assert!(h.fakes.accounts(&url("web1")).is_empty());
+    assert_eq!(h.fakes.accounts(&url("web2")), ["shop"]);
+    assert_eq!(
+        h.call("GET", &format!("/api/v1/servers/{a}"), None).await.1["accounts"],
+        0
+    );
+    assert_eq!(
+        h.call("GET", &format!("/api/v1/servers/{b}"), None).await.1["accounts"],
+        1
+    );
+    assert_eq!(
+        h.call("DELETE", &format!("/api/v1/servers/{a}"), None)
+            .await
+            .0,
+        204
+    );
+}
+
+#[tokio::test]
+async fn a_hanging_agent_does_not_hold_up_the_others() {
+    let h = harness();
+    let slow = h.add_server("slow1", &["web"]).await;
+    let fast = h.add_server("fast1", &["web"]).await;
+    h.fakes.set(&url("slow1"), |a| a.mode = Mode::Hangs);
+    h.fakes.set(&url("fast1"), |a| a.version = "0.2.0".into());
+
+    let controller = h.controller.clone();
+    let round = tokio::spawn(async move { controller.check_all().await });
+    // The fast agent's new version is recorded while the slow check is still waiting.
+    loop {
+        let (_, s) = h
+            .call("GET", &format!("/api/v1/servers/{fast}"), None)
+            .await;
+        if s["agent_version"] == "0.2.0" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        !round.is_finished(),
+        "the slow check is still waiting for its timeout"
+    );
+    let round = round.await.unwrap();
+    assert_eq!((round.reachable, round.unreachable), (1, 1));
+    let (_, s) = h
+        .call("GET", &format!("/api/v1/servers/{slow}"), None)
+        .await;
+    assert_eq!(s["reachable"], false);
+    assert!(
+        s["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("no answer within 2 s"),
+        "{s}"
+    );
+}
+
+#[tokio::test]
+async fn the_install_script_is_served_as_a_shell_script() {
+    let h = harness();
+    let id = h.add_server("web1", &["web"]).await;
+    let req = Request::builder()
+        .uri(format!("/api/v1/servers/{id}/install-script"))
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = h.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/x-shellscript")
+    );
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let text = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(text.starts_with("#!/bin/sh\n"));
+    assert!(
+        text.contains(&format!("'AGENT_TOKEN='\\''{TOKEN}'\\'''")),
+        "{text}"
+    );
+    assert!(text.contains("'AGENT_PORT=50000'"));
+    assert!(text.contains("systemctl enable --now netcell-webpanel-agent"));
+}
