@@ -254,6 +254,12 @@ impl Controller {
                 ),
             ),
         };
+        // The URL or token may have been edited while the check ran; what was seen then says
+        // nothing about the new endpoint (whose edit runs a check of its own).
+        let current = self.store.server(server.id).await?;
+        if AgentEndpoint::from(&current) != endpoint {
+            return Ok(current);
+        }
         if health.reachable != server.health.reachable {
             tracing::info!(
                 server = %server.id,
