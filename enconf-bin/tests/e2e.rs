@@ -110,11 +110,15 @@ fn start_controller(dir: &Path, port: u16) -> Proc {
 
 /// One request to the controller with the admin token: status and JSON body (`null` when empty).
 fn api(port: u16, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    api_as(ADMIN, port, method, path, body)
+}
+
+fn api_as(admin: &str, port: u16, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAuthorization: Bearer {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -383,4 +387,74 @@ fn controller_and_two_agents_end_to_end() {
         log.contains("path=\"/api/v1/accounts\" status=201"),
         "one line per request: {log}"
     );
+}
+
+#[test]
+fn the_admin_token_is_generated_once_and_kept_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let data = dir.path().join("data");
+    let start = || {
+        let mut command = Command::new(CONTROLLER);
+        command
+            .env_remove("ENCONF_ADMIN_TOKEN")
+            .env("ENCONF_BIND", format!("127.0.0.1:{port}"))
+            .env("ENCONF_DATA_DIR", &data);
+        spawn(
+            command,
+            &dir.path().join("controller.log"),
+            port,
+            "controller",
+        )
+    };
+    let mut controller = start();
+    let file = data.join("admin-token");
+    let token = std::fs::read_to_string(&file).unwrap();
+    let token = token.trim_end();
+    assert_eq!(token.len(), 64);
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        api_as(token, port, "GET", "/api/v1/servers", None),
+        (200, json!([]))
+    );
+    assert_eq!(
+        api_as(
+            "not-the-admin-token-0123",
+            port,
+            "GET",
+            "/api/v1/servers",
+            None
+        )
+        .0,
+        401
+    );
+    controller.stop();
+    let _again = start();
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap().trim_end(),
+        token,
+        "kept across restarts"
+    );
+    assert_eq!(api_as(token, port, "GET", "/api/v1/servers", None).0, 200);
+    let log = std::fs::read_to_string(dir.path().join("controller.log")).unwrap();
+    assert!(
+        log.contains("admin-token"),
+        "the log says where the token is"
+    );
+    assert!(!log.contains(token), "but never the token");
+
+    // A configured token that is not a valid one stops start-up without echoing it.
+    let out = Command::new(CONTROLLER)
+        .env("ENCONF_ADMIN_TOKEN", "short secret")
+        .env("ENCONF_DATA_DIR", &data)
+        .env("ENCONF_BIND", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ENCONF_ADMIN_TOKEN"), "{stderr}");
+    assert!(!stderr.contains("short secret"), "{stderr}");
 }

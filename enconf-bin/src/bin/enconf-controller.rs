@@ -51,6 +51,9 @@ struct Args {
     /// Seconds a call to an agent (a health check included) may take.
     #[arg(long, env = "ENCONF_AGENT_TIMEOUT_S", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     agent_timeout_s: u64,
+    /// How many agents are checked at the same time at most.
+    #[arg(long, env = "ENCONF_HEALTH_CONCURRENCY", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    health_concurrency: u64,
     /// Agents older than this version show "update available" [default: this release].
     #[arg(long, env = "ENCONF_NEWEST_AGENT_VERSION")]
     newest_agent_version: Option<semver::Version>,
@@ -146,7 +149,7 @@ async fn run(args: Args) -> Result<(), Failure> {
             .clone()
             .unwrap_or_else(enconf_core::version::release),
         health_timeout: timeout,
-        ..ControllerConfig::default()
+        health_concurrency: usize::try_from(args.health_concurrency).unwrap_or(256),
     };
     let controller = Controller::new(store, Arc::new(transport), config);
     if let Some(url) = &args.local_agent_url {
