@@ -23,6 +23,8 @@ pub mod domain;
 pub mod http;
 pub mod placement;
 pub mod protocol;
+#[cfg(feature = "certs")]
+pub mod ssl;
 pub mod store;
 pub mod transport;
 pub mod version;

@@ -77,6 +77,10 @@ pub enum Rule {
     Required,
     #[error("does not name an existing server")]
     UnknownServer,
+    #[error("must be one of letsencrypt, custom, selfsigned")]
+    UnknownMode,
+    #[error("is only given with mode custom")]
+    OnlyWithCustom,
     #[error("must be between {min} and {max}")]
     OutOfRange { min: u64, max: u64 },
 }

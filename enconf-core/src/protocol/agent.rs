@@ -8,6 +8,9 @@
 //! | `PUT /v1/accounts/{username}` | [`AccountPut`] (without `username`) | 200 [`Applied`] |
 //! | `PUT /v1/accounts` | [`AccountBatch`] | 200 [`BatchApplied`] |
 //! | `DELETE /v1/accounts/{username}` | — | 200 [`Applied`] (`changed: false` when absent) |
+//! | `PUT /v1/certificates/{panel\|mail}` | [`CertificatePut`] | 200 [`Applied`] |
+//! | `PUT /v1/acme-challenge/{token}` | [`ChallengePut`] | 200 [`Applied`] |
+//! | `DELETE /v1/acme-challenge/{token}` | — | 200 [`Applied`] |
 //!
 //! A put is idempotent: the same account put twice answers `{"changed": false}` the second time
 //! and touches nothing. A batch is applied with one validation and one reload; when any item is
@@ -107,6 +110,56 @@ impl AccountBatch {
         }
         Ok(specs)
     }
+}
+
+/// `PUT /v1/certificates/{panel|mail}`: a certificate for the server's own names, installed
+/// atomically (key mode 0600) and put in use (the panel server block; for mail, the mail
+/// services' TLS settings), validated and reloaded with the same rollback as any apply.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificatePut {
+    /// The names the server answers to with it (the first is the hostname).
+    pub names: Vec<String>,
+    pub certificate_pem: String,
+    pub private_key_pem: String,
+}
+
+impl std::fmt::Debug for CertificatePut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificatePut")
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `PUT /v1/acme-challenge/{token}`: serve `key_authorization` at
+/// `http://<name>/.well-known/acme-challenge/<token>` for each of `names`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengePut {
+    pub names: Vec<String>,
+    pub key_authorization: String,
+}
+
+/// An ACME challenge token or key authorization: base64url characters (and one `.` in a key
+/// authorization), at most 512 of them. Nothing else may reach a file name or a served file.
+pub fn check_acme_text(text: &str, dots: usize) -> Result<(), Rule> {
+    if text.is_empty() {
+        return Err(Rule::Empty);
+    }
+    if text.len() > 512 {
+        return Err(Rule::TooLong { max: 512 });
+    }
+    if let Some(c) = text
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.'))
+    {
+        return Err(Rule::ForbiddenChar(c));
+    }
+    if text.matches('.').count() > dots {
+        return Err(Rule::ForbiddenChar('.'));
+    }
+    Ok(())
 }
 
 /// What a put or delete did.

@@ -498,6 +498,115 @@ pub struct Reconciliation {
     pub unknown_to_controller: Vec<String>,
 }
 
+/// How a server's certificate is obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum SslMode {
+    /// Issued by an ACME CA (Let's Encrypt), renewed before expiry.
+    Letsencrypt,
+    /// Uploaded by the administrator.
+    Custom,
+    /// Made by the controller; no client trusts it: for testing only.
+    Selfsigned,
+}
+
+/// Where a certificate is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum SslStatus {
+    /// Installed and in use.
+    Active,
+    /// Being issued or installed (or never set up).
+    Pending,
+    /// The last attempt failed and no valid certificate is installed.
+    Failed,
+}
+
+/// `PUT /api/v1/servers/{id}/ssl/{panel|mail}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SslInput {
+    /// `letsencrypt`, `custom` or `selfsigned`.
+    pub mode: Option<String>,
+    /// With `custom`: the leaf certificate first, then its chain.
+    pub certificate_pem: Option<String>,
+    /// With `custom`: the private key (PKCS#8, PKCS#1 or SEC1).
+    pub private_key_pem: Option<String>,
+}
+
+/// What an [`SslInput`] asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SslRequest {
+    Letsencrypt,
+    Custom { chain_pem: String, key_pem: String },
+    Selfsigned,
+}
+
+impl SslInput {
+    pub fn validate(&self) -> Result<SslRequest, ValidationError> {
+        let mode = required(self.mode.as_deref(), "mode")?;
+        let request = match mode {
+            "letsencrypt" => SslRequest::Letsencrypt,
+            "selfsigned" => SslRequest::Selfsigned,
+            "custom" => {
+                let chain = required(self.certificate_pem.as_deref(), "certificate_pem")?;
+                let key = required(self.private_key_pem.as_deref(), "private_key_pem")?;
+                return Ok(SslRequest::Custom {
+                    chain_pem: chain.to_owned(),
+                    key_pem: key.to_owned(),
+                });
+            }
+            _ => return Err(Rule::UnknownMode.at("mode")),
+        };
+        if self.certificate_pem.is_some() {
+            return Err(Rule::OnlyWithCustom.at("certificate_pem"));
+        }
+        if self.private_key_pem.is_some() {
+            return Err(Rule::OnlyWithCustom.at("private_key_pem"));
+        }
+        Ok(request)
+    }
+}
+
+/// `SslState` of the contract: a server's panel or mail certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
+pub struct SslState {
+    /// `null` until a mode is chosen.
+    pub mode: Option<SslMode>,
+    pub subject_names: Vec<String>,
+    pub issuer: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "controller", schema(value_type = Option<String>, format = DateTime))]
+    pub not_before: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "controller", schema(value_type = Option<String>, format = DateTime))]
+    pub not_after: Option<OffsetDateTime>,
+    pub status: SslStatus,
+    pub last_error: Option<String>,
+    /// True for a self-signed certificate: browsers warn, mail clients refuse.
+    pub testing_only: bool,
+}
+
+impl SslState {
+    /// The state of a certificate never set up.
+    pub fn unset() -> Self {
+        Self {
+            mode: None,
+            subject_names: Vec::new(),
+            issuer: None,
+            not_before: None,
+            not_after: None,
+            status: SslStatus::Pending,
+            last_error: None,
+            testing_only: false,
+        }
+    }
+}
+
 /// Agent API: `GET /v1/health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentHealth {
