@@ -22,12 +22,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use enconf_core::domain::{AccountSpec, PhpVersion, UserName};
+use enconf_core::domain::{AccountSpec, DomainName, PhpVersion, UserName};
 use enconf_core::protocol::agent::AgentAccount;
+use enconf_core::ssl::CertKind;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Layout;
-use crate::render::{self, AccountPaths, HTTP_CONF_FILE, Renderer};
+use crate::render::{self, AccountPaths, HTTP_CONF_FILE, PANEL_CONF_FILE, PanelSite, Renderer};
 use crate::system::{System, SystemError};
 
 /// Why an apply did not happen. In every case the files are as they were before it.
@@ -121,6 +122,122 @@ impl<S: System> Applier<S> {
 
     fn check_dir(&self) -> PathBuf {
         self.layout.state_dir.join("check")
+    }
+
+    fn panel_record_path(&self) -> PathBuf {
+        self.layout.state_dir.join("panel.json")
+    }
+
+    fn challenge_path(&self, token: &str) -> PathBuf {
+        self.layout
+            .acme_root
+            .join(".well-known/acme-challenge")
+            .join(token)
+    }
+
+    /// The server's own names as installed (none before the first certificate or challenge).
+    pub fn panel(&self) -> Result<PanelSite, ApplyError> {
+        match self.system.read(&self.panel_record_path())? {
+            None => Ok(PanelSite::default()),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| ApplyError::State(format!("panel record: {e}"))),
+        }
+    }
+
+    /// Adds to `plan` the panel server blocks for `site` and their record, if they differ
+    /// from what is installed.
+    fn plan_panel(&self, plan: &mut Plan, site: &PanelSite) -> Result<(), ApplyError> {
+        let vhost_path = self.layout.nginx_sites_dir.join(PANEL_CONF_FILE);
+        let vhost = render::panel_vhost(&self.layout, site).into_bytes();
+        let record =
+            serde_json::to_vec_pretty(site).map_err(|e| ApplyError::State(e.to_string()))?;
+        let record_path = self.panel_record_path();
+        if self.system.read(&vhost_path)?.as_deref() != Some(&vhost[..])
+            || self.system.read(&record_path)?.as_deref() != Some(&record[..])
+        {
+            plan.check_vhosts.push(vhost_path.clone());
+            plan.files.insert(vhost_path, Some((vhost, 0o644)));
+            plan.files.insert(record_path, Some((record, 0o600)));
+            plan.reload_nginx = true;
+        }
+        Ok(())
+    }
+
+    /// Installs a certificate and key for the server's own `names` (the first is the
+    /// hostname): the key mode 0600, the panel's HTTPS server block pointed at them, checked
+    /// by `nginx -t` before any live file changes, reloaded, rolled back on failure. A mail
+    /// certificate is written to `mail.crt` / `mail.key` for the mail services. `false` when
+    /// the same certificate is already installed.
+    pub fn put_certificate(
+        &self,
+        kind: CertKind,
+        names: &[DomainName],
+        chain_pem: &str,
+        key_pem: &str,
+    ) -> Result<bool, ApplyError> {
+        let (cert_path, key_path) = render::cert_paths(&self.layout, kind.as_str());
+        let mut plan = Plan::default();
+        if self.system.read(&cert_path)?.as_deref() != Some(chain_pem.as_bytes())
+            || self.system.read(&key_path)?.as_deref() != Some(key_pem.as_bytes())
+        {
+            plan.files
+                .insert(cert_path, Some((chain_pem.as_bytes().to_vec(), 0o644)));
+            plan.files
+                .insert(key_path, Some((key_pem.as_bytes().to_vec(), 0o600)));
+        }
+        if kind == CertKind::Panel {
+            let site = PanelSite {
+                names: names.to_vec(),
+                tls: true,
+            };
+            self.plan_panel(&mut plan, &site)?;
+            if !plan.files.is_empty() && !plan.reload_nginx {
+                // A new certificate under the same server blocks: nginx must read it.
+                let vhost = self.layout.nginx_sites_dir.join(PANEL_CONF_FILE);
+                plan.check_vhosts.push(vhost);
+                plan.reload_nginx = true;
+            }
+        }
+        if plan.files.is_empty() {
+            return Ok(false);
+        }
+        self.execute(plan)?;
+        Ok(true)
+    }
+
+    /// Serves an ACME HTTP-01 answer for `names` at
+    /// `/.well-known/acme-challenge/<token>` (adding the names to the panel server block on
+    /// the HTTP port when they are new there). `token` and `key_authorization` are checked
+    /// base64url text.
+    pub fn put_challenge(
+        &self,
+        names: &[DomainName],
+        token: &str,
+        key_authorization: &str,
+    ) -> Result<bool, ApplyError> {
+        let mut site = self.panel()?;
+        let mut plan = Plan::default();
+        for name in names {
+            if !site.names.contains(name) {
+                site.names.push(name.clone());
+            }
+        }
+        self.plan_panel(&mut plan, &site)?;
+        if !plan.files.is_empty() {
+            self.execute(plan)?;
+        }
+        let path = self.challenge_path(token);
+        if self.system.read(&path)?.as_deref() == Some(key_authorization.as_bytes()) {
+            return Ok(false);
+        }
+        self.system
+            .write_atomic(&path, key_authorization.as_bytes(), 0o644)?;
+        Ok(true)
+    }
+
+    /// Stops serving an ACME answer. `false` when it was not served.
+    pub fn delete_challenge(&self, token: &str) -> Result<bool, ApplyError> {
+        Ok(self.system.remove(&self.challenge_path(token))?)
     }
 
     /// Start-up: undo an apply a crash interrupted, then make sure the http-level file is
@@ -411,23 +528,45 @@ impl<S: System> Applier<S> {
     }
 
     /// `nginx -t` over the http-level file and the plan's vhosts only, as staged copies of
-    /// their new content.
+    /// their new content. A certificate or key of the plan is staged too, and the staged
+    /// vhosts name the copy, so the new pair is what gets checked.
     fn check_nginx(&self, plan: &Plan) -> Result<(), ApplyError> {
         let dir = self.check_dir();
         let stage = dir.join("stage");
         let http = self.layout.nginx_sites_dir.join(HTTP_CONF_FILE);
         let mut staged = Vec::with_capacity(plan.check_vhosts.len() + 1);
-        let mut include = |live: &PathBuf| -> Result<String, ApplyError> {
-            match plan.files.get(live) {
-                Some(Some((bytes, _))) => {
-                    let copy = stage.join(live.file_name().unwrap_or_default());
-                    self.system.write_unsynced(&copy, bytes, 0o600)?;
-                    let shown = copy.display().to_string();
-                    staged.push(copy);
-                    Ok(shown)
-                }
-                _ => Ok(live.display().to_string()),
+        let mut renames: Vec<(String, String)> = Vec::new();
+        for (live, content) in &plan.files {
+            if let (true, Some((bytes, _))) = (live.starts_with(&self.layout.cert_dir), content) {
+                let copy = stage.join(live.file_name().unwrap_or_default());
+                self.system.write_unsynced(&copy, bytes, 0o600)?;
+                renames.push((live.display().to_string(), copy.display().to_string()));
+                staged.push(copy);
             }
+        }
+        let mut include = |live: &PathBuf| -> Result<String, ApplyError> {
+            // The new content, or (when certificates change under it) the live one.
+            let bytes = match plan.files.get(live) {
+                Some(Some((bytes, _))) => Some(bytes.clone()),
+                _ if !renames.is_empty() => self.system.read(live)?,
+                _ => None,
+            };
+            let Some(bytes) = bytes else {
+                return Ok(live.display().to_string());
+            };
+            let copy = stage.join(live.file_name().unwrap_or_default());
+            if renames.is_empty() {
+                self.system.write_unsynced(&copy, &bytes, 0o600)?;
+            } else {
+                let mut text = String::from_utf8_lossy(&bytes).into_owned();
+                for (from, to) in &renames {
+                    text = text.replace(from, to);
+                }
+                self.system.write_unsynced(&copy, text.as_bytes(), 0o600)?;
+            }
+            let shown = copy.display().to_string();
+            staged.push(copy);
+            Ok(shown)
         };
         let mut conf = format!(
             "pid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log;\nevents {{}}\nhttp {{\n    include {http};\n",

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use enconf_core::domain::{AgentToken, PhpVersion, Rule};
+use enconf_core::domain::{AgentToken, HttpUrl, PhpVersion, Rule};
 
 /// Where the agent looks for its configuration when not told otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/netcell-webpanel-agent/config.env";
@@ -52,6 +52,10 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ),
     ("AGENT_PHP_FPM_SOCKET_DIR", Some("/run/php")),
     ("AGENT_WEB_ROOT_BASE", Some("/var/www")),
+    ("AGENT_HTTPS_PORT", Some("443")),
+    ("AGENT_CERT_DIR", Some("/etc/netcell-webpanel-agent/ssl")),
+    ("AGENT_ACME_ROOT", Some("/var/www/enconf-acme")),
+    ("AGENT_PANEL_UPSTREAM", None),
 ];
 
 /// A configuration error; the message names the line or the key.
@@ -111,6 +115,15 @@ pub struct Layout {
     php_fpm_pid_file: String,
     pub php_fpm_socket_dir: PathBuf,
     pub web_root_base: PathBuf,
+    /// The port of the panel's HTTPS server block.
+    pub https_port: u16,
+    /// Where installed certificates and keys go (`panel.crt`, `panel.key`, `mail.crt`, …).
+    pub cert_dir: PathBuf,
+    /// The document root of ACME HTTP-01 answers (under it: `.well-known/acme-challenge/`).
+    pub acme_root: PathBuf,
+    /// Where the panel's HTTPS server block proxies to (`http://127.0.0.1:8080`); `None`: it
+    /// answers 404.
+    pub panel_upstream: Option<String>,
 }
 
 impl Layout {
@@ -331,6 +344,18 @@ impl AgentConfig {
             php_fpm_pid_file: template("AGENT_PHP_FPM_PID_FILE")?,
             php_fpm_socket_dir: path("AGENT_PHP_FPM_SOCKET_DIR")?,
             web_root_base: path("AGENT_WEB_ROOT_BASE")?,
+            https_port: port("AGENT_HTTPS_PORT")?,
+            cert_dir: path("AGENT_CERT_DIR")?,
+            acme_root: path("AGENT_ACME_ROOT")?,
+            panel_upstream: get("AGENT_PANEL_UPSTREAM")
+                .map(|u| {
+                    let url = HttpUrl::parse(u).map_err(rule("AGENT_PANEL_UPSTREAM"))?;
+                    if url.path() != "/" {
+                        return Err(bad("AGENT_PANEL_UPSTREAM", "must have no path".into()));
+                    }
+                    Ok(url.to_string())
+                })
+                .transpose()?,
         };
         Ok(Self {
             token,

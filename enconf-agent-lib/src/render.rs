@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 
-use enconf_core::domain::{AccountSpec, PhpVersion, UserName};
+use enconf_core::domain::{AccountSpec, DomainName, PhpVersion, UserName};
 
 use crate::config::Layout;
 
@@ -60,6 +60,69 @@ pub fn http_conf(_layout: &Layout) -> String {
          server_names_hash_max_size 131072;\n\
          server_names_hash_bucket_size 128;\n"
     )
+}
+
+/// The file of the server's own names (panel, ACME answers), after the http-level file.
+pub const PANEL_CONF_FILE: &str = "enconf-01-panel.conf";
+
+/// The server's own names as nginx serves them: ACME HTTP-01 answers on the HTTP port, and
+/// with a certificate an HTTPS server block (proxying to the panel when one is configured).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct PanelSite {
+    pub names: Vec<DomainName>,
+    /// Whether `panel.crt` / `panel.key` are installed.
+    pub tls: bool,
+}
+
+/// The certificate and key paths of a kind (`panel`, `mail`).
+pub fn cert_paths(layout: &Layout, kind: &str) -> (PathBuf, PathBuf) {
+    (
+        layout.cert_dir.join(format!("{kind}.crt")),
+        layout.cert_dir.join(format!("{kind}.key")),
+    )
+}
+
+/// The panel server blocks. Every value is a validated name or a checked layout value.
+pub fn panel_vhost(layout: &Layout, site: &PanelSite) -> String {
+    let names: String = site.names.iter().map(|n| format!(" {n}")).collect();
+    let (cert, key) = cert_paths(layout, "panel");
+    let https_target = match layout.https_port {
+        443 => "https://$host$request_uri".to_owned(),
+        port => format!("https://$host:{port}$request_uri"),
+    };
+    let plain = if site.tls {
+        format!("return 301 {https_target};")
+    } else {
+        "return 404;".to_owned()
+    };
+    let mut out = format!(
+        "# Managed by enconf: the server's own names. Do not edit: the agent rewrites this file.\n\
+         server {{\n    listen {http};\n    server_name{names};\n\n    \
+         location ^~ /.well-known/acme-challenge/ {{\n        root {acme};\n        \
+         default_type text/plain;\n        try_files $uri =404;\n    }}\n\n    \
+         location / {{\n        {plain}\n    }}\n}}\n",
+        http = layout.http_port,
+        acme = layout.acme_root.display(),
+    );
+    if site.tls {
+        let upstream = match &layout.panel_upstream {
+            Some(u) => format!(
+                "proxy_pass {u};\n        proxy_set_header Host $host;\n        \
+                 proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        \
+                 proxy_set_header X-Forwarded-Proto https;"
+            ),
+            None => "return 404;".to_owned(),
+        };
+        out.push_str(&format!(
+            "server {{\n    listen {https} ssl;\n    server_name{names};\n    \
+             ssl_certificate {cert};\n    ssl_certificate_key {key};\n    \
+             ssl_protocols TLSv1.2 TLSv1.3;\n\n    location / {{\n        {upstream}\n    }}\n}}\n",
+            https = layout.https_port,
+            cert = cert.display(),
+            key = key.display(),
+        ));
+    }
+    out
 }
 
 /// The nginx server block of an account. `%name%` marks a value: layout values are filled in

@@ -12,12 +12,16 @@ use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
-use enconf_core::domain::{AccountSpec, AgentToken, UserName};
+use enconf_core::domain::{AccountSpec, AgentToken, DomainName, Domains, Rule, UserName};
 use enconf_core::http::{
     ApiResult, bearer_matches, json_body, log_request, method_not_allowed, not_found, unauthorized,
 };
-use enconf_core::protocol::agent::{AccountBatch, AccountList, AccountPut, Applied, BatchApplied};
+use enconf_core::protocol::agent::{
+    AccountBatch, AccountList, AccountPut, Applied, BatchApplied, CertificatePut, ChallengePut,
+    check_acme_text,
+};
 use enconf_core::protocol::{AgentHealth, ErrorBody, ErrorCode};
+use enconf_core::ssl::{CertKind, cert};
 use tokio::sync::{mpsc, oneshot};
 
 pub use enconf_core::http::{ServeError, serve, tls_acceptor};
@@ -37,6 +41,8 @@ enum Job {
     Put(Vec<AccountSpec>, Reply<Vec<bool>>),
     /// Whether the account was there.
     Delete(UserName, Reply<bool>),
+    /// Any other change (certificates, challenges), run in turn with the rest.
+    Task(Box<dyn FnOnce() + Send>),
 }
 
 /// The agent as a service: what the HTTP handlers share.
@@ -76,6 +82,20 @@ impl<S: System> Agent<S> {
 
     pub fn applier(&self) -> &Applier<S> {
         &self.applier
+    }
+
+    /// Runs `f` on the applier in turn with every other change, and answers with its result.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Applier<S>) -> Result<T, ApplyError> + Send + 'static,
+    ) -> Result<T, ErrorBody> {
+        let applier = Arc::clone(&self.applier);
+        self.submit(move |reply: Reply<T>| {
+            Job::Task(Box::new(move || {
+                let _ = reply.send(f(&applier).map_err(apply_error));
+            }))
+        })
+        .await
     }
 
     async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, ErrorBody> {
@@ -118,6 +138,14 @@ pub fn router<S: System>(agent: Arc<Agent<S>>) -> Router {
         .route(
             "/v1/accounts/{username}",
             axum::routing::put(put_one::<S>).delete(delete::<S>),
+        )
+        .route(
+            "/v1/certificates/{kind}",
+            axum::routing::put(put_certificate::<S>),
+        )
+        .route(
+            "/v1/acme-challenge/{token}",
+            axum::routing::put(put_challenge::<S>).delete(delete_challenge::<S>),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -192,6 +220,67 @@ async fn delete<S: System>(
     Ok(axum::Json(Applied { changed }))
 }
 
+fn names(field: &str, names: &[String]) -> Result<Vec<DomainName>, ErrorBody> {
+    if names.is_empty() {
+        return Err(Rule::Empty.at(field).into());
+    }
+    Ok(Domains::parse(field, names)?.as_slice().to_vec())
+}
+
+async fn put_certificate<S: System>(
+    State(agent): State<Arc<Agent<S>>>,
+    UrlPath(kind): UrlPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Applied> {
+    let kind: CertKind = kind
+        .parse()
+        .map_err(|()| ErrorBody::new(ErrorCode::NotFound, "no such certificate kind"))?;
+    let put: CertificatePut = json_body(agent.max_body_bytes, &headers, body).await?;
+    let names = names("names", &put.names)?;
+    // Checked here as on the controller: parses, key matches, covers the first name. Expiry
+    // is the controller's business (it knows the time the certificate was chosen at).
+    let now = time::OffsetDateTime::now_utc();
+    match cert::check(&put.certificate_pem, &put.private_key_pem, &names[0], now) {
+        Ok(_) | Err(cert::CertError::Expired(_) | cert::CertError::NotYetValid(_)) => {}
+        Err(e) => {
+            let field = e.field().unwrap_or("certificate_pem");
+            return Err(ErrorBody::new(ErrorCode::Invalid, e.to_string())
+                .with_field(field)
+                .into());
+        }
+    }
+    let changed = agent
+        .run(move |a| a.put_certificate(kind, &names, &put.certificate_pem, &put.private_key_pem))
+        .await?;
+    Ok(axum::Json(Applied { changed }))
+}
+
+async fn put_challenge<S: System>(
+    State(agent): State<Arc<Agent<S>>>,
+    UrlPath(token): UrlPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Applied> {
+    check_acme_text(&token, 0).map_err(|r| r.at("token"))?;
+    let put: ChallengePut = json_body(agent.max_body_bytes, &headers, body).await?;
+    let names = names("names", &put.names)?;
+    check_acme_text(&put.key_authorization, 1).map_err(|r| r.at("key_authorization"))?;
+    let changed = agent
+        .run(move |a| a.put_challenge(&names, &token, &put.key_authorization))
+        .await?;
+    Ok(axum::Json(Applied { changed }))
+}
+
+async fn delete_challenge<S: System>(
+    State(agent): State<Arc<Agent<S>>>,
+    UrlPath(token): UrlPath<String>,
+) -> ApiResult<Applied> {
+    check_acme_text(&token, 0).map_err(|r| r.at("token"))?;
+    let changed = agent.run(move |a| a.delete_challenge(&token)).await?;
+    Ok(axum::Json(Applied { changed }))
+}
+
 /// Takes queued jobs in arrival order, as many as are waiting, and applies runs of puts as one
 /// apply (one validation, one reload).
 async fn worker<S: System>(applier: Arc<Applier<S>>, mut rx: mpsc::Receiver<Job>) {
@@ -219,6 +308,7 @@ fn run_jobs<S: System>(applier: &Applier<S>, mut jobs: VecDeque<Job>) {
             Job::Delete(user, reply) => {
                 let _ = reply.send(applier.delete(&user).map_err(apply_error));
             }
+            Job::Task(task) => task(),
             Job::Put(specs, reply) => {
                 // Take the following puts too, as long as no account appears twice.
                 let mut users: HashSet<UserName> =

@@ -222,3 +222,125 @@ fn a_stopped_web_server_fails_the_apply_and_restores() {
     assert!(agent.list().unwrap().is_empty());
     assert!(!svc.path("state/journal.json").exists());
 }
+
+/// The certificate nginx presents for `name` on `port`, trusting only `trusted` (DER).
+fn served_certificate(port: u16, name: &str, trusted: &[u8]) -> Result<Vec<u8>, String> {
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    let mut conn = rustls::ClientConnection::new(common::tls_client(trusted), server_name).unwrap();
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    use std::io::{Read, Write};
+    tls.write_all(format!("GET / HTTP/1.0\r\nHost: {name}\r\n\r\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    let _ = tls.read_to_string(&mut answer);
+    if !answer.starts_with("HTTP/1.1 404") {
+        return Err(format!("unexpected answer: {answer}"));
+    }
+    let chain = conn.peer_certificates().ok_or("no certificate")?;
+    Ok(chain[0].as_ref().to_vec())
+}
+
+#[test]
+fn acme_answers_and_certificates_are_served_by_nginx() {
+    let Some(svc) = services::start() else {
+        return;
+    };
+    let a = applier(&svc, &[]);
+    let name: enconf_core::domain::DomainName = "panel.enconf-test.example".parse().unwrap();
+    let host = name.as_str();
+
+    // An HTTP-01 answer is served for the name on the HTTP port, before any certificate.
+    assert!(
+        a.put_challenge(std::slice::from_ref(&name), "tok_en-1", "tok_en-1.thumb")
+            .unwrap()
+    );
+    let (status, body) = svc.get_until(host, "/.well-known/acme-challenge/tok_en-1", |s, _| {
+        s == 200
+    });
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "tok_en-1.thumb"),
+        "{}",
+        svc.nginx_log()
+    );
+    assert_eq!(svc.get(host, "/other").0, 404);
+    assert!(a.delete_challenge("tok_en-1").unwrap());
+    assert_eq!(svc.get(host, "/.well-known/acme-challenge/tok_en-1").0, 404);
+
+    // A certificate: key 0600, HTTPS served with it, HTTP redirected.
+    let now = time::OffsetDateTime::now_utc();
+    let first = enconf_core::ssl::cert::self_signed(std::slice::from_ref(&name), now).unwrap();
+    use enconf_core::ssl::CertKind;
+    assert!(
+        a.put_certificate(
+            CertKind::Panel,
+            std::slice::from_ref(&name),
+            &first.chain_pem,
+            &first.key_pem
+        )
+        .unwrap()
+    );
+    assert!(
+        !a.put_certificate(
+            CertKind::Panel,
+            std::slice::from_ref(&name),
+            &first.chain_pem,
+            &first.key_pem
+        )
+        .unwrap(),
+        "the same again changes nothing"
+    );
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(svc.path("ssl/panel.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(key_mode & 0o777, 0o600);
+    let first_der = enconf_core::ssl::cert::parse_chain(&first.chain_pem).unwrap()[0].to_vec();
+    let mut served = Err(String::new());
+    services::wait_for("nginx serving the certificate", || {
+        served = served_certificate(svc.https_port, host, &first_der);
+        served.is_ok()
+    });
+    assert_eq!(served.unwrap(), first_der);
+    // Old workers may still answer for a moment after the reload.
+    let (status, _) = svc.get_until(host, "/", |s, _| s == 301);
+    assert_eq!(status, 301);
+
+    // A key that does not match: nginx -t refuses, the working certificate stays.
+    let second = enconf_core::ssl::cert::self_signed(std::slice::from_ref(&name), now).unwrap();
+    match a.put_certificate(
+        CertKind::Panel,
+        std::slice::from_ref(&name),
+        &second.chain_pem,
+        &first.key_pem,
+    ) {
+        Err(ApplyError::Rejected { message, .. }) => assert!(message.contains("key"), "{message}"),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read_to_string(svc.path("ssl/panel.crt")).unwrap(),
+        first.chain_pem
+    );
+    assert_eq!(
+        served_certificate(svc.https_port, host, &first_der).unwrap(),
+        first_der
+    );
+    svc.nginx_config_ok().unwrap();
+
+    // A renewal replaces it.
+    assert!(
+        a.put_certificate(
+            CertKind::Panel,
+            std::slice::from_ref(&name),
+            &second.chain_pem,
+            &second.key_pem
+        )
+        .unwrap()
+    );
+    let second_der = enconf_core::ssl::cert::parse_chain(&second.chain_pem).unwrap()[0].to_vec();
+    services::wait_for("nginx serving the new certificate", || {
+        served_certificate(svc.https_port, host, &second_der).is_ok()
+    });
+}

@@ -33,6 +33,8 @@ pub fn config(root: &Path, extra: &[(&str, &str)]) -> AgentConfig {
         ("AGENT_PHP_FPM_SOCKET_DIR", format!("{r}/run")),
         ("AGENT_WEB_ROOT_BASE", format!("{r}/www")),
         ("AGENT_HTTP_PORT", "8080".to_owned()),
+        ("AGENT_CERT_DIR", format!("{r}/ssl")),
+        ("AGENT_ACME_ROOT", format!("{r}/acme")),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -105,4 +107,20 @@ pub fn sandbox_applier(dir: &Path) -> Applier<Sandbox> {
     applier.start().unwrap();
     applier.system().clear_commands();
     applier
+}
+
+/// A TLS client configuration that trusts only the certificate `root` (DER).
+pub fn tls_client(root: &[u8]) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(root.to_vec()))
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    std::sync::Arc::new(config)
 }

@@ -19,6 +19,8 @@ use enconf_agent_lib::config::AgentConfig;
 pub struct Services {
     pub root: tempfile::TempDir,
     pub port: u16,
+    /// The port the panel's HTTPS server block listens on (free until a certificate is put).
+    pub https_port: u16,
     pub php: String,
     nginx: Child,
     fpm: Child,
@@ -129,6 +131,7 @@ pub fn start() -> Option<Services> {
     let services = Services {
         root,
         port,
+        https_port: free_port(),
         php: php.clone(),
         nginx,
         fpm,
@@ -168,8 +171,10 @@ impl Services {
     /// The agent configuration for these services.
     pub fn config(&self, extra: &[(&str, &str)]) -> AgentConfig {
         let port = self.port.to_string();
+        let https = self.https_port.to_string();
         let mut all = vec![
             ("AGENT_HTTP_PORT", port.as_str()),
+            ("AGENT_HTTPS_PORT", https.as_str()),
             ("AGENT_PHP_DEFAULT_VERSION", self.php.as_str()),
         ];
         all.extend_from_slice(extra);
