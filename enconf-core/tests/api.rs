@@ -46,6 +46,11 @@ struct FakeAgent {
     version: String,
     mode: Mode,
     accounts: BTreeMap<String, AccountPut>,
+    /// Installed certificates by kind: (names, chain).
+    certs: BTreeMap<String, (Vec<String>, String)>,
+    /// Served ACME answers by token, and every token ever served.
+    challenges: BTreeMap<String, String>,
+    served: Vec<String>,
 }
 
 /// Agents by URL, answering the agent API from memory.
@@ -63,12 +68,19 @@ impl Fakes {
                 version: version.to_owned(),
                 mode: Mode::Up,
                 accounts: BTreeMap::new(),
+                certs: BTreeMap::new(),
+                challenges: BTreeMap::new(),
+                served: Vec::new(),
             },
         );
     }
 
     fn set(&self, url: &str, f: impl FnOnce(&mut FakeAgent)) {
         f(self.agents.lock().unwrap().get_mut(url).unwrap());
+    }
+
+    fn cert(&self, url: &str, kind: &str) -> Option<(Vec<String>, String)> {
+        self.agents.lock().unwrap()[url].certs.get(kind).cloned()
     }
 
     fn accounts(&self, url: &str) -> Vec<String> {
@@ -117,6 +129,25 @@ impl AgentTransport for Fakes {
                 422,
                 json!({"error": {"code": "config_rejected", "message": "nginx: [emerg] bad", "field": null}}),
             );
+        }
+        if let Some(kind) = request.path.strip_prefix("/v1/certificates/") {
+            let put: enconf_core::protocol::agent::CertificatePut =
+                serde_json::from_slice(request.body.as_deref().unwrap()).unwrap();
+            fake.certs
+                .insert(kind.to_owned(), (put.names, put.certificate_pem));
+            return answer(200, json!({"changed": true}));
+        }
+        if let Some(token) = request.path.strip_prefix("/v1/acme-challenge/") {
+            if request.method == Method::Put {
+                let put: enconf_core::protocol::agent::ChallengePut =
+                    serde_json::from_slice(request.body.as_deref().unwrap()).unwrap();
+                fake.challenges
+                    .insert(token.to_owned(), put.key_authorization);
+                fake.served.push(token.to_owned());
+            } else {
+                fake.challenges.remove(token);
+            }
+            return answer(200, json!({"changed": true}));
         }
         let user = request
             .path
@@ -171,6 +202,7 @@ fn harness() -> Harness {
         newest_agent: semver::Version::new(0, 2, 0),
         health_timeout: Duration::from_secs(2),
         health_concurrency: 8,
+        ..ControllerConfig::default()
     };
     let controller = Controller::new(
         Arc::new(MemoryStore::new_in_memory()),
@@ -299,6 +331,17 @@ async fn auth_is_required_everywhere_but_the_openapi_document() {
         .unwrap();
     assert_eq!(h.app.clone().oneshot(req).await.unwrap().status(), 401);
 
+    for (method, path) in [
+        ("GET", "/api/v1/servers/1/ssl/panel"),
+        ("PUT", "/api/v1/servers/1/ssl/mail"),
+    ] {
+        assert_eq!(
+            h.raw(method, path, None, None).await.0,
+            401,
+            "{method} {path}"
+        );
+    }
+
     let (status, text) = h.raw("GET", "/api/v1/openapi.json", None, None).await;
     assert_eq!(status, 200);
     let doc: Value = serde_json::from_str(&text).unwrap();
@@ -310,7 +353,12 @@ async fn auth_is_required_everywhere_but_the_openapi_document() {
             "{method} {path} is documented"
         );
     }
+    for method in ["get", "put"] {
+        assert!(doc["paths"]["/api/v1/servers/{id}/ssl/{kind}"][method].is_object());
+    }
     for schema in [
+        "SslInput",
+        "SslState",
         "ServerInput",
         "ServerView",
         "ServerPatch",
@@ -1051,4 +1099,308 @@ async fn the_install_script_is_served_as_a_shell_script() {
     );
     assert!(text.contains("'AGENT_PORT=50000'"));
     assert!(text.contains("systemctl enable --now netcell-webpanel-agent"));
+}
+
+/// An ACME stand-in: answers a challenge through the agent like the real one, then makes a
+/// certificate valid for 90 days from the request's time; or fails when told to.
+#[derive(Debug, Default)]
+struct FakeAcme {
+    fail: std::sync::atomic::AtomicBool,
+    issued: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl enconf_core::ssl::issue::Issuer for FakeAcme {
+    fn mode(&self) -> enconf_core::protocol::SslMode {
+        enconf_core::protocol::SslMode::Letsencrypt
+    }
+
+    async fn issue(
+        &self,
+        request: enconf_core::ssl::issue::IssueRequest<'_>,
+    ) -> Result<enconf_core::ssl::cert::CertBundle, enconf_core::ssl::issue::IssueError> {
+        use std::sync::atomic::Ordering;
+        let n = self.issued.fetch_add(1, Ordering::SeqCst);
+        let token = format!("token-{n}");
+        request
+            .challenges
+            .publish(request.names, &token, &format!("{token}.thumbprint"))
+            .await
+            .map_err(enconf_core::ssl::issue::IssueError::Challenge)?;
+        request.challenges.withdraw(&token).await;
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(enconf_core::ssl::issue::IssueError::Acme(
+                "urn:ietf:params:acme:error:connection: refused".into(),
+            ));
+        }
+        Ok(enconf_core::ssl::cert::self_signed(request.names, request.now).unwrap())
+    }
+}
+
+type SharedClock = Arc<Mutex<time::OffsetDateTime>>;
+
+fn ssl_harness(acme: Option<Arc<FakeAcme>>) -> (Harness, SharedClock) {
+    let mut h = harness();
+    let clock: SharedClock = Arc::new(Mutex::new(time::macros::datetime!(2026-11-25 12:00 UTC)));
+    let read = Arc::clone(&clock);
+    let mut controller = h
+        .controller
+        .clone()
+        .with_clock(Arc::new(move || *read.lock().unwrap()));
+    if let Some(acme) = acme {
+        controller = controller.with_acme(acme);
+    }
+    h.controller = controller.clone();
+    h.app = router(
+        controller,
+        ApiConfig {
+            admin_token: AgentToken::parse(ADMIN).unwrap(),
+            max_body_bytes: 1 << 16,
+        },
+    );
+    (h, clock)
+}
+
+#[tokio::test]
+async fn selfsigned_and_custom_certificates_are_checked_then_installed() {
+    let (h, _clock) = ssl_harness(None);
+    let id = h.add_server("web1", &["web"]).await;
+    let panel = format!("/api/v1/servers/{id}/ssl/panel");
+
+    let (status, state) = h.call("GET", &panel, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (state["mode"].clone(), state["status"].as_str()),
+        (Value::Null, Some("pending"))
+    );
+
+    let (status, state) = h
+        .call("PUT", &panel, Some(json!({"mode": "selfsigned"})))
+        .await;
+    assert_eq!(status, 200, "{state}");
+    assert_eq!(state["mode"], "selfsigned");
+    assert_eq!(state["status"], "active");
+    assert_eq!(state["testing_only"], true);
+    assert_eq!(state["subject_names"], json!(["web1.example.com"]));
+    assert!(
+        state["not_after"].is_string()
+            && state["issuer"].as_str().unwrap().contains("testing only")
+    );
+    let (names, chain) = h.fakes.cert(&url("web1"), "panel").unwrap();
+    assert_eq!(names, ["web1.example.com"]);
+    assert_eq!(h.call("GET", &panel, None).await.1, state);
+
+    // A custom upload: checked against the hostname at the controller's time.
+    let now = time::macros::datetime!(2026-11-25 12:00 UTC);
+    let host: enconf_core::domain::DomainName = "web1.example.com".parse().unwrap();
+    let good = enconf_core::ssl::cert::self_signed(std::slice::from_ref(&host), now).unwrap();
+    let other: enconf_core::domain::DomainName = "other.example.com".parse().unwrap();
+    let wrong_name = enconf_core::ssl::cert::self_signed(&[other], now).unwrap();
+    let cases = [
+        (
+            json!({"mode": "custom", "certificate_pem": good.chain_pem}),
+            "private_key_pem",
+        ),
+        (
+            json!({"mode": "custom", "private_key_pem": good.key_pem}),
+            "certificate_pem",
+        ),
+        (
+            json!({"mode": "custom", "certificate_pem": good.chain_pem, "private_key_pem": wrong_name.key_pem}),
+            "private_key_pem",
+        ),
+        (
+            json!({"mode": "custom", "certificate_pem": wrong_name.chain_pem, "private_key_pem": wrong_name.key_pem}),
+            "certificate_pem",
+        ),
+        (
+            json!({"mode": "custom", "certificate_pem": "garbage", "private_key_pem": good.key_pem}),
+            "certificate_pem",
+        ),
+        (
+            json!({"mode": "custom", "certificate_pem": good.chain_pem, "private_key_pem": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}),
+            "private_key_pem",
+        ),
+        (
+            json!({"mode": "selfsigned", "certificate_pem": good.chain_pem}),
+            "certificate_pem",
+        ),
+        (json!({"mode": "acme"}), "mode"),
+        (json!({}), "mode"),
+        (json!({"mode": "letsencrypt"}), "mode"),
+    ];
+    for (body, field) in cases {
+        let answer = h.call("PUT", &panel, Some(body.clone())).await;
+        is_error(&answer, 422, "invalid", Some(field));
+    }
+    assert_eq!(
+        h.fakes.cert(&url("web1"), "panel").unwrap().1,
+        chain,
+        "nothing installed"
+    );
+    assert_eq!(
+        h.call("GET", &panel, None).await.1,
+        state,
+        "nothing recorded"
+    );
+
+    let (status, custom) = h.call("PUT", &panel, Some(json!({"mode": "custom", "certificate_pem": good.chain_pem, "private_key_pem": good.key_pem}))).await;
+    assert_eq!(status, 200, "{custom}");
+    assert_eq!(
+        (custom["mode"].as_str(), custom["testing_only"].as_bool()),
+        (Some("custom"), Some(false))
+    );
+    assert_eq!(
+        h.fakes.cert(&url("web1"), "panel").unwrap().1,
+        good.chain_pem
+    );
+
+    // Mail needs a mail hostname; then covers it.
+    let mail = format!("/api/v1/servers/{id}/ssl/mail");
+    is_error(
+        &h.call("PUT", &mail, Some(json!({"mode": "selfsigned"})))
+            .await,
+        422,
+        "invalid",
+        Some("mail_hostname"),
+    );
+    h.call(
+        "PATCH",
+        &format!("/api/v1/servers/{id}"),
+        Some(json!({"mail_hostname": "mx.example.com"})),
+    )
+    .await;
+    let (_, m) = h
+        .call("PUT", &mail, Some(json!({"mode": "selfsigned"})))
+        .await;
+    assert_eq!(m["subject_names"], json!(["mx.example.com"]));
+    assert_eq!(
+        h.fakes.cert(&url("web1"), "mail").unwrap().0,
+        ["mx.example.com"]
+    );
+
+    // Unknown kind, unknown server, offline agent.
+    is_error(
+        &h.call("GET", &format!("/api/v1/servers/{id}/ssl/ftp"), None)
+            .await,
+        404,
+        "not_found",
+        None,
+    );
+    is_error(
+        &h.call("GET", "/api/v1/servers/99/ssl/panel", None).await,
+        404,
+        "not_found",
+        None,
+    );
+    h.fakes.set(&url("web1"), |a| a.mode = Mode::Down);
+    h.controller.check_all().await;
+    is_error(
+        &h.call("PUT", &panel, Some(json!({"mode": "selfsigned"})))
+            .await,
+        503,
+        "agent_offline",
+        None,
+    );
+    assert_eq!(
+        h.fakes.cert(&url("web1"), "panel").unwrap().1,
+        good.chain_pem
+    );
+}
+
+async fn wait_not_pending(h: &Harness, path: &str) -> Value {
+    loop {
+        let (_, state) = h.call("GET", path, None).await;
+        if state["status"] != "pending" {
+            return state;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn acme_certificates_are_issued_and_renewed_on_time_with_backoff() {
+    use std::sync::atomic::Ordering;
+    let acme = Arc::new(FakeAcme::default());
+    let (h, clock) = ssl_harness(Some(Arc::clone(&acme)));
+    let id = h.add_server("web1", &["web"]).await;
+    let panel = format!("/api/v1/servers/{id}/ssl/panel");
+    let set = |t: time::OffsetDateTime| *clock.lock().unwrap() = t;
+    let t0 = time::macros::datetime!(2026-11-25 12:00 UTC);
+
+    let (status, state) = h
+        .call("PUT", &panel, Some(json!({"mode": "letsencrypt"})))
+        .await;
+    assert_eq!((status, state["status"].as_str()), (200, Some("pending")));
+    let state = wait_not_pending(&h, &panel).await;
+    assert_eq!(state["status"], "active", "{state}");
+    assert_eq!(state["not_after"], "2027-02-23T12:00:00Z");
+    let served = h.fakes.agents.lock().unwrap()[&url("web1")].served.clone();
+    assert_eq!(served, ["token-0"], "the challenge went through the agent");
+    assert!(
+        h.fakes.agents.lock().unwrap()[&url("web1")]
+            .challenges
+            .is_empty(),
+        "and was withdrawn"
+    );
+
+    // Not due until 30 days before expiry.
+    set(t0 + time::Duration::days(59));
+    assert_eq!(h.controller.renew_due().await, 0);
+    set(t0 + time::Duration::days(61));
+    assert_eq!(h.controller.renew_due().await, 1);
+    let renewed = h.call("GET", &panel, None).await.1;
+    assert_eq!(renewed["not_after"], "2027-04-25T12:00:00Z");
+    assert_eq!(acme.issued.load(Ordering::SeqCst), 2);
+
+    // A failing renewal keeps the working certificate, records the error, backs off.
+    acme.fail.store(true, Ordering::SeqCst);
+    let due = t0 + time::Duration::days(61 + 61);
+    set(due);
+    assert_eq!(h.controller.renew_due().await, 1);
+    let failed = h.call("GET", &panel, None).await.1;
+    assert_eq!(
+        failed["status"], "active",
+        "the old certificate still works: {failed}"
+    );
+    assert_eq!(failed["not_after"], renewed["not_after"]);
+    assert!(
+        failed["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("connection: refused"),
+        "{failed}"
+    );
+    let chain_before = h.fakes.cert(&url("web1"), "panel").unwrap().1;
+    assert_eq!(h.controller.renew_due().await, 0, "backing off");
+    set(due + time::Duration::minutes(29));
+    assert_eq!(h.controller.renew_due().await, 0);
+    set(due + time::Duration::minutes(31));
+    assert_eq!(
+        h.controller.renew_due().await,
+        1,
+        "retried after 30 minutes"
+    );
+    set(due + time::Duration::minutes(31 + 59));
+    assert_eq!(h.controller.renew_due().await, 0, "then after an hour");
+    assert_eq!(
+        h.fakes.cert(&url("web1"), "panel").unwrap().1,
+        chain_before,
+        "never removed"
+    );
+
+    // Past expiry with no renewal: failed.
+    set(time::macros::datetime!(2027-04-26 12:00 UTC));
+    assert_eq!(h.controller.renew_due().await, 1);
+    assert_eq!(h.call("GET", &panel, None).await.1["status"], "failed");
+
+    // It recovers when the CA does.
+    acme.fail.store(false, Ordering::SeqCst);
+    set(time::macros::datetime!(2027-04-28 12:00 UTC));
+    assert_eq!(h.controller.renew_due().await, 1);
+    let back = h.call("GET", &panel, None).await.1;
+    assert_eq!(
+        (back["status"].as_str(), back["last_error"].clone()),
+        (Some("active"), Value::Null)
+    );
 }

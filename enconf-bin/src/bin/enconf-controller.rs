@@ -15,6 +15,7 @@ use enconf_core::controller::{Controller, ControllerConfig};
 use enconf_core::domain::AgentToken;
 use enconf_core::http;
 use enconf_core::protocol::ServerInput;
+use enconf_core::ssl::issue::{Acme, AcmeConfig};
 use enconf_core::store::Engine;
 use enconf_core::transport::http::HttpTransport;
 
@@ -60,6 +61,19 @@ struct Args {
     /// Extra CA certificates (PEM) trusted for agents' HTTPS, besides the system's.
     #[arg(long, env = "ENCONF_AGENT_CA_FILE")]
     agent_ca_file: Option<PathBuf>,
+    /// ACME directory for `letsencrypt` certificates: `letsencrypt`, `letsencrypt-staging` or a
+    /// URL. Unset: `letsencrypt` is refused.
+    #[arg(long, env = "ENCONF_ACME_DIRECTORY")]
+    acme_directory: Option<String>,
+    /// CA certificate (PEM) to trust for the ACME server instead of the system's (a test CA).
+    #[arg(long, env = "ENCONF_ACME_ROOT_CA", requires = "acme_directory")]
+    acme_root_ca: Option<PathBuf>,
+    /// Contact e-mail address for the ACME account.
+    #[arg(long, env = "ENCONF_ACME_CONTACT", requires = "acme_directory")]
+    acme_contact: Option<String>,
+    /// Days before expiry an ACME certificate is renewed.
+    #[arg(long, env = "ENCONF_RENEW_BEFORE_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=365))]
+    renew_before_days: u64,
     /// Where the controller keeps its state.
     #[arg(long, env = "ENCONF_STORE", value_enum, default_value_t = StoreKind::Redb)]
     store: StoreKind,
@@ -150,8 +164,22 @@ async fn run(args: Args) -> Result<(), Failure> {
             .unwrap_or_else(enconf_core::version::release),
         health_timeout: timeout,
         health_concurrency: usize::try_from(args.health_concurrency).unwrap_or(256),
+        renew_before: Duration::from_secs(args.renew_before_days * 24 * 3600),
     };
-    let controller = Controller::new(store, Arc::new(transport), config);
+    let mut controller = Controller::new(Arc::clone(&store), Arc::new(transport), config);
+    if let Some(directory) = &args.acme_directory {
+        let acme = AcmeConfig {
+            directory_url: AcmeConfig::directory_for(directory),
+            root: args.acme_root_ca.clone(),
+            contact: args
+                .acme_contact
+                .iter()
+                .map(|c| format!("mailto:{c}"))
+                .collect(),
+        };
+        tracing::info!(directory = %acme.directory_url, "ACME certificates enabled");
+        controller = controller.with_acme(Arc::new(Acme::new(acme, store)));
+    }
     if let Some(url) = &args.local_agent_url {
         register_local_agent(&controller, &args, url).await?;
     }

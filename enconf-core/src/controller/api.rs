@@ -21,8 +21,9 @@ use crate::http::{
 };
 use crate::protocol::{
     AccountInput, AccountView, ErrorBody, ErrorCode, ErrorDetail, MigrateInput, Reconciliation,
-    ServerInput, ServerPatch, ServerView,
+    ServerInput, ServerPatch, ServerView, SslInput, SslState,
 };
+use crate::ssl::CertKind;
 
 /// The default request body limit (1 MiB: a certificate chain with its key fits many times).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
@@ -55,6 +56,7 @@ pub fn router(controller: Controller, config: ApiConfig) -> Router {
         .route("/api/v1/servers/{id}/check", post(check_server))
         .route("/api/v1/servers/{id}/install-script", get(install_script))
         .route("/api/v1/servers/{id}/reconcile", post(reconcile_server))
+        .route("/api/v1/servers/{id}/ssl/{kind}", get(get_ssl).put(put_ssl))
         .route("/api/v1/accounts", get(list_accounts).post(create_account))
         .route(
             "/api/v1/accounts/{id}",
@@ -93,13 +95,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         check_server,
         install_script,
         reconcile_server,
+        get_ssl,
+        put_ssl,
         list_accounts,
         create_account,
         get_account,
         delete_account,
         migrate_account,
     ),
-    components(schemas(ErrorBody, ErrorDetail, ErrorCode)),
+    components(schemas(ErrorBody, ErrorDetail, ErrorCode, SslState, SslInput)),
     modifiers(&BearerAuth),
     security(("admin_token" = []))
 )]
@@ -249,6 +253,47 @@ async fn install_script(State(api): Shared, Path(id): Path<String>) -> Result<Re
         (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn reconcile_server(State(api): Shared, Path(id): Path<String>) -> ApiResult<Reconciliation> {
     Ok(axum::Json(api.controller.reconcile(server_id(&id)?).await?))
+}
+
+fn cert_kind(raw: &str) -> Result<CertKind, ApiError> {
+    raw.parse().map_err(|()| {
+        ApiError(ErrorBody::new(
+            ErrorCode::NotFound,
+            format!("no certificate {raw:?}: panel or mail"),
+        ))
+    })
+}
+
+/// A server's panel or mail certificate.
+#[utoipa::path(get, path = "/api/v1/servers/{id}/ssl/{kind}", tag = "ssl",
+    params(("id" = u64, Path, description = "server id"),
+        ("kind" = String, Path, description = "`panel` (hostname) or `mail` (mail hostname)")),
+    responses((status = 200, body = SslState), (status = 404, body = ErrorBody)))]
+async fn get_ssl(
+    State(api): Shared,
+    Path((id, kind)): Path<(String, String)>,
+) -> ApiResult<SslState> {
+    let (id, kind) = (server_id(&id)?, cert_kind(&kind)?);
+    Ok(axum::Json(api.controller.ssl(id, kind).await?))
+}
+
+/// Sets how a server's certificate is obtained and obtains it: `custom` and `selfsigned` are
+/// installed before the answer; `letsencrypt` answers `pending` and is issued in the background.
+#[utoipa::path(put, path = "/api/v1/servers/{id}/ssl/{kind}", tag = "ssl", request_body = SslInput,
+    params(("id" = u64, Path, description = "server id"),
+        ("kind" = String, Path, description = "`panel` (hostname) or `mail` (mail hostname)")),
+    responses((status = 200, body = SslState), (status = 404, body = ErrorBody),
+        (status = 422, description = "the certificate or key, naming the field", body = ErrorBody),
+        (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn put_ssl(
+    State(api): Shared,
+    Path((id, kind)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<SslState> {
+    let (id, kind) = (server_id(&id)?, cert_kind(&kind)?);
+    let input: SslInput = json_body(api.config.max_body_bytes, &headers, body).await?;
+    Ok(axum::Json(api.controller.set_ssl(id, kind, &input).await?))
 }
 
 /// The accounts.

@@ -62,9 +62,10 @@ impl Controller {
         round
     }
 
-    /// Runs [`check_all`](Self::check_all) every `interval` until `shutdown` resolves. The
-    /// first round starts at once; a round that takes longer than the interval delays the next
-    /// one rather than overlapping it.
+    /// Runs [`check_all`](Self::check_all) every `interval` until `shutdown` resolves, and
+    /// after each round starts [`renew_due`](Self::renew_due) on its own (an ACME order never
+    /// holds up health checks). The first round starts at once; a round that takes longer than
+    /// the interval delays the next one rather than overlapping it.
     pub async fn monitor(&self, interval: Duration, shutdown: impl Future<Output = ()>) {
         let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(100)));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -74,6 +75,8 @@ impl Controller {
                 _ = ticks.tick() => {
                     let round = self.check_all().await;
                     tracing::debug!(reachable = round.reachable, unreachable = round.unreachable, failed = round.failed, "health round");
+                    let renewer = self.clone();
+                    tokio::spawn(async move { renewer.renew_due().await });
                 }
                 () = &mut shutdown => break,
             }

@@ -42,6 +42,7 @@
 pub mod api;
 pub mod health;
 pub mod install;
+pub mod ssl;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -67,6 +68,8 @@ pub struct ControllerConfig {
     pub health_timeout: Duration,
     /// How many agents are checked at the same time at most.
     pub health_concurrency: usize,
+    /// How long before expiry an ACME certificate is renewed.
+    pub renew_before: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -75,6 +78,7 @@ impl Default for ControllerConfig {
             newest_agent: crate::version::release(),
             health_timeout: Duration::from_secs(10),
             health_concurrency: 256,
+            renew_before: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -93,6 +97,12 @@ pub enum ControllerError {
         field: &'static str,
         error: crate::placement::PlacementError,
     },
+    /// An uploaded certificate or key is not acceptable.
+    #[error(transparent)]
+    Certificate(#[from] crate::ssl::cert::CertError),
+    /// A certificate could not be issued.
+    #[error("certificate issuance failed: {0}")]
+    Issue(String),
     /// The server's agent is unreachable: nothing was done.
     #[error("server {server} is offline: {reason}")]
     Offline { server: ServerId, reason: String },
@@ -119,6 +129,14 @@ impl From<ControllerError> for ErrorBody {
                 body.error.field = Some(field.to_owned());
                 body
             }
+            ControllerError::Certificate(c) => match c.field() {
+                Some(field) => ErrorBody::new(ErrorCode::Invalid, c.to_string()).with_field(field),
+                None => {
+                    tracing::error!(error = %c, "certificate generation failed");
+                    ErrorBody::new(ErrorCode::Internal, "certificate generation failed")
+                }
+            },
+            ControllerError::Issue(_) => ErrorBody::new(ErrorCode::AgentError, e.to_string()),
             ControllerError::Offline { .. } => {
                 ErrorBody::new(ErrorCode::AgentOffline, e.to_string())
             }
@@ -136,12 +154,31 @@ impl From<ControllerError> for ErrorBody {
 
 type Result<T, E = ControllerError> = std::result::Result<T, E>;
 
+/// What time it is, for certificate checks and renewals (a test sets its own).
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
 /// The controller's operations over a store and a transport to agents.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Controller {
     store: Arc<dyn Store>,
     transport: Arc<dyn AgentTransport>,
     config: ControllerConfig,
+    /// The issuer of `letsencrypt` certificates; `None`: ACME is not configured.
+    acme: Option<Arc<dyn crate::ssl::issue::Issuer>>,
+    clock: Clock,
+    /// Certificates being issued now, so that one is not issued twice at once.
+    issuing: Arc<std::sync::Mutex<std::collections::HashSet<(ServerId, crate::ssl::CertKind)>>>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("store", &self.store)
+            .field("transport", &self.transport)
+            .field("config", &self.config)
+            .field("acme", &self.acme)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Controller {
@@ -154,7 +191,27 @@ impl Controller {
             store,
             transport,
             config,
+            acme: None,
+            clock: Arc::new(OffsetDateTime::now_utc),
+            issuing: Arc::default(),
         }
+    }
+
+    /// Issues `letsencrypt` certificates with `issuer` (an [`Acme`](crate::ssl::issue::Acme)
+    /// in production).
+    pub fn with_acme(mut self, issuer: Arc<dyn crate::ssl::issue::Issuer>) -> Self {
+        self.acme = Some(issuer);
+        self
+    }
+
+    /// Reads the time from `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        (self.clock)()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -208,6 +265,7 @@ impl Controller {
     /// Deletes a server that hosts no accounts (`409 server_has_accounts` otherwise).
     pub async fn delete_server(&self, id: ServerId) -> Result<()> {
         self.store.delete_server(id).await?;
+        self.forget_ssl(id).await;
         tracing::info!(server = %id, "server deleted");
         Ok(())
     }

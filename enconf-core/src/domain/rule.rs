@@ -81,6 +81,8 @@ pub enum Rule {
     UnknownMode,
     #[error("is only given with mode custom")]
     OnlyWithCustom,
+    #[error("letsencrypt needs ACME configured on the controller (ENCONF_ACME_DIRECTORY)")]
+    AcmeNotConfigured,
     #[error("must be between {min} and {max}")]
     OutOfRange { min: u64, max: u64 },
 }

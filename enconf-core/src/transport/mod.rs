@@ -158,6 +158,39 @@ impl<'a> AgentClient<'a> {
             .await
     }
 
+    /// `PUT /v1/certificates/{kind}`.
+    #[cfg(feature = "certs")]
+    pub async fn put_certificate(
+        &self,
+        kind: crate::ssl::CertKind,
+        names: &[crate::domain::DomainName],
+        bundle: &crate::ssl::cert::CertBundle,
+    ) -> Result<Applied, TransportError> {
+        let put = crate::protocol::agent::CertificatePut {
+            names: names.iter().map(ToString::to_string).collect(),
+            certificate_pem: bundle.chain_pem.clone(),
+            private_key_pem: bundle.key_pem.clone(),
+        };
+        self.call(Method::Put, format!("/v1/certificates/{kind}"), Some(&put))
+            .await
+    }
+
+    /// `PUT /v1/acme-challenge/{token}` (the token is checked base64url text).
+    pub async fn put_challenge(
+        &self,
+        token: &str,
+        put: &crate::protocol::agent::ChallengePut,
+    ) -> Result<Applied, TransportError> {
+        self.call(Method::Put, challenge_path(token)?, Some(put))
+            .await
+    }
+
+    /// `DELETE /v1/acme-challenge/{token}`.
+    pub async fn delete_challenge(&self, token: &str) -> Result<Applied, TransportError> {
+        self.call(Method::Delete, challenge_path(token)?, None::<&()>)
+            .await
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -177,6 +210,13 @@ impl<'a> AgentClient<'a> {
 /// A user name is `[a-z_][a-z0-9_-]*`: safe in a path as it is.
 fn account_path(username: &UserName) -> String {
     format!("/v1/accounts/{}", username.as_str())
+}
+
+/// A challenge token in a path: only base64url characters may pass.
+fn challenge_path(token: &str) -> Result<String, TransportError> {
+    crate::protocol::agent::check_acme_text(token, 0)
+        .map_err(|r| TransportError::Protocol(format!("ACME token {r}")))?;
+    Ok(format!("/v1/acme-challenge/{token}"))
 }
 
 /// Reads an agent's answer: a 2xx body as `T`, any other status as the agent's error body.

@@ -1,0 +1,374 @@
+//! SSL per server: the panel certificate (hostname) and the mail certificate (mail hostname),
+//! issued by one of the [`Issuer`]s, installed by the server's agent, recorded in the store,
+//! and renewed before expiry when they come from ACME.
+//!
+//! - `custom` and `selfsigned` are done within the request: the certificate is checked (or
+//!   made), installed by the agent, then recorded. A refused upload is a `422` naming the
+//!   field, and nothing is installed or recorded.
+//! - `letsencrypt` is recorded `pending` and issued in the background (the CA's checks take
+//!   time); `GET` shows how it went. A failure is recorded with its error and retried with
+//!   back-off; the certificate installed before stays in use.
+//! - Renewal: [`Controller::renew_due`] (run by the monitor every round) renews ACME
+//!   certificates [`renew_before`](super::ControllerConfig::renew_before) their expiry.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{Controller, ControllerError, Result};
+use crate::domain::{DomainName, Rule, Server, ServerId};
+use crate::protocol::agent::ChallengePut;
+use crate::protocol::{SslInput, SslMode, SslRequest, SslState, SslStatus};
+use crate::ssl::CertKind;
+use crate::ssl::cert::{self, CertBundle, CertInfo};
+use crate::ssl::issue::{ChallengeResponder, Custom, IssueError, IssueRequest, Issuer, SelfSigned};
+use crate::store::StoreError;
+use crate::transport::{AgentClient, AgentEndpoint, AgentTransport};
+
+/// The longest wait between two attempts at a failing ACME certificate.
+const MAX_BACKOFF: time::Duration = time::Duration::hours(24);
+/// The wait after the first failure; doubled after each further one.
+const FIRST_BACKOFF: time::Duration = time::Duration::minutes(30);
+
+fn setting_key(server: ServerId, kind: CertKind) -> String {
+    format!("ssl:{server}:{kind}")
+}
+
+/// A certificate as the controller keeps it (with its key: the store is private).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SslRecord {
+    mode: SslMode,
+    status: SslStatus,
+    last_error: Option<String>,
+    /// What is installed on the agent.
+    bundle: Option<CertBundle>,
+    info: Option<CertInfo>,
+    /// Failed attempts in a row.
+    failures: u32,
+    /// When to try a failing ACME certificate again.
+    #[serde(with = "time::serde::rfc3339::option")]
+    next_attempt: Option<OffsetDateTime>,
+}
+
+impl SslRecord {
+    fn state(&self) -> SslState {
+        let info = self.info.as_ref();
+        SslState {
+            mode: Some(self.mode),
+            subject_names: info.map(|i| i.subject_names.clone()).unwrap_or_default(),
+            issuer: info.map(|i| i.issuer.clone()),
+            not_before: info.map(|i| i.not_before),
+            not_after: info.map(|i| i.not_after),
+            status: self.status,
+            last_error: self.last_error.clone(),
+            testing_only: self.mode == SslMode::Selfsigned,
+        }
+    }
+
+    fn installed(mode: SslMode, bundle: CertBundle, info: CertInfo) -> Self {
+        Self {
+            mode,
+            status: SslStatus::Active,
+            last_error: None,
+            bundle: Some(bundle),
+            info: Some(info),
+            failures: 0,
+            next_attempt: None,
+        }
+    }
+}
+
+/// Doubles from [`FIRST_BACKOFF`] with each failure, up to [`MAX_BACKOFF`].
+fn backoff(failures: u32) -> time::Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    (FIRST_BACKOFF * 2_i32.pow(doublings)).min(MAX_BACKOFF)
+}
+
+/// Answers HTTP-01 challenges through the server's agent.
+#[derive(Debug)]
+struct AgentChallenges {
+    transport: Arc<dyn AgentTransport>,
+    endpoint: AgentEndpoint,
+}
+
+#[async_trait]
+impl ChallengeResponder for AgentChallenges {
+    async fn publish(
+        &self,
+        names: &[DomainName],
+        token: &str,
+        key_authorization: &str,
+    ) -> std::result::Result<(), String> {
+        let put = ChallengePut {
+            names: names.iter().map(ToString::to_string).collect(),
+            key_authorization: key_authorization.to_owned(),
+        };
+        AgentClient::new(&*self.transport, &self.endpoint)
+            .put_challenge(token, &put)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn withdraw(&self, token: &str) {
+        let client = AgentClient::new(&*self.transport, &self.endpoint);
+        if let Err(e) = client.delete_challenge(token).await {
+            tracing::warn!(error = %e, "could not withdraw an ACME challenge answer");
+        }
+    }
+}
+
+impl Controller {
+    async fn load_ssl(&self, id: ServerId, kind: CertKind) -> Result<Option<SslRecord>> {
+        match self.store.setting(&setting_key(id, kind)).await? {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(value) => serde_json::from_value(value)
+                .map(Some)
+                .map_err(|e| StoreError::Backend(Box::new(e)).into()),
+        }
+    }
+
+    async fn save_ssl(&self, id: ServerId, kind: CertKind, record: &SslRecord) -> Result<()> {
+        let value = serde_json::to_value(record).map_err(|e| StoreError::Backend(Box::new(e)))?;
+        Ok(self
+            .store
+            .put_setting(&setting_key(id, kind), value)
+            .await?)
+    }
+
+    /// Forgets a deleted server's certificates.
+    pub(super) async fn forget_ssl(&self, id: ServerId) {
+        for kind in [CertKind::Panel, CertKind::Mail] {
+            let key = setting_key(id, kind);
+            if let Err(e) = self.store.put_setting(&key, serde_json::Value::Null).await {
+                tracing::warn!(server = %id, error = %e, "could not forget a certificate");
+            }
+        }
+    }
+
+    /// The names a certificate of `kind` covers on `server`.
+    fn cert_names(server: &Server, kind: CertKind) -> Result<Vec<DomainName>> {
+        match kind {
+            CertKind::Panel => Ok(vec![server.spec.hostname.clone()]),
+            CertKind::Mail => match &server.spec.mail_hostname {
+                Some(mail) => Ok(vec![mail.clone()]),
+                None => Err(Rule::Required.at("mail_hostname").into()),
+            },
+        }
+    }
+
+    /// A server's panel or mail certificate.
+    pub async fn ssl(&self, id: ServerId, kind: CertKind) -> Result<SslState> {
+        self.store.server(id).await?;
+        Ok(self
+            .load_ssl(id, kind)
+            .await?
+            .map_or_else(SslState::unset, |r| r.state()))
+    }
+
+    /// Sets how a server's certificate is obtained, and obtains it (see the module's text).
+    pub async fn set_ssl(
+        &self,
+        id: ServerId,
+        kind: CertKind,
+        input: &SslInput,
+    ) -> Result<SslState> {
+        let request = input.validate()?;
+        let server = self.store.server(id).await?;
+        let names = Self::cert_names(&server, kind)?;
+        Self::require_online(&server)?;
+        let issuer: Arc<dyn Issuer> = match request {
+            SslRequest::Custom { chain_pem, key_pem } => Arc::new(Custom::new(chain_pem, key_pem)),
+            SslRequest::Selfsigned => Arc::new(SelfSigned),
+            SslRequest::Letsencrypt => {
+                let acme = self
+                    .acme
+                    .clone()
+                    .ok_or_else(|| Rule::AcmeNotConfigured.at("mode"))?;
+                let previous = self.load_ssl(id, kind).await?;
+                let record = SslRecord {
+                    mode: SslMode::Letsencrypt,
+                    status: SslStatus::Pending,
+                    last_error: None,
+                    bundle: previous.as_ref().and_then(|r| r.bundle.clone()),
+                    info: previous.and_then(|r| r.info),
+                    failures: 0,
+                    next_attempt: None,
+                };
+                self.save_ssl(id, kind, &record).await?;
+                let controller = self.clone();
+                tokio::spawn(async move { controller.acme_attempt(id, kind, acme).await });
+                return Ok(record.state());
+            }
+        };
+        let (bundle, info) = self.obtain(&server, kind, &names, &*issuer).await?;
+        let record = SslRecord::installed(issuer.mode(), bundle, info);
+        self.save_ssl(id, kind, &record).await?;
+        tracing::info!(server = %id, %kind, mode = ?record.mode, "certificate installed");
+        Ok(record.state())
+    }
+
+    /// Issues a certificate and has the agent install it.
+    async fn obtain(
+        &self,
+        server: &Server,
+        kind: CertKind,
+        names: &[DomainName],
+        issuer: &dyn Issuer,
+    ) -> Result<(CertBundle, CertInfo)> {
+        let endpoint = AgentEndpoint::from(server);
+        let challenges = AgentChallenges {
+            transport: Arc::clone(&self.transport),
+            endpoint: endpoint.clone(),
+        };
+        let request = IssueRequest {
+            names,
+            now: self.now(),
+            challenges: &challenges,
+        };
+        let bundle = issuer.issue(request).await?;
+        let info = cert::info(&bundle.chain_pem).map_err(IssueError::from)?;
+        let client = AgentClient::new(&*self.transport, &endpoint);
+        if let Err(e) = client.put_certificate(kind, names, &bundle).await {
+            if e.is_offline() {
+                self.mark_unreachable(server, &e).await;
+            }
+            return Err(Self::agent_error(server.id, e));
+        }
+        Ok((bundle, info))
+    }
+
+    /// One ACME attempt (first issuance or renewal), recorded whatever its outcome. A failure
+    /// keeps the installed certificate and schedules the next attempt.
+    async fn acme_attempt(&self, id: ServerId, kind: CertKind, acme: Arc<dyn Issuer>) {
+        {
+            let mut issuing = self
+                .issuing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !issuing.insert((id, kind)) {
+                return;
+            }
+        }
+        let outcome = async {
+            let server = self.store.server(id).await?;
+            let names = Self::cert_names(&server, kind)?;
+            Self::require_online(&server)?;
+            self.obtain(&server, kind, &names, &*acme).await
+        }
+        .await;
+        if let Err(e) = self.record_attempt(id, kind, outcome).await {
+            tracing::error!(server = %id, %kind, error = %e, "could not record a certificate attempt");
+        }
+        self.issuing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&(id, kind));
+    }
+
+    async fn record_attempt(
+        &self,
+        id: ServerId,
+        kind: CertKind,
+        outcome: Result<(CertBundle, CertInfo)>,
+    ) -> Result<()> {
+        let Some(mut record) = self.load_ssl(id, kind).await? else {
+            return Ok(()); // the server was deleted meanwhile
+        };
+        if record.mode != SslMode::Letsencrypt {
+            return Ok(()); // switched to another mode meanwhile
+        }
+        let now = self.now();
+        match outcome {
+            Ok((bundle, info)) => {
+                tracing::info!(server = %id, %kind, not_after = %info.not_after, "ACME certificate installed");
+                record = SslRecord::installed(SslMode::Letsencrypt, bundle, info);
+            }
+            Err(e) => {
+                record.failures += 1;
+                record.last_error = Some(e.to_string());
+                record.next_attempt = Some(now + backoff(record.failures));
+                let working = record.info.as_ref().is_some_and(|i| i.not_after > now)
+                    && record.bundle.is_some();
+                record.status = if working {
+                    SslStatus::Active
+                } else {
+                    SslStatus::Failed
+                };
+                tracing::warn!(server = %id, %kind, failures = record.failures, next = ?record.next_attempt, error = %e, "ACME attempt failed");
+            }
+        }
+        self.save_ssl(id, kind, &record).await
+    }
+
+    /// Starts an attempt for every ACME certificate that is due: within `renew_before` of its
+    /// expiry, or never issued, and past its back-off; on reachable servers only. Waits for
+    /// them and returns how many were attempted.
+    pub async fn renew_due(&self) -> usize {
+        let Some(acme) = self.acme.clone() else {
+            return 0;
+        };
+        let servers = match self.store.servers().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "renewal: cannot list servers");
+                return 0;
+            }
+        };
+        let now = self.now();
+        let renew_before =
+            time::Duration::try_from(self.config.renew_before).unwrap_or(time::Duration::days(30));
+        let mut attempts = tokio::task::JoinSet::new();
+        for server in servers.iter().filter(|s| s.health.reachable) {
+            for kind in [CertKind::Panel, CertKind::Mail] {
+                let record = match self.load_ssl(server.id, kind).await {
+                    Ok(Some(r)) if r.mode == SslMode::Letsencrypt => r,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::error!(server = %server.id, error = %e, "renewal: cannot read a certificate");
+                        continue;
+                    }
+                };
+                let expiring = record
+                    .info
+                    .as_ref()
+                    .is_none_or(|i| i.not_after - renew_before <= now);
+                let waited = record.next_attempt.is_none_or(|t| t <= now);
+                if expiring && waited {
+                    let controller = self.clone();
+                    let (id, acme) = (server.id, Arc::clone(&acme));
+                    attempts.spawn(async move { controller.acme_attempt(id, kind, acme).await });
+                }
+            }
+        }
+        let started = attempts.len();
+        while attempts.join_next().await.is_some() {}
+        started
+    }
+}
+
+impl From<IssueError> for ControllerError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::Cert(c) => ControllerError::Certificate(c),
+            IssueError::Store(s) => ControllerError::Store(s),
+            other => ControllerError::Issue(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_day() {
+        assert_eq!(backoff(1), time::Duration::minutes(30));
+        assert_eq!(backoff(2), time::Duration::hours(1));
+        assert_eq!(backoff(3), time::Duration::hours(2));
+        assert_eq!(backoff(7), time::Duration::hours(24));
+        assert_eq!(backoff(40), time::Duration::hours(24));
+    }
+}
