@@ -227,12 +227,47 @@ impl<S: System> Applier<S> {
             self.execute(plan)?;
         }
         let path = self.challenge_path(token);
-        if self.system.read(&path)?.as_deref() == Some(key_authorization.as_bytes()) {
-            return Ok(false);
+        let changed = self.system.read(&path)?.as_deref() != Some(key_authorization.as_bytes());
+        if changed {
+            self.system
+                .write_atomic(&path, key_authorization.as_bytes(), 0o644)?;
         }
-        self.system
-            .write_atomic(&path, key_authorization.as_bytes(), 0o644)?;
-        Ok(true)
+        self.await_served(names, token, key_authorization)?;
+        Ok(changed)
+    }
+
+    /// Waits (up to 15 s) until nginx serves the answer for every name: a reload reaches new
+    /// workers a moment after the signal, and the CA must not ask an old one.
+    fn await_served(
+        &self,
+        names: &[DomainName],
+        token: &str,
+        key_authorization: &str,
+    ) -> Result<(), ApplyError> {
+        let path = format!("/.well-known/acme-challenge/{token}");
+        let deadline = Instant::now() + std::time::Duration::from_secs(15);
+        for name in names {
+            loop {
+                let last =
+                    match self
+                        .system
+                        .local_http_get(self.layout.http_port, name.as_str(), &path)
+                    {
+                        Ok(None) => return Ok(()), // nothing to ask (sandbox)
+                        Ok(Some((200, body))) if body == key_authorization.as_bytes() => break,
+                        Ok(Some((status, _))) => format!("status {status}"),
+                        Err(e) => e.to_string(),
+                    };
+                if Instant::now() > deadline {
+                    return Err(ApplyError::Rejected {
+                        validator: "http-01 self-check".into(),
+                        message: format!("nginx does not serve the answer for {name}: {last}"),
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        Ok(())
     }
 
     /// Stops serving an ACME answer. `false` when it was not served.
@@ -627,13 +662,48 @@ impl<S: System> Applier<S> {
 
     fn reload(&self, nginx: bool, php: &BTreeSet<PhpVersion>) -> Result<(), ApplyError> {
         if nginx {
-            self.system.signal(&self.layout.nginx_pid_file, "HUP")?;
+            self.reload_nginx()?;
         }
         for v in php {
             self.system
                 .signal(&self.layout.php_fpm_pid_file(*v), "USR2")?;
         }
         Ok(())
+    }
+}
+
+impl<S: System> Applier<S> {
+    /// SIGHUP to nginx, then a wait (up to 10 s) until the workers that ran the old
+    /// configuration are gone: from then on every answer comes from the new one (an ACME CA
+    /// must not ask an old worker). Where the workers cannot be seen (the sandbox), no wait.
+    fn reload_nginx(&self) -> Result<(), ApplyError> {
+        let pid_file = &self.layout.nginx_pid_file;
+        let before = self.system.children(pid_file).ok().flatten();
+        self.system.signal(pid_file, "HUP")?;
+        let Some(before) = before else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let now = self
+                .system
+                .children(pid_file)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let old_left = now.iter().filter(|p| before.contains(p)).count();
+            if old_left == 0 && !now.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                tracing::warn!(
+                    old_workers = old_left,
+                    "nginx workers of the old configuration are still running"
+                );
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
 

@@ -76,6 +76,53 @@ pub trait System: Send + Sync + fmt::Debug + 'static {
         group: &str,
         mode: u32,
     ) -> Result<(), SystemError>;
+    /// `GET path` with `Host: host` from the local web server on `port`: the status and body,
+    /// or `None` when this system has no web server to ask (the sandbox). Used to see that
+    /// nginx serves a change (a reload takes effect in new workers a moment later).
+    fn local_http_get(
+        &self,
+        port: u16,
+        host: &str,
+        path: &str,
+    ) -> Result<Option<(u16, Vec<u8>)>, SystemError> {
+        use std::io::{Read, Write};
+        let io = |e: std::io::Error| SystemError::Io {
+            path: format!("http://127.0.0.1:{port}{path}"),
+            source: e,
+        };
+        let timeout = Some(std::time::Duration::from_secs(2));
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(2))
+                .map_err(io)?;
+        stream.set_read_timeout(timeout).map_err(io)?;
+        stream.set_write_timeout(timeout).map_err(io)?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").map_err(io)?;
+        let mut answer = Vec::new();
+        stream.take(1 << 16).read_to_end(&mut answer).map_err(io)?;
+        let split = answer.windows(4).position(|w| w == b"\r\n\r\n");
+        let status = answer
+            .get(9..12)
+            .and_then(|s| std::str::from_utf8(s).ok())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = split.map(|i| answer[i + 4..].to_vec()).unwrap_or_default();
+        Ok(Some((status, body)))
+    }
+
+    /// The child processes of the daemon whose pid file is given (nginx's workers), or `None`
+    /// when this system cannot see processes (the sandbox).
+    fn children(&self, pid_file: &Path) -> Result<Option<Vec<u32>>, SystemError> {
+        let pid = read_pid(self.read(pid_file)?, pid_file)?;
+        let path = PathBuf::from(format!("/proc/{pid}/task/{pid}/children"));
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        Ok(Some(
+            text.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect(),
+        ))
+    }
+
     /// Sends `signal` (`HUP`, `USR2`) to the daemon whose pid file is given: how nginx and
     /// PHP-FPM are reloaded. A missing or empty pid file is an error (the daemon is not running).
     fn signal(&self, pid_file: &Path, signal: &str) -> Result<(), SystemError> {
@@ -381,6 +428,19 @@ impl Sandbox {
 }
 
 impl System for Sandbox {
+    fn children(&self, _pid_file: &Path) -> Result<Option<Vec<u32>>, SystemError> {
+        Ok(None)
+    }
+
+    fn local_http_get(
+        &self,
+        _port: u16,
+        _host: &str,
+        _path: &str,
+    ) -> Result<Option<(u16, Vec<u8>)>, SystemError> {
+        Ok(None)
+    }
+
     fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, SystemError> {
         fs::read(&self.host_path(path))
     }

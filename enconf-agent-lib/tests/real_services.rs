@@ -223,24 +223,6 @@ fn a_stopped_web_server_fails_the_apply_and_restores() {
     assert!(!svc.path("state/journal.json").exists());
 }
 
-/// The certificate nginx presents for `name` on `port`, trusting only `trusted` (DER).
-fn served_certificate(port: u16, name: &str, trusted: &[u8]) -> Result<Vec<u8>, String> {
-    let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
-    let mut conn = rustls::ClientConnection::new(common::tls_client(trusted), server_name).unwrap();
-    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
-    use std::io::{Read, Write};
-    tls.write_all(format!("GET / HTTP/1.0\r\nHost: {name}\r\n\r\n").as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    let _ = tls.read_to_string(&mut answer);
-    if !answer.starts_with("HTTP/1.1 404") {
-        return Err(format!("unexpected answer: {answer}"));
-    }
-    let chain = conn.peer_certificates().ok_or("no certificate")?;
-    Ok(chain[0].as_ref().to_vec())
-}
-
 #[test]
 fn acme_answers_and_certificates_are_served_by_nginx() {
     let Some(svc) = services::start() else {
@@ -300,7 +282,7 @@ fn acme_answers_and_certificates_are_served_by_nginx() {
     let first_der = enconf_core::ssl::cert::parse_chain(&first.chain_pem).unwrap()[0].to_vec();
     let mut served = Err(String::new());
     services::wait_for("nginx serving the certificate", || {
-        served = served_certificate(svc.https_port, host, &first_der);
+        served = services::served_certificate(svc.https_port, host, &first_der);
         served.is_ok()
     });
     assert_eq!(served.unwrap(), first_der);
@@ -324,7 +306,7 @@ fn acme_answers_and_certificates_are_served_by_nginx() {
         first.chain_pem
     );
     assert_eq!(
-        served_certificate(svc.https_port, host, &first_der).unwrap(),
+        services::served_certificate(svc.https_port, host, &first_der).unwrap(),
         first_der
     );
     svc.nginx_config_ok().unwrap();
@@ -341,6 +323,6 @@ fn acme_answers_and_certificates_are_served_by_nginx() {
     );
     let second_der = enconf_core::ssl::cert::parse_chain(&second.chain_pem).unwrap()[0].to_vec();
     services::wait_for("nginx serving the new certificate", || {
-        served_certificate(svc.https_port, host, &second_der).is_ok()
+        services::served_certificate(svc.https_port, host, &second_der).is_ok()
     });
 }
