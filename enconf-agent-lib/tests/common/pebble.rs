@@ -1,18 +1,14 @@
 //! Pebble, Let's Encrypt's test CA, on loopback: its ACME listener with a certificate made
 //! here, real HTTP-01 validation against a given port, and `pebble-challtestsrv` as its DNS
 //! server answering 127.0.0.1 for every name. Stopped by pid when dropped.
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::print_stderr
-)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+use super::services::free_port;
 
 pub struct Pebble {
     pub dir: tempfile::TempDir,
@@ -25,23 +21,12 @@ pub struct Pebble {
     children: Vec<Child>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts Pebble validating HTTP-01 on `http_port`, or says why not: skipped on a
 /// workstation without it, a failure under CI.
 pub fn start(http_port: u16) -> Option<Pebble> {
     for bin in ["/usr/bin/pebble", "/usr/bin/pebble-challtestsrv"] {
         if !Path::new(bin).exists() {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("{bin} is missing: CI must provide it (.ci/run installs pebble)");
-            }
-            eprintln!("SKIPPED: {bin} is not installed");
+            super::services::skip_or_fail(&format!("{bin} is not installed"));
             return None;
         }
     }

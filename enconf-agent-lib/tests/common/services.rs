@@ -65,10 +65,7 @@ pub fn start() -> Option<Services> {
         None
     };
     if let Some(why) = missing {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{why}: CI must provide it (.ci/run installs nginx and php-fpm)");
-        }
-        eprintln!("SKIPPED: {why}");
+        skip_or_fail(why);
         return None;
     }
     let php = php.unwrap_or_default();
@@ -147,12 +144,20 @@ pub fn start() -> Option<Services> {
     Some(services)
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A missing service: skipped on a workstation (with a note), a failure under `CI=true`.
+pub fn skip_or_fail(why: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{why}: CI must provide it (.ci/run installs it)");
+    }
+    eprintln!("SKIPPED: {why}");
 }
 
 /// Waits up to 15 s for `ready` (a readiness wait, not a timing assertion).
