@@ -71,6 +71,26 @@ async fn https_serves_with_the_configured_certificate() {
     let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut answer)).await;
     assert!(!answer.starts_with(b"HTTP/"));
 
+    // A renewed certificate is picked up without a restart; a broken replacement is not.
+    let handshake = |root: Vec<u8>| async move {
+        let connector = tokio_rustls::TlsConnector::from(common::tls_client(&root));
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        connector.connect(name, tcp).await.map(drop)
+    };
+    let renewed = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(&key, renewed.signing_key.serialize_pem()).unwrap();
+    std::fs::write(&cert, renewed.cert.pem()).unwrap();
+    handshake(renewed.cert.der().to_vec()).await.unwrap();
+    assert!(
+        handshake(ck.cert.der().to_vec()).await.is_err(),
+        "the old one is gone"
+    );
+    std::fs::write(&cert, "not a certificate").unwrap();
+    handshake(renewed.cert.der().to_vec()).await.unwrap();
+
     stop.send(()).unwrap();
     server.await.unwrap();
 }
