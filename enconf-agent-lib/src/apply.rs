@@ -57,6 +57,15 @@ struct Journal {
     previous: Vec<Previous>,
     reload_nginx: bool,
     reload_php: BTreeSet<PhpVersion>,
+    #[serde(default)]
+    reload_mail: MailReload,
+}
+
+/// Which mail services an apply reloads.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct MailReload {
+    postfix: bool,
+    dovecot: bool,
 }
 
 /// A file as it was before an apply.
@@ -81,6 +90,9 @@ struct Plan {
     check_pools: BTreeMap<PhpVersion, Vec<PathBuf>>,
     reload_nginx: bool,
     reload_php: BTreeSet<PhpVersion>,
+    /// The Dovecot settings file to validate (its new content is in `files`).
+    check_dovecot: Option<PathBuf>,
+    reload_mail: MailReload,
 }
 
 /// The engine behind the agent's operations.
@@ -185,6 +197,9 @@ impl<S: System> Applier<S> {
             plan.files
                 .insert(key_path, Some((key_pem.as_bytes().to_vec(), 0o600)));
         }
+        if kind == CertKind::Mail {
+            self.plan_mail_tls(&mut plan)?;
+        }
         if kind == CertKind::Panel {
             let site = PanelSite {
                 names: names.to_vec(),
@@ -203,6 +218,47 @@ impl<S: System> Applier<S> {
         }
         self.execute(plan)?;
         Ok(true)
+    }
+
+    /// Points the installed mail services at `mail.crt` / `mail.key`: Postfix's `main.cf`
+    /// (the `smtpd_tls_*` settings the agent manages, the rest kept as it is) and a Dovecot
+    /// settings file. A service whose configuration is not there is not installed and is
+    /// skipped; with neither, the certificate is refused.
+    fn plan_mail_tls(&self, plan: &mut Plan) -> Result<(), ApplyError> {
+        let (cert, key) = render::cert_paths(&self.layout, CertKind::Mail.as_str());
+        let main_cf = self.layout.postfix_config_dir.join("main.cf");
+        let postfix = self.system.read(&main_cf)?;
+        let dovecot = self.system.read(&self.layout.dovecot_config)?.is_some();
+        if postfix.is_none() && !dovecot {
+            return Err(ApplyError::Rejected {
+                validator: "mail".into(),
+                message: "neither Postfix nor Dovecot is installed on this server".into(),
+            });
+        }
+        // The pair is in the plan only when it changed.
+        let cert_changed = !plan.files.is_empty();
+        if let Some(old) = postfix {
+            let old = String::from_utf8(old)
+                .map_err(|_| ApplyError::State(format!("{} is not text", main_cf.display())))?;
+            let new = render::postfix_tls(&old, &cert, &key);
+            let cf_changed = new != old;
+            if cf_changed {
+                plan.files.insert(main_cf, Some((new.into_bytes(), 0o644)));
+            }
+            plan.reload_mail.postfix = cert_changed || cf_changed;
+        }
+        if dovecot {
+            let path = self.layout.dovecot_conf_d.join(render::DOVECOT_TLS_FILE);
+            let text = render::dovecot_tls(&cert, &key).into_bytes();
+            let changed = self.system.read(&path)?.as_deref() != Some(&text[..]);
+            if changed || cert_changed {
+                // In the plan even when the same, so that the new pair is validated with it.
+                plan.files.insert(path.clone(), Some((text, 0o644)));
+                plan.check_dovecot = Some(path);
+                plan.reload_mail.dovecot = true;
+            }
+        }
+        Ok(())
     }
 
     /// Serves an ACME HTTP-01 answer for `names` at
@@ -303,7 +359,11 @@ impl<S: System> Applier<S> {
             "undoing an interrupted apply"
         );
         self.restore(&journal.previous)?;
-        self.reload(journal.reload_nginx, &journal.reload_php)?;
+        self.reload(
+            journal.reload_nginx,
+            &journal.reload_php,
+            journal.reload_mail,
+        )?;
         self.system.remove(&self.journal_path())?;
         Ok(true)
     }
@@ -460,6 +520,7 @@ impl<S: System> Applier<S> {
             previous: Vec::with_capacity(plan.files.len()),
             reload_nginx: plan.reload_nginx,
             reload_php: plan.reload_php.clone(),
+            reload_mail: plan.reload_mail,
         };
         for (path, new) in &plan.files {
             let previous = self
@@ -491,7 +552,10 @@ impl<S: System> Applier<S> {
             // Before the reload step the services never read the new files: nothing to undo.
             // After it, some may have: reload them onto the restored files. A failure here is
             // logged; the journal goes because the files are back.
-            if reloading && let Err(reload) = self.reload(plan.reload_nginx, &plan.reload_php) {
+            if reloading
+                && let Err(reload) =
+                    self.reload(plan.reload_nginx, &plan.reload_php, plan.reload_mail)
+            {
                 tracing::warn!(error = %reload, "reload after rollback failed");
             }
         }
@@ -534,6 +598,9 @@ impl<S: System> Applier<S> {
         });
         nginx.0?;
         fpm.0?;
+        if let Some(snippet) = &plan.check_dovecot {
+            self.check_dovecot(plan, snippet)?;
+        }
         let checked = started.elapsed();
         // The journal is durable: the files need not be, until it is removed (sync below).
         *touched = true;
@@ -547,7 +614,7 @@ impl<S: System> Applier<S> {
         }
         let written = started.elapsed();
         *reloading = true;
-        self.reload(plan.reload_nginx, &plan.reload_php)?;
+        self.reload(plan.reload_nginx, &plan.reload_php, plan.reload_mail)?;
         let reloaded = started.elapsed();
         self.sync_parents(plan.files.keys())?;
         tracing::info!(
@@ -660,7 +727,12 @@ impl<S: System> Applier<S> {
             .map_err(|e| rejected("php-fpm", e))
     }
 
-    fn reload(&self, nginx: bool, php: &BTreeSet<PhpVersion>) -> Result<(), ApplyError> {
+    fn reload(
+        &self,
+        nginx: bool,
+        php: &BTreeSet<PhpVersion>,
+        mail: MailReload,
+    ) -> Result<(), ApplyError> {
         if nginx {
             self.reload_nginx()?;
         }
@@ -668,7 +740,48 @@ impl<S: System> Applier<S> {
             self.system
                 .signal(&self.layout.php_fpm_pid_file(*v), "USR2")?;
         }
+        if mail.postfix {
+            let dir = self.layout.postfix_config_dir.display().to_string();
+            self.system
+                .run(&self.layout.postfix_bin, &["-c", &dir, "reload"])
+                .map_err(|e| rejected("postfix reload", e))?;
+        }
+        if mail.dovecot {
+            self.system.signal(&self.layout.dovecot_pid_file, "HUP")?;
+        }
         Ok(())
+    }
+
+    /// `doveconf -n` over the live configuration followed by the staged settings file (later
+    /// settings win in Dovecot, so this is the configuration the reload will read).
+    fn check_dovecot(&self, plan: &Plan, snippet: &PathBuf) -> Result<(), ApplyError> {
+        let dir = self.check_dir();
+        let Some(Some((bytes, _))) = plan.files.get(snippet) else {
+            return Ok(());
+        };
+        let mut text = String::from_utf8_lossy(bytes).into_owned();
+        let stage = dir.join("stage");
+        for (live, content) in &plan.files {
+            if let (true, Some((cert, _))) = (live.starts_with(&self.layout.cert_dir), content) {
+                let copy = stage.join(format!(
+                    "dovecot-{}",
+                    live.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default()
+                ));
+                self.system.write_unsynced(&copy, cert, 0o600)?;
+                text = text.replace(&live.display().to_string(), &copy.display().to_string());
+            }
+        }
+        let conf = format!("!include {}\n{text}", self.layout.dovecot_config.display());
+        let conf_path = dir.join("dovecot.conf");
+        self.system
+            .write_atomic(&conf_path, conf.as_bytes(), 0o600)?;
+        let conf_arg = conf_path.display().to_string();
+        self.system
+            .run(&self.layout.doveconf_bin, &["-c", &conf_arg, "-n"])
+            .map(drop)
+            .map_err(|e| rejected("doveconf", e))
     }
 }
 

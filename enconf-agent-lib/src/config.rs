@@ -56,6 +56,12 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("AGENT_CERT_DIR", Some("/etc/netcell-webpanel-agent/ssl")),
     ("AGENT_ACME_ROOT", Some("/var/www/enconf-acme")),
     ("AGENT_PANEL_UPSTREAM", None),
+    ("AGENT_POSTFIX_BIN", Some("/usr/sbin/postfix")),
+    ("AGENT_POSTFIX_CONFIG_DIR", Some("/etc/postfix")),
+    ("AGENT_DOVECOT_CONFIG", Some("/etc/dovecot/dovecot.conf")),
+    ("AGENT_DOVECOT_CONF_D", Some("/etc/dovecot/conf.d")),
+    ("AGENT_DOVECOT_PID_FILE", Some("/run/dovecot/master.pid")),
+    ("AGENT_DOVECONF_BIN", Some("/usr/bin/doveconf")),
 ];
 
 /// A configuration error; the message names the line or the key.
@@ -124,6 +130,12 @@ pub struct Layout {
     /// Where the panel's HTTPS server block proxies to (`http://127.0.0.1:8080`); `None`: it
     /// answers 404.
     pub panel_upstream: Option<String>,
+    pub postfix_bin: PathBuf,
+    pub postfix_config_dir: PathBuf,
+    pub dovecot_config: PathBuf,
+    pub dovecot_conf_d: PathBuf,
+    pub dovecot_pid_file: PathBuf,
+    pub doveconf_bin: PathBuf,
 }
 
 impl Layout {
@@ -356,6 +368,12 @@ impl AgentConfig {
                     Ok(url.to_string())
                 })
                 .transpose()?,
+            postfix_bin: path("AGENT_POSTFIX_BIN")?,
+            postfix_config_dir: path("AGENT_POSTFIX_CONFIG_DIR")?,
+            dovecot_config: path("AGENT_DOVECOT_CONFIG")?,
+            dovecot_conf_d: path("AGENT_DOVECOT_CONF_D")?,
+            dovecot_pid_file: path("AGENT_DOVECOT_PID_FILE")?,
+            doveconf_bin: path("AGENT_DOVECONF_BIN")?,
         };
         Ok(Self {
             token,

@@ -125,6 +125,79 @@ pub fn panel_vhost(layout: &Layout, site: &PanelSite) -> String {
     out
 }
 
+/// The Dovecot settings file the agent writes into `conf.d` (last in include order).
+pub const DOVECOT_TLS_FILE: &str = "99-enconf-tls.conf";
+
+/// The Postfix settings the agent manages in `main.cf`.
+const POSTFIX_TLS_KEYS: [&str; 3] = [
+    "smtpd_tls_cert_file",
+    "smtpd_tls_key_file",
+    "smtpd_tls_security_level",
+];
+
+/// `main.cf` with the TLS settings pointing at `cert` and `key` (STARTTLS offered): each
+/// managed setting replaces its earlier definition (and that definition's continuation lines)
+/// in place, or is appended; every other line is kept byte for byte.
+pub fn postfix_tls(main_cf: &str, cert: &std::path::Path, key: &std::path::Path) -> String {
+    let values = [
+        cert.display().to_string(),
+        key.display().to_string(),
+        "may".to_owned(),
+    ];
+    let managed = |line: &str| {
+        POSTFIX_TLS_KEYS.iter().position(|k| {
+            line.strip_prefix(k)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+    };
+    let mut out = String::with_capacity(main_cf.len() + 256);
+    let mut written = [false; 3];
+    let mut skipping = false;
+    for line in main_cf.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if skipping
+            && line.starts_with([' ', '\t'])
+            && !trimmed.is_empty()
+            && !trimmed.starts_with('#')
+        {
+            continue; // a continuation of a replaced setting (comments and blanks are not)
+        }
+        skipping = false;
+        match managed(line) {
+            Some(i) => {
+                skipping = true;
+                if !written[i] {
+                    written[i] = true;
+                    out.push_str(&format!("{} = {}\n", POSTFIX_TLS_KEYS[i], values[i]));
+                }
+            }
+            None => out.push_str(line),
+        }
+    }
+    if written.iter().any(|w| !w) {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str("# Managed by enconf: the mail certificate.\n");
+        for (i, done) in written.iter().enumerate() {
+            if !done {
+                out.push_str(&format!("{} = {}\n", POSTFIX_TLS_KEYS[i], values[i]));
+            }
+        }
+    }
+    out
+}
+
+/// Dovecot's TLS settings pointing at `cert` and `key`.
+pub fn dovecot_tls(cert: &std::path::Path, key: &std::path::Path) -> String {
+    format!(
+        "# Managed by enconf: the mail certificate. Do not edit: the agent rewrites this file.\n\
+         ssl = yes\nssl_cert = <{}\nssl_key = <{}\n",
+        cert.display(),
+        key.display()
+    )
+}
+
 /// The nginx server block of an account. `%name%` marks a value: layout values are filled in
 /// once per [`Renderer`], account values at each render.
 const VHOST: &str = "\
@@ -427,5 +500,36 @@ pub mod shape {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod mail_tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn postfix_settings_are_replaced_in_place_or_appended() {
+        let (cert, key) = (Path::new("/ssl/mail.crt"), Path::new("/ssl/mail.key"));
+        let main_cf = "myhostname = mx.example.com\nsmtpd_tls_cert_file=/etc/ssl/certs/ssl-cert-snakeoil.pem\n  # a comment\nsmtpd_tls_key_file = /etc/ssl/private/a.key\n    /continued/line\nsmtpd_tls_security_level=may\nsmtpd_tls_cert_file_extra = keep\n";
+        let out = postfix_tls(main_cf, cert, key);
+        assert_eq!(
+            out,
+            "myhostname = mx.example.com\nsmtpd_tls_cert_file = /ssl/mail.crt\n  # a comment\nsmtpd_tls_key_file = /ssl/mail.key\nsmtpd_tls_security_level = may\nsmtpd_tls_cert_file_extra = keep\n"
+        );
+        assert_eq!(postfix_tls(&out, cert, key), out, "idempotent");
+        let appended = postfix_tls("myhostname = a.example", cert, key);
+        assert_eq!(
+            appended,
+            "myhostname = a.example\n# Managed by enconf: the mail certificate.\nsmtpd_tls_cert_file = /ssl/mail.crt\nsmtpd_tls_key_file = /ssl/mail.key\nsmtpd_tls_security_level = may\n"
+        );
+        // A setting given twice keeps one definition.
+        let twice = postfix_tls(
+            "smtpd_tls_key_file = a\nsmtpd_tls_key_file = b\n",
+            cert,
+            key,
+        );
+        assert_eq!(twice.matches("smtpd_tls_key_file").count(), 1, "{twice}");
     }
 }

@@ -272,3 +272,62 @@ fn a_restarted_agent_still_knows_its_users() {
         "home removed"
     );
 }
+
+#[test]
+fn the_mail_certificate_configures_the_mail_services_there_are() {
+    use enconf_core::ssl::CertKind;
+    let dir = tempfile::tempdir().unwrap();
+    let a = applier(dir.path());
+    let name: enconf_core::domain::DomainName = "mx.example.com".parse().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let pair = enconf_core::ssl::cert::self_signed(std::slice::from_ref(&name), now).unwrap();
+    let put = |a: &Applier<Sandbox>| {
+        a.put_certificate(
+            CertKind::Mail,
+            std::slice::from_ref(&name),
+            &pair.chain_pem,
+            &pair.key_pem,
+        )
+    };
+
+    // No mail service here: refused, nothing written.
+    let before = snapshot(dir.path());
+    assert!(matches!(put(&a), Err(ApplyError::Rejected { .. })));
+    assert_eq!(snapshot(dir.path()), before);
+
+    let host = |p: &str| a.system().host_path(Path::new(p));
+    for (path, text) in [
+        ("/etc/postfix/main.cf", "myhostname = mx.example.com\n"),
+        ("/etc/dovecot/dovecot.conf", "!include_try conf.d/*.conf\n"),
+        ("/run/dovecot/master.pid", "400\n"),
+    ] {
+        std::fs::create_dir_all(host(path).parent().unwrap()).unwrap();
+        std::fs::write(host(path), text).unwrap();
+    }
+    a.system().clear_commands();
+    assert!(put(&a).unwrap());
+    let main_cf = read(&a, "/etc/postfix/main.cf").unwrap();
+    assert!(main_cf.starts_with("myhostname = mx.example.com\n"));
+    assert!(
+        main_cf.contains("smtpd_tls_cert_file = /srv/ssl/mail.crt\n"),
+        "{main_cf}"
+    );
+    let dovecot = read(&a, "/etc/dovecot/conf.d/99-enconf-tls.conf").unwrap();
+    assert!(
+        dovecot.contains("ssl_key = </srv/ssl/mail.key\n"),
+        "{dovecot}"
+    );
+    assert_eq!(read(&a, "/srv/ssl/mail.crt").unwrap(), pair.chain_pem);
+    let cmds = a.system().commands().join("\n");
+    assert!(
+        cmds.contains("doveconf -c /srv/state/check/dovecot.conf -n"),
+        "{cmds}"
+    );
+    assert!(cmds.contains("postfix -c /etc/postfix reload"), "{cmds}");
+    assert!(cmds.contains("kill -HUP 400"), "{cmds}");
+    assert!(!cmds.contains("nginx"), "nginx is not involved: {cmds}");
+
+    a.system().clear_commands();
+    assert!(!put(&a).unwrap(), "the same again changes nothing");
+    assert!(a.system().commands().is_empty());
+}

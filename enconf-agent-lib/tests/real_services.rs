@@ -326,3 +326,62 @@ fn acme_answers_and_certificates_are_served_by_nginx() {
         services::served_certificate(svc.https_port, host, &second_der).is_ok()
     });
 }
+
+#[test]
+fn the_mail_certificate_is_served_by_postfix_and_dovecot() {
+    let Some(svc) = services::start() else {
+        return;
+    };
+    let Some(mail) = common::mail::start() else {
+        return;
+    };
+    let settings = mail.agent_settings();
+    let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = applier(&svc, &extra);
+    let name: enconf_core::domain::DomainName = "mx.enconf-test.example".parse().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    use enconf_core::ssl::CertKind;
+    use enconf_core::ssl::cert::{parse_chain, self_signed};
+
+    for round in 0..2 {
+        let pair = self_signed(std::slice::from_ref(&name), now).unwrap();
+        let der = parse_chain(&pair.chain_pem).unwrap()[0].to_vec();
+        assert!(
+            a.put_certificate(
+                CertKind::Mail,
+                std::slice::from_ref(&name),
+                &pair.chain_pem,
+                &pair.key_pem
+            )
+            .unwrap()
+        );
+        let mut smtp = Err(String::new());
+        services::wait_for("postfix serving the certificate", || {
+            smtp = mail.smtp_certificate(name.as_str(), &der);
+            smtp.is_ok()
+        });
+        assert_eq!(smtp.unwrap(), der, "round {round}");
+        let mut imap = Err(String::new());
+        services::wait_for("dovecot serving the certificate", || {
+            imap = mail.imap_certificate(name.as_str(), &der);
+            imap.is_ok()
+        });
+        assert_eq!(imap.unwrap(), der, "round {round}");
+    }
+    let main_cf = mail.main_cf();
+    assert!(
+        main_cf.contains("myhostname = mx.enconf-test.example\n"),
+        "the rest is kept: {main_cf}"
+    );
+    assert_eq!(
+        main_cf.matches("smtpd_tls_cert_file = ").count(),
+        1,
+        "{main_cf}"
+    );
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(svc.path("ssl/mail.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(key_mode & 0o777, 0o600);
+}

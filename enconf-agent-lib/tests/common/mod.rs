@@ -1,6 +1,7 @@
 //! Helpers shared by the agent's integration tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod mail;
 pub mod pebble;
 pub mod services;
 
