@@ -342,6 +342,31 @@ async fn auth_is_required_everywhere_but_the_openapi_document() {
         );
     }
 
+    // The web page's files need no token.
+    for (path, needle) in [
+        ("/", "Settings"),
+        ("/app.js", "sessionStorage"),
+        ("/style.css", ".dot"),
+    ] {
+        let (status, text) = h.raw("GET", path, None, None).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(text.contains(needle), "{path}");
+    }
+    let req = Request::builder().uri("/").body(Body::empty()).unwrap();
+    let resp = h.app.clone().oneshot(req).await.unwrap();
+    assert!(
+        resp.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'self'")
+    );
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+
     let (status, text) = h.raw("GET", "/api/v1/openapi.json", None, None).await;
     assert_eq!(status, 200);
     let doc: Value = serde_json::from_str(&text).unwrap();

@@ -66,12 +66,50 @@ pub fn router(controller: Controller, config: ApiConfig) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(Arc::clone(&api), auth));
     Router::new()
+        .route("/", get(|| web(WEB_INDEX, "text/html; charset=utf-8")))
+        .route(
+            "/index.html",
+            get(|| web(WEB_INDEX, "text/html; charset=utf-8")),
+        )
+        .route(
+            "/app.js",
+            get(|| web(WEB_APP, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/style.css",
+            get(|| web(WEB_STYLE, "text/css; charset=utf-8")),
+        )
         .route("/api/v1/openapi.json", get(openapi_json))
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(log_request))
         .with_state(api)
+}
+
+/// The web page (Settings > Servers), embedded in the binary: no build step, no files to find.
+const WEB_INDEX: &str = include_str!("web/index.html");
+const WEB_APP: &str = include_str!("web/app.js");
+const WEB_STYLE: &str = include_str!("web/style.css");
+
+/// A file of the web page. It needs no token (the page asks for it and sends it to the API);
+/// scripts and styles come from this origin only.
+async fn web(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// The OpenAPI 3 document of the Management API.

@@ -1,0 +1,163 @@
+// Settings > Servers in headless Chromium, driven by playwright-core. Started by
+// enconf-bin/tests/browser.rs, which runs the controller and a sandbox agent and passes:
+// BASE_URL, ADMIN_TOKEN, AGENT_URL, AGENT_TOKEN, AGENT_PID, SCREENSHOTS.
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const BASE = env("BASE_URL");
+const SHOTS = env("SCREENSHOTS");
+const step = (s) => console.log(`step: ${s}`);
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run"],
+});
+try {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const page = await context.newPage();
+  page.on("pageerror", (e) => { throw new Error(`page error: ${e.message}`); });
+  page.setDefaultTimeout(20000);
+
+  step("login");
+  await page.goto(`${BASE}/?refresh=500`);
+  await page.getByLabel("Admin token").fill("not-the-admin-token-0123");
+  await page.getByRole("button", { name: "Log in" }).click();
+  await page.getByText("That token is not the admin token.").waitFor();
+  await page.getByLabel("Admin token").fill(env("ADMIN_TOKEN"));
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "Servers" }).waitFor();
+  assert.equal(await page.evaluate(() => localStorage.length), 0, "nothing in localStorage");
+
+  step("add a server through the form, with the keyboard");
+  await page.getByRole("button", { name: "Add Server" }).focus();
+  await page.keyboard.press("Enter");
+  const dialog = page.locator("#server-dialog");
+  await dialog.waitFor();
+  await page.getByRole("button", { name: "Generate" }).click();
+  assert.match(await page.getByLabel("Agent Token").inputValue(), /^[0-9a-f]{64}$/);
+  await page.getByLabel("Name", { exact: true }).fill("Web 1");
+  await page.getByLabel("Hostname", { exact: true }).fill("web1.example.com");
+  await page.getByLabel("Mail Hostname").fill("mail.example.com");
+  await page.getByLabel("Agent URL").fill(env("AGENT_URL"));
+  await page.getByLabel("Agent Token").fill(env("AGENT_TOKEN"));
+  await page.getByRole("button", { name: "Single server (all roles)" }).click();
+  for (const role of ["web", "mail", "dns", "db", "backup"]) {
+    assert.ok(await page.getByLabel(role, { exact: true }).isChecked(), role);
+  }
+  await page.getByLabel("Max. Accounts").fill("500");
+  await page.getByLabel("phpMyAdmin Path").fill("/phpmyadmin");
+  await page.getByRole("button", { name: "Create" }).click();
+  await dialog.waitFor({ state: "hidden" });
+  const web1 = page.locator('tr[data-name="Web 1"]');
+  await web1.locator('[data-reachable="true"]').waitFor();
+  assert.equal(await web1.locator("td").nth(3).textContent(), "web, mail, dns, db, backup");
+  assert.equal(await web1.locator("td").nth(4).textContent(), "500");
+  assert.match(await web1.locator("td").nth(5).textContent(), /^\d+\.\d+\.\d+/);
+
+  step("a bad hostname: the error beside the field");
+  await page.getByRole("button", { name: "Add Server" }).click();
+  await page.getByLabel("Name", { exact: true }).fill("Bad");
+  await page.getByLabel("Hostname", { exact: true }).fill("bad host;.example.com");
+  await page.getByLabel("Agent URL").fill("http://127.0.0.1:9");
+  await page.getByLabel("Agent Token").fill("0123456789abcdef0123");
+  await page.getByLabel("web", { exact: true }).check();
+  await page.getByRole("button", { name: "Create" }).click();
+  const hostError = page.locator('.error[data-for="hostname"]');
+  await hostError.waitFor();
+  assert.match(await hostError.textContent(), /hostname must not contain the character ' '/);
+  assert.equal(await page.getByLabel("Hostname", { exact: true }).getAttribute("aria-invalid"), "true");
+  await page.screenshot({ path: `${SHOTS}/add-server-form-error.png` });
+  await page.getByRole("button", { name: "Cancel" }).click();
+
+  step("an empty second server through the form (its agent does not exist: red)");
+  await page.getByRole("button", { name: "Add Server" }).click();
+  await page.getByLabel("Name", { exact: true }).fill("Spare");
+  await page.getByLabel("Hostname", { exact: true }).fill("spare.example.com");
+  await page.getByLabel("Agent URL").fill("http://127.0.0.1:9");
+  await page.getByLabel("Agent Token").fill("0123456789abcdef0123");
+  await page.getByLabel("backup", { exact: true }).check();
+  await page.getByRole("button", { name: "Create" }).click();
+  const spare = page.locator('tr[data-name="Spare"]');
+  await spare.locator('[data-reachable="false"]').waitFor();
+  assert.match(await spare.locator(".dot").getAttribute("title"), /unreachable|refused/);
+
+  step("edit: the token field is empty and the token is kept");
+  await page.getByRole("button", { name: "Edit Web 1" }).click();
+  assert.equal(await page.getByLabel("Agent Token").inputValue(), "");
+  assert.equal(await page.getByLabel("Name", { exact: true }).inputValue(), "Web 1");
+  await page.getByLabel("Max. Accounts").fill("600");
+  await page.getByRole("button", { name: "Save" }).click();
+  await dialog.waitFor({ state: "hidden" });
+  await page.waitForFunction(() => document.querySelector('tr[data-name="Web 1"] td:nth-child(5)')?.textContent === "600");
+  await web1.locator('[data-reachable="true"]').waitFor();
+  await page.screenshot({ path: `${SHOTS}/server-table.png` });
+
+  step("installation script");
+  await page.getByRole("button", { name: "Installation script for Web 1" }).click();
+  const script = page.locator("#script-text");
+  await page.waitForFunction(() => document.querySelector("#script-text").textContent.startsWith("#!/bin/sh"));
+  assert.match(await script.textContent(), /systemctl enable --now netcell-webpanel-agent/);
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: BASE });
+  await page.getByRole("button", { name: "Copy" }).click();
+  await page.locator("#copy-status").filter({ hasText: /Copied|Selected/ }).waitFor();
+  await page.screenshot({ path: `${SHOTS}/install-script.png` });
+  await page.getByRole("button", { name: "Close" }).first().click();
+
+  step("SSL: a self-signed panel certificate");
+  await page.getByRole("button", { name: "SSL for Web 1" }).click();
+  await page.locator('.ssl-state[data-kind="panel"]').waitFor();
+  await page.getByLabel("Mode").selectOption("custom");
+  await page.getByRole("button", { name: "Apply" }).click();
+  await page.locator('.error[data-for="certificate_pem"]').filter({ hasText: "required" }).waitFor();
+  await page.getByLabel("Mode").selectOption("selfsigned");
+  await page.getByRole("button", { name: "Apply" }).click();
+  await page.locator('.ssl-state[data-kind="panel"]').filter({ hasText: "self-signed (testing only)" }).waitFor();
+  assert.match(await page.locator('.ssl-state[data-kind="panel"]').textContent(), /active.*web1\.example\.com/s);
+  await page.screenshot({ path: `${SHOTS}/ssl.png` });
+  await page.locator("#close-ssl").click();
+
+  step("delete: refused while an account is on the server, done for an empty one");
+  const res = await page.request.post(`${BASE}/api/v1/accounts`, {
+    headers: { Authorization: `Bearer ${env("ADMIN_TOKEN")}` },
+    data: { username: "shop", domains: ["shop.example"] },
+  });
+  assert.equal(res.status(), 201, await res.text());
+  page.on("dialog", (d) => d.accept());
+  await page.getByRole("button", { name: "Delete Web 1" }).click();
+  const refusal = page.locator("#servers-error");
+  await refusal.filter({ hasText: "cannot be deleted" }).waitFor();
+  assert.match(await refusal.textContent(), /1 account\(s\) \(shop\): migrate or delete them first/);
+  assert.equal(await web1.count(), 1);
+  await page.getByRole("button", { name: "Delete Spare" }).click();
+  await spare.waitFor({ state: "detached" });
+
+  step("the agent stops: the indicator turns red without a reload");
+  const url = page.url();
+  process.kill(Number(env("AGENT_PID")), "SIGTERM");
+  await web1.locator('[data-reachable="false"]').waitFor({ timeout: 30000 });
+  assert.equal(page.url(), url);
+  assert.ok((await web1.locator(".dot").getAttribute("title")).length > 0, "the last error on hover");
+  await page.screenshot({ path: `${SHOTS}/server-table-offline.png` });
+
+  step("a narrow screen");
+  await page.setViewportSize({ width: 375, height: 800 });
+  await page.screenshot({ path: `${SHOTS}/server-table-narrow.png`, fullPage: true });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
+  await page.getByRole("button", { name: "Add Server" }).click();
+  await page.screenshot({ path: `${SHOTS}/add-server-form-narrow.png`, fullPage: true });
+
+  step("every input has a label");
+  const unlabeled = await page.evaluate(() => [...document.querySelectorAll("input, select, textarea")]
+    .filter((i) => !i.labels?.length && !i.getAttribute("aria-label")).map((i) => i.id || i.name));
+  assert.deepEqual(unlabeled, []);
+  console.log("browser tests passed");
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,350 @@
+// The controller's web page: Settings > Servers. Plain JavaScript over the Management API.
+// The admin token lives in sessionStorage only (gone when the browser session ends).
+"use strict";
+
+const REFRESH_MS = Number(new URLSearchParams(location.search).get("refresh")) || 3000;
+const ROLES = ["web", "mail", "dns", "db", "backup"];
+const FIELDS = ["name", "hostname", "mail_hostname", "agent_url", "agent_token", "max_accounts",
+  "panel_url", "phpmyadmin_path", "roundcube_path"];
+
+const $ = (sel) => document.querySelector(sel);
+let servers = [];
+let editing = null; // the server being edited, or null when adding
+let sslServer = null;
+let timer = null;
+
+function token() { return sessionStorage.getItem("enconf-admin-token"); }
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.error?.message || `HTTP ${status}`);
+    this.status = status;
+    this.code = body?.error?.code;
+    this.field = body?.error?.field;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Authorization: `Bearer ${token()}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(`/api/v1${path}`, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (res.status === 401) { logout(); throw new ApiError(401, await res.json().catch(() => null)); }
+  if (res.status === 204) return null;
+  const text = await res.text();
+  const data = text ? (res.headers.get("content-type") || "").includes("json") ? JSON.parse(text) : text : null;
+  if (!res.ok) throw new ApiError(res.status, data);
+  return data;
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c);
+  return node;
+}
+
+// ---- login --------------------------------------------------------------------------------
+
+function show() {
+  const logged = Boolean(token());
+  $("#login").hidden = logged;
+  $("#servers").hidden = !logged;
+  $("#nav").hidden = !logged;
+  clearInterval(timer);
+  if (logged) {
+    refresh();
+    timer = setInterval(refresh, REFRESH_MS);
+  } else {
+    $("#login-token").focus();
+  }
+}
+
+function logout() {
+  sessionStorage.removeItem("enconf-admin-token");
+  show();
+}
+
+$("#login-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const value = $("#login-token").value.trim();
+  $("#login-error").textContent = "";
+  const res = await fetch("/api/v1/servers", { headers: { Authorization: `Bearer ${value}` } });
+  if (!res.ok) {
+    $("#login-error").textContent = res.status === 401 ? "That token is not the admin token." : `The controller answered ${res.status}.`;
+    return;
+  }
+  sessionStorage.setItem("enconf-admin-token", value);
+  $("#login-token").value = "";
+  show();
+});
+$("#logout").addEventListener("click", logout);
+
+// ---- the table ----------------------------------------------------------------------------
+
+async function refresh() {
+  try {
+    servers = await api("GET", "/servers");
+    $("#servers-error").textContent = "";
+    render();
+  } catch (err) {
+    if (err.status !== 401) $("#servers-error").textContent = `Cannot load the servers: ${err.message}`;
+  }
+}
+
+// Icons are inline SVG shapes: no icon font or emoji font is needed on the admin's machine.
+const ICONS = {
+  edit: "M3 17.25V21h3.75L17.81 9.94l-3.75-3.75L3 17.25zm17.71-10.21a1 1 0 0 0 0-1.41l-2.34-2.34a1 1 0 0 0-1.41 0l-1.83 1.83 3.75 3.75 1.83-1.83z",
+  script: "M5 20h14v-2H5v2zM19 9h-4V3H9v6H5l7 7 7-7z",
+  lock: "M18 8h-1V6a5 5 0 0 0-10 0v2H6a2 2 0 0 0-2 2v10a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V10a2 2 0 0 0-2-2zm-6 9a2 2 0 1 1 0-4 2 2 0 0 1 0 4zm3.1-9H8.9V6a3.1 3.1 0 0 1 6.2 0v2z",
+  trash: "M6 19a2 2 0 0 0 2 2h8a2 2 0 0 0 2-2V7H6v12zM19 4h-3.5l-1-1h-5l-1 1H5v2h14V4z",
+};
+
+function icon(name) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("focusable", "false");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", ICONS[name]);
+  svg.append(path);
+  return svg;
+}
+
+function iconButton(label, name, onclick) {
+  return el("button", { type: "button", class: "icon", "aria-label": label, title: label, onclick }, icon(name));
+}
+
+function render() {
+  const body = $("#server-table tbody");
+  const rows = servers.map((s) => {
+    const reach = el("span", {
+      class: `dot ${s.reachable ? "up" : "down"}`,
+      role: "img",
+      "aria-label": s.reachable ? "reachable" : `unreachable: ${s.last_error || "not checked yet"}`,
+      title: s.reachable ? `reachable, last seen ${s.last_seen}` : (s.last_error || "not checked yet"),
+      "data-reachable": String(s.reachable),
+    });
+    const update = s.update_available ? el("span", { class: "badge", title: "A newer agent release is available" }, "Update available") : "";
+    const td = (label, content, cls) => el("td", cls ? { "data-label": label, class: cls } : { "data-label": label }, content);
+    return el("tr", { "data-server": String(s.id), "data-name": s.name },
+      td("Name", s.name),
+      td("Hostname", s.hostname),
+      td("Agent URL", s.agent_url, "mono"),
+      td("Roles", s.roles.join(", ")),
+      td("Max. Accounts", s.max_accounts == null ? "—" : String(s.max_accounts)),
+      td("Agent Version", s.agent_version || "—"),
+      td("Reachable", el("span", { class: "reach" }, reach, s.reachable ? "Online" : "Offline")),
+      td("Update", update),
+      td("Active", s.active ? "Yes" : "No"),
+      td("Accounts", String(s.accounts)),
+      el("td", { class: "row-actions", "data-label": "" },
+        iconButton(`Edit ${s.name}`, "edit", () => openForm(s)),
+        iconButton(`Installation script for ${s.name}`, "script", () => openScript(s)),
+        iconButton(`SSL for ${s.name}`, "lock", () => openSsl(s)),
+        iconButton(`Delete ${s.name}`, "trash", () => removeServer(s)),
+      ));
+  });
+  body.replaceChildren(...rows);
+  $("#no-servers").hidden = servers.length > 0;
+}
+
+async function removeServer(s) {
+  if (!confirm(`Delete the server ${s.name}?`)) return;
+  try {
+    await api("DELETE", `/servers/${s.id}`);
+    $("#servers-error").textContent = "";
+    await refresh();
+  } catch (err) {
+    $("#servers-error").textContent = err.code === "server_has_accounts"
+      ? `${s.name} cannot be deleted: ${err.message}`
+      : `Cannot delete ${s.name}: ${err.message}`;
+  }
+}
+
+// ---- add / edit ---------------------------------------------------------------------------
+
+function clearErrors(form) {
+  form.querySelectorAll(".error").forEach((p) => { p.textContent = ""; });
+  form.querySelectorAll("[aria-invalid]").forEach((i) => i.removeAttribute("aria-invalid"));
+}
+
+/** Shows an API error beside the field it names (`roles[1]` → roles), or at the form. */
+function showError(form, err, fallback) {
+  const base = (err.field || "").replace(/\[.*$/, "").replace(/\..*$/, "");
+  const slot = base && form.querySelector(`.error[data-for="${base}"]`);
+  if (slot) {
+    slot.textContent = err.message;
+    const input = form.querySelector(`[name="${base}"]`);
+    if (input) { input.setAttribute("aria-invalid", "true"); input.focus(); }
+  } else {
+    fallback.textContent = err.message;
+  }
+}
+
+function openForm(server) {
+  editing = server || null;
+  const form = $("#server-form");
+  form.reset();
+  clearErrors(form);
+  $("#server-dialog-title").textContent = editing ? `Edit ${editing.name}` : "Add Server";
+  $("#save-server").textContent = editing ? "Save" : "Create";
+  $("#token-hint").textContent = editing
+    ? "Leave empty to keep the current token."
+    : "16 to 512 visible characters; the agent's config.env must hold the same.";
+  if (editing) {
+    for (const f of FIELDS) {
+      if (f !== "agent_token") form.elements[f].value = editing[f] ?? "";
+    }
+    form.querySelectorAll('input[name="roles"]').forEach((c) => { c.checked = editing.roles.includes(c.value); });
+    form.elements.active.checked = editing.active;
+  }
+  $("#server-dialog").showModal();
+  form.elements.name.focus();
+}
+
+function formBody(form) {
+  const body = {};
+  for (const f of FIELDS) {
+    const v = form.elements[f].value.trim();
+    if (f === "agent_token") {
+      if (v) body[f] = v;
+    } else if (f === "max_accounts") {
+      body[f] = v === "" ? null : Number(v);
+    } else if (["mail_hostname", "panel_url", "phpmyadmin_path", "roundcube_path"].includes(f)) {
+      body[f] = v === "" ? null : v;
+    } else {
+      body[f] = v;
+    }
+  }
+  body.roles = [...form.querySelectorAll('input[name="roles"]:checked')].map((c) => c.value);
+  body.active = form.elements.active.checked;
+  return body;
+}
+
+$("#add-server").addEventListener("click", () => openForm(null));
+$("#cancel-server").addEventListener("click", () => $("#server-dialog").close());
+$("#single-server").addEventListener("click", () => {
+  document.querySelectorAll('#f-roles input[name="roles"]').forEach((c) => { c.checked = true; });
+});
+$("#generate-token").addEventListener("click", () => {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  $("#f-agent_token").value = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+});
+$("#server-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const form = e.target;
+  clearErrors(form);
+  const body = formBody(form);
+  try {
+    if (editing) await api("PATCH", `/servers/${editing.id}`, body);
+    else await api("POST", "/servers", body);
+    $("#server-dialog").close();
+    await refresh();
+  } catch (err) {
+    showError(form, err, $("#form-error"));
+  }
+});
+
+// ---- installation script -------------------------------------------------------------------
+
+async function openScript(s) {
+  $("#copy-status").textContent = "";
+  $("#script-title").textContent = `Installation Script for ${s.name}`;
+  try {
+    $("#script-text").textContent = await api("GET", `/servers/${s.id}/install-script`);
+  } catch (err) {
+    $("#script-text").textContent = "";
+    $("#copy-status").textContent = err.message;
+  }
+  $("#script-dialog").showModal();
+  $("#copy-script").focus();
+}
+
+$("#copy-script").addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText($("#script-text").textContent);
+    $("#copy-status").textContent = "Copied.";
+  } catch {
+    const range = document.createRange();
+    range.selectNodeContents($("#script-text"));
+    getSelection().removeAllRanges();
+    getSelection().addRange(range);
+    $("#copy-status").textContent = "Selected: press Ctrl+C to copy.";
+  }
+});
+$("#close-script").addEventListener("click", () => $("#script-dialog").close());
+
+// ---- SSL ----------------------------------------------------------------------------------
+
+function sslSummary(kind, st) {
+  const rows = [
+    ["Mode", st.mode ? (st.mode === "selfsigned" ? "self-signed (testing only)" : st.mode) : "not set"],
+    ["Status", st.mode ? st.status : "not set up"],
+    ["Names", st.subject_names.join(", ") || "—"],
+    ["Issuer", st.issuer || "—"],
+    ["Expires", st.not_after || "—"],
+  ];
+  if (st.last_error) rows.push(["Last error", st.last_error]);
+  return el("section", { class: "ssl-state", "data-kind": kind },
+    el("h3", {}, kind === "panel" ? "Panel certificate" : "Mail certificate"),
+    el("dl", {}, ...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])));
+}
+
+async function loadSsl() {
+  const box = $("#ssl-states");
+  try {
+    const [panel, mail] = await Promise.all([
+      api("GET", `/servers/${sslServer.id}/ssl/panel`),
+      api("GET", `/servers/${sslServer.id}/ssl/mail`),
+    ]);
+    box.replaceChildren(sslSummary("panel", panel), sslSummary("mail", mail));
+  } catch (err) {
+    box.replaceChildren(el("p", { class: "error" }, err.message));
+  }
+}
+
+function customFields() {
+  const custom = $("#ssl-mode").value === "custom";
+  document.querySelectorAll(".custom-only").forEach((n) => { n.hidden = !custom; });
+}
+
+async function openSsl(s) {
+  sslServer = s;
+  $("#ssl-title").textContent = `SSL for ${s.name}`;
+  const form = $("#ssl-form");
+  form.reset();
+  clearErrors(form);
+  customFields();
+  $("#ssl-dialog").showModal();
+  await loadSsl();
+}
+
+$("#ssl-mode").addEventListener("change", customFields);
+$("#close-ssl").addEventListener("click", () => $("#ssl-dialog").close());
+$("#ssl-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const form = e.target;
+  clearErrors(form);
+  const body = { mode: form.elements.mode.value };
+  if (body.mode === "custom") {
+    // An empty box is not sent: the API then says which one is required.
+    for (const f of ["certificate_pem", "private_key_pem"]) {
+      if (form.elements[f].value.trim()) body[f] = form.elements[f].value;
+    }
+  }
+  try {
+    await api("PUT", `/servers/${sslServer.id}/ssl/${form.elements.kind.value}`, body);
+    await loadSsl();
+  } catch (err) {
+    showError(form, err, $("#ssl-error"));
+  }
+});
+
+show();
