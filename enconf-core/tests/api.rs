@@ -1221,6 +1221,16 @@ async fn selfsigned_and_custom_certificates_are_checked_then_installed() {
     let good = enconf_core::ssl::cert::self_signed(std::slice::from_ref(&host), now).unwrap();
     let other: enconf_core::domain::DomainName = "other.example.com".parse().unwrap();
     let wrong_name = enconf_core::ssl::cert::self_signed(&[other], now).unwrap();
+    let expired = enconf_core::ssl::cert::self_signed(
+        std::slice::from_ref(&host),
+        now - time::Duration::days(200),
+    )
+    .unwrap();
+    let future = enconf_core::ssl::cert::self_signed(
+        std::slice::from_ref(&host),
+        now + time::Duration::days(10),
+    )
+    .unwrap();
     let cases = [
         (
             json!({"mode": "custom", "certificate_pem": good.chain_pem}),
@@ -1240,6 +1250,14 @@ async fn selfsigned_and_custom_certificates_are_checked_then_installed() {
         ),
         (
             json!({"mode": "custom", "certificate_pem": "garbage", "private_key_pem": good.key_pem}),
+            "certificate_pem",
+        ),
+        (
+            json!({"mode": "custom", "certificate_pem": expired.chain_pem, "private_key_pem": expired.key_pem}),
+            "certificate_pem",
+        ),
+        (
+            json!({"mode": "custom", "certificate_pem": future.chain_pem, "private_key_pem": future.key_pem}),
             "certificate_pem",
         ),
         (
