@@ -93,6 +93,8 @@ struct Plan {
     /// The Dovecot settings file to validate (its new content is in `files`).
     check_dovecot: Option<PathBuf>,
     reload_mail: MailReload,
+    /// Answer only once nginx's old workers are gone (see `await_old_workers_gone`).
+    settle: bool,
 }
 
 /// The engine behind the agent's operations.
@@ -280,6 +282,7 @@ impl<S: System> Applier<S> {
         }
         self.plan_panel(&mut plan, &site)?;
         if !plan.files.is_empty() {
+            plan.settle = true;
             self.execute(plan)?;
         }
         let path = self.challenge_path(token);
@@ -614,7 +617,14 @@ impl<S: System> Applier<S> {
         }
         let written = started.elapsed();
         *reloading = true;
+        let workers = match plan.settle && plan.reload_nginx {
+            true => self.nginx_workers(),
+            false => None,
+        };
         self.reload(plan.reload_nginx, &plan.reload_php, plan.reload_mail)?;
+        if let Some(before) = workers {
+            self.await_old_workers_gone(&before);
+        }
         let reloaded = started.elapsed();
         self.sync_parents(plan.files.keys())?;
         tracing::info!(
@@ -734,7 +744,7 @@ impl<S: System> Applier<S> {
         mail: MailReload,
     ) -> Result<(), ApplyError> {
         if nginx {
-            self.reload_nginx()?;
+            self.system.signal(&self.layout.nginx_pid_file, "HUP")?;
         }
         for v in php {
             self.system
@@ -786,34 +796,32 @@ impl<S: System> Applier<S> {
 }
 
 impl<S: System> Applier<S> {
-    /// SIGHUP to nginx, then a wait (up to 10 s) until the workers that ran the old
-    /// configuration are gone: from then on every answer comes from the new one (an ACME CA
-    /// must not ask an old worker). Where the workers cannot be seen (the sandbox), no wait.
-    fn reload_nginx(&self) -> Result<(), ApplyError> {
-        let pid_file = &self.layout.nginx_pid_file;
-        let before = self.system.children(pid_file).ok().flatten();
-        self.system.signal(pid_file, "HUP")?;
-        let Some(before) = before else {
-            return Ok(());
-        };
-        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    /// nginx's worker processes now, where they can be seen (not in the sandbox).
+    fn nginx_workers(&self) -> Option<Vec<u32>> {
+        self.system
+            .children(&self.layout.nginx_pid_file)
+            .ok()
+            .flatten()
+    }
+
+    /// Waits (up to 30 s) until the workers in `before` are gone: from then on every answer
+    /// comes from the new configuration. Only where that matters (an ACME CA must not ask an
+    /// old worker): with many thousands of vhosts nginx takes seconds to read a new
+    /// configuration, and an account put does not wait for that.
+    fn await_old_workers_gone(&self, before: &[u32]) {
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            let now = self
-                .system
-                .children(pid_file)
-                .ok()
-                .flatten()
-                .unwrap_or_default();
+            let now = self.nginx_workers().unwrap_or_default();
             let old_left = now.iter().filter(|p| before.contains(p)).count();
             if old_left == 0 && !now.is_empty() {
-                return Ok(());
+                return;
             }
             if Instant::now() > deadline {
                 tracing::warn!(
                     old_workers = old_left,
                     "nginx workers of the old configuration are still running"
                 );
-                return Ok(());
+                return;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
