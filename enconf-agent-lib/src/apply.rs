@@ -646,68 +646,94 @@ impl<S: System> Applier<S> {
         let dir = self.check_dir();
         let stage = dir.join("stage");
         let http = self.layout.nginx_sites_dir.join(HTTP_CONF_FILE);
-        let mut staged = Vec::with_capacity(plan.check_vhosts.len() + 1);
-        let mut renames: Vec<(String, String)> = Vec::new();
+        self.with_staged(|staged| {
+            let certs = self.stage_certs(plan, "nginx-", staged)?;
+            let mut include = |live: &PathBuf| -> Result<String, ApplyError> {
+                // The new content, or (when certificates change under it) the live one.
+                let bytes = match plan.files.get(live) {
+                    Some(Some((bytes, _))) => Some(bytes.clone()),
+                    _ if !certs.is_empty() => self.system.read(live)?,
+                    _ => None,
+                };
+                let Some(bytes) = bytes else {
+                    return Ok(live.display().to_string());
+                };
+                let copy = stage.join(live.file_name().unwrap_or_default());
+                self.system
+                    .write_unsynced(&copy, &certs.point(&bytes), 0o600)?;
+                let shown = copy.display().to_string();
+                staged.push(copy);
+                Ok(shown)
+            };
+            let mut conf = format!(
+                "pid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log;\nevents {{}}\nhttp {{\n    include {http};\n",
+                dir = dir.display(),
+                http = include(&http)?,
+            );
+            for v in &plan.check_vhosts {
+                conf.push_str("    include ");
+                conf.push_str(&include(v)?);
+                conf.push_str(";\n");
+            }
+            conf.push_str("}\n");
+            let conf_path = dir.join("nginx.conf");
+            self.system
+                .write_atomic(&conf_path, conf.as_bytes(), 0o600)?;
+            let conf_arg = conf_path.display().to_string();
+            let err_arg = dir.join("nginx-error.log").display().to_string();
+            self.system
+                .run(
+                    &self.layout.nginx_bin,
+                    &["-t", "-q", "-e", &err_arg, "-c", &conf_arg],
+                )
+                .map(drop)
+                .map_err(|e| rejected("nginx", e))
+        })
+    }
+
+    /// Runs `f`, which may put copies into the check directory (keys among them), then
+    /// removes every copy it made, whatever `f` returned.
+    fn with_staged<T>(
+        &self,
+        f: impl FnOnce(&mut Vec<PathBuf>) -> Result<T, ApplyError>,
+    ) -> Result<T, ApplyError> {
+        let mut staged = Vec::new();
+        let result = f(&mut staged);
+        let mut removed = Ok(());
+        for copy in staged {
+            if let Err(e) = self.system.remove(&copy) {
+                removed = Err(e);
+            }
+        }
+        let value = result?;
+        removed?;
+        Ok(value)
+    }
+
+    /// Copies the plan's new certificates and keys into the check directory (names prefixed
+    /// with `prefix`), so that a validator reads the new pair: [`StagedCerts::point`] turns a
+    /// configuration text's live paths into the copies'.
+    fn stage_certs(
+        &self,
+        plan: &Plan,
+        prefix: &str,
+        staged: &mut Vec<PathBuf>,
+    ) -> Result<StagedCerts, ApplyError> {
+        let stage = self.check_dir().join("stage");
+        let mut renames = Vec::new();
         for (live, content) in &plan.files {
             if let (true, Some((bytes, _))) = (live.starts_with(&self.layout.cert_dir), content) {
-                let copy = stage.join(live.file_name().unwrap_or_default());
+                let name = live
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default();
+                let copy = stage.join(format!("{prefix}{name}"));
                 self.system.write_unsynced(&copy, bytes, 0o600)?;
                 renames.push((live.display().to_string(), copy.display().to_string()));
                 staged.push(copy);
             }
         }
-        let mut include = |live: &PathBuf| -> Result<String, ApplyError> {
-            // The new content, or (when certificates change under it) the live one.
-            let bytes = match plan.files.get(live) {
-                Some(Some((bytes, _))) => Some(bytes.clone()),
-                _ if !renames.is_empty() => self.system.read(live)?,
-                _ => None,
-            };
-            let Some(bytes) = bytes else {
-                return Ok(live.display().to_string());
-            };
-            let copy = stage.join(live.file_name().unwrap_or_default());
-            if renames.is_empty() {
-                self.system.write_unsynced(&copy, &bytes, 0o600)?;
-            } else {
-                let mut text = String::from_utf8_lossy(&bytes).into_owned();
-                for (from, to) in &renames {
-                    text = text.replace(from, to);
-                }
-                self.system.write_unsynced(&copy, text.as_bytes(), 0o600)?;
-            }
-            let shown = copy.display().to_string();
-            staged.push(copy);
-            Ok(shown)
-        };
-        let mut conf = format!(
-            "pid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log;\nevents {{}}\nhttp {{\n    include {http};\n",
-            dir = dir.display(),
-            http = include(&http)?,
-        );
-        for v in &plan.check_vhosts {
-            conf.push_str("    include ");
-            conf.push_str(&include(v)?);
-            conf.push_str(";\n");
-        }
-        conf.push_str("}\n");
-        let conf_path = dir.join("nginx.conf");
-        self.system
-            .write_atomic(&conf_path, conf.as_bytes(), 0o600)?;
-        let conf_arg = conf_path.display().to_string();
-        let err_arg = dir.join("nginx-error.log").display().to_string();
-        let result = self
-            .system
-            .run(
-                &self.layout.nginx_bin,
-                &["-t", "-q", "-e", &err_arg, "-c", &conf_arg],
-            )
-            .map(drop)
-            .map_err(|e| rejected("nginx", e));
-        for copy in staged {
-            self.system.remove(&copy)?;
-        }
-        result
+        Ok(StagedCerts { renames })
     }
 
     /// `php-fpm -t` over `pools` only.
@@ -765,33 +791,46 @@ impl<S: System> Applier<S> {
     /// `doveconf -n` over the live configuration followed by the staged settings file (later
     /// settings win in Dovecot, so this is the configuration the reload will read).
     fn check_dovecot(&self, plan: &Plan, snippet: &PathBuf) -> Result<(), ApplyError> {
-        let dir = self.check_dir();
         let Some(Some((bytes, _))) = plan.files.get(snippet) else {
             return Ok(());
         };
-        let mut text = String::from_utf8_lossy(bytes).into_owned();
-        let stage = dir.join("stage");
-        for (live, content) in &plan.files {
-            if let (true, Some((cert, _))) = (live.starts_with(&self.layout.cert_dir), content) {
-                let copy = stage.join(format!(
-                    "dovecot-{}",
-                    live.file_name()
-                        .map(|n| n.to_string_lossy())
-                        .unwrap_or_default()
-                ));
-                self.system.write_unsynced(&copy, cert, 0o600)?;
-                text = text.replace(&live.display().to_string(), &copy.display().to_string());
-            }
+        self.with_staged(|staged| {
+            let certs = self.stage_certs(plan, "dovecot-", staged)?;
+            let dir = self.check_dir();
+            let mut conf =
+                format!("!include {}\n", self.layout.dovecot_config.display()).into_bytes();
+            conf.extend_from_slice(&certs.point(bytes));
+            let conf_path = dir.join("dovecot.conf");
+            self.system.write_atomic(&conf_path, &conf, 0o600)?;
+            let conf_arg = conf_path.display().to_string();
+            self.system
+                .run(&self.layout.doveconf_bin, &["-c", &conf_arg, "-n"])
+                .map(drop)
+                .map_err(|e| rejected("doveconf", e))
+        })
+    }
+}
+
+/// Staged copies of a plan's certificates and keys, by the live paths they replace.
+struct StagedCerts {
+    renames: Vec<(String, String)>,
+}
+
+impl StagedCerts {
+    fn is_empty(&self) -> bool {
+        self.renames.is_empty()
+    }
+
+    /// `text` with each live certificate or key path replaced by its staged copy's.
+    fn point(&self, text: &[u8]) -> Vec<u8> {
+        if self.renames.is_empty() {
+            return text.to_vec();
         }
-        let conf = format!("!include {}\n{text}", self.layout.dovecot_config.display());
-        let conf_path = dir.join("dovecot.conf");
-        self.system
-            .write_atomic(&conf_path, conf.as_bytes(), 0o600)?;
-        let conf_arg = conf_path.display().to_string();
-        self.system
-            .run(&self.layout.doveconf_bin, &["-c", &conf_arg, "-n"])
-            .map(drop)
-            .map_err(|e| rejected("doveconf", e))
+        let mut text = String::from_utf8_lossy(text).into_owned();
+        for (from, to) in &self.renames {
+            text = text.replace(from, to);
+        }
+        text.into_bytes()
     }
 }
 

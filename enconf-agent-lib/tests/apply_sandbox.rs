@@ -326,6 +326,11 @@ fn the_mail_certificate_configures_the_mail_services_there_are() {
     assert!(cmds.contains("postfix -c /etc/postfix reload"), "{cmds}");
     assert!(cmds.contains("kill -HUP 400"), "{cmds}");
     assert!(!cmds.contains("nginx"), "nginx is not involved: {cmds}");
+    let stage = host("/srv/state/check/stage");
+    let left: Vec<_> = std::fs::read_dir(&stage)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "no staged copy of the key is left: {left:?}");
 
     a.system().clear_commands();
     assert!(!put(&a).unwrap(), "the same again changes nothing");
