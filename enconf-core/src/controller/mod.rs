@@ -348,6 +348,17 @@ impl Controller {
         }
     }
 
+    /// A server named in a request body: one that does not exist is the input's fault (`422`
+    /// naming `field`), not a missing path (`404`).
+    async fn named_server(&self, id: ServerId, field: &str) -> Result<Server> {
+        match self.store.server(id).await {
+            Err(StoreError::NotFound { .. }) => {
+                Err(crate::domain::Rule::UnknownServer.at(field).into())
+            }
+            other => Ok(other?),
+        }
+    }
+
     /// Refuses when the server's agent is known to be offline.
     fn require_online(server: &Server) -> Result<()> {
         if server.health.reachable {
@@ -378,14 +389,7 @@ impl Controller {
     pub async fn create_account(&self, input: &AccountInput) -> Result<AccountView> {
         let new = input.validate()?;
         if let Some(id) = new.server {
-            match self.store.server(id).await {
-                Ok(server) => Self::require_online(&server)?,
-                // A named server that does not exist is the input's fault.
-                Err(StoreError::NotFound { .. }) => {
-                    return Err(crate::domain::Rule::UnknownServer.at("server_id").into());
-                }
-                Err(e) => return Err(e.into()),
-            }
+            Self::require_online(&self.named_server(id, "server_id").await?)?;
         }
         let account = self
             .store
@@ -481,15 +485,7 @@ impl Controller {
             return Ok(AccountView::from(&account));
         }
         let source = self.store.server(account.server_id).await?;
-        let target = match self.store.server(target_id).await {
-            Ok(t) => t,
-            Err(StoreError::NotFound { .. }) => {
-                return Err(crate::domain::Rule::UnknownServer
-                    .at("target_server_id")
-                    .into());
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let target = self.named_server(target_id, "target_server_id").await?;
         Self::require_online(&source)?;
         crate::placement::check_named(
             &crate::placement::Candidate::from(&target),

@@ -35,6 +35,9 @@ pub enum IssueError {
     Challenge(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The request named no name to cover.
+    #[error("no name to issue a certificate for")]
+    NoName,
 }
 
 impl From<instant_acme::Error> for IssueError {
@@ -83,6 +86,9 @@ impl Issuer for SelfSigned {
     }
 
     async fn issue(&self, request: IssueRequest<'_>) -> Result<CertBundle, IssueError> {
+        if request.names.is_empty() {
+            return Err(IssueError::NoName);
+        }
         Ok(cert::self_signed(request.names, request.now)?)
     }
 }
