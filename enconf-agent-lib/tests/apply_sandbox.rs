@@ -330,7 +330,10 @@ fn the_mail_certificate_configures_the_mail_services_there_are() {
     let left: Vec<_> = std::fs::read_dir(&stage)
         .map(|d| d.map(|e| e.unwrap().file_name()).collect())
         .unwrap_or_default();
-    assert!(left.is_empty(), "no staged copy of the key is left: {left:?}");
+    assert!(
+        left.is_empty(),
+        "no staged copy of the key is left: {left:?}"
+    );
 
     a.system().clear_commands();
     assert!(!put(&a).unwrap(), "the same again changes nothing");

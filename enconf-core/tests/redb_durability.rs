@@ -186,9 +186,6 @@ fn a_killed_process_loses_no_commit() {
             .await
             .unwrap();
         assert_eq!(next.id.0, servers.len() as u64 + 1);
-        store
-            .record_health(next.id, Health::default())
-            .await
-            .unwrap();
+        store.record_health(&next, Health::default()).await.unwrap();
     });
 }

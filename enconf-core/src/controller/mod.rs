@@ -312,12 +312,6 @@ impl Controller {
                 ),
             ),
         };
-        // The URL or token may have been edited while the check ran; what was seen then says
-        // nothing about the new endpoint (whose edit runs a check of its own).
-        let current = self.store.server(server.id).await?;
-        if AgentEndpoint::from(&current) != endpoint {
-            return Ok(current);
-        }
         if health.reachable != server.health.reachable {
             tracing::info!(
                 server = %server.id,
@@ -326,7 +320,9 @@ impl Controller {
                 "agent reachability changed"
             );
         }
-        Ok(self.store.record_health(server.id, health).await?)
+        // Not recorded when the URL or token was edited while the check ran (the edit runs a
+        // check of its own): the store compares them in the recording transaction.
+        Ok(self.store.record_health(&server, health).await?)
     }
 
     /// The health of a server whose agent did not answer: what was known stays, the error is new.
@@ -343,7 +339,7 @@ impl Controller {
     /// once rather than at the next health check.
     async fn mark_unreachable(&self, server: &Server, error: &TransportError) {
         let health = self.unreachable(server, error.to_string());
-        if let Err(e) = self.store.record_health(server.id, health).await {
+        if let Err(e) = self.store.record_health(server, health).await {
             tracing::warn!(server = %server.id, error = %e, "could not record the agent as offline");
         }
     }

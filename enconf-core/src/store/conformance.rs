@@ -104,7 +104,7 @@ pub async fn online_server(store: &dyn Store, name: &str, roles: &str) -> Server
         .insert_server(spec(name, roles), token(name))
         .await
         .unwrap();
-    store.record_health(s.id, online()).await.unwrap();
+    store.record_health(&s, online()).await.unwrap();
     s.id
 }
 
@@ -221,8 +221,32 @@ pub async fn update_keeps_token_and_health(store: Arc<dyn Store>) {
         last_error: Some("connection refused".into()),
         ..online()
     };
-    store.record_health(id, offline.clone()).await.unwrap();
+    store.record_health(&s, offline.clone()).await.unwrap();
     assert_eq!(store.server(id).await.unwrap().health, offline);
+
+    // A check that began before the URL or token changed is not recorded.
+    let mut moved = s.spec.clone();
+    moved.agent_url = "http://web1.example.com:50001".parse().unwrap();
+    let after = store.update_server(id, moved, None).await.unwrap();
+    let kept = store.record_health(&s, online()).await.unwrap();
+    assert_eq!(kept.health, offline, "stale URL");
+    let stale_token = store
+        .update_server(id, after.spec.clone(), Some(token("newer")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.record_health(&after, online()).await.unwrap().health,
+        offline,
+        "stale token"
+    );
+    assert_eq!(
+        store
+            .record_health(&stale_token, online())
+            .await
+            .unwrap()
+            .health,
+        online()
+    );
 }
 
 pub async fn missing_objects_are_not_found(store: Arc<dyn Store>) {
@@ -240,7 +264,12 @@ pub async fn missing_objects_are_not_found(store: Arc<dyn Store>) {
             .await
             .map(drop),
     );
-    server(store.record_health(ServerId(42), online()).await.map(drop));
+    let mut ghost = store
+        .insert_server(spec("ghost", "web"), token("ghost"))
+        .await
+        .unwrap();
+    ghost.id = ServerId(42);
+    server(store.record_health(&ghost, online()).await.map(drop));
     server(store.delete_server(ServerId(42)).await);
     server(store.accounts_on(ServerId(42)).await.map(drop));
     server(

@@ -480,11 +480,18 @@ impl<B: Backend> Store for KvStore<B> {
             .await
     }
 
-    async fn record_health(&self, id: ServerId, health: Health) -> Result<Server, StoreError> {
+    async fn record_health(&self, checked: &Server, health: Health) -> Result<Server, StoreError> {
+        let (id, url, token) = (
+            checked.id,
+            checked.spec.agent_url.clone(),
+            checked.token.clone(),
+        );
         self.write(move |tx| {
             let mut record = load_record(tx, id)?;
-            record.health = health;
-            save_record(tx, id, &record)?;
+            if record.spec.agent_url == url && record.token == token {
+                record.health = health;
+                save_record(tx, id, &record)?;
+            }
             Ok(to_server(id, record, account_count(tx, id)?))
         })
         .await

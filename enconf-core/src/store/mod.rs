@@ -75,8 +75,10 @@ pub trait Store: Send + Sync + fmt::Debug {
         spec: ServerSpec,
         token: Option<AgentToken>,
     ) -> Result<Server, StoreError>;
-    /// Records what the health monitor saw.
-    async fn record_health(&self, id: ServerId, health: Health) -> Result<Server, StoreError>;
+    /// Records what a check of `checked` (the server as read before the check) saw. When the
+    /// server's agent URL or token changed since, the result is about an endpoint that is no
+    /// longer the server's: nothing is recorded and the server is returned as it is.
+    async fn record_health(&self, checked: &Server, health: Health) -> Result<Server, StoreError>;
     /// Deletes a server that hosts no accounts.
     async fn delete_server(&self, id: ServerId) -> Result<(), StoreError>;
 
