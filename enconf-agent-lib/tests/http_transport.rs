@@ -23,10 +23,7 @@ fn endpoint(url: String, token: &str) -> AgentEndpoint {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_agents_and_failure_classes() {
     let dir = tempfile::tempdir().unwrap();
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let (_, cert, key) = common::localhost_cert(dir.path());
     let agent = Agent::new(
         AgentToken::parse(TOKEN).unwrap(),
         sandbox_applier(dir.path()),

@@ -11,6 +11,15 @@ use std::process::Command;
 use common::*;
 use serde_json::{Value, json};
 
+/// The answer is `503 agent_offline`.
+fn assert_offline((status, body): (u16, Value)) {
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("agent_offline")),
+        "{body}"
+    );
+}
+
 #[test]
 fn controller_and_two_agents_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
@@ -105,39 +114,24 @@ fn controller_and_two_agents_end_to_end() {
         env!("CARGO_PKG_VERSION"),
         "the last known version stays"
     );
-    let (status, err) = api(
+    assert_offline(api(
         api_port,
         "POST",
         "/api/v1/accounts",
         Some(json!({"username": "blog", "domains": ["blog.example"], "server_id": web_id})),
-    );
-    assert_eq!(
-        (status, err["error"]["code"].as_str()),
-        (503, Some("agent_offline")),
-        "{err}"
-    );
-    let (status, err) = api(
+    ));
+    assert_offline(api(
         api_port,
         "POST",
         "/api/v1/accounts",
         Some(json!({"username": "blog", "domains": ["blog.example"]})),
-    );
-    assert_eq!(
-        (status, err["error"]["code"].as_str()),
-        (503, Some("agent_offline")),
-        "{err}"
-    );
-    let (status, err) = api(
+    ));
+    assert_offline(api(
         api_port,
         "DELETE",
         &format!("/api/v1/accounts/{account_id}"),
         None,
-    );
-    assert_eq!(
-        (status, err["error"]["code"].as_str()),
-        (503, Some("agent_offline")),
-        "{err}"
-    );
+    ));
     let (_, accounts) = api(api_port, "GET", "/api/v1/accounts", None);
     assert_eq!(
         accounts.as_array().unwrap().len(),

@@ -126,3 +126,18 @@ pub fn tls_client(root: &[u8]) -> std::sync::Arc<rustls::ClientConfig> {
     .with_no_client_auth();
     std::sync::Arc::new(config)
 }
+
+/// A self-signed certificate for `localhost`, written to `dir/cert.pem` and `dir/key.pem`.
+pub fn localhost_cert(
+    dir: &Path,
+) -> (
+    rcgen::CertifiedKey<rcgen::KeyPair>,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    (ck, cert, key)
+}
