@@ -385,3 +385,61 @@ fn the_mail_certificate_is_served_by_postfix_and_dovecot() {
     );
     assert_eq!(key_mode & 0o777, 0o600);
 }
+
+#[test]
+fn the_panel_proxies_to_its_upstream_over_https() {
+    let Some(svc) = services::start() else {
+        return;
+    };
+    // The panel back end: answers with the headers nginx passed on.
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_port = upstream.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        for stream in upstream.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(&stream);
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let proto = head
+                .lines()
+                .find_map(|l| l.strip_prefix("X-Forwarded-Proto: "))
+                .unwrap_or("none")
+                .to_owned();
+            let body = format!("panel via {proto}");
+            let _ = (&stream).write_all(
+                format!(
+                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    let upstream_url = format!("http://127.0.0.1:{upstream_port}");
+    let a = applier(&svc, &[("AGENT_PANEL_UPSTREAM", upstream_url.as_str())]);
+    let name: enconf_core::domain::DomainName = "panel2.enconf-test.example".parse().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let pair = enconf_core::ssl::cert::self_signed(std::slice::from_ref(&name), now).unwrap();
+    let der = enconf_core::ssl::cert::parse_chain(&pair.chain_pem).unwrap()[0].to_vec();
+    a.put_certificate(
+        enconf_core::ssl::CertKind::Panel,
+        std::slice::from_ref(&name),
+        &pair.chain_pem,
+        &pair.key_pem,
+    )
+    .unwrap();
+    let mut answer = String::new();
+    services::wait_for("nginx proxying to the panel", || {
+        answer = services::https_get(svc.https_port, name.as_str(), &der)
+            .map(|(a, _)| a)
+            .unwrap_or_default();
+        answer.starts_with("HTTP/1.1 200")
+    });
+    assert!(answer.ends_with("panel via https"), "{answer}");
+}

@@ -313,20 +313,28 @@ pub fn http(
     (status, body)
 }
 
-/// The certificate nginx presents for `name` on `port`, trusting only `trusted` (DER).
-pub fn served_certificate(port: u16, name: &str, trusted: &[u8]) -> Result<Vec<u8>, String> {
+/// `GET /` over TLS to nginx on `port` for `name`, trusting only `trusted` (DER): the answer
+/// and the certificate presented.
+pub fn https_get(port: u16, name: &str, trusted: &[u8]) -> Result<(String, Vec<u8>), String> {
+    use std::io::{Read, Write};
     let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
     let mut conn = rustls::ClientConnection::new(super::tls_client(trusted), server_name).unwrap();
     let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     let mut tls = rustls::Stream::new(&mut conn, &mut sock);
-    use std::io::{Read, Write};
     tls.write_all(format!("GET / HTTP/1.0\r\nHost: {name}\r\n\r\n").as_bytes())
         .map_err(|e| e.to_string())?;
     let mut answer = String::new();
     let _ = tls.read_to_string(&mut answer);
+    let chain = conn.peer_certificates().ok_or("no certificate")?;
+    Ok((answer, chain[0].as_ref().to_vec()))
+}
+
+/// The certificate nginx presents for `name` on `port` (whose panel answers 404 without an
+/// upstream), trusting only `trusted`.
+pub fn served_certificate(port: u16, name: &str, trusted: &[u8]) -> Result<Vec<u8>, String> {
+    let (answer, cert) = https_get(port, name, trusted)?;
     if !answer.starts_with("HTTP/1.1 404") {
         return Err(format!("unexpected answer: {answer}"));
     }
-    let chain = conn.peer_certificates().ok_or("no certificate")?;
-    Ok(chain[0].as_ref().to_vec())
+    Ok(cert)
 }
