@@ -90,10 +90,10 @@ $("#logout").addEventListener("click", logout);
 async function refresh() {
   try {
     servers = await api("GET", "/servers");
-    $("#servers-error").textContent = "";
+    $("#load-error").textContent = "";
     render();
   } catch (err) {
-    if (err.status !== 401) $("#servers-error").textContent = `Cannot load the servers: ${err.message}`;
+    if (err.status !== 401) $("#load-error").textContent = `Cannot load the servers: ${err.message}`;
   }
 }
 
