@@ -561,6 +561,40 @@ pub async fn settings_round_trip(store: Arc<dyn Store>) {
         Some(serde_json::json!(2))
     );
     assert_eq!(store.setting("other").await.unwrap(), None);
+
+    // Prefixes: only the keys that start with it, in key order, and nothing else.
+    for (k, v) in [
+        ("ssl:2:panel", 1),
+        ("ssl:1:mail", 2),
+        ("ssl:1:panel", 3),
+        ("ssl", 4),
+    ] {
+        store.put_setting(k, serde_json::json!(v)).await.unwrap();
+    }
+    let listed = store.settings_with_prefix("ssl:").await.unwrap();
+    let keys: Vec<_> = listed.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["ssl:1:mail", "ssl:1:panel", "ssl:2:panel"]);
+    assert_eq!(listed[0].1, serde_json::json!(2));
+    assert!(
+        store
+            .settings_with_prefix("nothing:")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.settings_with_prefix("").await.unwrap().len(), 5);
+
+    store.delete_setting("ssl:1:mail").await.unwrap();
+    assert_eq!(store.setting("ssl:1:mail").await.unwrap(), None);
+    store.delete_setting("ssl:1:mail").await.unwrap(); // not there: no error
+    let keys: Vec<_> = store
+        .settings_with_prefix("ssl:")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, ["ssl:1:panel", "ssl:2:panel"]);
 }
 
 pub async fn concurrent_creates_respect_limits(store: Arc<dyn Store>) {

@@ -568,4 +568,27 @@ impl<B: Backend> Store for KvStore<B> {
         self.write(move |tx| tx.put(Table::Settings, key.as_bytes(), &encode(&value)?))
             .await
     }
+
+    async fn delete_setting(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.write(move |tx| tx.delete(Table::Settings, key.as_bytes()))
+            .await
+    }
+
+    async fn settings_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let prefix = prefix.to_owned();
+        self.read(move |tx| {
+            tx.scan(Table::Settings, prefix.as_bytes())?
+                .into_iter()
+                .map(|(k, v)| {
+                    let key = String::from_utf8(k).map_err(StoreError::backend)?;
+                    Ok((key, decode(&v)?))
+                })
+                .collect()
+        })
+        .await
+    }
 }

@@ -108,6 +108,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// A setting (ACME account, admin token location, newest agent version…), as JSON.
     async fn setting(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError>;
     async fn put_setting(&self, key: &str, value: serde_json::Value) -> Result<(), StoreError>;
+    /// Removes a setting; removing one that is not there is not an error.
+    async fn delete_setting(&self, key: &str) -> Result<(), StoreError>;
+    /// Every setting whose key starts with `prefix`, in key order, read in one transaction.
+    async fn settings_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
 }
 
 /// What kind of object a [`StoreError::NotFound`] is about.
