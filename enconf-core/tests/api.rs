@@ -1132,6 +1132,10 @@ async fn the_install_script_is_served_as_a_shell_script() {
 struct FakeAcme {
     fail: std::sync::atomic::AtomicBool,
     issued: std::sync::atomic::AtomicUsize,
+    /// Held by a test to keep orders open after their challenge.
+    gate: tokio::sync::Mutex<()>,
+    /// Orders that returned, issued or not.
+    returned: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait]
@@ -1153,6 +1157,8 @@ impl enconf_core::ssl::issue::Issuer for FakeAcme {
             .await
             .map_err(enconf_core::ssl::issue::IssueError::Challenge)?;
         request.challenges.withdraw(&token).await;
+        drop(self.gate.lock().await);
+        self.returned.fetch_add(1, Ordering::SeqCst);
         if self.fail.load(Ordering::SeqCst) {
             return Err(enconf_core::ssl::issue::IssueError::Acme(
                 "urn:ietf:params:acme:error:connection: refused".into(),
@@ -1359,6 +1365,86 @@ async fn wait_not_pending(h: &Harness, path: &str) -> Value {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Lets an ACME order held at the gate finish: waits until it returned, then gives the
+/// attempt's install and record (in-memory fakes, no waits) time to run.
+async fn release_order(acme: &FakeAcme, gate: tokio::sync::MutexGuard<'_, ()>, returned: usize) {
+    use std::sync::atomic::Ordering;
+    drop(gate);
+    for _ in 0..1000 {
+        if acme.returned.load(Ordering::SeqCst) == returned {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(acme.returned.load(Ordering::SeqCst), returned);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn an_acme_order_finishing_late_never_overrides_what_was_set_meanwhile() {
+    let acme = Arc::new(FakeAcme::default());
+    let (h, _clock) = ssl_harness(Some(Arc::clone(&acme)));
+    let id = h.add_server("web1", &["web"]).await;
+    let panel = format!("/api/v1/servers/{id}/ssl/panel");
+    let set = |mode: &str| h.call("PUT", &panel, Some(json!({ "mode": mode })));
+
+    // Switched to self-signed while the order is open: the ACME certificate is not installed.
+    let gate = acme.gate.lock().await;
+    assert_eq!(set("letsencrypt").await.1["status"], "pending");
+    let (status, state) = set("selfsigned").await;
+    assert_eq!((status, state["mode"].as_str()), (200, Some("selfsigned")));
+    let selfsigned = h.fakes.cert(&url("web1"), "panel").unwrap();
+    release_order(&acme, gate, 1).await;
+    assert_eq!(
+        h.fakes.cert(&url("web1"), "panel").unwrap(),
+        selfsigned,
+        "the late ACME certificate replaced the self-signed one on the agent"
+    );
+    let state = h.call("GET", &panel, None).await.1;
+    assert_eq!(
+        (state["mode"].as_str(), state["status"].as_str()),
+        (Some("selfsigned"), Some("active"))
+    );
+
+    // The hostname changed while the order was open: recorded as a failure, not installed.
+    let gate = acme.gate.lock().await;
+    assert_eq!(set("letsencrypt").await.1["status"], "pending");
+    let (status, body) = h
+        .call(
+            "PATCH",
+            &format!("/api/v1/servers/{id}"),
+            Some(json!({"hostname": "web1b.example.com"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    release_order(&acme, gate, 2).await;
+    assert_eq!(h.fakes.cert(&url("web1"), "panel").unwrap(), selfsigned);
+    let state = h.call("GET", &panel, None).await.1;
+    assert_eq!(state["mode"], "letsencrypt");
+    assert!(
+        state["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("names changed"),
+        "{state}"
+    );
+
+    // A deleted server's records are gone from the store, not left as nulls.
+    assert_eq!(
+        h.call("DELETE", &format!("/api/v1/servers/{id}"), None)
+            .await
+            .0,
+        204
+    );
+    let left = h
+        .controller
+        .store()
+        .settings_with_prefix("ssl:")
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[tokio::test]

@@ -166,8 +166,8 @@ pub struct Controller {
     /// The issuer of `letsencrypt` certificates; `None`: ACME is not configured.
     acme: Option<Arc<dyn crate::ssl::issue::Issuer>>,
     clock: Clock,
-    /// Certificates being issued now, so that one is not issued twice at once.
-    issuing: Arc<std::sync::Mutex<std::collections::HashSet<(ServerId, crate::ssl::CertKind)>>>,
+    /// Who is issuing and installing which certificate now.
+    ssl_work: Arc<ssl::SslWork>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -193,7 +193,7 @@ impl Controller {
             config,
             acme: None,
             clock: Arc::new(OffsetDateTime::now_utc),
-            issuing: Arc::default(),
+            ssl_work: Arc::default(),
         }
     }
 

@@ -11,6 +11,7 @@
 //! - Renewal: [`Controller::renew_due`] (run by the monitor every round) renews ACME
 //!   certificates [`renew_before`](super::ControllerConfig::renew_before) their expiry.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -32,8 +33,21 @@ const MAX_BACKOFF: time::Duration = time::Duration::hours(24);
 /// The wait after the first failure; doubled after each further one.
 const FIRST_BACKOFF: time::Duration = time::Duration::minutes(30);
 
+/// Where certificate records are kept in the store's settings.
+const SETTING_PREFIX: &str = "ssl:";
+
 fn setting_key(server: ServerId, kind: CertKind) -> String {
-    format!("ssl:{server}:{kind}")
+    format!("{SETTING_PREFIX}{server}:{kind}")
+}
+
+/// A stored record; `null` is how releases before `delete_setting` forgot one.
+fn parse_record(value: serde_json::Value) -> Result<Option<SslRecord>> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|e| StoreError::Backend(Box::new(e)).into())
 }
 
 /// A certificate as the controller keeps it (with its key: the store is private).
@@ -86,6 +100,84 @@ fn backoff(failures: u32) -> time::Duration {
     (FIRST_BACKOFF * 2_i32.pow(doublings)).min(MAX_BACKOFF)
 }
 
+/// ACME attempts that may run at once (each holds an order open at the CA and challenge
+/// answers on an agent); renewal rounds with more due certificates queue for a slot.
+const ACME_SLOTS: usize = 8;
+
+type CertId = (ServerId, CertKind);
+
+/// Who is issuing and installing which certificate now.
+#[derive(Debug)]
+pub(super) struct SslWork {
+    /// Certificates with an ACME attempt under way, so that one is not issued twice at once.
+    issuing: std::sync::Mutex<HashSet<CertId>>,
+    /// One lock per certificate, held from reading its record to saving it, around the install
+    /// on the agent: a mode switch and a finishing ACME attempt cannot cross.
+    installs: std::sync::Mutex<HashMap<CertId, Arc<tokio::sync::Mutex<()>>>>,
+    acme_slots: tokio::sync::Semaphore,
+}
+
+impl Default for SslWork {
+    fn default() -> Self {
+        Self {
+            issuing: std::sync::Mutex::default(),
+            installs: std::sync::Mutex::default(),
+            acme_slots: tokio::sync::Semaphore::new(ACME_SLOTS),
+        }
+    }
+}
+
+impl SslWork {
+    /// Marks `cert` as being issued until the claim is dropped (also when the attempt panics
+    /// or is cancelled); `None` if it already is.
+    fn claim(self: &Arc<Self>, cert: CertId) -> Option<IssuingClaim> {
+        let mut issuing = self
+            .issuing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        issuing.insert(cert).then(|| IssuingClaim {
+            work: Arc::clone(self),
+            cert,
+        })
+    }
+
+    /// Waits for the install lock of `cert`.
+    async fn lock(&self, cert: CertId) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut installs = self
+                .installs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(installs.entry(cert).or_default())
+        };
+        lock.lock_owned().await
+    }
+
+    /// Drops the install locks of a deleted server.
+    fn forget(&self, server: ServerId) {
+        self.installs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(id, _), _| *id != server);
+    }
+}
+
+/// See [`SslWork::claim`].
+struct IssuingClaim {
+    work: Arc<SslWork>,
+    cert: CertId,
+}
+
+impl Drop for IssuingClaim {
+    fn drop(&mut self) {
+        self.work
+            .issuing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.cert);
+    }
+}
+
 /// Answers HTTP-01 challenges through the server's agent.
 #[derive(Debug)]
 struct AgentChallenges {
@@ -123,10 +215,8 @@ impl ChallengeResponder for AgentChallenges {
 impl Controller {
     async fn load_ssl(&self, id: ServerId, kind: CertKind) -> Result<Option<SslRecord>> {
         match self.store.setting(&setting_key(id, kind)).await? {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(value) => serde_json::from_value(value)
-                .map(Some)
-                .map_err(|e| StoreError::Backend(Box::new(e)).into()),
+            Some(value) => parse_record(value),
+            None => Ok(None),
         }
     }
 
@@ -141,11 +231,12 @@ impl Controller {
     /// Forgets a deleted server's certificates.
     pub(super) async fn forget_ssl(&self, id: ServerId) {
         for kind in [CertKind::Panel, CertKind::Mail] {
-            let key = setting_key(id, kind);
-            if let Err(e) = self.store.put_setting(&key, serde_json::Value::Null).await {
+            let _install = self.ssl_work.lock((id, kind)).await;
+            if let Err(e) = self.store.delete_setting(&setting_key(id, kind)).await {
                 tracing::warn!(server = %id, error = %e, "could not forget a certificate");
             }
         }
+        self.ssl_work.forget(id);
     }
 
     /// The names a certificate of `kind` covers on `server`.
@@ -187,6 +278,7 @@ impl Controller {
                     .acme
                     .clone()
                     .ok_or_else(|| Rule::AcmeNotConfigured.at("mode"))?;
+                let _install = self.ssl_work.lock((id, kind)).await;
                 let previous = self.load_ssl(id, kind).await?;
                 let record = SslRecord {
                     mode: SslMode::Letsencrypt,
@@ -203,25 +295,26 @@ impl Controller {
                 return Ok(record.state());
             }
         };
-        let (bundle, info) = self.obtain(&server, kind, &names, &*issuer).await?;
+        let (bundle, info) = self.issue(&server, &names, &*issuer).await?;
+        let _install = self.ssl_work.lock((id, kind)).await;
+        self.install(&server, kind, &names, &bundle).await?;
         let record = SslRecord::installed(issuer.mode(), bundle, info);
         self.save_ssl(id, kind, &record).await?;
         tracing::info!(server = %id, %kind, mode = ?record.mode, "certificate installed");
         Ok(record.state())
     }
 
-    /// Issues a certificate and has the agent install it.
-    async fn obtain(
+    /// Has `issuer` issue (or check) a certificate for `names`, answering challenges through
+    /// the server's agent.
+    async fn issue(
         &self,
         server: &Server,
-        kind: CertKind,
         names: &[DomainName],
         issuer: &dyn Issuer,
     ) -> Result<(CertBundle, CertInfo)> {
-        let endpoint = AgentEndpoint::from(server);
         let challenges = AgentChallenges {
             transport: Arc::clone(&self.transport),
-            endpoint: endpoint.clone(),
+            endpoint: AgentEndpoint::from(server),
         };
         let request = IssueRequest {
             names,
@@ -230,56 +323,81 @@ impl Controller {
         };
         let bundle = issuer.issue(request).await?;
         let info = cert::info(&bundle.chain_pem).map_err(IssueError::from)?;
+        Ok((bundle, info))
+    }
+
+    /// Has the server's agent install a certificate; the caller holds its install lock.
+    async fn install(
+        &self,
+        server: &Server,
+        kind: CertKind,
+        names: &[DomainName],
+        bundle: &CertBundle,
+    ) -> Result<()> {
+        let endpoint = AgentEndpoint::from(server);
         let client = AgentClient::new(&*self.transport, &endpoint);
-        if let Err(e) = client.put_certificate(kind, names, &bundle).await {
+        if let Err(e) = client.put_certificate(kind, names, bundle).await {
             if e.is_offline() {
                 self.mark_unreachable(server, &e).await;
             }
             return Err(Self::agent_error(server.id, e));
         }
-        Ok((bundle, info))
+        Ok(())
     }
 
     /// One ACME attempt (first issuance or renewal), recorded whatever its outcome. A failure
-    /// keeps the installed certificate and schedules the next attempt.
+    /// keeps the installed certificate and schedules the next attempt. The certificate is
+    /// installed only if, once issued, the record still asks for ACME and the server still has
+    /// the names it was issued for.
     async fn acme_attempt(&self, id: ServerId, kind: CertKind, acme: Arc<dyn Issuer>) {
-        {
-            let mut issuing = self
-                .issuing
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !issuing.insert((id, kind)) {
-                return;
-            }
-        }
-        let outcome = async {
+        let Some(_claim) = self.ssl_work.claim((id, kind)) else {
+            return;
+        };
+        let Ok(_slot) = self.ssl_work.acme_slots.acquire().await else {
+            return; // never closed
+        };
+        let issued = async {
             let server = self.store.server(id).await?;
             let names = Self::cert_names(&server, kind)?;
             Self::require_online(&server)?;
-            self.obtain(&server, kind, &names, &*acme).await
+            let (bundle, info) = self.issue(&server, &names, &*acme).await?;
+            Ok((names, bundle, info))
         }
         .await;
-        if let Err(e) = self.record_attempt(id, kind, outcome).await {
+        if let Err(e) = self.finish_attempt(id, kind, issued).await {
             tracing::error!(server = %id, %kind, error = %e, "could not record a certificate attempt");
         }
-        self.issuing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&(id, kind));
     }
 
-    async fn record_attempt(
+    /// Installs and records what an ACME attempt issued, or records why it failed.
+    async fn finish_attempt(
         &self,
         id: ServerId,
         kind: CertKind,
-        outcome: Result<(CertBundle, CertInfo)>,
+        issued: Result<(Vec<DomainName>, CertBundle, CertInfo)>,
     ) -> Result<()> {
+        let _install = self.ssl_work.lock((id, kind)).await;
         let Some(mut record) = self.load_ssl(id, kind).await? else {
             return Ok(()); // the server was deleted meanwhile
         };
         if record.mode != SslMode::Letsencrypt {
-            return Ok(()); // switched to another mode meanwhile
+            tracing::info!(server = %id, %kind, "ACME certificate dropped: the mode was switched meanwhile");
+            return Ok(());
         }
+        let outcome = match issued {
+            Ok((names, bundle, info)) => match self.store.server(id).await {
+                Ok(server) if Self::cert_names(&server, kind).ok().as_ref() == Some(&names) => self
+                    .install(&server, kind, &names, &bundle)
+                    .await
+                    .map(|()| (bundle, info)),
+                Ok(_) => Err(ControllerError::Issue(
+                    "the server's names changed while the certificate was issued".into(),
+                )),
+                Err(StoreError::NotFound { .. }) => return Ok(()),
+                Err(e) => Err(e.into()),
+            },
+            Err(e) => Err(e),
+        };
         let now = self.now();
         match outcome {
             Ok((bundle, info)) => {
@@ -320,10 +438,21 @@ impl Controller {
         let now = self.now();
         let renew_before =
             time::Duration::try_from(self.config.renew_before).unwrap_or(time::Duration::days(30));
+        let mut records: HashMap<String, serde_json::Value> =
+            match self.store.settings_with_prefix(SETTING_PREFIX).await {
+                Ok(r) => r.into_iter().collect(),
+                Err(e) => {
+                    tracing::error!(error = %e, "renewal: cannot read the certificates");
+                    return 0;
+                }
+            };
         let mut attempts = tokio::task::JoinSet::new();
         for server in servers.iter().filter(|s| s.health.reachable) {
             for kind in [CertKind::Panel, CertKind::Mail] {
-                let record = match self.load_ssl(server.id, kind).await {
+                let Some(value) = records.remove(&setting_key(server.id, kind)) else {
+                    continue;
+                };
+                let record = match parse_record(value) {
                     Ok(Some(r)) if r.mode == SslMode::Letsencrypt => r,
                     Ok(_) => continue,
                     Err(e) => {
