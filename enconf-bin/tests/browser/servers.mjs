@@ -87,8 +87,15 @@ try {
   await spare.locator('[data-reachable="false"]').waitFor();
   assert.match(await spare.locator(".dot").getAttribute("title"), /unreachable|refused/);
 
-  step("edit: the token field is empty and the token is kept");
-  await page.getByRole("button", { name: "Edit Web 1" }).click();
+  step("edit, by keyboard: the focus survives the table's refresh; the token field is empty and kept");
+  const focusedLabel = () => page.evaluate(() => document.activeElement?.getAttribute("aria-label"));
+  for (let i = 0; i < 40 && (await focusedLabel()) !== "Edit Web 1"; i++) await page.keyboard.press("Tab");
+  assert.equal(await focusedLabel(), "Edit Web 1", "Tab reaches the edit button");
+  await page.waitForResponse((r) => r.request().method() === "GET" && r.url().endsWith("/api/v1/servers"));
+  await page.waitForTimeout(100);
+  assert.equal(await focusedLabel(), "Edit Web 1", "the refresh kept the focus");
+  await page.keyboard.press("Enter");
+  await dialog.waitFor();
   assert.equal(await page.getByLabel("Agent Token").inputValue(), "");
   assert.equal(await page.getByLabel("Name", { exact: true }).inputValue(), "Web 1");
   await page.getByLabel("Max. Accounts").fill("600");
@@ -98,8 +105,9 @@ try {
   await web1.locator('[data-reachable="true"]').waitFor();
   await page.screenshot({ path: `${SHOTS}/server-table.png` });
 
-  step("installation script");
-  await page.getByRole("button", { name: "Installation script for Web 1" }).click();
+  step("installation script, by keyboard");
+  await page.getByRole("button", { name: "Installation script for Web 1" }).focus();
+  await page.keyboard.press("Enter");
   const script = page.locator("#script-text");
   await page.waitForFunction(() => document.querySelector("#script-text").textContent.startsWith("#!/bin/sh"));
   assert.match(await script.textContent(), /systemctl enable --now netcell-webpanel-agent/);
@@ -107,7 +115,12 @@ try {
   await page.getByRole("button", { name: "Copy" }).click();
   await page.locator("#copy-status").filter({ hasText: /Copied|Selected/ }).waitFor();
   await page.screenshot({ path: `${SHOTS}/install-script.png` });
-  await page.getByRole("button", { name: "Close" }).first().click();
+  // The table refreshes behind the dialog; Escape closes it and the focus is back on the row.
+  await page.waitForResponse((r) => r.request().method() === "GET" && r.url().endsWith("/api/v1/servers"));
+  await page.keyboard.press("Escape");
+  await page.locator("#script-dialog").waitFor({ state: "hidden" });
+  await page.waitForTimeout(50);
+  assert.equal(await focusedLabel(), "Installation script for Web 1", "the focus came back to the opener");
 
   step("SSL: a self-signed panel certificate");
   await page.getByRole("button", { name: "SSL for Web 1" }).click();

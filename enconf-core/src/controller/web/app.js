@@ -121,6 +121,19 @@ function iconButton(label, name, onclick) {
   return el("button", { type: "button", class: "icon", "aria-label": label, title: label, onclick }, icon(name));
 }
 
+// A dialog gives the focus back to the button that opened it; when a refresh has rebuilt the
+// rows meanwhile, that button is gone, so the focus goes to its replacement.
+let opener = null;
+document.addEventListener("focusin", (e) => {
+  if (e.target.closest?.("#server-table, #add-server")) opener = e.target;
+});
+document.querySelectorAll("dialog").forEach((d) => d.addEventListener("close", () => {
+  if (!opener || opener.isConnected) return; // the browser has given it back
+  const label = opener.getAttribute("aria-label");
+  const again = [...document.querySelectorAll("#server-table button[aria-label]")].find((b) => b.getAttribute("aria-label") === label);
+  if (again) again.focus();
+}));
+
 function render() {
   const body = $("#server-table tbody");
   const rows = servers.map((s) => {
@@ -151,7 +164,13 @@ function render() {
         iconButton(`Delete ${s.name}`, "trash", () => removeServer(s)),
       ));
   });
+  // The rows are rebuilt on every refresh: a keyboard user keeps the focus on the same button.
+  const focused = body.contains(document.activeElement) ? document.activeElement.getAttribute("aria-label") : null;
   body.replaceChildren(...rows);
+  if (focused) {
+    const again = [...body.querySelectorAll("button[aria-label]")].find((b) => b.getAttribute("aria-label") === focused);
+    if (again) again.focus();
+  }
   $("#no-servers").hidden = servers.length > 0;
 }
 
