@@ -9,6 +9,7 @@ const FIELDS = ["name", "hostname", "mail_hostname", "agent_url", "agent_token",
 
 const $ = (sel) => document.querySelector(sel);
 let servers = [];
+let shown = null; // the list last rendered, as JSON
 let editing = null; // the server being edited, or null when adding
 let sslServer = null;
 let timer = null;
@@ -67,6 +68,9 @@ function show() {
 
 function logout() {
   sessionStorage.removeItem("enconf-admin-token");
+  servers = [];
+  shown = null;
+  render();
   show();
 }
 
@@ -89,8 +93,13 @@ $("#logout").addEventListener("click", logout);
 
 async function refresh() {
   try {
-    servers = await api("GET", "/servers");
+    const list = await api("GET", "/servers");
     $("#load-error").textContent = "";
+    // Unchanged rows are left alone, so an open tooltip (the last error) stays open.
+    const seen = JSON.stringify(list);
+    if (seen === shown) return;
+    servers = list;
+    shown = seen;
     render();
   } catch (err) {
     if (err.status !== 401) $("#load-error").textContent = `Cannot load the servers: ${err.message}`;
