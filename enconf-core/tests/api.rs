@@ -1385,10 +1385,14 @@ async fn release_order(acme: &FakeAcme, gate: tokio::sync::MutexGuard<'_, ()>, r
 #[tokio::test]
 async fn an_acme_order_finishing_late_never_overrides_what_was_set_meanwhile() {
     let acme = Arc::new(FakeAcme::default());
-    let (h, _clock) = ssl_harness(Some(Arc::clone(&acme)));
+    let (h, clock) = ssl_harness(Some(Arc::clone(&acme)));
     let id = h.add_server("web1", &["web"]).await;
     let panel = format!("/api/v1/servers/{id}/ssl/panel");
     let set = |mode: &str| h.call("PUT", &panel, Some(json!({ "mode": mode })));
+    let server_path = format!("/api/v1/servers/{id}");
+    let rename =
+        |hostname: &str| h.call("PATCH", &server_path, Some(json!({ "hostname": hostname })));
+    let names_on_agent = || h.fakes.cert(&url("web1"), "panel").unwrap().0;
 
     // Switched to self-signed while the order is open: the ACME certificate is not installed.
     let gate = acme.gate.lock().await;
@@ -1411,13 +1415,7 @@ async fn an_acme_order_finishing_late_never_overrides_what_was_set_meanwhile() {
     // The hostname changed while the order was open: recorded as a failure, not installed.
     let gate = acme.gate.lock().await;
     assert_eq!(set("letsencrypt").await.1["status"], "pending");
-    let (status, body) = h
-        .call(
-            "PATCH",
-            &format!("/api/v1/servers/{id}"),
-            Some(json!({"hostname": "web1b.example.com"})),
-        )
-        .await;
+    let (status, body) = rename("web1b.example.com").await;
     assert_eq!(status, 200, "{body}");
     release_order(&acme, gate, 2).await;
     assert_eq!(h.fakes.cert(&url("web1"), "panel").unwrap(), selfsigned);
@@ -1430,6 +1428,25 @@ async fn an_acme_order_finishing_late_never_overrides_what_was_set_meanwhile() {
             .contains("names changed"),
         "{state}"
     );
+
+    // After its back-off it is issued for the new name.
+    let t0 = *clock.lock().unwrap();
+    assert_eq!(h.controller.renew_due().await, 0, "backing off");
+    *clock.lock().unwrap() = t0 + time::Duration::minutes(31);
+    assert_eq!(h.controller.renew_due().await, 1);
+    assert_eq!(names_on_agent(), ["web1b.example.com"]);
+    let state = h.call("GET", &panel, None).await.1;
+    assert_eq!(
+        (state["status"].as_str(), state["last_error"].clone()),
+        (Some("active"), Value::Null)
+    );
+
+    // An edited hostname makes a working ACME certificate due at once.
+    assert_eq!(h.controller.renew_due().await, 0, "nothing due");
+    assert_eq!(rename("web1.example.com").await.0, 200);
+    assert_eq!(h.controller.renew_due().await, 1);
+    assert_eq!(names_on_agent(), ["web1.example.com"]);
+    assert_eq!(h.controller.renew_due().await, 0);
 
     // A deleted server's records are gone from the store, not left as nulls.
     assert_eq!(

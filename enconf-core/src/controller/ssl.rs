@@ -422,8 +422,8 @@ impl Controller {
     }
 
     /// Starts an attempt for every ACME certificate that is due: within `renew_before` of its
-    /// expiry, or never issued, and past its back-off; on reachable servers only. Waits for
-    /// them and returns how many were attempted.
+    /// expiry, never issued, or not covering the server's names since an edit, and past its
+    /// back-off; on reachable servers only. Waits for them and returns how many were attempted.
     pub async fn renew_due(&self) -> usize {
         let Some(acme) = self.acme.clone() else {
             return 0;
@@ -464,8 +464,16 @@ impl Controller {
                     .info
                     .as_ref()
                     .is_none_or(|i| i.not_after - renew_before <= now);
+                // A hostname edited since: the certificate is for a name the server left.
+                let stale = Self::cert_names(server, kind).is_ok_and(|names| {
+                    record.info.as_ref().is_some_and(|i| {
+                        !names
+                            .iter()
+                            .all(|n| i.subject_names.iter().any(|s| s == n.as_str()))
+                    })
+                });
                 let waited = record.next_attempt.is_none_or(|t| t <= now);
-                if expiring && waited {
+                if (expiring || stale) && waited {
                     let controller = self.clone();
                     let (id, acme) = (server.id, Arc::clone(&acme));
                     attempts.spawn(async move { controller.acme_attempt(id, kind, acme).await });
