@@ -1367,6 +1367,82 @@ async fn wait_not_pending(h: &Harness, path: &str) -> Value {
     }
 }
 
+#[tokio::test]
+async fn selfsigned_certificates_are_renewed_and_an_expired_upload_shows_failed() {
+    let (h, clock) = ssl_harness(None);
+    let id = h.add_server("web1", &["web"]).await;
+    let panel = format!("/api/v1/servers/{id}/ssl/panel");
+    let t0 = *clock.lock().unwrap();
+    let set = |t: time::OffsetDateTime| *clock.lock().unwrap() = t;
+
+    let first = h
+        .call("PUT", &panel, Some(json!({"mode": "selfsigned"})))
+        .await
+        .1;
+    assert_eq!(first["not_after"], "2027-02-23T12:00:00Z");
+    set(t0 + time::Duration::days(59));
+    assert_eq!(h.controller.renew_due().await, 0, "not due yet");
+    set(t0 + time::Duration::days(61));
+    assert_eq!(h.controller.renew_due().await, 1);
+    let renewed = h.call("GET", &panel, None).await.1;
+    assert_eq!(
+        (
+            renewed["mode"].as_str(),
+            renewed["status"].as_str(),
+            renewed["not_after"].as_str()
+        ),
+        (
+            Some("selfsigned"),
+            Some("active"),
+            Some("2027-04-25T12:00:00Z")
+        )
+    );
+    assert_ne!(h.fakes.cert(&url("web1"), "panel").unwrap().1, "");
+    assert_eq!(h.controller.renew_due().await, 0);
+
+    // A new hostname: made again for it at once.
+    let path = format!("/api/v1/servers/{id}");
+    let patched = h
+        .call(
+            "PATCH",
+            &path,
+            Some(json!({"hostname": "panel.example.com"})),
+        )
+        .await;
+    assert_eq!(patched.0, 200, "{}", patched.1);
+    assert_eq!(h.controller.renew_due().await, 1);
+    assert_eq!(
+        h.fakes.cert(&url("web1"), "panel").unwrap().0,
+        ["panel.example.com"]
+    );
+
+    // An upload is never replaced by the controller; past its expiry its state says so.
+    let host: enconf_core::domain::DomainName = "panel.example.com".parse().unwrap();
+    let now = *clock.lock().unwrap();
+    let upload = enconf_core::ssl::cert::self_signed(std::slice::from_ref(&host), now).unwrap();
+    let body = json!({"mode": "custom", "certificate_pem": upload.chain_pem, "private_key_pem": upload.key_pem});
+    assert_eq!(h.call("PUT", &panel, Some(body)).await.0, 200);
+    set(now + time::Duration::days(89));
+    assert_eq!(h.controller.renew_due().await, 0);
+    assert_eq!(h.call("GET", &panel, None).await.1["status"], "active");
+    set(now + time::Duration::days(91));
+    assert_eq!(h.controller.renew_due().await, 0);
+    let expired = h.call("GET", &panel, None).await.1;
+    assert_eq!(expired["status"], "failed", "{expired}");
+    assert!(
+        expired["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the certificate expired at "),
+        "{expired}"
+    );
+    assert_eq!(
+        h.fakes.cert(&url("web1"), "panel").unwrap().1,
+        upload.chain_pem,
+        "still installed"
+    );
+}
+
 /// Lets an ACME order held at the gate finish: waits until it returned, then gives the
 /// attempt's install and record (in-memory fakes, no waits) time to run.
 async fn release_order(acme: &FakeAcme, gate: tokio::sync::MutexGuard<'_, ()>, returned: usize) {

@@ -71,7 +71,7 @@ struct Args {
     /// Contact e-mail address for the ACME account.
     #[arg(long, env = "ENCONF_ACME_CONTACT", requires = "acme_directory")]
     acme_contact: Option<String>,
-    /// Days before expiry an ACME certificate is renewed.
+    /// Days before expiry an ACME or self-signed certificate is renewed.
     #[arg(long, env = "ENCONF_RENEW_BEFORE_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=365))]
     renew_before_days: u64,
     /// Where the controller keeps its state.

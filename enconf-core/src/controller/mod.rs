@@ -68,7 +68,7 @@ pub struct ControllerConfig {
     pub health_timeout: Duration,
     /// How many agents are checked at the same time at most.
     pub health_concurrency: usize,
-    /// How long before expiry an ACME certificate is renewed.
+    /// How long before expiry an ACME or self-signed certificate is renewed.
     pub renew_before: Duration,
 }
 

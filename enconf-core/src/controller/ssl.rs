@@ -8,8 +8,9 @@
 //! - `letsencrypt` is recorded `pending` and issued in the background (the CA's checks take
 //!   time); `GET` shows how it went. A failure is recorded with its error and retried with
 //!   back-off; the certificate installed before stays in use.
-//! - Renewal: [`Controller::renew_due`] (run by the monitor every round) renews ACME
-//!   certificates [`renew_before`](super::ControllerConfig::renew_before) their expiry.
+//! - Renewal: [`Controller::renew_due`] (run by the monitor every round) renews ACME and
+//!   self-signed certificates [`renew_before`](super::ControllerConfig::renew_before) their
+//!   expiry, or at once when the server's hostname no longer matches them.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -67,16 +68,28 @@ struct SslRecord {
 }
 
 impl SslRecord {
-    fn state(&self) -> SslState {
+    /// What the API shows at `now`: an installed certificate past its expiry is `failed`,
+    /// whatever the mode (an upload nobody replaced, a renewal that could not run).
+    fn state(&self, now: OffsetDateTime) -> SslState {
         let info = self.info.as_ref();
+        let expired = info.filter(|i| i.not_after <= now);
+        let (status, last_error) = match expired {
+            Some(i) if self.status == SslStatus::Active => (
+                SslStatus::Failed,
+                Some(self.last_error.clone().unwrap_or_else(|| {
+                    format!("the certificate expired at {}", rfc3339(i.not_after))
+                })),
+            ),
+            _ => (self.status, self.last_error.clone()),
+        };
         SslState {
             mode: Some(self.mode),
             subject_names: info.map(|i| i.subject_names.clone()).unwrap_or_default(),
             issuer: info.map(|i| i.issuer.clone()),
             not_before: info.map(|i| i.not_before),
             not_after: info.map(|i| i.not_after),
-            status: self.status,
-            last_error: self.last_error.clone(),
+            status,
+            last_error,
             testing_only: self.mode == SslMode::Selfsigned,
         }
     }
@@ -94,27 +107,32 @@ impl SslRecord {
     }
 }
 
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
 /// Doubles from [`FIRST_BACKOFF`] with each failure, up to [`MAX_BACKOFF`].
 fn backoff(failures: u32) -> time::Duration {
     let doublings = failures.saturating_sub(1).min(16);
     (FIRST_BACKOFF * 2_i32.pow(doublings)).min(MAX_BACKOFF)
 }
 
-/// ACME attempts that may run at once (each holds an order open at the CA and challenge
-/// answers on an agent); renewal rounds with more due certificates queue for a slot.
-const ACME_SLOTS: usize = 8;
+/// Certificate attempts that may run at once (an ACME one holds an order open at the CA and
+/// challenge answers on an agent); rounds with more due certificates queue for a slot.
+const ATTEMPT_SLOTS: usize = 8;
 
 type CertId = (ServerId, CertKind);
 
 /// Who is issuing and installing which certificate now.
 #[derive(Debug)]
 pub(super) struct SslWork {
-    /// Certificates with an ACME attempt under way, so that one is not issued twice at once.
+    /// Certificates with an attempt under way, so that one is not issued twice at once.
     issuing: std::sync::Mutex<HashSet<CertId>>,
     /// One lock per certificate, held from reading its record to saving it, around the install
     /// on the agent: a mode switch and a finishing ACME attempt cannot cross.
     installs: std::sync::Mutex<HashMap<CertId, Arc<tokio::sync::Mutex<()>>>>,
-    acme_slots: tokio::sync::Semaphore,
+    attempt_slots: tokio::sync::Semaphore,
 }
 
 impl Default for SslWork {
@@ -122,7 +140,7 @@ impl Default for SslWork {
         Self {
             issuing: std::sync::Mutex::default(),
             installs: std::sync::Mutex::default(),
-            acme_slots: tokio::sync::Semaphore::new(ACME_SLOTS),
+            attempt_slots: tokio::sync::Semaphore::new(ATTEMPT_SLOTS),
         }
     }
 }
@@ -256,7 +274,7 @@ impl Controller {
         Ok(self
             .load_ssl(id, kind)
             .await?
-            .map_or_else(SslState::unset, |r| r.state()))
+            .map_or_else(SslState::unset, |r| r.state(self.now())))
     }
 
     /// Sets how a server's certificate is obtained, and obtains it (see the module's text).
@@ -291,8 +309,8 @@ impl Controller {
                 };
                 self.save_ssl(id, kind, &record).await?;
                 let controller = self.clone();
-                tokio::spawn(async move { controller.acme_attempt(id, kind, acme).await });
-                return Ok(record.state());
+                tokio::spawn(async move { controller.attempt(id, kind, acme).await });
+                return Ok(record.state(self.now()));
             }
         };
         let (bundle, info) = self.issue(&server, &names, &*issuer).await?;
@@ -301,7 +319,7 @@ impl Controller {
         let record = SslRecord::installed(issuer.mode(), bundle, info);
         self.save_ssl(id, kind, &record).await?;
         tracing::info!(server = %id, %kind, mode = ?record.mode, "certificate installed");
-        Ok(record.state())
+        Ok(record.state(self.now()))
     }
 
     /// Has `issuer` issue (or check) a certificate for `names`, answering challenges through
@@ -345,43 +363,44 @@ impl Controller {
         Ok(())
     }
 
-    /// One ACME attempt (first issuance or renewal), recorded whatever its outcome. A failure
-    /// keeps the installed certificate and schedules the next attempt. The certificate is
-    /// installed only if, once issued, the record still asks for ACME and the server still has
-    /// the names it was issued for.
-    async fn acme_attempt(&self, id: ServerId, kind: CertKind, acme: Arc<dyn Issuer>) {
+    /// One attempt by `issuer` (ACME: first issuance or renewal; self-signed: renewal),
+    /// recorded whatever its outcome. A failure keeps the installed certificate and schedules
+    /// the next attempt. The certificate is installed only if, once issued, the record still
+    /// asks for the issuer's mode and the server still has the names it was issued for.
+    async fn attempt(&self, id: ServerId, kind: CertKind, issuer: Arc<dyn Issuer>) {
         let Some(_claim) = self.ssl_work.claim((id, kind)) else {
             return;
         };
-        let Ok(_slot) = self.ssl_work.acme_slots.acquire().await else {
+        let Ok(_slot) = self.ssl_work.attempt_slots.acquire().await else {
             return; // never closed
         };
         let issued = async {
             let server = self.store.server(id).await?;
             let names = Self::cert_names(&server, kind)?;
             Self::require_online(&server)?;
-            let (bundle, info) = self.issue(&server, &names, &*acme).await?;
+            let (bundle, info) = self.issue(&server, &names, &*issuer).await?;
             Ok((names, bundle, info))
         }
         .await;
-        if let Err(e) = self.finish_attempt(id, kind, issued).await {
+        if let Err(e) = self.finish_attempt(id, kind, issuer.mode(), issued).await {
             tracing::error!(server = %id, %kind, error = %e, "could not record a certificate attempt");
         }
     }
 
-    /// Installs and records what an ACME attempt issued, or records why it failed.
+    /// Installs and records what an attempt issued, or records why it failed.
     async fn finish_attempt(
         &self,
         id: ServerId,
         kind: CertKind,
+        mode: SslMode,
         issued: Result<(Vec<DomainName>, CertBundle, CertInfo)>,
     ) -> Result<()> {
         let _install = self.ssl_work.lock((id, kind)).await;
         let Some(mut record) = self.load_ssl(id, kind).await? else {
             return Ok(()); // the server was deleted meanwhile
         };
-        if record.mode != SslMode::Letsencrypt {
-            tracing::info!(server = %id, %kind, "ACME certificate dropped: the mode was switched meanwhile");
+        if record.mode != mode {
+            tracing::info!(server = %id, %kind, ?mode, "certificate dropped: the mode was switched meanwhile");
             return Ok(());
         }
         let outcome = match issued {
@@ -401,8 +420,8 @@ impl Controller {
         let now = self.now();
         match outcome {
             Ok((bundle, info)) => {
-                tracing::info!(server = %id, %kind, not_after = %info.not_after, "ACME certificate installed");
-                record = SslRecord::installed(SslMode::Letsencrypt, bundle, info);
+                tracing::info!(server = %id, %kind, ?mode, not_after = %info.not_after, "certificate renewed");
+                record = SslRecord::installed(mode, bundle, info);
             }
             Err(e) => {
                 record.failures += 1;
@@ -415,19 +434,17 @@ impl Controller {
                 } else {
                     SslStatus::Failed
                 };
-                tracing::warn!(server = %id, %kind, failures = record.failures, next = ?record.next_attempt, error = %e, "ACME attempt failed");
+                tracing::warn!(server = %id, %kind, failures = record.failures, next = ?record.next_attempt, error = %e, "certificate attempt failed");
             }
         }
         self.save_ssl(id, kind, &record).await
     }
 
-    /// Starts an attempt for every ACME certificate that is due: within `renew_before` of its
-    /// expiry, never issued, or not covering the server's names since an edit, and past its
-    /// back-off; on reachable servers only. Waits for them and returns how many were attempted.
+    /// Starts an attempt for every ACME or self-signed certificate that is due: within
+    /// `renew_before` of its expiry, never issued, or not covering the server's names since an
+    /// edit, and past its back-off; on reachable servers only. An uploaded one is the admin's
+    /// to replace: its state turns `failed` once it has expired. Waits for them and returns how many were attempted.
     pub async fn renew_due(&self) -> usize {
-        let Some(acme) = self.acme.clone() else {
-            return 0;
-        };
         let servers = match self.store.servers().await {
             Ok(s) => s,
             Err(e) => {
@@ -453,8 +470,8 @@ impl Controller {
                     continue;
                 };
                 let record = match parse_record(value) {
-                    Ok(Some(r)) if r.mode == SslMode::Letsencrypt => r,
-                    Ok(_) => continue,
+                    Ok(Some(r)) => r,
+                    Ok(None) => continue,
                     Err(e) => {
                         tracing::error!(server = %server.id, error = %e, "renewal: cannot read a certificate");
                         continue;
@@ -473,10 +490,16 @@ impl Controller {
                     })
                 });
                 let waited = record.next_attempt.is_none_or(|t| t <= now);
+                let issuer: Arc<dyn Issuer> = match (record.mode, &self.acme) {
+                    (SslMode::Letsencrypt, Some(acme)) => Arc::clone(acme),
+                    (SslMode::Selfsigned, _) => Arc::new(SelfSigned),
+                    // An upload is the admin's to replace; ACME no longer configured.
+                    (SslMode::Custom | SslMode::Letsencrypt, _) => continue,
+                };
                 if (expiring || stale) && waited {
                     let controller = self.clone();
-                    let (id, acme) = (server.id, Arc::clone(&acme));
-                    attempts.spawn(async move { controller.acme_attempt(id, kind, acme).await });
+                    let id = server.id;
+                    attempts.spawn(async move { controller.attempt(id, kind, issuer).await });
                 }
             }
         }
