@@ -17,6 +17,7 @@ use std::process::Command;
 use common::*;
 
 const AGENT_TOKEN: &str = "browser-agent-token-0123456789";
+const NEWEST_AGENT_VERSION: &str = "999.0.0";
 
 fn missing() -> Option<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
@@ -52,7 +53,12 @@ fn settings_servers_in_headless_chromium() {
     let d = dir.path();
     let (agent_port, api_port) = (free_port(), free_port());
     let agent = start_agent(d, "web", agent_port, AGENT_TOKEN);
-    let _controller = start_controller(d, api_port);
+    // A newest agent release above the agent's own: its row shows the update badge.
+    let _controller = start_controller_with(
+        d,
+        api_port,
+        &[("ENCONF_NEWEST_AGENT_VERSION", NEWEST_AGENT_VERSION)],
+    );
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/browser-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
 

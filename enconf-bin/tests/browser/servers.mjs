@@ -59,6 +59,8 @@ try {
   assert.equal(await web1.locator("td").nth(3).textContent(), "web, mail, dns, db, backup");
   assert.equal(await web1.locator("td").nth(4).textContent(), "500");
   assert.match(await web1.locator("td").nth(5).textContent(), /^\d+\.\d+\.\d+/);
+  // The controller knows a newer agent release (999.0.0) than this agent's.
+  assert.equal(await web1.locator('td[data-label="Update"] .badge').textContent(), "Available");
 
   step("a bad hostname: the error beside the field");
   await page.getByRole("button", { name: "Add Server" }).click();
@@ -86,6 +88,8 @@ try {
   const spare = page.locator('tr[data-name="Spare"]');
   await spare.locator('[data-reachable="false"]').waitFor();
   assert.match(await spare.locator(".dot").getAttribute("title"), /unreachable|refused/);
+  // Never reached: no version, so nothing is known about an update.
+  assert.equal(await spare.locator('td[data-label="Update"]').textContent(), "—");
 
   step("edit, by keyboard: the focus survives the table's refresh; the token field is empty and kept");
   const focusedLabel = () => page.evaluate(() => document.activeElement?.getAttribute("aria-label"));
@@ -185,6 +189,13 @@ try {
   assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
   await page.getByRole("button", { name: "Add Server" }).click();
   await page.screenshot({ path: `${SHOTS}/add-server-form-narrow.png`, fullPage: true });
+  // The form is taller than the screen: it scrolls inside the dialog down to its buttons.
+  const create = page.getByRole("button", { name: "Create" });
+  await create.scrollIntoViewIfNeeded();
+  const box = await create.boundingBox();
+  assert.ok(box && box.y >= 0 && box.y + box.height <= 800, `Create is off screen: ${JSON.stringify(box)}`);
+  await page.screenshot({ path: `${SHOTS}/add-server-form-narrow-end.png` });
+  await page.getByRole("button", { name: "Cancel" }).click();
 
   step("every input has a label");
   const unlabeled = await page.evaluate(() => [...document.querySelectorAll("input, select, textarea")]

@@ -96,13 +96,19 @@ pub fn spawn(mut command: Command, log: &Path, port: u16, what: &str) -> Proc {
 }
 
 pub fn start_controller(dir: &Path, port: u16) -> Proc {
+    start_controller_with(dir, port, &[])
+}
+
+/// [`start_controller`] with more environment variables (`ENCONF_*` settings).
+pub fn start_controller_with(dir: &Path, port: u16, env: &[(&str, &str)]) -> Proc {
     let mut command = Command::new(CONTROLLER);
     command
         .env("ENCONF_BIND", format!("127.0.0.1:{port}"))
         .env("ENCONF_DATA_DIR", dir.join("data"))
         .env("ENCONF_ADMIN_TOKEN", ADMIN)
         .env("ENCONF_HEALTH_INTERVAL_S", "1")
-        .env("ENCONF_AGENT_TIMEOUT_S", "2");
+        .env("ENCONF_AGENT_TIMEOUT_S", "2")
+        .envs(env.iter().copied());
     spawn(command, &dir.join("controller.log"), port, "controller")
 }
 

@@ -153,7 +153,9 @@ function render() {
       title: s.reachable ? `reachable, last seen ${s.last_seen}` : (s.last_error || "not checked yet"),
       "data-reachable": String(s.reachable),
     });
-    const update = s.update_available ? el("span", { class: "badge", title: "A newer agent release is available" }, "Update available") : "";
+    const update = s.update_available
+      ? el("span", { class: "badge", title: "A newer agent release is available" }, "Available")
+      : s.agent_version ? el("span", { class: "empty" }, "Up to date") : "—";
     const td = (label, content, cls) => el("td", cls ? { "data-label": label, class: cls } : { "data-label": label }, content);
     return el("tr", { "data-server": String(s.id), "data-name": s.name },
       td("Name", s.name),
