@@ -1443,6 +1443,19 @@ async fn selfsigned_certificates_are_renewed_and_an_expired_upload_shows_failed(
     );
 }
 
+/// Waits until `orders` ACME orders have started (read the server's names and reached the
+/// CA), so that what the test changes next happens while the order is open.
+async fn order_started(acme: &FakeAcme, orders: usize) {
+    use std::sync::atomic::Ordering;
+    for _ in 0..1000 {
+        if acme.issued.load(Ordering::SeqCst) == orders {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("ACME order {orders} never started");
+}
+
 /// Lets an ACME order held at the gate finish: waits until it returned, then gives the
 /// attempt's install and record (in-memory fakes, no waits) time to run.
 async fn release_order(acme: &FakeAcme, gate: tokio::sync::MutexGuard<'_, ()>, returned: usize) {
@@ -1473,6 +1486,7 @@ async fn an_acme_order_finishing_late_never_overrides_what_was_set_meanwhile() {
     // Switched to self-signed while the order is open: the ACME certificate is not installed.
     let gate = acme.gate.lock().await;
     assert_eq!(set("letsencrypt").await.1["status"], "pending");
+    order_started(&acme, 1).await;
     let (status, state) = set("selfsigned").await;
     assert_eq!((status, state["mode"].as_str()), (200, Some("selfsigned")));
     let selfsigned = h.fakes.cert(&url("web1"), "panel").unwrap();
@@ -1491,6 +1505,7 @@ async fn an_acme_order_finishing_late_never_overrides_what_was_set_meanwhile() {
     // The hostname changed while the order was open: recorded as a failure, not installed.
     let gate = acme.gate.lock().await;
     assert_eq!(set("letsencrypt").await.1["status"], "pending");
+    order_started(&acme, 2).await;
     let (status, body) = rename("web1b.example.com").await;
     assert_eq!(status, 200, "{body}");
     release_order(&acme, gate, 2).await;
