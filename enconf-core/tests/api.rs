@@ -1443,6 +1443,55 @@ async fn selfsigned_certificates_are_renewed_and_an_expired_upload_shows_failed(
     );
 }
 
+#[tokio::test]
+async fn an_upload_that_no_longer_covers_the_hostname_shows_failed_until_it_does() {
+    let (h, clock) = ssl_harness(None);
+    let id = h.add_server("web1", &["web"]).await;
+    let panel = format!("/api/v1/servers/{id}/ssl/panel");
+    let server_path = format!("/api/v1/servers/{id}");
+    let rename =
+        |hostname: &str| h.call("PATCH", &server_path, Some(json!({ "hostname": hostname })));
+    let host: enconf_core::domain::DomainName = "web1.example.com".parse().unwrap();
+    let now = *clock.lock().unwrap();
+    let upload = enconf_core::ssl::cert::self_signed(std::slice::from_ref(&host), now).unwrap();
+    let body = json!({"mode": "custom", "certificate_pem": upload.chain_pem, "private_key_pem": upload.key_pem});
+    assert_eq!(h.call("PUT", &panel, Some(body)).await.0, 200);
+    assert_eq!(h.call("GET", &panel, None).await.1["status"], "active");
+
+    // The hostname is edited: the uploaded certificate is not for it any more, and says so.
+    assert_eq!(rename("panel.example.com").await.0, 200);
+    let stale = h.call("GET", &panel, None).await.1;
+    assert_eq!(
+        (stale["mode"].as_str(), stale["status"].as_str()),
+        (Some("custom"), Some("failed")),
+        "{stale}"
+    );
+    assert_eq!(
+        stale["last_error"],
+        "the certificate does not cover panel.example.com, the server's name now \
+         (it covers: web1.example.com)"
+    );
+    assert_eq!(
+        h.controller.renew_due().await,
+        0,
+        "an upload is not replaced"
+    );
+    assert_eq!(
+        h.fakes.cert(&url("web1"), "panel").unwrap().1,
+        upload.chain_pem,
+        "still installed"
+    );
+
+    // Back to the name it covers: active again.
+    assert_eq!(rename("web1.example.com").await.0, 200);
+    let back = h.call("GET", &panel, None).await.1;
+    assert_eq!(
+        (back["status"].as_str(), back["last_error"].clone()),
+        (Some("active"), Value::Null),
+        "{back}"
+    );
+}
+
 /// Waits until `orders` ACME orders have started (read the server's names and reached the
 /// CA), so that what the test changes next happens while the order is open.
 async fn order_started(acme: &FakeAcme, orders: usize) {

@@ -11,6 +11,8 @@
 //! - Renewal: [`Controller::renew_due`] (run by the monitor every round) renews ACME and
 //!   self-signed certificates [`renew_before`](super::ControllerConfig::renew_before) their
 //!   expiry, or at once when the server's hostname no longer matches them.
+//! - An installed certificate that has expired, or does not cover the server's name now,
+//!   shows `failed` whatever its mode; an upload stays so until the admin replaces it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -68,19 +70,30 @@ struct SslRecord {
 }
 
 impl SslRecord {
-    /// What the API shows at `now`: an installed certificate past its expiry is `failed`,
-    /// whatever the mode (an upload nobody replaced, a renewal that could not run).
-    fn state(&self, now: OffsetDateTime) -> SslState {
+    /// What the API shows at `now` for a server whose certificate must cover `names`: an
+    /// installed certificate past its expiry, or not covering a name the server has now (its
+    /// hostname was edited since), is `failed`, whatever the mode (an upload nobody replaced,
+    /// a renewal that could not run or has not run yet).
+    fn state(&self, now: OffsetDateTime, names: &[DomainName]) -> SslState {
         let info = self.info.as_ref();
-        let expired = info.filter(|i| i.not_after <= now);
-        let (status, last_error) = match expired {
-            Some(i) if self.status == SslStatus::Active => (
+        let fault = info
+            .filter(|_| self.status == SslStatus::Active)
+            .and_then(|i| {
+                if i.not_after <= now {
+                    return Some(format!("the certificate expired at {}", rfc3339(i.not_after)));
+                }
+                let missing = names.iter().find(|n| !covered(i, n))?;
+                Some(format!(
+                    "the certificate does not cover {missing}, the server's name now (it covers: {})",
+                    i.subject_names.join(", ")
+                ))
+            });
+        let (status, last_error) = match fault {
+            Some(fault) => (
                 SslStatus::Failed,
-                Some(self.last_error.clone().unwrap_or_else(|| {
-                    format!("the certificate expired at {}", rfc3339(i.not_after))
-                })),
+                Some(self.last_error.clone().unwrap_or(fault)),
             ),
-            _ => (self.status, self.last_error.clone()),
+            None => (self.status, self.last_error.clone()),
         };
         SslState {
             mode: Some(self.mode),
@@ -105,6 +118,13 @@ impl SslRecord {
             next_attempt: None,
         }
     }
+}
+
+/// Whether the certificate `info` describes covers `name` (exactly, or by a wildcard).
+fn covered(info: &CertInfo, name: &DomainName) -> bool {
+    info.subject_names
+        .iter()
+        .any(|s| cert::covers(s, name.as_str()))
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -270,11 +290,13 @@ impl Controller {
 
     /// A server's panel or mail certificate.
     pub async fn ssl(&self, id: ServerId, kind: CertKind) -> Result<SslState> {
-        self.store.server(id).await?;
+        let server = self.store.server(id).await?;
+        // A mail certificate kept after the mail hostname was cleared has nothing to cover.
+        let names = Self::cert_names(&server, kind).unwrap_or_default();
         Ok(self
             .load_ssl(id, kind)
             .await?
-            .map_or_else(SslState::unset, |r| r.state(self.now())))
+            .map_or_else(SslState::unset, |r| r.state(self.now(), &names)))
     }
 
     /// Sets how a server's certificate is obtained, and obtains it (see the module's text).
@@ -310,7 +332,7 @@ impl Controller {
                 self.save_ssl(id, kind, &record).await?;
                 let controller = self.clone();
                 tokio::spawn(async move { controller.attempt(id, kind, acme).await });
-                return Ok(record.state(self.now()));
+                return Ok(record.state(self.now(), &names));
             }
         };
         let (bundle, info) = self.issue(&server, &names, &*issuer).await?;
@@ -319,7 +341,7 @@ impl Controller {
         let record = SslRecord::installed(issuer.mode(), bundle, info);
         self.save_ssl(id, kind, &record).await?;
         tracing::info!(server = %id, %kind, mode = ?record.mode, "certificate installed");
-        Ok(record.state(self.now()))
+        Ok(record.state(self.now(), &names))
     }
 
     /// Has `issuer` issue (or check) a certificate for `names`, answering challenges through
@@ -483,11 +505,10 @@ impl Controller {
                     .is_none_or(|i| i.not_after - renew_before <= now);
                 // A hostname edited since: the certificate is for a name the server left.
                 let stale = Self::cert_names(server, kind).is_ok_and(|names| {
-                    record.info.as_ref().is_some_and(|i| {
-                        !names
-                            .iter()
-                            .all(|n| i.subject_names.iter().any(|s| s == n.as_str()))
-                    })
+                    record
+                        .info
+                        .as_ref()
+                        .is_some_and(|i| !names.iter().all(|n| covered(i, n)))
                 });
                 let waited = record.next_attempt.is_none_or(|t| t <= now);
                 let issuer: Arc<dyn Issuer> = match (record.mode, &self.acme) {

@@ -182,7 +182,7 @@ fn leaf_info(leaf: &X509Certificate<'_>) -> CertInfo {
 }
 
 /// Whether a certificate name (`example.com`, `*.example.com`) covers `host`.
-fn covers(pattern: &str, host: &str) -> bool {
+pub fn covers(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {
         Some(suffix) => host
             .split_once('.')
