@@ -1492,31 +1492,29 @@ async fn an_upload_that_no_longer_covers_the_hostname_shows_failed_until_it_does
     );
 }
 
-/// Waits until `orders` ACME orders have started (read the server's names and reached the
-/// CA), so that what the test changes next happens while the order is open.
-async fn order_started(acme: &FakeAcme, orders: usize) {
+/// Waits (up to 5 s) until one of the fake CA's counters reaches `n`.
+async fn counted(counter: &std::sync::atomic::AtomicUsize, n: usize, what: &str) {
     use std::sync::atomic::Ordering;
     for _ in 0..1000 {
-        if acme.issued.load(Ordering::SeqCst) == orders {
+        if counter.load(Ordering::SeqCst) == n {
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    panic!("ACME order {orders} never started");
+    panic!("{what}: {} instead of {n}", counter.load(Ordering::SeqCst));
+}
+
+/// Waits until `orders` ACME orders have started (read the server's names and reached the
+/// CA), so that what the test changes next happens while the order is open.
+async fn order_started(acme: &FakeAcme, orders: usize) {
+    counted(&acme.issued, orders, "orders started").await;
 }
 
 /// Lets an ACME order held at the gate finish: waits until it returned, then gives the
 /// attempt's install and record (in-memory fakes, no waits) time to run.
 async fn release_order(acme: &FakeAcme, gate: tokio::sync::MutexGuard<'_, ()>, returned: usize) {
-    use std::sync::atomic::Ordering;
     drop(gate);
-    for _ in 0..1000 {
-        if acme.returned.load(Ordering::SeqCst) == returned {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(acme.returned.load(Ordering::SeqCst), returned);
+    counted(&acme.returned, returned, "orders returned").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 

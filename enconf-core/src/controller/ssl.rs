@@ -82,7 +82,7 @@ impl SslRecord {
                 if i.not_after <= now {
                     return Some(format!("the certificate expired at {}", rfc3339(i.not_after)));
                 }
-                let missing = names.iter().find(|n| !covered(i, n))?;
+                let missing = self.uncovered(names)?;
                 Some(format!(
                     "the certificate does not cover {missing}, the server's name now (it covers: {})",
                     i.subject_names.join(", ")
@@ -107,6 +107,13 @@ impl SslRecord {
         }
     }
 
+    /// The first of `names` the installed certificate does not cover (a hostname edited since
+    /// it was made); `None` when it covers them all or nothing is installed.
+    fn uncovered<'n>(&self, names: &'n [DomainName]) -> Option<&'n DomainName> {
+        let info = self.info.as_ref()?;
+        names.iter().find(|n| !info.covers(n))
+    }
+
     fn installed(mode: SslMode, bundle: CertBundle, info: CertInfo) -> Self {
         Self {
             mode,
@@ -118,13 +125,6 @@ impl SslRecord {
             next_attempt: None,
         }
     }
-}
-
-/// Whether the certificate `info` describes covers `name` (exactly, or by a wildcard).
-fn covered(info: &CertInfo, name: &DomainName) -> bool {
-    info.subject_names
-        .iter()
-        .any(|s| cert::covers(s, name.as_str()))
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -504,12 +504,8 @@ impl Controller {
                     .as_ref()
                     .is_none_or(|i| i.not_after - renew_before <= now);
                 // A hostname edited since: the certificate is for a name the server left.
-                let stale = Self::cert_names(server, kind).is_ok_and(|names| {
-                    record
-                        .info
-                        .as_ref()
-                        .is_some_and(|i| !names.iter().all(|n| covered(i, n)))
-                });
+                let stale = Self::cert_names(server, kind)
+                    .is_ok_and(|names| record.uncovered(&names).is_some());
                 let waited = record.next_attempt.is_none_or(|t| t <= now);
                 let issuer: Arc<dyn Issuer> = match (record.mode, &self.acme) {
                     (SslMode::Letsencrypt, Some(acme)) => Arc::clone(acme),

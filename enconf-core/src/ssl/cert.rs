@@ -43,6 +43,14 @@ pub struct CertInfo {
     pub not_after: OffsetDateTime,
 }
 
+impl CertInfo {
+    /// Whether one of its names covers `host` (exactly, or by a one-label wildcard).
+    #[must_use]
+    pub fn covers(&self, host: &DomainName) -> bool {
+        self.subject_names.iter().any(|n| covers(n, host.as_str()))
+    }
+}
+
 /// Why a certificate or key is refused. Each names the API field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -182,7 +190,7 @@ fn leaf_info(leaf: &X509Certificate<'_>) -> CertInfo {
 }
 
 /// Whether a certificate name (`example.com`, `*.example.com`) covers `host`.
-pub fn covers(pattern: &str, host: &str) -> bool {
+fn covers(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {
         Some(suffix) => host
             .split_once('.')
@@ -221,7 +229,7 @@ pub fn check(
     if now < info.not_before {
         return Err(CertError::NotYetValid(rfc3339(info.not_before)));
     }
-    if !info.subject_names.iter().any(|n| covers(n, host.as_str())) {
+    if !info.covers(host) {
         return Err(CertError::NameNotCovered {
             name: host.to_string(),
             covers: info.subject_names.join(", "),
