@@ -28,6 +28,7 @@ use enconf_core::ssl::CertKind;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Layout;
+use crate::owners::{Claim, Owners};
 use crate::render::{self, AccountPaths, HTTP_CONF_FILE, PANEL_CONF_FILE, PanelSite, Renderer};
 use crate::system::{System, SystemError};
 
@@ -40,6 +41,9 @@ pub enum ApplyError {
     System(#[from] SystemError),
     #[error("agent state is damaged: {0}")]
     State(String),
+    /// The account's user name belongs to a user or group the agent did not create.
+    #[error("{reason}")]
+    UserTaken { user: UserName, reason: String },
 }
 
 /// What the agent records of an installed account, in `<state_dir>/accounts/<user>.json`.
@@ -120,6 +124,10 @@ impl<S: System> Applier<S> {
 
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    fn owners(&self) -> Owners<'_, S> {
+        Owners::new(&self.system, &self.layout.state_dir)
     }
 
     fn journal_path(&self) -> PathBuf {
@@ -338,6 +346,7 @@ impl<S: System> Applier<S> {
     /// current.
     pub fn start(&self) -> Result<(), ApplyError> {
         self.recover()?;
+        self.adopt_legacy_users()?;
         let path = self.layout.nginx_sites_dir.join(HTTP_CONF_FILE);
         let wanted = render::http_conf(&self.layout).into_bytes();
         if self.system.read(&path)?.as_deref() != Some(&wanted[..]) {
@@ -346,6 +355,28 @@ impl<S: System> Applier<S> {
             // Validated with no vhost: the file must parse on its own.
             plan.reload_nginx = true;
             self.execute(plan)?;
+        }
+        Ok(())
+    }
+
+    /// Records as the agent's the users of accounts installed by releases that kept no record
+    /// of the users they created, when they have the shape the agent gives its users.
+    fn adopt_legacy_users(&self) -> Result<(), ApplyError> {
+        let owners = self.owners();
+        for name in self.system.list(&self.accounts_dir())? {
+            let Some(user) = name
+                .strip_suffix(".json")
+                .and_then(|u| UserName::parse(u).ok())
+            else {
+                continue;
+            };
+            let Some((_, installed)) = self.load_installed(&user)? else {
+                continue;
+            };
+            let home = AccountPaths::new(&self.layout, &user, installed.php_version).home;
+            if !owners.adopt_legacy(&user, &home)? {
+                tracing::warn!(%user, "the account's user was not created by enconf: it is left alone");
+            }
         }
         Ok(())
     }
@@ -422,7 +453,16 @@ impl<S: System> Applier<S> {
             self.renderer.pool_into(&mut pool, spec);
             let (vhost, pool) = (vhost.into_bytes(), pool.into_bytes());
             let old = self.load_installed(&spec.username)?;
-            let user_exists = self.system.user_exists(&spec.username)?;
+            let user_exists = match self.owners().claim(&spec.username)? {
+                Claim::Free => false,
+                Claim::Ours(_) => true,
+                Claim::Foreign(reason) => {
+                    return Err(ApplyError::UserTaken {
+                        user: spec.username.clone(),
+                        reason,
+                    });
+                }
+            };
             let same = user_exists
                 && old.as_ref().is_some_and(|(bytes, _)| *bytes == record)
                 && self.system.read(&paths.vhost)?.as_deref() == Some(&vhost[..])
@@ -458,7 +498,7 @@ impl<S: System> Applier<S> {
             // Users and directories first: PHP-FPM refuses a pool whose user does not exist.
             // They are not rolled back: an unused user with empty directories serves nothing.
             let started = Instant::now();
-            self.system.add_users(&new_users)?;
+            self.add_users(&new_users)?;
             let users = started.elapsed();
             for (path, owner, group, mode) in std::mem::take(&mut plan.dirs) {
                 self.system.ensure_dir(&path, &owner, &group, mode)?;
@@ -475,8 +515,29 @@ impl<S: System> Applier<S> {
         Ok(changed)
     }
 
+    /// Creates users, recording them as the agent's first (see [`crate::owners`]).
+    fn add_users(&self, users: &[(UserName, PathBuf)]) -> Result<(), ApplyError> {
+        let owners = self.owners();
+        for (user, home) in users {
+            owners.reserve(user, home)?;
+        }
+        if let Err(e) = self.system.add_users(users) {
+            for (user, _) in users {
+                if let Err(forget) = owners.forget(user) {
+                    tracing::warn!(%user, error = %forget, "could not drop a user reservation");
+                }
+            }
+            return Err(e.into());
+        }
+        for (user, _) in users {
+            owners.confirm(user)?;
+        }
+        Ok(())
+    }
+
     /// Deletes an account: its vhost and pool go, the services reload, then its user (and home)
-    /// goes, and last its record. `false` when the agent does not have it.
+    /// goes when the agent created it, and last its record. `false` when the agent does not
+    /// have it.
     pub fn delete(&self, user: &UserName) -> Result<bool, ApplyError> {
         let Some((_, installed)) = self.load_installed(user)? else {
             return Ok(false);
@@ -488,9 +549,15 @@ impl<S: System> Applier<S> {
         plan.reload_nginx = true;
         plan.reload_php.insert(installed.php_version);
         self.execute(plan)?;
-        if self.system.user_exists(user)? {
-            self.system.remove_user(user, &paths.home)?;
+        let owners = self.owners();
+        match owners.claim(user)? {
+            Claim::Ours(found) => self.system.remove_user(user, &found.home)?,
+            Claim::Free => {}
+            Claim::Foreign(reason) => {
+                tracing::warn!(%user, "{reason}: the user, its group and its home are left alone");
+            }
         }
+        owners.forget(user)?;
         self.system.remove(&self.record_path(user))?;
         Ok(true)
     }

@@ -22,12 +22,13 @@
 //! applier.start()?;
 //! let agent = server::Agent::new(config.token.clone(), applier, config.max_body_bytes);
 //! let listener = tokio::net::TcpListener::bind((config.bind, config.port)).await?;
-//! server::serve(listener, server::router(agent), None, std::future::pending()).await;
+//! server::serve(listener, server::router(agent), None, Default::default(), std::future::pending()).await;
 //! # Ok(()) }
 //! ```
 
 pub mod apply;
 pub mod config;
+mod owners;
 pub mod render;
 pub mod server;
 pub mod system;

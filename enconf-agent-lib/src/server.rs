@@ -10,21 +10,21 @@ use axum::body::Body;
 use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use enconf_core::domain::{AccountSpec, AgentToken, DomainName, Domains, Rule, UserName};
 use enconf_core::http::{
-    ApiResult, bearer_matches, json_body, log_request, method_not_allowed, not_found, unauthorized,
+    ApiResult, authorize, json_body, log_request, method_not_allowed, not_found,
 };
 use enconf_core::protocol::agent::{
-    AccountBatch, AccountList, AccountPut, Applied, BatchApplied, CertificatePut, ChallengePut,
-    check_acme_text,
+    self, AccountBatch, AccountList, AccountPut, Applied, BatchApplied, CertificatePut,
+    ChallengePut, check_acme_text,
 };
 use enconf_core::protocol::{AgentHealth, ErrorBody, ErrorCode};
 use enconf_core::ssl::{CertKind, cert};
 use tokio::sync::{mpsc, oneshot};
 
-pub use enconf_core::http::{ServeError, serve, tls_acceptor};
+pub use enconf_core::http::{ConnectionLimits, ServeError, serve, tls_acceptor};
 
 use crate::apply::{Applier, ApplyError};
 use crate::system::System;
@@ -38,7 +38,7 @@ type Reply<T> = oneshot::Sender<Result<T, ErrorBody>>;
 /// A change waiting for the apply worker, with where to send what it did.
 enum Job {
     /// Per account: whether anything changed.
-    Put(Vec<AccountSpec>, Reply<Vec<bool>>),
+    Put(PutRequest),
     /// Whether the account was there.
     Delete(UserName, Reply<bool>),
     /// Any other change (certificates, challenges), run in turn with the rest.
@@ -84,6 +84,12 @@ impl<S: System> Agent<S> {
         &self.applier
     }
 
+    /// The body limit of an operation that needs at most `needed` bytes: that, or the
+    /// configured limit when it is lower. Only a batch put may use the whole configured limit.
+    fn limit(&self, needed: usize) -> usize {
+        needed.min(self.max_body_bytes)
+    }
+
     /// Runs `f` on the applier in turn with every other change, and answers with its result.
     async fn run<T: Send + 'static>(
         &self,
@@ -123,6 +129,9 @@ fn internal(message: &str) -> ErrorBody {
 fn apply_error(e: ApplyError) -> ErrorBody {
     match e {
         ApplyError::Rejected { .. } => ErrorBody::new(ErrorCode::ConfigRejected, e.to_string()),
+        ApplyError::UserTaken { .. } => {
+            ErrorBody::new(ErrorCode::Duplicate, e.to_string()).with_field("username")
+        }
         ApplyError::System(_) | ApplyError::State(_) => {
             tracing::error!(error = %e, "apply failed");
             internal(&e.to_string())
@@ -159,8 +168,8 @@ pub fn router<S: System>(agent: Arc<Agent<S>>) -> Router {
 
 /// Every path needs `Authorization: Bearer <token>`; compared in constant time, never logged.
 async fn auth<S: System>(State(agent): State<Arc<Agent<S>>>, req: Request, next: Next) -> Response {
-    if !bearer_matches(req.headers(), &agent.token) {
-        return unauthorized();
+    if let Err(refused) = authorize(&req, &agent.token) {
+        return refused.into_response();
     }
     next.run(req).await
 }
@@ -188,9 +197,18 @@ async fn put_one<S: System>(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Applied> {
-    let put: AccountPut = json_body(agent.max_body_bytes, &headers, body).await?;
+    let put: AccountPut =
+        json_body(agent.limit(agent::MAX_ACCOUNT_PUT_BYTES), &headers, body).await?;
     let spec = put.validate("", Some(&username))?;
-    let changed = agent.submit(|r| Job::Put(vec![spec], r)).await?;
+    let changed = agent
+        .submit(|reply| {
+            Job::Put(PutRequest {
+                specs: vec![spec],
+                batch: false,
+                reply,
+            })
+        })
+        .await?;
     Ok(axum::Json(Applied {
         changed: changed.first().copied().unwrap_or(false),
     }))
@@ -203,7 +221,15 @@ async fn put_batch<S: System>(
 ) -> ApiResult<BatchApplied> {
     let batch: AccountBatch = json_body(agent.max_body_bytes, &headers, body).await?;
     let specs = batch.validate()?;
-    let changed = agent.submit(|r| Job::Put(specs, r)).await?;
+    let changed = agent
+        .submit(|reply| {
+            Job::Put(PutRequest {
+                specs,
+                batch: true,
+                reply,
+            })
+        })
+        .await?;
     let n = changed.iter().filter(|c| **c).count();
     Ok(axum::Json(BatchApplied {
         changed: n,
@@ -236,22 +262,28 @@ async fn put_certificate<S: System>(
     let kind: CertKind = kind
         .parse()
         .map_err(|()| ErrorBody::new(ErrorCode::NotFound, "no such certificate kind"))?;
-    let put: CertificatePut = json_body(agent.max_body_bytes, &headers, body).await?;
+    let put: CertificatePut = json_body(
+        agent.limit(agent::MAX_CERTIFICATE_PUT_BYTES),
+        &headers,
+        body,
+    )
+    .await?;
     let names = names("names", &put.names)?;
     // Checked here as on the controller: parses, key matches, covers the first name. Expiry
     // is the controller's business (it knows the time the certificate was chosen at).
+    // What is written is the parsed pair, encoded again: nothing else of the upload.
     let now = time::OffsetDateTime::now_utc();
-    match cert::check(&put.certificate_pem, &put.private_key_pem, &names[0], now) {
+    let invalid = |e: cert::CertError| {
+        let field = e.field().unwrap_or("certificate_pem");
+        ErrorBody::new(ErrorCode::Invalid, e.to_string()).with_field(field)
+    };
+    let bundle = cert::normalize(&put.certificate_pem, &put.private_key_pem).map_err(invalid)?;
+    match cert::check(&bundle.chain_pem, &bundle.key_pem, &names[0], now) {
         Ok(_) | Err(cert::CertError::Expired(_) | cert::CertError::NotYetValid(_)) => {}
-        Err(e) => {
-            let field = e.field().unwrap_or("certificate_pem");
-            return Err(ErrorBody::new(ErrorCode::Invalid, e.to_string())
-                .with_field(field)
-                .into());
-        }
+        Err(e) => return Err(invalid(e).into()),
     }
     let changed = agent
-        .run(move |a| a.put_certificate(kind, &names, &put.certificate_pem, &put.private_key_pem))
+        .run(move |a| a.put_certificate(kind, &names, &bundle.chain_pem, &bundle.key_pem))
         .await?;
     Ok(axum::Json(Applied { changed }))
 }
@@ -263,7 +295,8 @@ async fn put_challenge<S: System>(
     body: Body,
 ) -> ApiResult<Applied> {
     check_acme_text(&token, 0).map_err(|r| r.at("token"))?;
-    let put: ChallengePut = json_body(agent.max_body_bytes, &headers, body).await?;
+    let put: ChallengePut =
+        json_body(agent.limit(agent::MAX_CHALLENGE_PUT_BYTES), &headers, body).await?;
     let names = names("names", &put.names)?;
     check_acme_text(&put.key_authorization, 1).map_err(|r| r.at("key_authorization"))?;
     let changed = agent
@@ -309,20 +342,20 @@ fn run_jobs<S: System>(applier: &Applier<S>, mut jobs: VecDeque<Job>) {
                 let _ = reply.send(applier.delete(&user).map_err(apply_error));
             }
             Job::Task(task) => task(),
-            Job::Put(specs, reply) => {
+            Job::Put(first) => {
                 // Take the following puts too, as long as no account appears twice.
                 let mut users: HashSet<UserName> =
-                    specs.iter().map(|s| s.username.clone()).collect();
-                let mut run = vec![(specs, reply)];
-                while let Some(Job::Put(next, _)) = jobs.front() {
-                    if next.iter().any(|s| users.contains(&s.username)) {
+                    first.specs.iter().map(|s| s.username.clone()).collect();
+                let mut run = vec![first];
+                while let Some(Job::Put(next)) = jobs.front() {
+                    if next.specs.iter().any(|s| users.contains(&s.username)) {
                         break;
                     }
-                    users.extend(next.iter().map(|s| s.username.clone()));
-                    let Some(Job::Put(next, reply)) = jobs.pop_front() else {
+                    users.extend(next.specs.iter().map(|s| s.username.clone()));
+                    let Some(Job::Put(next)) = jobs.pop_front() else {
                         break;
                     };
-                    run.push((next, reply));
+                    run.push(next);
                 }
                 put_run(applier, run);
             }
@@ -330,33 +363,59 @@ fn run_jobs<S: System>(applier: &Applier<S>, mut jobs: VecDeque<Job>) {
     }
 }
 
-type PutRequest = (Vec<AccountSpec>, Reply<Vec<bool>>);
+/// A put of one account or a batch, and where to answer.
+struct PutRequest {
+    specs: Vec<AccountSpec>,
+    /// Whether it came as a batch (errors name `accounts[i].…`).
+    batch: bool,
+    reply: Reply<Vec<bool>>,
+}
+
+impl PutRequest {
+    /// The answer to a failed put: a taken user name is named as the request gave it.
+    fn error(&self, e: ApplyError) -> ErrorBody {
+        let field = match &e {
+            ApplyError::UserTaken { user, .. } if self.batch => self
+                .specs
+                .iter()
+                .position(|s| &s.username == user)
+                .map(|i| format!("accounts[{i}].username")),
+            _ => None,
+        };
+        let body = apply_error(e);
+        match field {
+            Some(field) => body.with_field(field),
+            None => body,
+        }
+    }
+}
 
 fn put_run<S: System>(applier: &Applier<S>, run: Vec<PutRequest>) {
     if run.len() > 1 {
-        let all: Vec<AccountSpec> = run.iter().flat_map(|(s, _)| s.iter().cloned()).collect();
+        let all: Vec<AccountSpec> = run.iter().flat_map(|r| r.specs.iter().cloned()).collect();
         match applier.put(&all) {
             Ok(changed) => {
                 let mut rest = &changed[..];
-                for (specs, reply) in run {
-                    let (mine, tail) = rest.split_at(specs.len().min(rest.len()));
+                for request in run {
+                    let (mine, tail) = rest.split_at(request.specs.len().min(rest.len()));
                     rest = tail;
-                    let _ = reply.send(Ok(mine.to_vec()));
+                    let _ = request.reply.send(Ok(mine.to_vec()));
                 }
                 return;
             }
-            // One request's config was refused: apply each alone so the others still land.
-            Err(ApplyError::Rejected { .. }) => {}
+            // One request was refused: apply each alone so the others still land.
+            Err(ApplyError::Rejected { .. } | ApplyError::UserTaken { .. }) => {}
             Err(e) => {
                 let body = apply_error(e);
-                for (_, reply) in run {
-                    let _ = reply.send(Err(body.clone()));
+                for request in run {
+                    let _ = request.reply.send(Err(body.clone()));
                 }
                 return;
             }
         }
     }
-    for (specs, reply) in run {
-        let _ = reply.send(applier.put(&specs).map_err(apply_error));
+    for request in run {
+        let result = applier.put(&request.specs).map_err(|e| request.error(e));
+        let _ = request.reply.send(result);
     }
 }

@@ -62,12 +62,22 @@ pub trait System: Send + Sync + fmt::Debug + 'static {
     fn list(&self, dir: &Path) -> Result<Vec<String>, SystemError>;
     /// Runs a program and returns what it printed; a non-zero exit is an error.
     fn run(&self, program: &Path, args: &[&str]) -> Result<String, SystemError>;
-    fn user_exists(&self, user: &UserName) -> Result<bool, SystemError>;
+    /// The user of that name in the machine's user database, if there is one.
+    fn user(&self, user: &UserName) -> Result<Option<SystemUser>, SystemError>;
+    /// Whether a group of that name exists.
+    fn group_exists(&self, group: &str) -> Result<bool, SystemError>;
     /// Creates login-less users, each with its own group and the given home (not created), in
     /// one step.
     fn add_users(&self, users: &[(UserName, PathBuf)]) -> Result<(), SystemError>;
-    /// Removes a user, its own group, its memberships and its home.
+    /// Removes a user, its own group, its memberships and its home. Only for users the agent
+    /// created (see `crate::owners`).
     fn remove_user(&self, user: &UserName, home: &Path) -> Result<(), SystemError>;
+
+    /// The range new users' ids are taken from (`UID_MIN`, `UID_MAX` of `/etc/login.defs`).
+    fn uid_range(&self) -> Result<(u32, u32), SystemError> {
+        let text = self.read(Path::new("/etc/login.defs"))?.unwrap_or_default();
+        Ok(crate::userdb::uid_range(&String::from_utf8_lossy(&text)))
+    }
     /// Creates a directory (and parents) owned by `owner:group` with `mode`.
     fn ensure_dir(
         &self,
@@ -132,6 +142,15 @@ pub trait System: Send + Sync + fmt::Debug + 'static {
     }
 }
 
+/// A user as the machine's `passwd` database has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+    pub shell: String,
+}
+
 fn userdb_error(e: crate::userdb::UserDbError) -> SystemError {
     SystemError::Io {
         path: "/etc/passwd".into(),
@@ -145,7 +164,7 @@ fn new_users(users: &[(UserName, PathBuf)]) -> Vec<crate::userdb::NewUser<'_>> {
         .map(|(name, home)| crate::userdb::NewUser {
             name: name.as_str(),
             home,
-            shell: "/usr/sbin/nologin",
+            shell: crate::owners::SHELL,
         })
         .collect()
 }
@@ -203,69 +222,67 @@ impl RealSystem {
         Self::default()
     }
 
-    fn lookup(&self, file: IdFile, name: &str) -> Result<Option<u32>, SystemError> {
-        let mut cache = self.ids.lock().map_err(|_| SystemError::Io {
-            path: file.path().into(),
+    fn cache(&self) -> Result<std::sync::MutexGuard<'_, IdCache>, SystemError> {
+        self.ids.lock().map_err(|_| SystemError::Io {
+            path: "/etc/passwd".into(),
             source: std::io::Error::other("id cache poisoned"),
-        })?;
-        cache.lookup(file, name)
+        })
+    }
+
+    fn uid(&self, name: &str) -> Result<Option<u32>, SystemError> {
+        Ok(self.cache()?.users()?.get(name).map(|u| u.uid))
+    }
+
+    fn gid(&self, name: &str) -> Result<Option<u32>, SystemError> {
+        Ok(self.cache()?.groups()?.get(name).copied())
     }
 }
 
-/// Which local database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum IdFile {
-    Passwd,
-    Group,
-}
-
-impl IdFile {
-    fn path(self) -> &'static str {
-        match self {
-            IdFile::Passwd => "/etc/passwd",
-            IdFile::Group => "/etc/group",
-        }
-    }
-}
-
-type IdMap = std::collections::HashMap<String, u32>;
-
+/// `/etc/passwd` and `/etc/group`, parsed, with the modification time they were read at.
 #[derive(Debug, Default)]
 struct IdCache {
-    passwd: (Option<std::time::SystemTime>, IdMap),
-    group: (Option<std::time::SystemTime>, IdMap),
+    passwd: (
+        Option<std::time::SystemTime>,
+        std::collections::HashMap<String, SystemUser>,
+    ),
+    group: (
+        Option<std::time::SystemTime>,
+        std::collections::HashMap<String, u32>,
+    ),
 }
 
 impl IdCache {
-    /// The id of `name` (uid or gid), re-reading the file when it changed since last read.
-    fn lookup(&mut self, file: IdFile, name: &str) -> Result<Option<u32>, SystemError> {
-        let path = Path::new(file.path());
-        let (seen, map) = match file {
-            IdFile::Passwd => &mut self.passwd,
-            IdFile::Group => &mut self.group,
-        };
+    /// The file's text when it changed since `seen`.
+    fn changed(
+        path: &Path,
+        seen: &mut Option<std::time::SystemTime>,
+    ) -> Result<Option<String>, SystemError> {
         let modified = std::fs::metadata(path)
             .and_then(|m| m.modified())
             .map_err(io(path))?;
-        if *seen != Some(modified) {
-            let text = std::fs::read_to_string(path).map_err(io(path))?;
-            *map = parse_ids(&text);
-            *seen = Some(modified);
+        if *seen == Some(modified) {
+            return Ok(None);
         }
-        Ok(map.get(name).copied())
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        *seen = Some(modified);
+        Ok(Some(text))
     }
-}
 
-/// `name:x:id:…` lines → name → id (the third field).
-fn parse_ids(text: &str) -> IdMap {
-    text.lines()
-        .filter_map(|line| {
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            let id = fields.nth(1)?.parse().ok()?;
-            Some((name.to_owned(), id))
-        })
-        .collect()
+    fn users(&mut self) -> Result<&std::collections::HashMap<String, SystemUser>, SystemError> {
+        let (seen, map) = &mut self.passwd;
+        if let Some(text) = Self::changed(Path::new("/etc/passwd"), seen)? {
+            *map = crate::userdb::parse_passwd(&text);
+        }
+        Ok(map)
+    }
+
+    fn groups(&mut self) -> Result<&std::collections::HashMap<String, u32>, SystemError> {
+        let (seen, map) = &mut self.group;
+        if let Some(text) = Self::changed(Path::new("/etc/group"), seen)? {
+            *map = crate::userdb::parse_group(&text);
+        }
+        Ok(map)
+    }
 }
 
 impl System for RealSystem {
@@ -313,8 +330,12 @@ impl System for RealSystem {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    fn user_exists(&self, user: &UserName) -> Result<bool, SystemError> {
-        Ok(self.lookup(IdFile::Passwd, user.as_str())?.is_some())
+    fn user(&self, user: &UserName) -> Result<Option<SystemUser>, SystemError> {
+        Ok(self.cache()?.users()?.get(user.as_str()).cloned())
+    }
+
+    fn group_exists(&self, group: &str) -> Result<bool, SystemError> {
+        Ok(self.gid(group)?.is_some())
     }
 
     fn add_users(&self, users: &[(UserName, PathBuf)]) -> Result<(), SystemError> {
@@ -341,12 +362,8 @@ impl System for RealSystem {
                 format!("no such {what}: {name}"),
             ),
         };
-        let uid = self
-            .lookup(IdFile::Passwd, owner)?
-            .ok_or_else(|| unknown("user", owner))?;
-        let gid = self
-            .lookup(IdFile::Group, group)?
-            .ok_or_else(|| unknown("group", group))?;
+        let uid = self.uid(owner)?.ok_or_else(|| unknown("user", owner))?;
+        let gid = self.gid(group)?.ok_or_else(|| unknown("group", group))?;
         std::fs::create_dir_all(path).map_err(io(path))?;
         std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io(path))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io(path))
@@ -475,9 +492,14 @@ impl System for Sandbox {
         self.record(line)
     }
 
-    fn user_exists(&self, user: &UserName) -> Result<bool, SystemError> {
-        crate::userdb::user_exists(&self.host_path(Path::new("/etc")), user.as_str())
-            .map_err(userdb_error)
+    fn user(&self, user: &UserName) -> Result<Option<SystemUser>, SystemError> {
+        let text = self.read(Path::new("/etc/passwd"))?.unwrap_or_default();
+        Ok(crate::userdb::parse_passwd(&String::from_utf8_lossy(&text)).remove(user.as_str()))
+    }
+
+    fn group_exists(&self, group: &str) -> Result<bool, SystemError> {
+        let text = self.read(Path::new("/etc/group"))?.unwrap_or_default();
+        Ok(crate::userdb::parse_group(&String::from_utf8_lossy(&text)).contains_key(group))
     }
 
     fn add_users(&self, users: &[(UserName, PathBuf)]) -> Result<(), SystemError> {

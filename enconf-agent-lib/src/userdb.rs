@@ -12,11 +12,13 @@
 //! their own with the same id when it is free, and ids from `UID_MIN`..`UID_MAX` of
 //! `/etc/login.defs` (1000..60000 by default).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
+
+use crate::system::SystemUser;
 
 /// Why users could not be added. Nothing was changed.
 #[derive(Debug, thiserror::Error)]
@@ -319,14 +321,37 @@ pub(crate) fn add_users_waiting(
         .map_err(io(etc))
 }
 
-/// Whether `name` is a user in the `passwd` file of `etc`.
-pub fn user_exists(etc: &Path, name: &str) -> Result<bool, UserDbError> {
-    let path = etc.join("passwd");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(names_and_ids(&text).0.contains(name)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(io(&path)(e)),
-    }
+/// `passwd` text → user name → its entry. Malformed lines are skipped.
+pub(crate) fn parse_passwd(text: &str) -> HashMap<String, SystemUser> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            let [name, _, uid, gid, _, home, shell] = f.as_slice() else {
+                return None;
+            };
+            Some((
+                (*name).to_owned(),
+                SystemUser {
+                    uid: uid.parse().ok()?,
+                    gid: gid.parse().ok()?,
+                    home: PathBuf::from(home),
+                    shell: (*shell).to_owned(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// `group` text → group name → gid. Malformed lines are skipped.
+pub(crate) fn parse_group(text: &str) -> HashMap<String, u32> {
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split(':');
+            let name = f.next()?;
+            let gid = f.nth(1)?.parse().ok()?;
+            Some((name.to_owned(), gid))
+        })
+        .collect()
 }
 
 /// `text` without the lines whose first field is in `names`, and without `names` in the
@@ -539,11 +564,16 @@ mod tests {
             .unwrap()
             .replace("staff:x:1002:", "staff:x:1002:alice,shop");
         std::fs::write(&group, text).unwrap();
-        assert!(user_exists(dir.path(), "shop").unwrap());
-        remove_users(dir.path(), &["shop"]).unwrap();
         let read = |n: &str| std::fs::read_to_string(dir.path().join(n)).unwrap();
-        assert!(!user_exists(dir.path(), "shop").unwrap());
-        assert!(user_exists(dir.path(), "blog").unwrap());
+        let users = parse_passwd(&read("passwd"));
+        assert_eq!(users["shop"].home, home);
+        assert_eq!(users["shop"].shell, "/usr/sbin/nologin");
+        assert_eq!(users["shop"].uid, users["shop"].gid);
+        assert_eq!(parse_group(&read("group"))["shop"], users["shop"].gid);
+        remove_users(dir.path(), &["shop"]).unwrap();
+        let users = parse_passwd(&read("passwd"));
+        assert!(!users.contains_key("shop"));
+        assert!(users.contains_key("blog"));
         for file in ["passwd", "shadow", "group", "gshadow"] {
             assert!(
                 !read(file).lines().any(|l| l.starts_with("shop:")),

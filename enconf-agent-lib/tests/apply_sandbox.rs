@@ -339,3 +339,45 @@ fn the_mail_certificate_configures_the_mail_services_there_are() {
     assert!(!put(&a).unwrap(), "the same again changes nothing");
     assert!(a.system().commands().is_empty());
 }
+
+#[test]
+fn users_are_removed_only_when_the_agent_created_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = applier(dir.path());
+    let passwd = |a: &Applier<Sandbox>| read(a, "/etc/passwd").unwrap_or_default();
+    a.put(&[
+        spec("shop", &["shop.example"]),
+        spec("blog", &["blog.example"]),
+    ])
+    .unwrap();
+    let record = read(&a, "/srv/state/users/shop.json").unwrap();
+    assert!(record.contains("\"uid\":1000"), "{record}");
+
+    // A release that kept no record of its users: at start-up a user of exactly the shape the
+    // agent gives its users is adopted, and removed with its account.
+    let host = |p: &str| a.system().host_path(Path::new(p));
+    std::fs::remove_file(host("/srv/state/users/shop.json")).unwrap();
+    let a = applier(dir.path());
+    assert!(read(&a, "/srv/state/users/shop.json").is_some(), "adopted");
+    assert!(a.delete(&UserName::parse("shop").unwrap()).unwrap());
+    assert!(!passwd(&a).contains("shop:"));
+
+    // A user changed behind the agent's back (another uid, outside the range) is not its own
+    // any more: its account is refused, and its delete leaves the user in place.
+    let text = passwd(&a).replace("blog:x:1001:1001:", "blog:x:500:1001:");
+    std::fs::write(a.system().host_path(Path::new("/etc/passwd")), &text).unwrap();
+    let blog = spec("blog", &["blog.example"]);
+    assert!(matches!(
+        a.put(std::slice::from_ref(&blog)),
+        Err(ApplyError::UserTaken { .. })
+    ));
+    a.system().clear_commands();
+    assert!(a.delete(&blog.username).unwrap());
+    assert!(passwd(&a).contains("blog:x:500:1001:"), "left alone");
+    assert!(
+        !a.system()
+            .commands()
+            .iter()
+            .any(|c| c.starts_with("userdel"))
+    );
+}

@@ -150,3 +150,145 @@ fn the_agent_reads_the_token_the_install_script_writes() {
         assert_eq!(values["AGENT_PORT"], "50000");
     }
 }
+
+/// A machine that already has users enconf did not create: `ubuntu` (uid 1000, in `sudo`, with a
+/// home), a system user `minecraft` (uid 105) and a bare group `docker`.
+fn with_foreign_users(node: &Node) -> std::path::PathBuf {
+    let root = node.dir.path().join("box");
+    let etc = root.join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    for (file, text) in [
+        (
+            "passwd",
+            "root:x:0:0:root:/root:/bin/bash\nubuntu:x:1000:1000:Ubuntu:/home/ubuntu:/bin/bash\nminecraft:x:105:111::/opt/minecraft:/bin/bash\n",
+        ),
+        (
+            "shadow",
+            "root:*:19000:0:99999:7:::\nubuntu:$6$salt$hash:19000:0:99999:7:::\nminecraft:*:19000:0:99999:7:::\n",
+        ),
+        (
+            "group",
+            "root:x:0:\nsudo:x:27:ubuntu\nubuntu:x:1000:\nminecraft:x:111:\ndocker:x:999:ubuntu\n",
+        ),
+        (
+            "gshadow",
+            "root:*::\nsudo:*::ubuntu\nubuntu:!::\nminecraft:!::\ndocker:!::ubuntu\n",
+        ),
+    ] {
+        std::fs::write(etc.join(file), text).unwrap();
+    }
+    let home = root.join("home/ubuntu");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join(".bashrc"), "# ubuntu's own\n").unwrap();
+    root
+}
+
+/// What must never change: the user databases and the foreign user's home.
+fn foreign_state(root: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    [
+        "etc/passwd",
+        "etc/shadow",
+        "etc/group",
+        "etc/gshadow",
+        "home/ubuntu/.bashrc",
+    ]
+    .iter()
+    .map(|f| {
+        (
+            f.to_string(),
+            std::fs::read(root.join(f)).unwrap_or_default(),
+        )
+    })
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_the_agent_did_not_create_are_never_taken_over() {
+    use enconf_core::protocol::ErrorBody;
+    let transport = Arc::new(InProcess::new());
+    let (a, b) = (node(&transport, 50011), node(&transport, 50012));
+    let root = with_foreign_users(&a);
+    let before = foreign_state(&root);
+    let controller = Controller::new(
+        Arc::new(MemoryStore::new_in_memory()),
+        transport.clone(),
+        ControllerConfig::default(),
+    );
+    let sa = controller
+        .add_server(&server("web1", &a, &["web"]))
+        .await
+        .unwrap();
+    let sb = controller
+        .add_server(&server("web2", &b, &["web"]))
+        .await
+        .unwrap();
+    let input = |user: &str, server: ServerId| AccountInput {
+        username: Some(user.into()),
+        domains: Some(vec![format!("{user}.example")]),
+        php_version: None,
+        server_id: Some(server.0),
+    };
+
+    // A user, a system user and a bare group of that name: 409 naming `username`, nothing
+    // recorded, nothing written for them.
+    for user in ["ubuntu", "minecraft", "docker"] {
+        let e = ErrorBody::from(
+            controller
+                .create_account(&input(user, sa.id))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(e.status(), 409, "{user}: {e:?}");
+        assert_eq!(e.error.field.as_deref(), Some("username"), "{user}");
+        assert!(e.error.message.contains("not created by enconf"), "{e:?}");
+        assert!(!a.vhost(user).exists());
+        assert_eq!(foreign_state(&root), before, "{user}");
+    }
+    assert!(controller.accounts().await.unwrap().is_empty());
+
+    // Set up elsewhere, the account cannot move onto the machine that has the user.
+    let ubuntu = controller
+        .create_account(&input("ubuntu", sb.id))
+        .await
+        .unwrap();
+    let e = controller
+        .migrate_account(
+            AccountId(ubuntu.id),
+            &MigrateInput {
+                target_server_id: Some(sa.id.0),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(ErrorBody::from(e).status(), 409);
+    assert_eq!(
+        controller
+            .account(AccountId(ubuntu.id))
+            .await
+            .unwrap()
+            .server_id,
+        sb.id
+    );
+    assert!(b.vhost("ubuntu").exists() && !a.vhost("ubuntu").exists());
+    assert_eq!(foreign_state(&root), before);
+    controller.reconcile(sa.id).await.unwrap();
+    controller
+        .delete_account(AccountId(ubuntu.id))
+        .await
+        .unwrap();
+    assert_eq!(foreign_state(&root), before);
+
+    // An account the agent created is its own to remove, user, group and home.
+    let shop = controller
+        .create_account(&input("shop", sa.id))
+        .await
+        .unwrap();
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+    assert!(
+        passwd.contains("\nshop:x:1001:1001::/srv/www/shop:/usr/sbin/nologin\n"),
+        "{passwd}"
+    );
+    controller.delete_account(AccountId(shop.id)).await.unwrap();
+    assert!(!root.join("srv/www/shop").exists());
+    assert_eq!(foreign_state(&root), before);
+}

@@ -217,8 +217,77 @@ async fn malformed_and_oversized_bodies() {
         (status, resp["error"]["code"].clone()),
         (StatusCode::NOT_FOUND, json!("not_found"))
     );
-    let (status, _) = authed(&h, "POST", "/v1/accounts/shop", Some("{}")).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, resp) = authed(&h, "POST", "/v1/accounts/shop", Some("{}")).await;
+    assert_eq!(
+        (status, resp["error"]["code"].clone()),
+        (StatusCode::METHOD_NOT_ALLOWED, json!("method_not_allowed"))
+    );
+    let req = Request::post("/v1/accounts/shop")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = h.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(resp.headers()["allow"], "PUT,DELETE");
+}
+
+#[tokio::test]
+async fn the_authorization_header_as_http_says() {
+    let h = harness(1 << 20);
+    let status = |values: Vec<String>| {
+        let app = h.app.clone();
+        async move {
+            let mut req = Request::get("/v1/health");
+            for v in values {
+                req = req.header("authorization", v);
+            }
+            let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            (status, body["error"]["code"].clone())
+        }
+    };
+    // The scheme is case-insensitive, and one or more spaces may follow it.
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        for gap in [" ", "   "] {
+            let (code, _) = status(vec![format!("{scheme}{gap}{TOKEN}")]).await;
+            assert_eq!(code, StatusCode::OK, "{scheme:?}{gap:?}");
+        }
+    }
+    for wrong in [
+        format!("Bearer{TOKEN}"),
+        format!("Bearer {TOKEN}x"),
+        format!("Bearer x{TOKEN}"),
+        format!("Basic {TOKEN}"),
+        format!("Bearerx {TOKEN}"),
+        "Bearer ".to_owned(),
+        "Bearer".to_owned(),
+        String::new(),
+    ] {
+        assert_eq!(
+            status(vec![wrong.clone()]).await,
+            (StatusCode::UNAUTHORIZED, json!("unauthorized")),
+            "{wrong:?}"
+        );
+    }
+    // Two headers are refused, even when both carry the token.
+    for pair in [
+        [format!("Bearer {TOKEN}"), format!("Bearer {TOKEN}")],
+        [
+            format!("Bearer {TOKEN}"),
+            "Bearer wrong-token-0123456789".to_owned(),
+        ],
+        [
+            "Bearer wrong-token-0123456789".to_owned(),
+            format!("Bearer {TOKEN}"),
+        ],
+    ] {
+        assert_eq!(
+            status(pair.to_vec()).await,
+            (StatusCode::BAD_REQUEST, json!("bad_request"))
+        );
+    }
 }
 
 #[tokio::test]
@@ -299,4 +368,61 @@ async fn concurrent_puts_are_coalesced() {
         checks <= 5 && reloads <= 5,
         "{checks} validations, {reloads} reloads for 40 puts"
     );
+}
+
+#[tokio::test]
+async fn an_uploaded_certificate_is_written_as_a_certificate() {
+    use std::os::unix::fs::MetadataExt;
+    let h = harness(1 << 20);
+    let names = [enconf_core::domain::DomainName::parse("web1.example.com").unwrap()];
+    let pair =
+        enconf_core::ssl::cert::self_signed(&names, time::OffsetDateTime::now_utc()).unwrap();
+    let put = |chain: String, key: String| {
+        json!({"names": ["web1.example.com"], "certificate_pem": chain, "private_key_pem": key})
+            .to_string()
+    };
+    let cert_file = h.dir.path().join("box/srv/ssl/panel.crt");
+    let key_file = h.dir.path().join("box/srv/ssl/panel.key");
+
+    // The key pasted into the chain too: refused naming the field, nothing written.
+    let before = snapshot(h.dir.path());
+    let leaked = put(
+        format!("{}{}", pair.chain_pem, pair.key_pem),
+        pair.key_pem.clone(),
+    );
+    let (status, resp) = authed(&h, "PUT", "/v1/certificates/panel", Some(&leaked)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{resp}");
+    assert_eq!(resp["error"]["field"], "certificate_pem");
+    assert!(
+        resp["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
+    assert_eq!(snapshot(h.dir.path()), before);
+
+    // Words around the blocks do not reach the files; the key is 0600 and the agent's (root's).
+    let noisy = put(
+        format!("issued for web1\n{}\nthanks\n", pair.chain_pem),
+        format!("{}\n# keep secret\n", pair.key_pem),
+    );
+    let (status, resp) = authed(&h, "PUT", "/v1/certificates/panel", Some(&noisy)).await;
+    assert_eq!((status, resp), (StatusCode::OK, json!({"changed": true})));
+    assert_eq!(std::fs::read_to_string(&cert_file).unwrap(), pair.chain_pem);
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert!(
+        key.starts_with("-----BEGIN PRIVATE KEY-----\n") && !key.contains("keep"),
+        "{key}"
+    );
+    let meta = std::fs::metadata(&key_file).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o600);
+    assert_eq!(meta.uid(), std::fs::metadata(h.dir.path()).unwrap().uid());
+    assert_eq!(std::fs::metadata(&cert_file).unwrap().mode() & 0o777, 0o644);
+    // No copy of the key is left anywhere else.
+    let copies: Vec<_> = snapshot(h.dir.path())
+        .into_iter()
+        .filter(|(path, bytes)| *path != key_file.display().to_string() && *bytes == key.as_bytes())
+        .map(|(path, _)| path)
+        .collect();
+    assert!(copies.is_empty(), "{copies:?}");
 }

@@ -36,6 +36,7 @@ async fn https_agents_and_failure_classes() {
         listener,
         router(agent),
         Some(acceptor),
+        Default::default(),
         std::future::pending(),
     ));
     let url = format!("https://localhost:{port}");

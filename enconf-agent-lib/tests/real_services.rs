@@ -157,9 +157,15 @@ fn over_http_hostile_input_is_refused_and_a_good_put_serves() {
         )
     });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(serve(listener, router(Arc::clone(&agent)), None, async {
-        let _ = stopped.await;
-    }));
+    let server = runtime.spawn(serve(
+        listener,
+        router(Arc::clone(&agent)),
+        None,
+        Default::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let auth = format!("Bearer {TOKEN}");
     let put = |path: &str, body: &str| {
         http(
@@ -442,4 +448,86 @@ fn the_panel_proxies_to_its_upstream_over_https() {
         answer.starts_with("HTTP/1.1 200")
     });
     assert!(answer.ends_with("panel via https"), "{answer}");
+}
+
+/// `getent` lines of the user and the groups, the home's files: what must never change.
+fn machine_state(user: &str, home: &std::path::Path) -> Vec<String> {
+    let getent = |db: &str, key: &str| {
+        let out = Command::new("getent").args([db, key]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut state = vec![
+        getent("passwd", user),
+        getent("shadow", user),
+        getent("group", user),
+        getent("group", "sudo"),
+    ];
+    let mut files: Vec<String> = std::fs::read_dir(home)
+        .map(|d| {
+            d.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    state.push(files.join(","));
+    state
+}
+
+#[test]
+fn a_user_of_the_machine_is_never_taken_over_nor_removed() {
+    let Some(mut svc) = services::start() else {
+        return;
+    };
+    let user = svc.user("f");
+    let status = Command::new("useradd")
+        .args([
+            "--create-home",
+            "--groups",
+            "sudo",
+            "--shell",
+            "/bin/bash",
+            &user,
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let home = std::path::PathBuf::from(format!("/home/{user}"));
+    std::fs::write(home.join("notes.txt"), "mine\n").unwrap();
+    let before = machine_state(&user, &home);
+    assert!(before[0].contains(&format!("{user}:x:")), "{before:?}");
+
+    let agent = applier(&svc, &[]);
+    let account = spec(&user, &[&format!("{user}.test")]);
+    match agent.put(std::slice::from_ref(&account)) {
+        Err(ApplyError::UserTaken {
+            user: taken,
+            reason,
+        }) => {
+            assert_eq!(taken.as_str(), user);
+            assert!(reason.contains("not created by enconf"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        !agent.delete(&account.username).unwrap(),
+        "not the agent's account"
+    );
+    assert_eq!(machine_state(&user, &home), before);
+
+    // A record a release without ownership records wrote for it (it used to adopt any user):
+    // not adopted at start-up, and its delete leaves the user, its groups and home alone.
+    let record = svc.path(&format!("state/accounts/{user}.json"));
+    std::fs::create_dir_all(record.parent().unwrap()).unwrap();
+    std::fs::write(
+        &record,
+        serde_json::json!({"spec": {"username": user, "domains": [format!("{user}.test")],
+            "php_version": null}, "php_version": svc.php})
+        .to_string(),
+    )
+    .unwrap();
+    let agent = applier(&svc, &[]);
+    assert!(agent.put(std::slice::from_ref(&account)).is_err());
+    assert!(agent.delete(&account.username).unwrap());
+    assert!(!record.exists());
+    assert_eq!(machine_state(&user, &home), before);
 }

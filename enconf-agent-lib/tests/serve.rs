@@ -36,9 +36,15 @@ async fn https_serves_with_the_configured_certificate() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, router(agent), Some(acceptor), async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(serve(
+        listener,
+        router(agent),
+        Some(acceptor),
+        Default::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
 
     let connector = tokio_rustls::TlsConnector::from(common::tls_client(ck.cert.der()));
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -118,9 +124,15 @@ fn shutdown_finishes_the_operation_in_flight() {
     let agent =
         runtime.block_on(async { Agent::new(AgentToken::parse(TOKEN).unwrap(), applier, 1 << 20) });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(serve(listener, router(Arc::clone(&agent)), None, async {
-        let _ = stopped.await;
-    }));
+    let server = runtime.spawn(serve(
+        listener,
+        router(Arc::clone(&agent)),
+        None,
+        Default::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
 
     let client = std::thread::spawn(move || {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -496,8 +496,27 @@ async fn malformed_requests_are_400_413_404() {
         "not_found",
         None,
     );
-    let (status, _) = h.call("PUT", "/api/v1/servers", None).await;
-    assert_eq!(status, 400, "a method the path does not have");
+    // A method the path does not have: 405 with the methods it has.
+    for (method, path, allow) in [
+        ("PUT", "/api/v1/servers", "GET,HEAD,POST"),
+        ("PATCH", "/api/v1/accounts", "GET,HEAD,POST"),
+        ("PUT", "/api/v1/servers/1", "GET,HEAD,PATCH,DELETE"),
+        ("DELETE", "/api/v1/servers/1/check", "POST"),
+        ("POST", "/api/v1/openapi.json", "GET,HEAD"),
+    ] {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .body(Body::empty())
+            .unwrap();
+        let resp = h.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), 405, "{method} {path}");
+        assert_eq!(resp.headers()["allow"], allow, "{method} {path}");
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+    }
 }
 
 #[tokio::test]

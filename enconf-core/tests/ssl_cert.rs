@@ -180,7 +180,7 @@ fn each_fault_is_refused_naming_its_field() {
     assert!(
         matches!(
             e,
-            CertError::Missing {
+            CertError::ForeignBlock {
                 field: "private_key_pem",
                 ..
             }
@@ -224,4 +224,72 @@ fn self_signed_certificates_cover_their_names() {
         !format!("{bundle:?}").contains("PRIVATE KEY"),
         "Debug redacts the key"
     );
+}
+
+#[test]
+fn only_certificates_go_into_the_chain_and_only_one_key_into_the_key() {
+    let (chain, key, _, inter) = valid();
+    let refused = |chain: &str, key: &str| cert::normalize(chain, key).unwrap_err();
+    // A private key pasted into the chain (before, between or after the certificates).
+    for bad in [
+        format!("{key}{chain}"),
+        format!("{chain}{key}"),
+        chain.replacen(
+            "-----END CERTIFICATE-----\n",
+            &format!("-----END CERTIFICATE-----\n{key}"),
+            1,
+        ),
+    ] {
+        let e = refused(&bad, &key);
+        assert_eq!(field(&e), "certificate_pem");
+        assert!(
+            matches!(&e, CertError::ForeignBlock { found, .. } if found == "PRIVATE KEY"),
+            "{e}"
+        );
+    }
+    // Any other block, known to PEM parsers or not.
+    for label in [
+        "OPENSSH PRIVATE KEY",
+        "CERTIFICATE REQUEST",
+        "X509 CRL",
+        "TRUSTED CERTIFICATE",
+    ] {
+        let bad = format!("{chain}-----BEGIN {label}-----\nAAAA\n-----END {label}-----\n");
+        let e = refused(&bad, &key);
+        assert!(
+            matches!(&e, CertError::ForeignBlock { found, .. } if found == label),
+            "{e}"
+        );
+    }
+    // The key field holds one key and nothing else.
+    let e = refused(&chain, &format!("{key}{key}"));
+    assert_eq!(
+        (field(&e), matches!(e, CertError::SeveralKeys { .. })),
+        ("private_key_pem", true)
+    );
+    let e = refused(&chain, &format!("{key}{}", inter.pem));
+    assert_eq!(field(&e), "private_key_pem");
+    assert!(matches!(e, CertError::ForeignBlock { .. }));
+
+    // Text around the blocks is not carried over: what is written is the parsed pair, encoded
+    // again, and it is what was checked.
+    let noisy_chain = format!(
+        "Subject: web1\r\n{}\r\ntrailing words\n",
+        chain.replace('\n', "\r\n")
+    );
+    let noisy_key = format!("my key:\n{key}\n# end\n");
+    let bundle = cert::normalize(&noisy_chain, &noisy_key).unwrap();
+    assert_eq!(bundle.chain_pem, chain);
+    assert!(!bundle.key_pem.contains("my key") && !bundle.key_pem.contains("# end"));
+    assert_eq!(
+        cert::parse_key(&bundle.key_pem).unwrap(),
+        cert::parse_key(&key).unwrap()
+    );
+    cert::check(
+        &bundle.chain_pem,
+        &bundle.key_pem,
+        &host("web1.example.com"),
+        NOW,
+    )
+    .unwrap();
 }

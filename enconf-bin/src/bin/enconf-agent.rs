@@ -21,8 +21,15 @@ struct Args {
     config: Option<PathBuf>,
 }
 
+/// jemalloc, whose background thread gives freed memory back to the system (within its 10 s
+/// decay time): glibc's allocator kept the memory of a thousand closed connections for the
+/// life of the process.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     enconf_bin::init_tracing();
+    enconf_bin::raise_open_files_limit();
     let args = Args::parse();
     let config = match AgentConfig::load(args.config.as_deref(), |k| std::env::var(k).ok()) {
         Ok(c) => c,
@@ -74,6 +81,7 @@ async fn run<S: System>(config: AgentConfig, system: S) -> Result<(), Box<dyn st
         listener,
         server::router(agent),
         tls,
+        server::ConnectionLimits::default(),
         enconf_bin::shutdown_signal(),
     )
     .await;

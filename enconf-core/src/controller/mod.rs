@@ -35,7 +35,7 @@
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! let monitor = controller.clone();
 //! tokio::spawn(async move { monitor.monitor(Duration::from_secs(30), std::future::pending()).await });
-//! enconf_core::http::serve(listener, app, None, std::future::pending()).await;
+//! enconf_core::http::serve(listener, app, None, Default::default(), std::future::pending()).await;
 //! # Ok(()) }
 //! ```
 
@@ -139,6 +139,13 @@ impl From<ControllerError> for ErrorBody {
             ControllerError::Issue(_) => ErrorBody::new(ErrorCode::AgentError, e.to_string()),
             ControllerError::Offline { .. } => {
                 ErrorBody::new(ErrorCode::AgentOffline, e.to_string())
+            }
+            ControllerError::Agent { server, ref source } if source.conflict().is_some() => {
+                let mut body = source.conflict().cloned().unwrap_or_else(|| {
+                    ErrorBody::new(ErrorCode::Duplicate, "the agent refused a conflict")
+                });
+                body.error.message = format!("server {server}: {}", body.error.message);
+                body
             }
             ControllerError::Agent { ref source, .. } => {
                 let code = if source.is_offline() {
@@ -441,7 +448,7 @@ impl Controller {
 
     /// `503 agent_offline` when nothing reached the agent, otherwise the agent's failure.
     fn agent_error(server: ServerId, e: TransportError) -> ControllerError {
-        if e.maybe_applied() {
+        if e.maybe_applied() || e.conflict().is_some() {
             ControllerError::Agent { server, source: e }
         } else {
             ControllerError::Offline {

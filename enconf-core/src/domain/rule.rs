@@ -17,6 +17,8 @@ pub enum Rule {
     ForbiddenChar(char),
     #[error("must not contain control characters")]
     ControlChar,
+    #[error("must not contain invisible or text-direction characters (U+{0:04X})")]
+    InvisibleChar(u32),
     #[error("must not start or end with white space")]
     SurroundingSpace,
     #[error("has an empty label (two dots in a row, or a leading dot)")]
@@ -112,16 +114,47 @@ impl fmt::Display for ValidationError {
     }
 }
 
-/// Rejects control characters (including NUL, newline and DEL) and leading or trailing white
-/// space, the checks every free-text field shares.
+/// Rejects control characters (including NUL, newline and DEL), invisible and text-direction
+/// characters (see [`is_invisible`]) and leading or trailing white space: the checks every
+/// free-text field shown to people shares.
 pub(crate) fn check_plain_text(s: &str) -> Result<(), Rule> {
     if s.chars().any(char::is_control) {
         return Err(Rule::ControlChar);
+    }
+    if let Some(c) = s.chars().find(|c| is_invisible(*c)) {
+        return Err(Rule::InvisibleChar(u32::from(c)));
     }
     if s.trim() != s {
         return Err(Rule::SurroundingSpace);
     }
     Ok(())
+}
+
+/// Characters that change how the text around them is shown without being seen themselves:
+/// bidirectional embeddings, overrides, isolates and marks (a name that reads differently from
+/// what it is, "Trojan Source"), zero-width spaces and joiners, word joiners and invisible
+/// operators, the byte-order mark, soft hyphens, fillers and tag characters. Variation
+/// selectors stay allowed (emoji use them).
+pub(crate) fn is_invisible(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x034F
+            | 0x061C
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180E
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x3164
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF9..=0xFFFB
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE007F
+    )
 }
 
 /// Implements `Serialize` as the string form and `Deserialize` through the type's parser, so a

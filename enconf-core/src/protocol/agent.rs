@@ -20,6 +20,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The largest body of one account put: 100 domains of 253 characters fit with room to spare.
+pub const MAX_ACCOUNT_PUT_BYTES: usize = 64 * 1024;
+/// The largest body of a certificate put: a long chain and an RSA-8192 key fit.
+pub const MAX_CERTIFICATE_PUT_BYTES: usize = 256 * 1024;
+/// The largest body of an ACME challenge answer.
+pub const MAX_CHALLENGE_PUT_BYTES: usize = 16 * 1024;
+
 use crate::domain::{
     AccountSpec, Domains, PhpSettings, PhpSettingsRaw, PhpVersion, Rule, UserName, ValidationError,
 };

@@ -28,6 +28,8 @@ pub enum ErrorCode {
     BadRequest,
     Unauthorized,
     NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
     Duplicate,
     ServerHasAccounts,
     RolesInUse,
@@ -48,6 +50,8 @@ impl ErrorCode {
             ErrorCode::BadRequest => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::Duplicate
             | ErrorCode::ServerHasAccounts
             | ErrorCode::RolesInUse
@@ -659,6 +663,26 @@ mod tests {
                 |i| i.name = Some(" a".into()),
                 "name",
                 Rule::SurroundingSpace,
+            ),
+            (
+                |i| i.name = Some("web1 \u{202E}lmth.exe".into()),
+                "name",
+                Rule::InvisibleChar(0x202E),
+            ),
+            (
+                |i| i.name = Some("web\u{200B}1".into()),
+                "name",
+                Rule::InvisibleChar(0x200B),
+            ),
+            (
+                |i| i.name = Some("\u{2066}web1\u{2069}".into()),
+                "name",
+                Rule::InvisibleChar(0x2066),
+            ),
+            (
+                |i| i.name = Some("web\u{FEFF}1".into()),
+                "name",
+                Rule::InvisibleChar(0xFEFF),
             ),
             (
                 |i| i.name = Some("x".repeat(201)),

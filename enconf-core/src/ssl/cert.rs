@@ -60,6 +60,17 @@ pub enum CertError {
         field: &'static str,
         what: &'static str,
     },
+    #[error("{field} may hold only {allowed} blocks, not a {found} block")]
+    ForeignBlock {
+        field: &'static str,
+        allowed: &'static str,
+        found: String,
+    },
+    #[error("{field} holds more than one {what}")]
+    SeveralKeys {
+        field: &'static str,
+        what: &'static str,
+    },
     #[error("{field} is not valid PEM/DER: {message}")]
     Garbage {
         field: &'static str,
@@ -87,7 +98,10 @@ impl CertError {
     /// The API field the error is about (`None` for generation failures).
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            CertError::Missing { field, .. } | CertError::Garbage { field, .. } => Some(field),
+            CertError::Missing { field, .. }
+            | CertError::Garbage { field, .. }
+            | CertError::ForeignBlock { field, .. }
+            | CertError::SeveralKeys { field, .. } => Some(field),
             CertError::UnsupportedKey(_) | CertError::KeyMismatch => Some(KEY_FIELD),
             CertError::Expired(_)
             | CertError::NotYetValid(_)
@@ -103,8 +117,25 @@ fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.to_string())
 }
 
-/// The certificates of a PEM chain, in order.
+/// The labels of the PEM blocks in `text` (`-----BEGIN <label>-----`), in order.
+fn block_labels(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().filter_map(|line| {
+        line.trim()
+            .strip_prefix("-----BEGIN ")
+            .and_then(|rest| rest.strip_suffix("-----"))
+    })
+}
+
+/// The certificates of a PEM chain, in order. Any block but `CERTIFICATE` (a private key
+/// pasted into the wrong field, a request, anything) is refused, naming it.
 pub fn parse_chain(pem: &str) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    if let Some(found) = block_labels(pem).find(|l| *l != "CERTIFICATE") {
+        return Err(CertError::ForeignBlock {
+            field: CERT_FIELD,
+            allowed: "CERTIFICATE",
+            found: found.chars().take(64).collect(),
+        });
+    }
     let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CertError::Garbage {
@@ -120,10 +151,31 @@ pub fn parse_chain(pem: &str) -> Result<Vec<CertificateDer<'static>>, CertError>
     Ok(certs)
 }
 
-/// The private key of a PEM text: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+/// The labels a private key may come under.
+const KEY_LABELS: [&str; 3] = ["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"];
+
+/// The private key of a PEM text: PKCS#8, PKCS#1 (RSA) or SEC1 (EC), one block and nothing
+/// else.
 pub fn parse_key(pem: &str) -> Result<PrivateKeyDer<'static>, CertError> {
     if pem.trim().is_empty() {
         return Err(CertError::Missing {
+            field: KEY_FIELD,
+            what: "private key",
+        });
+    }
+    let mut keys = 0;
+    for label in block_labels(pem) {
+        if !KEY_LABELS.contains(&label) {
+            return Err(CertError::ForeignBlock {
+                field: KEY_FIELD,
+                allowed: "PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY",
+                found: label.chars().take(64).collect(),
+            });
+        }
+        keys += 1;
+    }
+    if keys > 1 {
+        return Err(CertError::SeveralKeys {
             field: KEY_FIELD,
             what: "private key",
         });
@@ -137,6 +189,33 @@ pub fn parse_key(pem: &str) -> Result<PrivateKeyDer<'static>, CertError> {
             field: KEY_FIELD,
             message: e.to_string(),
         },
+    })
+}
+
+/// PEM text of DER blocks under `label`, with LF line ends.
+fn encode_pem<'a>(blocks: impl IntoIterator<Item = (&'static str, &'a [u8])>) -> String {
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    blocks
+        .into_iter()
+        .map(|(label, der)| pem::encode_config(&pem::Pem::new(label, der), config))
+        .collect()
+}
+
+/// An uploaded chain and key as they are written to disk: parsed, and encoded again from what
+/// was parsed, so that nothing else in the upload (text around the blocks, a second key, a
+/// key pasted into the chain) goes with it. Refuses what [`parse_chain`] and [`parse_key`]
+/// refuse.
+pub fn normalize(chain_pem: &str, key_pem: &str) -> Result<CertBundle, CertError> {
+    let chain = parse_chain(chain_pem)?;
+    let key = parse_key(key_pem)?;
+    let label = match &key {
+        PrivateKeyDer::Pkcs1(_) => "RSA PRIVATE KEY",
+        PrivateKeyDer::Sec1(_) => "EC PRIVATE KEY",
+        _ => "PRIVATE KEY",
+    };
+    Ok(CertBundle {
+        chain_pem: encode_pem(chain.iter().map(|c| ("CERTIFICATE", c.as_ref()))),
+        key_pem: encode_pem([(label, key.secret_der())]),
     })
 }
 
@@ -201,7 +280,8 @@ fn covers(pattern: &str, host: &str) -> bool {
 
 /// Checks an uploaded chain and key for `host` at `now`: both parse, the key is supported and
 /// matches the leaf, the leaf is valid now and covers `host`, and each certificate is issued
-/// (name and signature) by the next one. Returns what the leaf says.
+/// (name and signature) by the next one. Returns what the leaf says. Pass a bundle made by
+/// [`normalize`] to install exactly what was checked.
 pub fn check(
     chain_pem: &str,
     key_pem: &str,

@@ -119,13 +119,9 @@ impl Issuer for Custom {
                 "no name to check the certificate for".into(),
             ));
         };
-        cert::check(
-            &self.bundle.chain_pem,
-            &self.bundle.key_pem,
-            host,
-            request.now,
-        )?;
-        Ok(self.bundle.clone())
+        let bundle = cert::normalize(&self.bundle.chain_pem, &self.bundle.key_pem)?;
+        cert::check(&bundle.chain_pem, &bundle.key_pem, host, request.now)?;
+        Ok(bundle)
     }
 }
 

@@ -93,9 +93,21 @@ pub enum TransportError {
 }
 
 impl TransportError {
-    /// Whether the agent could have changed something (any case but [`Self::Unreachable`]).
+    /// Whether the agent could have changed something: not when the request never reached it,
+    /// nor when it refused the request as a conflict (a `409`, answered before it changes
+    /// anything).
     pub fn maybe_applied(&self) -> bool {
-        !matches!(self, TransportError::Unreachable(_))
+        !matches!(self, TransportError::Unreachable(_)) && self.conflict().is_none()
+    }
+
+    /// The agent's answer when it refused the request as conflicting with what the machine has
+    /// (a user name taken by a user it did not create): nothing was changed, and the answer
+    /// names the field at fault.
+    pub fn conflict(&self) -> Option<&ErrorBody> {
+        match self {
+            TransportError::Agent { status: 409, body } => Some(body),
+            _ => None,
+        }
     }
 
     /// Whether the failure says the agent is down rather than that it refused.

@@ -1,0 +1,172 @@
+//! Which system users the agent created, and so may use and remove.
+//!
+//! A hosting account runs as a system user of its own name. A name that is already a user on
+//! the machine (`ubuntu`, `postgres`, a user some package or image made) must never become an
+//! account: its site would run with that user's rights and groups, and deleting the account
+//! would delete the user. The controller's reserved names cannot know every machine, so the
+//! agent decides, from two facts:
+//!
+//! 1. **Its own record.** Before it creates a user, the agent writes
+//!    `<state_dir>/users/<name>.json` (the home it will have); once the user exists it adds
+//!    the uid it got. Nothing else writes there.
+//! 2. **The uid range.** The agent creates users with ids from `UID_MIN`..`UID_MAX` of
+//!    `/etc/login.defs`; a user outside it is not one of its own, whatever a record says.
+//!
+//! A user is the agent's when both agree: a record with the user's uid (or, after a crash
+//! between the record and the user, a record without one and a user with the recorded home),
+//! and a uid in the range. Any other user of that name, and any group of that name when there
+//! is no user, is *foreign*: the account is refused (`409` naming `username`) and nothing is
+//! touched. A delete removes the user, its group and its home only when they are the agent's;
+//! otherwise it removes the account's configuration and leaves the user alone.
+//!
+//! Accounts installed by releases that kept no record are adopted at start-up when their user
+//! has exactly the shape the agent gives its users (its home under the web root, the
+//! `nologin` shell, a uid in the range with a group of the same id); any other is left foreign.
+
+use std::path::{Path, PathBuf};
+
+use enconf_core::domain::UserName;
+use serde::{Deserialize, Serialize};
+
+use crate::system::{System, SystemError, SystemUser};
+
+/// The shell of the users the agent creates.
+pub(crate) const SHELL: &str = "/usr/sbin/nologin";
+
+/// What the agent records of a user it creates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Record {
+    home: PathBuf,
+    /// `None` between the record and the user's creation.
+    uid: Option<u32>,
+}
+
+/// Whose a user name is on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// No user or group of that name: the agent may create it.
+    Free,
+    /// A user the agent created.
+    Ours(SystemUser),
+    /// A user or group the agent did not create; the text says what it is.
+    Foreign(String),
+}
+
+/// The agent's record of the users it created, under `<state_dir>/users`.
+#[derive(Debug)]
+pub(crate) struct Owners<'a, S> {
+    system: &'a S,
+    dir: PathBuf,
+}
+
+impl<'a, S: System> Owners<'a, S> {
+    pub(crate) fn new(system: &'a S, state_dir: &Path) -> Self {
+        Self {
+            system,
+            dir: state_dir.join("users"),
+        }
+    }
+
+    fn path(&self, user: &UserName) -> PathBuf {
+        self.dir.join(format!("{user}.json"))
+    }
+
+    fn record(&self, user: &UserName) -> Result<Option<Record>, SystemError> {
+        let Some(bytes) = self.system.read(&self.path(user))? else {
+            return Ok(None);
+        };
+        // A record that cannot be read proves nothing: the user counts as foreign.
+        Ok(serde_json::from_slice(&bytes).ok())
+    }
+
+    fn write(&self, user: &UserName, record: &Record) -> Result<(), SystemError> {
+        let bytes = serde_json::to_vec(record).map_err(|e| SystemError::Io {
+            path: self.path(user).display().to_string(),
+            source: std::io::Error::other(e),
+        })?;
+        self.system.write_atomic(&self.path(user), &bytes, 0o600)
+    }
+
+    /// Whose `user` is now.
+    pub(crate) fn claim(&self, user: &UserName) -> Result<Claim, SystemError> {
+        let Some(found) = self.system.user(user)? else {
+            if self.system.group_exists(user.as_str())? {
+                return Ok(Claim::Foreign(format!(
+                    "a group named {user} exists on this server and was not created by enconf"
+                )));
+            }
+            return Ok(Claim::Free);
+        };
+        let (min, max) = self.system.uid_range()?;
+        let ours = (min..=max).contains(&found.uid)
+            && self.record(user)?.is_some_and(|r| match r.uid {
+                Some(uid) => uid == found.uid,
+                None => r.home == found.home,
+            });
+        if !ours {
+            return Ok(Claim::Foreign(format!(
+                "the user {user} (uid {}) exists on this server and was not created by enconf",
+                found.uid
+            )));
+        }
+        Ok(Claim::Ours(found))
+    }
+
+    /// Records, durably, that the agent is about to create `user` with `home`.
+    pub(crate) fn reserve(&self, user: &UserName, home: &Path) -> Result<(), SystemError> {
+        self.write(
+            user,
+            &Record {
+                home: home.to_path_buf(),
+                uid: None,
+            },
+        )
+    }
+
+    /// Records the uid `user` got; `user` must exist.
+    pub(crate) fn confirm(&self, user: &UserName) -> Result<(), SystemError> {
+        if let Some(found) = self.system.user(user)? {
+            self.write(
+                user,
+                &Record {
+                    home: found.home,
+                    uid: Some(found.uid),
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Forgets `user` (removed, or never created).
+    pub(crate) fn forget(&self, user: &UserName) -> Result<(), SystemError> {
+        self.system.remove(&self.path(user)).map(drop)
+    }
+
+    /// Adopts a user made by a release that kept no record, when it has exactly the shape the
+    /// agent gives its users: `home`, the `nologin` shell, a uid in the range and a group of
+    /// its own with the same id. `true` when adopted (or already recorded).
+    pub(crate) fn adopt_legacy(&self, user: &UserName, home: &Path) -> Result<bool, SystemError> {
+        if self.system.read(&self.path(user))?.is_some() {
+            return Ok(true);
+        }
+        let Some(found) = self.system.user(user)? else {
+            return Ok(false);
+        };
+        let (min, max) = self.system.uid_range()?;
+        let shaped = found.home == home
+            && found.shell == SHELL
+            && (min..=max).contains(&found.uid)
+            && found.gid == found.uid;
+        if !shaped {
+            return Ok(false);
+        }
+        self.write(
+            user,
+            &Record {
+                home: found.home,
+                uid: Some(found.uid),
+            },
+        )?;
+        Ok(true)
+    }
+}
