@@ -28,6 +28,7 @@
 
 pub mod apply;
 pub mod config;
+pub mod identity;
 mod owners;
 pub mod render;
 pub mod server;

@@ -53,6 +53,7 @@ pub struct Agent<S> {
     started: Instant,
     hostname: String,
     max_body_bytes: usize,
+    agent_id: Option<String>,
 }
 
 impl<S> std::fmt::Debug for Agent<S> {
@@ -67,6 +68,16 @@ impl<S: System> Agent<S> {
     /// Builds the agent and starts its apply worker (on the current tokio runtime). The worker
     /// ends once every handle to the agent is dropped and the queue is empty.
     pub fn new(token: AgentToken, applier: Applier<S>, max_body_bytes: usize) -> Arc<Self> {
+        let agent_id = match crate::identity::load_or_create(
+            applier.system(),
+            &applier.layout().state_dir,
+        ) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::error!(error = %e, "the agent has no identity: the controller cannot tell it from another");
+                None
+            }
+        };
         let applier = Arc::new(applier);
         let (jobs, rx) = mpsc::channel(MAX_COALESCED);
         tokio::spawn(worker(Arc::clone(&applier), rx));
@@ -77,6 +88,7 @@ impl<S: System> Agent<S> {
             started: Instant::now(),
             hostname: hostname(),
             max_body_bytes,
+            agent_id,
         })
     }
 
@@ -179,6 +191,7 @@ async fn health<S: System>(State(agent): State<Arc<Agent<S>>>) -> axum::Json<Age
         version: enconf_core::version::RELEASE.to_owned(),
         hostname: agent.hostname.clone(),
         uptime_s: agent.started.elapsed().as_secs(),
+        agent_id: agent.agent_id.clone(),
     })
 }
 

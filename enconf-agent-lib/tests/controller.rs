@@ -292,3 +292,62 @@ async fn users_the_agent_did_not_create_are_never_taken_over() {
     assert!(!root.join("srv/www/shop").exists());
     assert_eq!(foreign_state(&root), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_agent_under_other_spellings_is_refused() {
+    use enconf_core::protocol::{ErrorBody, ServerPatch};
+    let transport = Arc::new(InProcess::new());
+    let a = node(&transport, 50021);
+    let b = node(&transport, 50022);
+    // The same agent, reachable as other URLs.
+    let spellings = [
+        "http://localhost:50021",
+        "http://LOCALHOST:50021",
+        "http://[::1]:50021",
+    ];
+    for url in spellings {
+        transport.add(url.parse().unwrap(), router(Arc::clone(&a._agent)));
+    }
+    let controller = Controller::new(
+        Arc::new(MemoryStore::new_in_memory()),
+        transport.clone(),
+        ControllerConfig::default(),
+    );
+    let first = controller
+        .add_server(&server("web1", &a, &["web"]))
+        .await
+        .unwrap();
+    assert!(first.reachable);
+    for (i, url) in spellings.iter().enumerate() {
+        let mut again = server(&format!("web{}", i + 2), &a, &["web"]);
+        again.agent_url = Some((*url).to_owned());
+        let e = ErrorBody::from(controller.add_server(&again).await.unwrap_err());
+        assert_eq!(
+            (e.status(), e.error.field.as_deref()),
+            (409, Some("agent_url")),
+            "{url}: {e:?}"
+        );
+        assert!(
+            e.error.message.contains(&format!("server {}", first.id)),
+            "{e:?}"
+        );
+    }
+    assert_eq!(controller.servers().await.unwrap().len(), 1);
+
+    // Nor can another server be pointed at it.
+    let other = controller
+        .add_server(&server("web9", &b, &["web"]))
+        .await
+        .unwrap();
+    let patch: ServerPatch =
+        serde_json::from_value(serde_json::json!({"agent_url": spellings[1]})).unwrap();
+    let e = ErrorBody::from(controller.patch_server(other.id, &patch).await.unwrap_err());
+    assert_eq!(
+        (e.status(), e.error.field.as_deref()),
+        (409, Some("agent_url"))
+    );
+    assert_eq!(
+        controller.server(other.id).await.unwrap().agent_url,
+        b.url.to_string()
+    );
+}

@@ -6,6 +6,7 @@
 //!   A value that exists is valid; an invalid one cannot be built.
 //! - [`protocol`]: the wire types of the controller and agent HTTP APIs and their error shape.
 //! - [`store`]: the [`Store`](store::Store) trait and its backends (redb, in-memory).
+//! - [`secret`]: the key secrets are encrypted with at rest.
 //! - [`placement`]: which server gets a new account, as a pure function.
 //! - [`version`]: agent versions and the "update available" rule.
 //!
@@ -23,6 +24,7 @@ pub mod domain;
 pub mod http;
 pub mod placement;
 pub mod protocol;
+pub mod secret;
 #[cfg(feature = "certs")]
 pub mod ssl;
 pub mod store;

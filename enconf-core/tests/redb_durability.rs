@@ -8,12 +8,18 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use enconf_core::domain::{AccountStatus, Health, ServerId};
+use enconf_core::secret::SecretKey;
 use enconf_core::store::conformance::{account, online_server, spec, token};
 use enconf_core::store::{Engine, StoreError};
 use time::macros::datetime;
 
 const CRASH_ENV: &str = "ENCONF_TEST_CRASH_CHILD_DB";
 const COMMITS_BEFORE_KILL: usize = 20;
+
+/// The key the test stores are sealed with.
+fn key() -> SecretKey {
+    SecretKey::from_hex(&"5a".repeat(32)).unwrap()
+}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -31,10 +37,10 @@ fn reopening_the_file_keeps_everything() {
     let rt = runtime();
 
     let (web, shop) = rt.block_on(async {
-        let store = Engine::Redb(path.clone()).open().unwrap();
+        let store = Engine::Redb(path.clone()).open(&key()).unwrap();
         let web = online_server(&*store, "web1", "web,db").await;
         store
-            .insert_server(spec("mail1", "mail,dns"), token("m"))
+            .insert_server(spec("mail1", "mail,dns"), token("m"), Health::default())
             .await
             .unwrap();
         let shop = store
@@ -56,7 +62,7 @@ fn reopening_the_file_keeps_everything() {
     });
 
     rt.block_on(async {
-        let store = Engine::Redb(path.clone()).open().unwrap();
+        let store = Engine::Redb(path.clone()).open(&key()).unwrap();
         let servers = store.servers().await.unwrap();
         assert_eq!(servers.len(), 2);
         assert_eq!(servers[0].id, web);
@@ -84,7 +90,7 @@ fn reopening_the_file_keeps_everything() {
             .await;
         assert_eq!(next.unwrap().id.0, shop.0 + 1);
         let third = store
-            .insert_server(spec("web2", "web"), token("w"))
+            .insert_server(spec("web2", "web"), token("w"), Health::default())
             .await
             .unwrap();
         assert_eq!(third.id, ServerId(3));
@@ -106,10 +112,10 @@ fn a_newer_schema_is_refused() {
         }
         txn.commit().unwrap();
     }
-    match Engine::Redb(path).open() {
+    match Engine::Redb(path).open(&key()) {
         Err(StoreError::UnsupportedSchema {
             found: 99,
-            supported: 1,
+            supported: 2,
         }) => {}
         other => panic!("expected a schema refusal, got {other:?}"),
     }
@@ -123,11 +129,11 @@ fn crash_child_helper() {
         return;
     };
     runtime().block_on(async {
-        let store = Engine::Redb(path.into()).open().unwrap();
+        let store = Engine::Redb(path.into()).open(&key()).unwrap();
         for i in 0.. {
             let name = format!("s{i}");
             store
-                .insert_server(spec(&name, "web"), token(&name))
+                .insert_server(spec(&name, "web"), token(&name), Health::default())
                 .await
                 .unwrap();
             // Printed only after the commit returned.
@@ -166,7 +172,7 @@ fn a_killed_process_loses_no_commit() {
 
     let rt = runtime();
     rt.block_on(async {
-        let store = Engine::Redb(path.clone()).open().unwrap();
+        let store = Engine::Redb(path.clone()).open(&key()).unwrap();
         let servers = store.servers().await.unwrap();
         assert!(
             servers.len() >= COMMITS_BEFORE_KILL,
@@ -182,10 +188,110 @@ fn a_killed_process_loses_no_commit() {
         }
         // The store is usable after the crash.
         let next = store
-            .insert_server(spec("after", "web"), token("after"))
+            .insert_server(spec("after", "web"), token("after"), Health::default())
             .await
             .unwrap();
         assert_eq!(next.id.0, servers.len() as u64 + 1);
         store.record_health(&next, Health::default()).await.unwrap();
     });
+}
+
+#[test]
+fn the_file_is_private_and_tokens_in_it_are_sealed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join("enconf.redb");
+    // A file someone made readable to all is made private again when opened.
+    std::fs::write(&path, b"").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let secret = "agent-secret-token-that-must-not-be-seen";
+    runtime().block_on(async {
+        let store = Engine::Redb(path.clone()).open(&key()).unwrap();
+        store
+            .insert_server(spec("web1", "web"), token(secret), Health::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .server(ServerId(1))
+                .await
+                .unwrap()
+                .token
+                .expose_secret(),
+            token(secret).expose_secret()
+        );
+    });
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let bytes = std::fs::read(&path).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(!text.contains(secret), "a token in clear in the store file");
+    assert!(text.contains("web1"), "the file holds the server");
+
+    // Another key is refused at once, not when a token is first read.
+    let other = SecretKey::from_hex(&"a5".repeat(32)).unwrap();
+    assert!(matches!(
+        Engine::Redb(path).open(&other),
+        Err(StoreError::WrongKey)
+    ));
+}
+
+#[test]
+fn a_schema_1_file_is_brought_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("enconf.redb");
+    let secret = "plain-token-of-schema-one-0123";
+    let mut web = spec("web1", "web");
+    web.mail_hostname = Some("mail.web1.example.com".parse().unwrap());
+    {
+        // What release 0.1 wrote: the token in clear, no index of mail hostnames.
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let table = |name| redb::TableDefinition::<&[u8], &[u8]>::new(name);
+            let mut meta = txn.open_table(table("meta")).unwrap();
+            meta.insert(&b"schema_version"[..], &1u64.to_be_bytes()[..])
+                .unwrap();
+            meta.insert(&b"next_server_id"[..], &1u64.to_be_bytes()[..])
+                .unwrap();
+            let record = serde_json::json!({
+                "spec": web, "token": secret,
+                "health": {"agent_version": null, "reachable": false, "last_seen": null, "last_error": null},
+            });
+            let mut servers = txn.open_table(table("servers")).unwrap();
+            servers
+                .insert(&1u64.to_be_bytes()[..], record.to_string().as_bytes())
+                .unwrap();
+            let mut names = txn.open_table(table("server_names")).unwrap();
+            names.insert(&b"web1"[..], &1u64.to_be_bytes()[..]).unwrap();
+            let mut hosts = txn.open_table(table("server_hostnames")).unwrap();
+            hosts
+                .insert(web.hostname.as_str().as_bytes(), &1u64.to_be_bytes()[..])
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    runtime().block_on(async {
+        let store = Engine::Redb(path.clone()).open(&key()).unwrap();
+        let server = store.server(ServerId(1)).await.unwrap();
+        assert_eq!(server.token.expose_secret(), secret);
+        // The mail hostname is a name of the server now: no account can take it.
+        let taken = store
+            .create_account(
+                account("shop", &["mail.web1.example.com"], None),
+                datetime!(2026-12-01 0:00 UTC),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(taken, StoreError::Duplicate { ref field, .. } if field == "domains[0]"),
+            "{taken}"
+        );
+    });
+    let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+    assert!(
+        !text.contains(secret),
+        "the token was sealed when the file was opened"
+    );
 }

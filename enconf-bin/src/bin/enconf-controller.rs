@@ -15,12 +15,15 @@ use enconf_core::controller::{Controller, ControllerConfig};
 use enconf_core::domain::AgentToken;
 use enconf_core::http;
 use enconf_core::protocol::ServerInput;
+use enconf_core::secret::SecretKey;
 use enconf_core::ssl::issue::{Acme, AcmeConfig};
-use enconf_core::store::Engine;
+use enconf_core::store::{Engine, StoreError};
 use enconf_core::transport::http::HttpTransport;
 
 /// The file in the data directory that holds a generated admin token.
 const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// The file in the data directory that holds a generated secret key.
+const SECRET_KEY_FILE: &str = "secret-key";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum StoreKind {
@@ -46,6 +49,11 @@ struct Args {
     /// DATA_DIR/admin-token (mode 0600).
     #[arg(long, env = "ENCONF_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// File holding the key (64 hex digits) agent tokens are encrypted with in the store. When
+    /// unset, one is generated at first start and kept in DATA_DIR/secret-key (mode 0600).
+    /// Keep a copy: the store's tokens cannot be read without it.
+    #[arg(long, env = "ENCONF_SECRET_KEY_FILE")]
+    secret_key_file: Option<PathBuf>,
     /// Seconds between two health checks of every agent.
     #[arg(long, env = "ENCONF_HEALTH_INTERVAL_S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     health_interval_s: u64,
@@ -160,7 +168,15 @@ async fn run(args: Args) -> Result<(), Failure> {
         StoreKind::Redb => Engine::Redb(args.data_dir.join("enconf.redb")),
         StoreKind::Memory => Engine::Memory,
     };
-    let store = tokio::task::spawn_blocking(move || engine.open()).await??;
+    let key = secret_key(&args)?;
+    let store = tokio::task::spawn_blocking(move || engine.open(&key))
+        .await?
+        .map_err(|e| match e {
+            StoreError::WrongKey => Failure::Config(format!(
+                "{e}: give the key file the store was created with (ENCONF_SECRET_KEY_FILE)"
+            )),
+            e => e.into(),
+        })?;
     let timeout = Duration::from_secs(args.agent_timeout_s);
     let transport = HttpTransport::new(timeout, args.agent_ca_file.as_deref())
         .map_err(|e| Failure::Config(e.to_string()))?;
@@ -260,6 +276,41 @@ fn admin_token(args: &Args) -> Result<AgentToken, Failure> {
             write_secret(&path, token.expose_secret())?;
             tracing::info!(path = %path.display(), "admin token generated and stored (mode 0600)");
             Ok(token)
+        }
+        Err(e) => Err(Failure::Config(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// The key agent tokens are sealed with in the store: from the configured file, or the one
+/// kept in the data directory (generated on first start). A key file others can read is
+/// refused.
+fn secret_key(args: &Args) -> Result<SecretKey, Failure> {
+    use std::os::unix::fs::PermissionsExt;
+    let (path, generate) = match &args.secret_key_file {
+        Some(path) => (path.clone(), false),
+        None => (args.data_dir.join(SECRET_KEY_FILE), true),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let mode = std::fs::metadata(&path)
+                .map_err(|e| Failure::Config(format!("{}: {e}", path.display())))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(Failure::Config(format!(
+                    "{}: the secret key file is readable by others (mode {:o}): chmod 600 it",
+                    path.display(),
+                    mode & 0o777
+                )));
+            }
+            SecretKey::from_hex(&text)
+                .map_err(|r| Failure::Config(format!("{}: the key {r}", path.display())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && generate => {
+            let key = SecretKey::generate()?;
+            write_secret(&path, &key.to_hex())?;
+            tracing::info!(path = %path.display(), "secret key generated and stored (mode 0600): keep a copy with the store's backups");
+            Ok(key)
         }
         Err(e) => Err(Failure::Config(format!("{}: {e}", path.display()))),
     }

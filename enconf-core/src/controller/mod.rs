@@ -25,7 +25,9 @@
 //! use enconf_core::store::Engine;
 //! use enconf_core::transport::http::HttpTransport;
 //!
-//! let store = Engine::Redb("/var/lib/enconf/enconf.redb".into()).open()?;
+//! // The key agent tokens are sealed with in the store; keep it with the store's backups.
+//! let key = enconf_core::secret::SecretKey::from_hex(&std::fs::read_to_string("/var/lib/enconf/secret-key")?)?;
+//! let store = Engine::Redb("/var/lib/enconf/enconf.redb".into()).open(&key)?;
 //! let transport = Arc::new(HttpTransport::new(Duration::from_secs(10), None)?);
 //! let controller = Controller::new(store, transport, ControllerConfig::default());
 //! let app = api::router(controller.clone(), api::ApiConfig {
@@ -53,8 +55,8 @@ use time::OffsetDateTime;
 use crate::domain::{Account, AccountId, AccountStatus, Health, Server, ServerId, ValidationError};
 use crate::protocol::agent::AgentAccount;
 use crate::protocol::{
-    AccountInput, AccountView, ErrorBody, ErrorCode, MigrateInput, Reconciliation, ServerInput,
-    ServerPatch, ServerView,
+    AccountInput, AccountView, AgentHealth, ErrorBody, ErrorCode, MigrateInput, Reconciliation,
+    ServerInput, ServerPatch, ServerView,
 };
 use crate::store::{Store, StoreError};
 use crate::transport::{AgentClient, AgentEndpoint, AgentTransport, TransportError};
@@ -243,22 +245,46 @@ impl Controller {
         Ok(self.view(&self.store.server(id).await?))
     }
 
-    /// Adds a server and checks its agent at once (a server is added whether or not its agent
-    /// answers yet: the install script comes from the server's record).
+    /// Adds a server, with what a check of its agent sees at once (a server is added whether or
+    /// not its agent answers yet: the install script comes from the server's record). An agent
+    /// that is already another server's, under any spelling of its URL, is refused (`409`
+    /// naming `agent_url`).
     pub async fn add_server(&self, input: &ServerInput) -> Result<ServerView> {
         let (spec, token) = input.validate()?;
-        let server = self.store.insert_server(spec, token).await?;
-        tracing::info!(server = %server.id, name = %server.spec.name, "server added");
-        let server = self.check(server).await?;
+        let endpoint = AgentEndpoint {
+            url: spec.agent_url.clone(),
+            token: token.clone(),
+        };
+        let health = self.probe(&endpoint, &Health::default()).await;
+        let server = self.store.insert_server(spec, token, health).await?;
+        tracing::info!(server = %server.id, name = %server.spec.name, reachable = server.health.reachable, "server added");
         Ok(self.view(&server))
     }
 
     /// Changes some of a server's fields. A new agent URL or token is used from the next call
-    /// on; the agent is checked at once when either changed.
+    /// on; the agent is checked at once when either changed, and one that is another server's
+    /// is refused (`409` naming `agent_url`) with nothing changed.
     pub async fn patch_server(&self, id: ServerId, patch: &ServerPatch) -> Result<ServerView> {
         let current = self.store.server(id).await?;
         let (spec, token) = patch.apply(&current.spec)?;
         let reach_changed = spec.agent_url != current.spec.agent_url || token.is_some();
+        if reach_changed {
+            let endpoint = AgentEndpoint {
+                url: spec.agent_url.clone(),
+                token: token.clone().unwrap_or_else(|| current.token.clone()),
+            };
+            let seen = self.probe(&endpoint, &current.health).await;
+            if let Some(agent) = &seen.agent_id
+                && let Some(other) = self
+                    .store
+                    .servers()
+                    .await?
+                    .iter()
+                    .find(|s| s.id != id && s.health.agent_id.as_ref() == Some(agent))
+            {
+                return Err(StoreError::SameAgent { server: other.id }.into());
+            }
+        }
         let server = self.store.update_server(id, spec, token).await?;
         tracing::info!(server = %id, "server changed");
         let server = if reach_changed {
@@ -291,34 +317,9 @@ impl Controller {
 
     /// Asks the agent for its health (within the configured timeout) and records the result.
     pub(crate) async fn check(&self, server: Server) -> Result<Server> {
-        let endpoint = AgentEndpoint::from(&server);
-        let client = AgentClient::new(&*self.transport, &endpoint);
-        let answer = tokio::time::timeout(self.config.health_timeout, client.health()).await;
-        let now = OffsetDateTime::now_utc();
-        let health = match answer {
-            Ok(Ok(h)) => match semver::Version::parse(&h.version) {
-                Ok(version) => Health {
-                    agent_version: Some(version),
-                    reachable: true,
-                    last_seen: Some(now),
-                    last_error: None,
-                },
-                Err(e) => Health {
-                    agent_version: None,
-                    reachable: true,
-                    last_seen: Some(now),
-                    last_error: Some(format!("the agent reports version {:?}: {e}", h.version)),
-                },
-            },
-            Ok(Err(e)) => self.unreachable(&server, e.to_string()),
-            Err(_) => self.unreachable(
-                &server,
-                format!(
-                    "no answer within {} s",
-                    self.config.health_timeout.as_secs_f64()
-                ),
-            ),
-        };
+        let health = self
+            .probe(&AgentEndpoint::from(&server), &server.health)
+            .await;
         if health.reachable != server.health.reachable {
             tracing::info!(
                 server = %server.id,
@@ -332,20 +333,56 @@ impl Controller {
         Ok(self.store.record_health(&server, health).await?)
     }
 
-    /// The health of a server whose agent did not answer: what was known stays, the error is new.
-    fn unreachable(&self, server: &Server, error: String) -> Health {
+    /// What the agent at `endpoint` says of itself now (within the configured timeout);
+    /// `previous` is what was known of it, kept when it does not answer.
+    async fn probe(&self, endpoint: &AgentEndpoint, previous: &Health) -> Health {
+        let client = AgentClient::new(&*self.transport, endpoint);
+        let answer = tokio::time::timeout(self.config.health_timeout, client.health()).await;
+        let now = OffsetDateTime::now_utc();
+        match answer {
+            Ok(Ok(h)) => {
+                let agent_id = h.agent_id.filter(|id| AgentHealth::valid_agent_id(id));
+                match semver::Version::parse(&h.version) {
+                    Ok(version) => Health {
+                        agent_version: Some(version),
+                        reachable: true,
+                        last_seen: Some(now),
+                        last_error: None,
+                        agent_id,
+                    },
+                    Err(e) => Health {
+                        agent_version: None,
+                        reachable: true,
+                        last_seen: Some(now),
+                        last_error: Some(format!("the agent reports version {:?}: {e}", h.version)),
+                        agent_id,
+                    },
+                }
+            }
+            Ok(Err(e)) => Self::unreachable(previous, e.to_string()),
+            Err(_) => Self::unreachable(
+                previous,
+                format!(
+                    "no answer within {} s",
+                    self.config.health_timeout.as_secs_f64()
+                ),
+            ),
+        }
+    }
+
+    /// The health of an agent that did not answer: what was known stays, the error is new.
+    fn unreachable(previous: &Health, error: String) -> Health {
         Health {
-            agent_version: server.health.agent_version.clone(),
             reachable: false,
-            last_seen: server.health.last_seen,
             last_error: Some(error),
+            ..previous.clone()
         }
     }
 
     /// Records that a call found the agent unreachable, so placement and the table see it at
     /// once rather than at the next health check.
     async fn mark_unreachable(&self, server: &Server, error: &TransportError) {
-        let health = self.unreachable(server, error.to_string());
+        let health = Self::unreachable(&server.health, error.to_string());
         if let Err(e) = self.store.record_health(server, health).await {
             tracing::warn!(server = %server.id, error = %e, "could not record the agent as offline");
         }

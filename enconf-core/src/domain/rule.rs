@@ -85,6 +85,8 @@ pub enum Rule {
     OnlyWithCustom,
     #[error("letsencrypt needs ACME configured on the controller (ENCONF_ACME_DIRECTORY)")]
     AcmeNotConfigured,
+    #[error("must be 64 hex digits (a 256-bit key)")]
+    SecretKeyFormat,
     #[error("must be between {min} and {max}")]
     OutOfRange { min: u64, max: u64 },
 }

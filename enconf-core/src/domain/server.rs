@@ -77,6 +77,10 @@ pub struct Health {
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_seen: Option<OffsetDateTime>,
     pub last_error: Option<String>,
+    /// The identity the agent reports (made at its first start, kept in its state): the same
+    /// agent under two spellings of its URL is one agent.
+    #[serde(default)]
+    pub agent_id: Option<String>,
 }
 
 /// A server as the store keeps it.

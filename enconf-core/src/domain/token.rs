@@ -26,6 +26,12 @@ pub struct AgentToken(String);
 #[error("the system random number generator failed: {0}")]
 pub struct RandomError(String);
 
+impl RandomError {
+    pub(crate) fn new(message: String) -> Self {
+        Self(message)
+    }
+}
+
 impl AgentToken {
     /// Validates a token given by an administrator: 16 to 512 visible ASCII characters, no
     /// spaces (it travels in an HTTP header and in `config.env`).
@@ -48,7 +54,7 @@ impl AgentToken {
     /// A new token of 256 random bits from the operating system, as 64 hex digits.
     pub fn generate() -> Result<Self, RandomError> {
         let mut bytes = [0u8; GENERATED_BYTES];
-        getrandom::fill(&mut bytes).map_err(|e| RandomError(e.to_string()))?;
+        getrandom::fill(&mut bytes).map_err(|e| RandomError::new(e.to_string()))?;
         let mut hex = String::with_capacity(GENERATED_BYTES * 2);
         for b in bytes {
             hex.push(char::from(HEX[usize::from(b >> 4)]));

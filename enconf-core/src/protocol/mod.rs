@@ -144,11 +144,14 @@ impl From<StoreError> for ErrorBody {
             StoreError::RolesInUse { .. } => {
                 ErrorBody::new(ErrorCode::RolesInUse, e.to_string()).with_field("roles")
             }
+            StoreError::SameAgent { .. } => {
+                ErrorBody::new(ErrorCode::Duplicate, e.to_string()).with_field("agent_url")
+            }
             StoreError::Placement(p) => p.into(),
             // Never leak backend details (paths, internals) to a client; they are logged.
-            StoreError::Backend(_) | StoreError::UnsupportedSchema { .. } => {
-                ErrorBody::new(ErrorCode::Internal, "storage failure")
-            }
+            StoreError::Backend(_)
+            | StoreError::UnsupportedSchema { .. }
+            | StoreError::WrongKey => ErrorBody::new(ErrorCode::Internal, "storage failure"),
         }
     }
 }
@@ -617,6 +620,21 @@ pub struct AgentHealth {
     pub version: String,
     pub hostname: String,
     pub uptime_s: u64,
+    /// The agent's identity: 32 hex digits made at its first start and kept in its state
+    /// directory, so that one agent is one server however its URL is spelled. Agents before
+    /// 0.2 do not send it.
+    #[serde(default)]
+    pub agent_id: Option<String>,
+}
+
+impl AgentHealth {
+    /// Whether `id` has the form of an agent identity (what is not is ignored).
+    pub fn valid_agent_id(id: &str) -> bool {
+        id.len() == 32
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
 }
 
 #[cfg(test)]

@@ -53,6 +53,12 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("concurrent_creates_respect_limits", |s| {
         Box::pin(concurrent_creates_respect_limits(s))
     }),
+    ("one_name_has_one_owner", |s| {
+        Box::pin(one_name_has_one_owner(s))
+    }),
+    ("one_agent_is_one_server", |s| {
+        Box::pin(one_agent_is_one_server(s))
+    }),
 ];
 
 const NOW: OffsetDateTime = datetime!(2026-11-25 12:00 UTC);
@@ -95,13 +101,14 @@ fn online() -> Health {
         reachable: true,
         last_seen: Some(NOW),
         last_error: None,
+        agent_id: None,
     }
 }
 
 /// Adds a server that is reachable, so placement may pick it.
 pub async fn online_server(store: &dyn Store, name: &str, roles: &str) -> ServerId {
     let s = store
-        .insert_server(spec(name, roles), token(name))
+        .insert_server(spec(name, roles), token(name), Health::default())
         .await
         .unwrap();
     store.record_health(&s, online()).await.unwrap();
@@ -118,11 +125,11 @@ fn assert_duplicate(result: Result<impl std::fmt::Debug, StoreError>, want_field
 pub async fn servers_round_trip(store: Arc<dyn Store>) {
     assert!(store.servers().await.unwrap().is_empty());
     let a = store
-        .insert_server(spec("web1", "web,db"), token("a"))
+        .insert_server(spec("web1", "web,db"), token("a"), Health::default())
         .await
         .unwrap();
     let b = store
-        .insert_server(spec("mail1", "mail,dns"), token("b"))
+        .insert_server(spec("mail1", "mail,dns"), token("b"), Health::default())
         .await
         .unwrap();
     assert!(a.id < b.id);
@@ -151,7 +158,7 @@ pub async fn servers_round_trip(store: Arc<dyn Store>) {
     store.delete_server(a.id).await.unwrap();
     assert_eq!(store.servers().await.unwrap(), vec![b.clone()]);
     let c = store
-        .insert_server(spec("web2", "web"), token("c"))
+        .insert_server(spec("web2", "web"), token("c"), Health::default())
         .await
         .unwrap();
     assert!(c.id > b.id, "ids are never reused");
@@ -159,20 +166,30 @@ pub async fn servers_round_trip(store: Arc<dyn Store>) {
 
 pub async fn server_names_and_hostnames_are_unique(store: Arc<dyn Store>) {
     let a = store
-        .insert_server(spec("web1", "web"), token("a"))
+        .insert_server(spec("web1", "web"), token("a"), Health::default())
         .await
         .unwrap();
     let b = store
-        .insert_server(spec("web2", "web"), token("b"))
+        .insert_server(spec("web2", "web"), token("b"), Health::default())
         .await
         .unwrap();
 
     let mut same_name = spec("other", "web");
     same_name.name = "WEB1".parse().unwrap();
-    assert_duplicate(store.insert_server(same_name, token("c")).await, "name");
+    assert_duplicate(
+        store
+            .insert_server(same_name, token("c"), Health::default())
+            .await,
+        "name",
+    );
     let mut same_host = spec("other", "web");
     same_host.hostname = "web1.example.com".parse().unwrap();
-    assert_duplicate(store.insert_server(same_host, token("c")).await, "hostname");
+    assert_duplicate(
+        store
+            .insert_server(same_host, token("c"), Health::default())
+            .await,
+        "hostname",
+    );
 
     // Renaming onto another server's name or hostname is refused; keeping one's own is fine.
     let mut rename = spec("web2", "web");
@@ -192,7 +209,7 @@ pub async fn server_names_and_hostnames_are_unique(store: Arc<dyn Store>) {
         .await
         .unwrap();
     store
-        .insert_server(spec("web1", "web"), token("d"))
+        .insert_server(spec("web1", "web"), token("d"), Health::default())
         .await
         .unwrap();
     assert_eq!(store.servers().await.unwrap().len(), 3);
@@ -265,7 +282,7 @@ pub async fn missing_objects_are_not_found(store: Arc<dyn Store>) {
             .map(drop),
     );
     let mut ghost = store
-        .insert_server(spec("ghost", "web"), token("ghost"))
+        .insert_server(spec("ghost", "web"), token("ghost"), Health::default())
         .await
         .unwrap();
     ghost.id = ServerId(42);
@@ -390,7 +407,7 @@ pub async fn placement_happens_in_the_store(store: Arc<dyn Store>) {
     let web2 = online_server(&*store, "web2", "web").await;
     // A server never checked is not reachable; an inactive one takes no accounts.
     store
-        .insert_server(spec("fresh", "web"), token("f"))
+        .insert_server(spec("fresh", "web"), token("f"), Health::default())
         .await
         .unwrap();
     let mut inactive = spec("web2", "web");
@@ -502,7 +519,7 @@ pub async fn servers_with_accounts_are_kept(store: Arc<dyn Store>) {
     store.delete_server(web).await.unwrap();
     // Name and hostname can be used again.
     store
-        .insert_server(spec("web1", "web"), token("x"))
+        .insert_server(spec("web1", "web"), token("x"), Health::default())
         .await
         .unwrap();
 }
@@ -648,4 +665,154 @@ pub async fn concurrent_creates_respect_limits(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(winners, 1);
+}
+
+/// Server hostnames, mail hostnames and account domains are one name space: each name has one
+/// owner (a server may use one name as both of its own).
+pub async fn one_name_has_one_owner(store: Arc<dyn Store>) {
+    let mut web = spec("web1", "web");
+    web.mail_hostname = Some("mail.example.com".parse().unwrap());
+    let web = store
+        .insert_server(web, token("a"), Health::default())
+        .await
+        .unwrap();
+    let mut both = spec("solo", "web,mail");
+    both.mail_hostname = Some(both.hostname.clone());
+    let solo = store
+        .insert_server(both, token("b"), Health::default())
+        .await
+        .unwrap();
+    store.record_health(&web, online()).await.unwrap();
+    store.record_health(&solo, online()).await.unwrap();
+
+    // A tenant cannot take a server's hostname or mail hostname.
+    for name in ["web1.example.com", "mail.example.com", "solo.example.com"] {
+        let taken = store
+            .create_account(account("shop", &["shop.example", name], None), NOW)
+            .await;
+        assert_duplicate(taken.map(drop), "domains[1]");
+    }
+    let shop = store
+        .create_account(account("shop", &["shop.example"], Some(web.id)), NOW)
+        .await
+        .unwrap();
+
+    // A server cannot take a tenant's domain, nor another server's mail hostname, as either
+    // of its names, added or renamed.
+    let mut onto_domain = spec("web2", "web");
+    onto_domain.hostname = "shop.example".parse().unwrap();
+    assert_duplicate(
+        store
+            .insert_server(onto_domain.clone(), token("c"), Health::default())
+            .await
+            .map(drop),
+        "hostname",
+    );
+    let mut mail_onto_domain = spec("web2", "web");
+    mail_onto_domain.mail_hostname = Some("shop.example".parse().unwrap());
+    assert_duplicate(
+        store
+            .insert_server(mail_onto_domain, token("c"), Health::default())
+            .await
+            .map(drop),
+        "mail_hostname",
+    );
+    let mut onto_mail = spec("web2", "web");
+    onto_mail.hostname = "mail.example.com".parse().unwrap();
+    assert_duplicate(
+        store
+            .insert_server(onto_mail, token("c"), Health::default())
+            .await
+            .map(drop),
+        "hostname",
+    );
+    let mut rename = spec("solo", "web,mail");
+    rename.mail_hostname = Some("web1.example.com".parse().unwrap());
+    assert_duplicate(
+        store.update_server(solo.id, rename, None).await.map(drop),
+        "mail_hostname",
+    );
+    assert_duplicate(
+        store
+            .update_server(solo.id, onto_domain, None)
+            .await
+            .map(drop),
+        "hostname",
+    );
+
+    // Names given up are free again: a server's old mail hostname, a deleted account's domain.
+    store
+        .update_server(web.id, spec("web1", "web"), None)
+        .await
+        .unwrap();
+    store
+        .create_account(account("blog", &["mail.example.com"], None), NOW)
+        .await
+        .unwrap();
+    store.delete_account(shop.id).await.unwrap();
+    let mut reuse = spec("web3", "web");
+    reuse.hostname = "shop.example".parse().unwrap();
+    store
+        .insert_server(reuse, token("d"), Health::default())
+        .await
+        .unwrap();
+}
+
+fn seen_as(agent: &str) -> Health {
+    Health {
+        agent_id: Some(agent.to_owned()),
+        ..online()
+    }
+}
+
+/// An agent (by the identity it reports) is one server, however its URL is spelled.
+pub async fn one_agent_is_one_server(store: Arc<dyn Store>) {
+    let agent = "0123456789abcdef0123456789abcdef";
+    let first = store
+        .insert_server(spec("web1", "web"), token("a"), seen_as(agent))
+        .await
+        .unwrap();
+    let mut again = spec("web2", "web");
+    again.agent_url = "http://127.0.0.1:50000".parse().unwrap();
+    match store
+        .insert_server(again.clone(), token("a"), seen_as(agent))
+        .await
+    {
+        Err(StoreError::SameAgent { server }) => assert_eq!(server, first.id),
+        other => panic!("expected SameAgent, got {other:?}"),
+    }
+    // Not seen yet (unreachable): added; once seen to be the same agent, it is marked so and
+    // cannot take accounts.
+    let second = store
+        .insert_server(again, token("a"), Health::default())
+        .await
+        .unwrap();
+    let second = store.record_health(&second, seen_as(agent)).await.unwrap();
+    assert!(!second.health.reachable);
+    assert!(
+        second
+            .health
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains(&format!("server {}", first.id))),
+        "{:?}",
+        second.health
+    );
+    let placed = store
+        .create_account(account("shop", &["shop.example"], Some(second.id)), NOW)
+        .await;
+    assert!(placed.is_err(), "an account on the duplicate: {placed:?}");
+    // The first keeps its identity through an outage.
+    let down = Health {
+        reachable: false,
+        agent_id: None,
+        ..online()
+    };
+    let first = store.record_health(&first, down).await.unwrap();
+    assert_eq!(first.health.agent_id.as_deref(), Some(agent));
+    // Once the first is deleted, its agent may be registered again.
+    store.delete_server(first.id).await.unwrap();
+    let second = store.record_health(&second, seen_as(agent)).await.unwrap();
+    assert!(second.health.reachable, "{:?}", second.health);
+    assert_eq!(second.health.agent_id.as_deref(), Some(agent));
 }

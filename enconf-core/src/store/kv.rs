@@ -21,10 +21,14 @@ pub enum Table {
     /// Server id ++ account id → nothing: which accounts a server hosts.
     ServerAccounts,
     Settings,
+    /// Mail hostname → server id.
+    MailHostnames,
+    /// An agent's identity (from its health) → server id.
+    AgentIds,
 }
 
 impl Table {
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 11] = [
         Table::Meta,
         Table::Servers,
         Table::ServerNames,
@@ -34,6 +38,8 @@ impl Table {
         Table::Domains,
         Table::ServerAccounts,
         Table::Settings,
+        Table::MailHostnames,
+        Table::AgentIds,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -47,6 +53,8 @@ impl Table {
             Table::Domains => "domains",
             Table::ServerAccounts => "server_accounts",
             Table::Settings => "settings",
+            Table::MailHostnames => "mail_hostnames",
+            Table::AgentIds => "agent_ids",
         }
     }
 }

@@ -15,8 +15,12 @@ use crate::domain::{
     ServerSpec,
 };
 use crate::placement::{self, Candidate};
+use crate::secret::{Sealer, SecretKey};
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
+/// A value sealed with the store's key when it was first opened: opening it tells whether the
+/// key given now is that key.
+const KEY_CHECK: &[u8] = b"key_check";
 const NEXT_SERVER_ID: &[u8] = b"next_server_id";
 const NEXT_ACCOUNT_ID: &[u8] = b"next_account_id";
 const ACCOUNT_COUNT_PREFIX: &[u8] = b"accounts_on:";
@@ -25,57 +29,77 @@ const ACCOUNT_COUNT_PREFIX: &[u8] = b"accounts_on:";
 #[derive(Debug)]
 pub struct KvStore<B> {
     backend: Arc<B>,
+    /// Seals agent tokens at rest.
+    sealer: Arc<Sealer>,
 }
 
 impl<B> Clone for KvStore<B> {
     fn clone(&self) -> Self {
         Self {
             backend: Arc::clone(&self.backend),
+            sealer: Arc::clone(&self.sealer),
         }
     }
 }
 
 impl KvStore<MemoryBackend> {
-    /// A new, empty in-memory store.
+    /// A new, empty in-memory store (its secrets sealed with a key of its own).
     pub fn new_in_memory() -> Self {
-        // A fresh in-memory backend has no schema to disagree with and no lock to poison.
+        // A fresh in-memory backend has no schema to disagree with and no lock to poison; an
+        // all-zero key serves when the system's random numbers fail, since nothing outlives
+        // the process.
+        let key = SecretKey::generate().unwrap_or_else(|_| SecretKey::zero());
         Self {
             backend: Arc::new(MemoryBackend::new()),
+            sealer: Arc::new(Sealer::new(&key)),
         }
     }
 }
 
 #[cfg(feature = "redb")]
 impl KvStore<super::RedbBackend> {
-    /// Opens (or creates) the store file at `path`. Blocking.
-    pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self, StoreError> {
-        Self::with_backend(super::RedbBackend::open(path.as_ref())?)
+    /// Opens (or creates) the store file at `path` (mode 0600), whose secrets are sealed with
+    /// `key`. Blocking.
+    pub fn open(path: impl AsRef<std::path::Path>, key: &SecretKey) -> Result<Self, StoreError> {
+        Self::with_backend(super::RedbBackend::open(path.as_ref())?, key)
     }
 }
 
 impl<B: Backend> KvStore<B> {
-    /// Wraps a backend, recording the schema version in a new one and refusing a newer one.
-    pub fn with_backend(backend: B) -> Result<Self, StoreError> {
-        backend.write(|tx| match read_u64(tx, Table::Meta, SCHEMA_KEY)? {
-            None => write_u64(tx, Table::Meta, SCHEMA_KEY, SCHEMA_VERSION),
-            Some(found) if found > SCHEMA_VERSION => Err(StoreError::UnsupportedSchema {
-                found,
-                supported: SCHEMA_VERSION,
-            }),
-            Some(_) => Ok(()),
+    /// Wraps a backend whose secrets are sealed with `key`: records the schema version in a
+    /// new one, brings an older one up to date, refuses a newer one, and refuses a key that is
+    /// not the one the store was first opened with.
+    pub fn with_backend(backend: B, key: &SecretKey) -> Result<Self, StoreError> {
+        let sealer = Sealer::new(key);
+        backend.write(|tx| {
+            check_key(tx, &sealer)?;
+            match read_u64(tx, Table::Meta, SCHEMA_KEY)? {
+                Some(found) if found > SCHEMA_VERSION => Err(StoreError::UnsupportedSchema {
+                    found,
+                    supported: SCHEMA_VERSION,
+                }),
+                Some(found) if found == SCHEMA_VERSION => Ok(()),
+                found => {
+                    if found.is_some() {
+                        migrate_to_2(tx, &sealer)?;
+                    }
+                    write_u64(tx, Table::Meta, SCHEMA_KEY, SCHEMA_VERSION)
+                }
+            }
         })?;
         Ok(Self {
             backend: Arc::new(backend),
+            sealer: Arc::new(sealer),
         })
     }
 
     /// Runs a read transaction off the async runtime's threads.
     async fn read<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&dyn ReadTxn) -> Result<R, StoreError> + Send + 'static,
+        f: impl FnOnce(&dyn ReadTxn, &Sealer) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
-        let backend = Arc::clone(&self.backend);
-        tokio::task::spawn_blocking(move || backend.read(f))
+        let (backend, sealer) = (Arc::clone(&self.backend), Arc::clone(&self.sealer));
+        tokio::task::spawn_blocking(move || backend.read(|tx| f(tx, &sealer)))
             .await
             .map_err(StoreError::backend)?
     }
@@ -83,12 +107,91 @@ impl<B: Backend> KvStore<B> {
     /// Runs a write transaction off the async runtime's threads.
     async fn write<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut dyn WriteTxn) -> Result<R, StoreError> + Send + 'static,
+        f: impl FnOnce(&mut dyn WriteTxn, &Sealer) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
-        let backend = Arc::clone(&self.backend);
-        tokio::task::spawn_blocking(move || backend.write(f))
+        let (backend, sealer) = (Arc::clone(&self.backend), Arc::clone(&self.sealer));
+        tokio::task::spawn_blocking(move || backend.write(|tx| f(tx, &sealer)))
             .await
             .map_err(StoreError::backend)?
+    }
+}
+
+/// Seals a check value with a store's first key, and refuses any other key later.
+fn check_key(tx: &mut dyn WriteTxn, sealer: &Sealer) -> Result<(), StoreError> {
+    match tx.get(Table::Meta, KEY_CHECK)? {
+        None => {
+            let sealed = sealer
+                .seal(b"enconf", KEY_CHECK)
+                .map_err(StoreError::backend)?;
+            tx.put(Table::Meta, KEY_CHECK, sealed.as_bytes())
+        }
+        Some(sealed) => {
+            let sealed = String::from_utf8(sealed).map_err(StoreError::backend)?;
+            match sealer.open(&sealed, KEY_CHECK) {
+                Ok(_) => Ok(()),
+                Err(_) => Err(StoreError::WrongKey),
+            }
+        }
+    }
+}
+
+/// Schema 1 → 2: mail hostnames get their index (they share one name space with hostnames and
+/// account domains), and agent tokens stored in clear are sealed.
+fn migrate_to_2(tx: &mut dyn WriteTxn, sealer: &Sealer) -> Result<(), StoreError> {
+    for (key, value) in tx.scan(Table::Servers, b"")? {
+        let id = ServerId(decode_u64(&key)?);
+        let record: ServerRecord = decode(&value)?;
+        if let Some(mail) = &record.spec.mail_hostname
+            && tx
+                .get(Table::MailHostnames, mail.as_str().as_bytes())?
+                .is_none()
+        {
+            write_u64(tx, Table::MailHostnames, mail.as_str().as_bytes(), id.0)?;
+        }
+        if let StoredToken::Plain(token) = &record.token {
+            let token = AgentToken::parse(token).map_err(StoreError::backend)?;
+            let record = ServerRecord {
+                token: StoredToken::seal(sealer, id, &token)?,
+                ..record
+            };
+            save_record(tx, id, &record)?;
+        }
+    }
+    Ok(())
+}
+
+/// An agent token as the store keeps it: sealed with the store's key, bound to its server.
+/// Stores of schema 1 kept it in clear; they are sealed when opened.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum StoredToken {
+    Sealed { sealed: String },
+    Plain(String),
+}
+
+impl StoredToken {
+    fn context(id: ServerId) -> Vec<u8> {
+        [b"agent_token:".as_slice(), &id_key(id.0)].concat()
+    }
+
+    fn seal(sealer: &Sealer, id: ServerId, token: &AgentToken) -> Result<Self, StoreError> {
+        let sealed = sealer
+            .seal(token.expose_secret().as_bytes(), &Self::context(id))
+            .map_err(StoreError::backend)?;
+        Ok(StoredToken::Sealed { sealed })
+    }
+
+    fn open(&self, sealer: &Sealer, id: ServerId) -> Result<AgentToken, StoreError> {
+        let plain = match self {
+            StoredToken::Plain(token) => token.clone(),
+            StoredToken::Sealed { sealed } => {
+                let bytes = sealer
+                    .open(sealed, &Self::context(id))
+                    .map_err(StoreError::backend)?;
+                String::from_utf8(bytes).map_err(StoreError::backend)?
+            }
+        };
+        AgentToken::parse(&plain).map_err(StoreError::backend)
     }
 }
 
@@ -96,7 +199,7 @@ impl<B: Backend> KvStore<B> {
 #[derive(Serialize, Deserialize)]
 struct ServerRecord {
     spec: ServerSpec,
-    token: AgentToken,
+    token: StoredToken,
     health: Health,
 }
 
@@ -149,14 +252,19 @@ fn set_account_count(tx: &mut dyn WriteTxn, server: ServerId, n: u64) -> Result<
     }
 }
 
-fn to_server(id: ServerId, record: ServerRecord, accounts: u64) -> Server {
-    Server {
+fn to_server(
+    sealer: &Sealer,
+    id: ServerId,
+    record: ServerRecord,
+    accounts: u64,
+) -> Result<Server, StoreError> {
+    Ok(Server {
         id,
+        token: record.token.open(sealer, id)?,
         spec: record.spec,
-        token: record.token,
         health: record.health,
         accounts: u32::try_from(accounts).unwrap_or(u32::MAX),
-    }
+    })
 }
 
 fn load_record(tx: &dyn ReadTxn, id: ServerId) -> Result<ServerRecord, StoreError> {
@@ -169,9 +277,9 @@ fn load_record(tx: &dyn ReadTxn, id: ServerId) -> Result<ServerRecord, StoreErro
     decode(&bytes)
 }
 
-fn load_server(tx: &dyn ReadTxn, id: ServerId) -> Result<Server, StoreError> {
+fn load_server(tx: &dyn ReadTxn, sealer: &Sealer, id: ServerId) -> Result<Server, StoreError> {
     let record = load_record(tx, id)?;
-    Ok(to_server(id, record, account_count(tx, id)?))
+    to_server(sealer, id, record, account_count(tx, id)?)
 }
 
 fn save_record(
@@ -182,12 +290,12 @@ fn save_record(
     tx.put(Table::Servers, &id_key(id.0), &encode(record)?)
 }
 
-fn all_servers(tx: &dyn ReadTxn) -> Result<Vec<Server>, StoreError> {
+fn all_servers(tx: &dyn ReadTxn, sealer: &Sealer) -> Result<Vec<Server>, StoreError> {
     tx.scan(Table::Servers, b"")?
         .into_iter()
         .map(|(k, v)| {
             let id = ServerId(decode_u64(&k)?);
-            Ok(to_server(id, decode(&v)?, account_count(tx, id)?))
+            to_server(sealer, id, decode(&v)?, account_count(tx, id)?)
         })
         .collect()
 }
@@ -245,54 +353,113 @@ fn check_free(
     }
 }
 
-/// Moves a unique index entry from `old` to `new` (both owned by `owner`).
+/// Who asks for a host name. Server hostnames, mail hostnames and account domains share one
+/// name space: a name has one owner (a server may use one name for both of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claimant {
+    Server(Option<ServerId>),
+    Account,
+}
+
+/// Fails with `Duplicate` naming `field` when `name` is a server's hostname or mail hostname or
+/// an account's domain, other than the claimant's own.
+fn check_name(
+    tx: &dyn ReadTxn,
+    name: &str,
+    claimant: Claimant,
+    field: &str,
+) -> Result<(), StoreError> {
+    let own_server = match claimant {
+        Claimant::Server(id) => id.map(|i| i.0),
+        Claimant::Account => None,
+    };
+    check_free(tx, Table::Domains, name, None, field)?;
+    check_free(tx, Table::ServerHostnames, name, own_server, field)?;
+    check_free(tx, Table::MailHostnames, name, own_server, field)
+}
+
+/// Moves a unique index entry from `old` to `new` (both owned by `owner`; `None`: no entry).
 fn reindex(
     tx: &mut dyn WriteTxn,
     table: Table,
-    old: &str,
-    new: &str,
+    old: Option<&str>,
+    new: Option<&str>,
     owner: u64,
 ) -> Result<(), StoreError> {
     if old != new {
-        tx.delete(table, old.as_bytes())?;
-        write_u64(tx, table, new.as_bytes(), owner)?;
+        if let Some(old) = old {
+            tx.delete(table, old.as_bytes())?;
+        }
+        if let Some(new) = new {
+            write_u64(tx, table, new.as_bytes(), owner)?;
+        }
     }
     Ok(())
 }
 
+/// Fails when another server has the agent `health` comes from.
+fn check_agent(
+    tx: &dyn ReadTxn,
+    health: &Health,
+    owner: Option<ServerId>,
+) -> Result<(), StoreError> {
+    let Some(agent) = &health.agent_id else {
+        return Ok(());
+    };
+    match read_u64(tx, Table::AgentIds, agent.as_bytes())? {
+        Some(holder) if Some(ServerId(holder)) != owner => Err(StoreError::SameAgent {
+            server: ServerId(holder),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn mail_of(spec: &ServerSpec) -> Option<&str> {
+    spec.mail_hostname.as_ref().map(|m| m.as_str())
+}
+
 fn insert_server(
     tx: &mut dyn WriteTxn,
+    sealer: &Sealer,
     spec: ServerSpec,
     token: AgentToken,
+    health: Health,
 ) -> Result<Server, StoreError> {
     let name_key = spec.name.unique_key();
     check_free(tx, Table::ServerNames, &name_key, None, "name")?;
-    check_free(
+    check_name(
         tx,
-        Table::ServerHostnames,
         spec.hostname.as_str(),
-        None,
+        Claimant::Server(None),
         "hostname",
     )?;
+    if let Some(mail) = mail_of(&spec) {
+        check_name(tx, mail, Claimant::Server(None), "mail_hostname")?;
+    }
+    check_agent(tx, &health, None)?;
     let id = ServerId(next_id(tx, NEXT_SERVER_ID)?);
     write_u64(tx, Table::ServerNames, name_key.as_bytes(), id.0)?;
-    write_u64(
+    reindex(
         tx,
         Table::ServerHostnames,
-        spec.hostname.as_str().as_bytes(),
+        None,
+        Some(spec.hostname.as_str()),
         id.0,
     )?;
+    reindex(tx, Table::MailHostnames, None, mail_of(&spec), id.0)?;
+    reindex(tx, Table::AgentIds, None, health.agent_id.as_deref(), id.0)?;
     let record = ServerRecord {
         spec,
-        token,
-        health: Health::default(),
+        token: StoredToken::seal(sealer, id, &token)?,
+        health,
     };
     save_record(tx, id, &record)?;
-    Ok(to_server(id, record, 0))
+    to_server(sealer, id, record, 0)
 }
 
 fn update_server(
     tx: &mut dyn WriteTxn,
+    sealer: &Sealer,
     id: ServerId,
     spec: ServerSpec,
     token: Option<AgentToken>,
@@ -313,28 +480,88 @@ fn update_server(
     }
     let (old_name, new_name) = (old.spec.name.unique_key(), spec.name.unique_key());
     check_free(tx, Table::ServerNames, &new_name, Some(id.0), "name")?;
-    check_free(
+    check_name(
         tx,
-        Table::ServerHostnames,
         spec.hostname.as_str(),
-        Some(id.0),
+        Claimant::Server(Some(id)),
         "hostname",
     )?;
-    reindex(tx, Table::ServerNames, &old_name, &new_name, id.0)?;
+    if let Some(mail) = mail_of(&spec) {
+        check_name(tx, mail, Claimant::Server(Some(id)), "mail_hostname")?;
+    }
+    reindex(
+        tx,
+        Table::ServerNames,
+        Some(&old_name),
+        Some(&new_name),
+        id.0,
+    )?;
     reindex(
         tx,
         Table::ServerHostnames,
-        old.spec.hostname.as_str(),
-        spec.hostname.as_str(),
+        Some(old.spec.hostname.as_str()),
+        Some(spec.hostname.as_str()),
         id.0,
     )?;
+    reindex(
+        tx,
+        Table::MailHostnames,
+        mail_of(&old.spec),
+        mail_of(&spec),
+        id.0,
+    )?;
+    let token = match token {
+        Some(token) => StoredToken::seal(sealer, id, &token)?,
+        None => old.token,
+    };
     let record = ServerRecord {
         spec,
-        token: token.unwrap_or(old.token),
+        token,
         health: old.health,
     };
     save_record(tx, id, &record)?;
-    Ok(to_server(id, record, count))
+    to_server(sealer, id, record, count)
+}
+
+/// Records what a check of `checked` saw (see [`Store::record_health`]). An agent that is
+/// already another server's is recorded as unreachable, saying which server has it, and its
+/// identity stays the other server's.
+fn record_health(
+    tx: &mut dyn WriteTxn,
+    sealer: &Sealer,
+    checked: &Server,
+    mut health: Health,
+) -> Result<Server, StoreError> {
+    let id = checked.id;
+    let mut record = load_record(tx, id)?;
+    let token = record.token.open(sealer, id)?;
+    if record.spec.agent_url == checked.spec.agent_url && token == checked.token {
+        if let Err(StoreError::SameAgent { server }) = check_agent(tx, &health, Some(id)) {
+            health = Health {
+                reachable: false,
+                agent_id: None,
+                last_error: Some(format!(
+                    "this agent is server {server}'s already: one agent serves one server"
+                )),
+                ..health
+            };
+        }
+        if health.agent_id.is_some() {
+            reindex(
+                tx,
+                Table::AgentIds,
+                record.health.agent_id.as_deref(),
+                health.agent_id.as_deref(),
+                id.0,
+            )?;
+        } else {
+            // Unreachable now: it is still the agent it was.
+            health.agent_id = record.health.agent_id.take();
+        }
+        record.health = health;
+        save_record(tx, id, &record)?;
+    }
+    to_server(sealer, id, record, account_count(tx, id)?)
 }
 
 fn delete_server(tx: &mut dyn WriteTxn, id: ServerId) -> Result<(), StoreError> {
@@ -349,10 +576,19 @@ fn delete_server(tx: &mut dyn WriteTxn, id: ServerId) -> Result<(), StoreError> 
         return Err(StoreError::ServerHasAccounts { count, usernames });
     }
     tx.delete(Table::ServerNames, record.spec.name.unique_key().as_bytes())?;
-    tx.delete(
+    reindex(
+        tx,
         Table::ServerHostnames,
-        record.spec.hostname.as_str().as_bytes(),
+        Some(record.spec.hostname.as_str()),
+        None,
+        id.0,
     )?;
+    reindex(tx, Table::MailHostnames, mail_of(&record.spec), None, id.0)?;
+    if let Some(agent) = &record.health.agent_id
+        && read_u64(tx, Table::AgentIds, agent.as_bytes())? == Some(id.0)
+    {
+        tx.delete(Table::AgentIds, agent.as_bytes())?;
+    }
     tx.delete(Table::Servers, &id_key(id.0))
 }
 
@@ -370,21 +606,17 @@ fn create_account(
         "username",
     )?;
     for (i, domain) in spec.domains.iter().enumerate() {
-        check_free(
+        check_name(
             tx,
-            Table::Domains,
             domain.as_str(),
-            None,
+            Claimant::Account,
             &format!("domains[{i}]"),
         )?;
     }
     let needed = spec.required_roles();
     let server_id = match new.server {
-        Some(id) => placement::check_named(&Candidate::from(&load_server(tx, id)?), needed)?,
-        None => {
-            let candidates: Vec<Candidate> = all_servers(tx)?.iter().map(Candidate::from).collect();
-            placement::place(&candidates, needed)?
-        }
+        Some(id) => placement::check_named(&candidate(tx, id, load_record(tx, id)?)?, needed)?,
+        None => placement::place(&candidates(tx)?, needed)?,
     };
     let account = Account {
         id: AccountId(next_id(tx, NEXT_ACCOUNT_ID)?),
@@ -413,6 +645,29 @@ fn create_account(
     Ok(account)
 }
 
+/// What placement needs of a server (its token is not opened).
+fn candidate(
+    tx: &dyn ReadTxn,
+    id: ServerId,
+    record: ServerRecord,
+) -> Result<Candidate, StoreError> {
+    Ok(Candidate {
+        id,
+        roles: record.spec.roles,
+        active: record.spec.active,
+        reachable: record.health.reachable,
+        max_accounts: record.spec.max_accounts,
+        accounts: u32::try_from(account_count(tx, id)?).unwrap_or(u32::MAX),
+    })
+}
+
+fn candidates(tx: &dyn ReadTxn) -> Result<Vec<Candidate>, StoreError> {
+    tx.scan(Table::Servers, b"")?
+        .into_iter()
+        .map(|(k, v)| candidate(tx, ServerId(decode_u64(&k)?), decode(&v)?))
+        .collect()
+}
+
 fn move_account(
     tx: &mut dyn WriteTxn,
     id: AccountId,
@@ -424,7 +679,7 @@ fn move_account(
         return Ok(account);
     }
     let needed = account.spec.required_roles();
-    placement::check_named(&Candidate::from(&load_server(tx, target)?), needed)?;
+    placement::check_named(&candidate(tx, target, load_record(tx, target)?)?, needed)?;
     tx.delete(Table::ServerAccounts, &server_account_key(source, id))?;
     tx.put(Table::ServerAccounts, &server_account_key(target, id), &[])?;
     let from = account_count(tx, source)?;
@@ -458,12 +713,15 @@ impl<B: Backend> Store for KvStore<B> {
         &self,
         spec: ServerSpec,
         token: AgentToken,
+        health: Health,
     ) -> Result<Server, StoreError> {
-        self.write(move |tx| insert_server(tx, spec, token)).await
+        self.write(move |tx, sealer| insert_server(tx, sealer, spec, token, health))
+            .await
     }
 
     async fn server(&self, id: ServerId) -> Result<Server, StoreError> {
-        self.read(move |tx| load_server(tx, id)).await
+        self.read(move |tx, sealer| load_server(tx, sealer, id))
+            .await
     }
 
     async fn servers(&self) -> Result<Vec<Server>, StoreError> {
@@ -476,29 +734,18 @@ impl<B: Backend> Store for KvStore<B> {
         spec: ServerSpec,
         token: Option<AgentToken>,
     ) -> Result<Server, StoreError> {
-        self.write(move |tx| update_server(tx, id, spec, token))
+        self.write(move |tx, sealer| update_server(tx, sealer, id, spec, token))
             .await
     }
 
     async fn record_health(&self, checked: &Server, health: Health) -> Result<Server, StoreError> {
-        let (id, url, token) = (
-            checked.id,
-            checked.spec.agent_url.clone(),
-            checked.token.clone(),
-        );
-        self.write(move |tx| {
-            let mut record = load_record(tx, id)?;
-            if record.spec.agent_url == url && record.token == token {
-                record.health = health;
-                save_record(tx, id, &record)?;
-            }
-            Ok(to_server(id, record, account_count(tx, id)?))
-        })
-        .await
+        let checked = checked.clone();
+        self.write(move |tx, sealer| record_health(tx, sealer, &checked, health))
+            .await
     }
 
     async fn delete_server(&self, id: ServerId) -> Result<(), StoreError> {
-        self.write(move |tx| delete_server(tx, id)).await
+        self.write(move |tx, _| delete_server(tx, id)).await
     }
 
     async fn create_account(
@@ -506,15 +753,15 @@ impl<B: Backend> Store for KvStore<B> {
         new: NewAccount,
         now: OffsetDateTime,
     ) -> Result<Account, StoreError> {
-        self.write(move |tx| create_account(tx, new, now)).await
+        self.write(move |tx, _| create_account(tx, new, now)).await
     }
 
     async fn account(&self, id: AccountId) -> Result<Account, StoreError> {
-        self.read(move |tx| load_account(tx, id)).await
+        self.read(move |tx, _| load_account(tx, id)).await
     }
 
     async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
-        self.read(|tx| {
+        self.read(|tx, _| {
             tx.scan(Table::Accounts, b"")?
                 .into_iter()
                 .map(|(_, v)| decode(&v))
@@ -524,7 +771,7 @@ impl<B: Backend> Store for KvStore<B> {
     }
 
     async fn accounts_on(&self, server: ServerId) -> Result<Vec<Account>, StoreError> {
-        self.read(move |tx| {
+        self.read(move |tx, _| {
             load_record(tx, server)?;
             accounts_on(tx, server)
         })
@@ -536,7 +783,7 @@ impl<B: Backend> Store for KvStore<B> {
         id: AccountId,
         status: AccountStatus,
     ) -> Result<Account, StoreError> {
-        self.write(move |tx| {
+        self.write(move |tx, _| {
             let mut account = load_account(tx, id)?;
             account.status = status;
             save_account(tx, &account)?;
@@ -546,16 +793,16 @@ impl<B: Backend> Store for KvStore<B> {
     }
 
     async fn move_account(&self, id: AccountId, target: ServerId) -> Result<Account, StoreError> {
-        self.write(move |tx| move_account(tx, id, target)).await
+        self.write(move |tx, _| move_account(tx, id, target)).await
     }
 
     async fn delete_account(&self, id: AccountId) -> Result<Account, StoreError> {
-        self.write(move |tx| delete_account(tx, id)).await
+        self.write(move |tx, _| delete_account(tx, id)).await
     }
 
     async fn setting(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
         let key = key.to_owned();
-        self.read(move |tx| {
+        self.read(move |tx, _| {
             tx.get(Table::Settings, key.as_bytes())?
                 .map(|v| decode(&v))
                 .transpose()
@@ -565,13 +812,13 @@ impl<B: Backend> Store for KvStore<B> {
 
     async fn put_setting(&self, key: &str, value: serde_json::Value) -> Result<(), StoreError> {
         let key = key.to_owned();
-        self.write(move |tx| tx.put(Table::Settings, key.as_bytes(), &encode(&value)?))
+        self.write(move |tx, _| tx.put(Table::Settings, key.as_bytes(), &encode(&value)?))
             .await
     }
 
     async fn delete_setting(&self, key: &str) -> Result<(), StoreError> {
         let key = key.to_owned();
-        self.write(move |tx| tx.delete(Table::Settings, key.as_bytes()))
+        self.write(move |tx, _| tx.delete(Table::Settings, key.as_bytes()))
             .await
     }
 
@@ -580,7 +827,7 @@ impl<B: Backend> Store for KvStore<B> {
         prefix: &str,
     ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
         let prefix = prefix.to_owned();
-        self.read(move |tx| {
+        self.read(move |tx, _| {
             tx.scan(Table::Settings, prefix.as_bytes())?
                 .into_iter()
                 .map(|(k, v)| {

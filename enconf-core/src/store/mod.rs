@@ -10,7 +10,8 @@
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! use enconf_core::store::{Engine, Store};
-//! let store = Engine::Memory.open().unwrap();
+//! let key = enconf_core::secret::SecretKey::generate().unwrap();
+//! let store = Engine::Memory.open(&key).unwrap();
 //! assert!(store.servers().await.unwrap().is_empty());
 //! # });
 //! ```
@@ -36,6 +37,7 @@ use crate::domain::{
     ServerSpec, UserName,
 };
 use crate::placement::PlacementError;
+use crate::secret::SecretKey;
 
 pub use kv::Backend;
 pub use logic::KvStore;
@@ -50,7 +52,7 @@ pub type MemoryStore = KvStore<MemoryBackend>;
 pub type RedbStore = KvStore<RedbBackend>;
 
 /// The version of the data layout this build writes. A file with a newer one is refused.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// What the controller keeps: servers, accounts, counters and settings.
 ///
@@ -58,11 +60,15 @@ pub const SCHEMA_VERSION: u64 = 1;
 /// read a [`Server`] fill in its account count from the same transaction.
 #[async_trait]
 pub trait Store: Send + Sync + fmt::Debug {
-    /// Adds a server. Its name (ignoring case) and hostname must be unused.
+    /// Adds a server with what a first check of its agent saw. Its name (ignoring case) must
+    /// be unused; its hostname and mail hostname must not be another server's names or an
+    /// account's domain; its agent (by the identity in `health`) must not be another
+    /// server's.
     async fn insert_server(
         &self,
         spec: ServerSpec,
         token: AgentToken,
+        health: Health,
     ) -> Result<Server, StoreError>;
     async fn server(&self, id: ServerId) -> Result<Server, StoreError>;
     /// Every server, by id.
@@ -77,13 +83,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<Server, StoreError>;
     /// Records what a check of `checked` (the server as read before the check) saw. When the
     /// server's agent URL or token changed since, the result is about an endpoint that is no
-    /// longer the server's: nothing is recorded and the server is returned as it is.
+    /// longer the server's: nothing is recorded and the server is returned as it is. An agent
+    /// that is another server's (the same identity) is recorded unreachable, saying so.
     async fn record_health(&self, checked: &Server, health: Health) -> Result<Server, StoreError>;
     /// Deletes a server that hosts no accounts.
     async fn delete_server(&self, id: ServerId) -> Result<(), StoreError>;
 
     /// Places (or checks the named server for) and records a new account, status
-    /// `provisioning`, in one transaction. Its user name and domains must be unused.
+    /// `provisioning`, in one transaction. Its user name and domains must be unused, and no
+    /// domain may be a server's hostname or mail hostname.
     async fn create_account(
         &self,
         new: NewAccount,
@@ -155,6 +163,11 @@ pub enum StoreError {
     RolesInUse { missing: RoleSet, accounts: u64 },
     #[error(transparent)]
     Placement(#[from] PlacementError),
+    /// The agent is already registered as another server (under another spelling of its URL).
+    #[error("this agent is already registered as server {server}")]
+    SameAgent { server: ServerId },
+    #[error("the secret key is not the one this store was created with")]
+    WrongKey,
     #[error("the data file has schema version {found}; this build reads up to {supported}")]
     UnsupportedSchema { found: u64, supported: u64 },
     #[error("storage failure: {0}")]
@@ -189,17 +202,20 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// Opens the store. Blocking (redb opens and checks its file): call it at start-up or from
-    /// `spawn_blocking`.
-    pub fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
+    /// Opens the store, whose secrets (agent tokens) are sealed with `key`. Blocking (redb
+    /// opens and checks its file): call it at start-up or from `spawn_blocking`.
+    pub fn open(&self, key: &SecretKey) -> Result<Arc<dyn Store>, StoreError> {
         match self {
             #[cfg(feature = "redb")]
-            Engine::Redb(path) => Ok(Arc::new(RedbStore::open(path)?)),
+            Engine::Redb(path) => Ok(Arc::new(RedbStore::open(path, key)?)),
             #[cfg(not(feature = "redb"))]
             Engine::Redb(_) => Err(StoreError::backend(
                 "the redb backend is not compiled in (feature \"redb\")",
             )),
-            Engine::Memory => Ok(Arc::new(MemoryStore::new_in_memory())),
+            Engine::Memory => Ok(Arc::new(MemoryStore::with_backend(
+                MemoryBackend::new(),
+                key,
+            )?)),
         }
     }
 }
@@ -225,7 +241,9 @@ mod tests {
     async fn redb_backend_conforms() {
         run_all(|| {
             let dir = tempfile::tempdir().unwrap();
-            let store = Engine::Redb(dir.path().join("enconf.redb")).open().unwrap();
+            let store = Engine::Redb(dir.path().join("enconf.redb"))
+                .open(&SecretKey::generate().unwrap())
+                .unwrap();
             (store, Some(dir))
         })
         .await;

@@ -21,8 +21,23 @@ pub struct RedbBackend {
 }
 
 impl RedbBackend {
-    /// Opens the file, creating it (and every table) when missing.
+    /// Opens the file, creating it (and every table) when missing. The file is made readable
+    /// by its owner only (0600), whatever the directory's mode or the umask.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        // Created empty with its mode before redb writes anything into it.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(StoreError::backend(e)),
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(StoreError::backend)?;
         let db = Database::create(path).map_err(StoreError::backend)?;
         // Tables must exist before a read transaction can open them.
         let txn = Write(db.begin_write().map_err(StoreError::backend)?);
