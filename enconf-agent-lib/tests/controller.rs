@@ -87,7 +87,7 @@ async fn controller_drives_in_process_agents() {
         username: Some("shop".into()),
         domains: Some(vec!["shop.example".into()]),
         php_version: None,
-        server_id: Some(sa.id.0),
+        server_id: Some(sa.id.0.into()),
     };
     let account = controller.create_account(&input).await.unwrap();
     assert_eq!(account.server_id, sa.id);
@@ -104,7 +104,7 @@ async fn controller_drives_in_process_agents() {
         .migrate_account(
             AccountId(account.id),
             &MigrateInput {
-                target_server_id: Some(sb.id.0),
+                target_server_id: Some(sb.id.0.into()),
             },
         )
         .await
@@ -226,7 +226,7 @@ async fn users_the_agent_did_not_create_are_never_taken_over() {
         username: Some(user.into()),
         domains: Some(vec![format!("{user}.example")]),
         php_version: None,
-        server_id: Some(server.0),
+        server_id: Some(server.0.into()),
     };
 
     // A user, a system user and a bare group of that name: 409 naming `username`, nothing
@@ -255,7 +255,7 @@ async fn users_the_agent_did_not_create_are_never_taken_over() {
         .migrate_account(
             AccountId(ubuntu.id),
             &MigrateInput {
-                target_server_id: Some(sa.id.0),
+                target_server_id: Some(sa.id.0.into()),
             },
         )
         .await

@@ -1707,3 +1707,119 @@ async fn acme_certificates_are_issued_and_renewed_on_time_with_backoff() {
         (Some("active"), Value::Null)
     );
 }
+
+#[tokio::test]
+async fn the_document_says_what_the_server_does() {
+    let h = harness();
+    let (_, text) = h.raw("GET", "/api/v1/openapi.json", None, None).await;
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let schemas = &doc["components"]["schemas"];
+
+    // Required fields are required and never null; optional ones may be null.
+    for (schema, required) in [
+        (
+            "ServerInput",
+            vec!["name", "hostname", "agent_url", "agent_token", "roles"],
+        ),
+        ("AccountInput", vec!["username", "domains"]),
+        ("MigrateInput", vec!["target_server_id"]),
+        ("SslInput", vec!["mode"]),
+    ] {
+        let mut listed: Vec<&str> = schemas[schema]["required"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{schema} lists no required field"))
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        listed.sort_unstable();
+        let mut want = required.clone();
+        want.sort_unstable();
+        assert_eq!(listed, want, "{schema}");
+        for field in required {
+            let ty = &schemas[schema]["properties"][field]["type"];
+            assert!(ty.is_string(), "{schema}.{field} is nullable: {ty}");
+        }
+    }
+    assert_eq!(
+        schemas["ServerInput"]["properties"]["mail_hostname"]["type"],
+        json!(["string", "null"])
+    );
+    assert_eq!(
+        schemas["ServerInput"]["properties"]["roles"]["items"]["enum"],
+        json!(["web", "mail", "dns", "db", "backup"])
+    );
+    assert_eq!(
+        schemas["ServerPatch"]["properties"]["name"]["type"],
+        "string"
+    );
+
+    // Every operation behind the token documents 400 and 401; every one with a body 408 and 413.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            if path != "/api/v1/openapi.json" {
+                for status in ["400", "401"] {
+                    assert!(responses.contains_key(status), "{method} {path}: {status}");
+                }
+            }
+            if op.get("requestBody").is_some() {
+                for status in ["408", "413", "422"] {
+                    assert!(responses.contains_key(status), "{method} {path}: {status}");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn integers_are_integers_however_json_writes_them() {
+    let h = harness();
+    let server = |max: Value| {
+        json!({"name": "web1", "hostname": "web1.example.com", "agent_url": "http://127.0.0.1:50999",
+            "agent_token": TOKEN, "roles": ["web"], "max_accounts": max})
+    };
+    // 180.0 is the integer 180, as JSON Schema says.
+    let (status, body) = h
+        .call("POST", "/api/v1/servers", Some(server(json!(180.0))))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["max_accounts"], 180);
+    let id = body["id"].as_u64().unwrap();
+    let (status, body) = h
+        .call(
+            "PATCH",
+            &format!("/api/v1/servers/{id}"),
+            Some(json!({"max_accounts": 5e1})),
+        )
+        .await;
+    assert_eq!((status, body["max_accounts"].clone()), (200, json!(50)));
+    // A fraction is not: 422 naming the field, as for any other value out of its rules.
+    for bad in [json!(180.5), json!(-1.0), json!(1e300)] {
+        is_error(
+            &h.call(
+                "PATCH",
+                &format!("/api/v1/servers/{id}"),
+                Some(json!({"max_accounts": bad})),
+            )
+            .await,
+            422,
+            "invalid",
+            Some("max_accounts"),
+        );
+    }
+    let account = |server_id: Value| json!({"username": "shop", "domains": ["shop.example"], "server_id": server_id});
+    is_error(
+        &h.call("POST", "/api/v1/accounts", Some(account(json!(0.5))))
+            .await,
+        422,
+        "invalid",
+        Some("server_id"),
+    );
+    is_error(
+        &h.call("POST", "/api/v1/accounts", Some(account(json!(-4.0))))
+            .await,
+        422,
+        "invalid",
+        Some("server_id"),
+    );
+}

@@ -182,3 +182,19 @@ pub fn until(port: u16, path: &str, what: &str, done: impl Fn(&Value) -> bool) -
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A tool a test needs is missing: skipped on a workstation, a failure under `CI=true`.
+/// `true` when the test must return.
+pub fn skip_or_fail(why: Option<String>) -> bool {
+    let Some(why) = why else {
+        return false;
+    };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{why}: CI must provide it (.ci/run installs it)");
+    }
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("SKIPPED: {why}");
+    }
+    true
+}

@@ -126,9 +126,137 @@ async fn web(body: &'static str, content_type: &'static str) -> Response {
         .into_response()
 }
 
-/// The OpenAPI 3 document of the Management API.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The OpenAPI 3 document of the Management API: what the handlers and protocol types
+/// declare, refined with what the derive cannot say (see [`refine`]).
+pub fn openapi() -> Result<serde_json::Value, serde_json::Error> {
+    let mut doc = serde_json::to_value(ApiDoc::openapi())?;
+    refine(&mut doc);
+    Ok(doc)
+}
+
+/// The input fields' types as the server takes them: which are required and never `null`,
+/// the values a field takes and its bounds (merged into the derived property schemas).
+/// Rules that JSON Schema cannot state exactly (domain names with IDNA, URLs, reserved user
+/// names, certificates) are left to the server, which answers `422` naming the field.
+fn input_rules() -> Vec<(&'static str, &'static [&'static str], serde_json::Value)> {
+    use serde_json::json;
+    let roles = json!({"type": "array", "minItems": 1, "uniqueItems": true,
+        "items": {"type": "string", "enum": ["web", "mail", "dns", "db", "backup"]}});
+    let server = json!({
+        "name": {"type": "string", "minLength": 1, "maxLength": crate::domain::ServerName::MAX_CHARS},
+        "hostname": {"type": "string", "format": "idn-hostname", "minLength": 1},
+        "mail_hostname": {"type": ["string", "null"], "format": "idn-hostname"},
+        "agent_url": {"type": "string", "format": "uri", "minLength": 1},
+        "agent_token": {"type": "string", "minLength": 16, "maxLength": 512, "pattern": "^[!-~]+$"},
+        "roles": roles,
+        "max_accounts": {"type": ["integer", "null"], "minimum": 1, "maximum": u32::MAX},
+    });
+    let mut patch = server.clone();
+    patch["active"] = json!({"type": "boolean"});
+    vec![
+        (
+            "ServerInput",
+            &["name", "hostname", "agent_url", "agent_token", "roles"],
+            server,
+        ),
+        ("ServerPatch", &[], patch),
+        (
+            "AccountInput",
+            &["username", "domains"],
+            json!({
+                "username": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$"},
+                "domains": {"type": "array", "minItems": 1, "maxItems": 100,
+                    "items": {"type": "string", "format": "idn-hostname", "minLength": 1}},
+                "php_version": {"type": ["string", "null"], "pattern": "^[5-9]\\.(0|[1-9][0-9]?)$"},
+                "server_id": {"type": ["integer", "null"], "minimum": 0},
+            }),
+        ),
+        (
+            "MigrateInput",
+            &["target_server_id"],
+            json!({"target_server_id": {"type": "integer", "minimum": 0}}),
+        ),
+        (
+            "SslInput",
+            &["mode"],
+            json!({"mode": {"type": "string", "enum": ["letsencrypt", "custom", "selfsigned"]}}),
+        ),
+    ]
+}
+
+/// Adds to the derived document what every operation shares and what the input rules say:
+/// `400` (a body that is not JSON of the right shape, two `Authorization` headers) and `401`
+/// on every operation that needs the token, `408` and `413` on every one with a body; the
+/// certificate kind's two values; and [`input_rules`].
+fn refine(doc: &mut serde_json::Value) {
+    use serde_json::json;
+    let error = |description: &str| {
+        json!({"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
+    };
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for (_, op) in item.iter_mut() {
+                let has_body = op.get("requestBody").is_some();
+                let Some(responses) = op.get_mut("responses").and_then(|r| r.as_object_mut())
+                else {
+                    continue;
+                };
+                let mut add = |status: &str, description: &str| {
+                    responses
+                        .entry(status)
+                        .or_insert_with(|| error(description));
+                };
+                if path != "/api/v1/openapi.json" {
+                    add(
+                        "400",
+                        "`bad_request`: the body is not JSON of the right shape, or the request has two Authorization headers",
+                    );
+                    add("401", "`unauthorized`: the admin token is missing or wrong");
+                }
+                if has_body {
+                    add(
+                        "408",
+                        "`request_timeout`: the body stalled or took too long",
+                    );
+                    add(
+                        "413",
+                        "`payload_too_large`: the body is larger than the operation takes",
+                    );
+                }
+                if let Some(params) = op.get_mut("parameters").and_then(|p| p.as_array_mut()) {
+                    for param in params {
+                        if param["name"] == "kind" {
+                            param["schema"] = json!({"type": "string", "enum": ["panel", "mail"]});
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (schema, required, properties) in input_rules() {
+        let target = &mut doc["components"]["schemas"][schema];
+        if let (Some(target), Some(properties)) =
+            (target["properties"].as_object_mut(), properties.as_object())
+        {
+            for (name, rule) in properties {
+                if let (Some(prop), Some(rule)) = (
+                    target.get_mut(name).and_then(|p| p.as_object_mut()),
+                    rule.as_object(),
+                ) {
+                    for (k, v) in rule {
+                        prop.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        if !required.is_empty() {
+            target["required"] = json!(required);
+        }
+    }
 }
 
 #[derive(OpenApi)]
@@ -177,8 +305,8 @@ impl utoipa::Modify for BearerAuth {
 }
 
 async fn openapi_json() -> Response {
-    match openapi().to_json() {
-        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+    match openapi() {
+        Ok(json) => axum::Json(json).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot serialize the OpenAPI document");
             ApiError(ErrorBody::new(ErrorCode::Internal, "no OpenAPI document")).into_response()

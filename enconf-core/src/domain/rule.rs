@@ -65,6 +65,8 @@ pub enum Rule {
     PhpVersionFormat,
     #[error("must be a positive integer")]
     NotPositive,
+    #[error("must be a whole number")]
+    NotWhole,
     #[error("is not a known role (web, mail, dns, db, backup)")]
     UnknownRole,
     #[error("lists the same role twice")]

@@ -156,6 +156,109 @@ impl From<StoreError> for ErrorBody {
     }
 }
 
+/// A number as a JSON body gives it for an integer field: `180` and `180.0` are the same
+/// integer (JSON Schema counts both as one); `180.5` is refused when the field is validated
+/// (`422` naming it), not when the body is decoded.
+#[derive(Debug, Clone, Copy)]
+pub struct Integer(Repr);
+
+#[derive(Debug, Clone, Copy)]
+enum Repr {
+    Int(i128),
+    Float(f64),
+}
+
+impl Integer {
+    /// The whole number, or [`Rule::NotWhole`].
+    pub fn whole(self) -> Result<i128, Rule> {
+        match self.0 {
+            Repr::Int(n) => Ok(n),
+            // Beyond 2^100 nothing is a valid id or count: a range error, not a conversion.
+            Repr::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e30 =>
+            {
+                #[allow(clippy::cast_possible_truncation)]
+                Ok(f as i128)
+            }
+            Repr::Float(f) if f.is_finite() && f.fract() == 0.0 => Ok(i128::MAX),
+            Repr::Float(_) => Err(Rule::NotWhole),
+        }
+    }
+}
+
+impl PartialEq for Integer {
+    fn eq(&self, other: &Self) -> bool {
+        match (self.0, other.0) {
+            (Repr::Int(a), Repr::Int(b)) => a == b,
+            (Repr::Float(a), Repr::Float(b)) => a.to_bits() == b.to_bits(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Integer {}
+
+impl From<i64> for Integer {
+    fn from(n: i64) -> Self {
+        Self(Repr::Int(i128::from(n)))
+    }
+}
+
+impl From<u64> for Integer {
+    fn from(n: u64) -> Self {
+        Self(Repr::Int(i128::from(n)))
+    }
+}
+
+impl Serialize for Integer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Repr::Int(n) => s.serialize_i128(n),
+            Repr::Float(f) => s.serialize_f64(f),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Integer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Integer;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Integer, E> {
+                Ok(Integer(Repr::Int(i128::from(n))))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Integer, E> {
+                Ok(Integer(Repr::Int(i128::from(n))))
+            }
+            fn visit_i128<E>(self, n: i128) -> Result<Integer, E> {
+                Ok(Integer(Repr::Int(n)))
+            }
+            fn visit_u128<E>(self, n: u128) -> Result<Integer, E> {
+                Ok(Integer(Repr::Int(i128::try_from(n).unwrap_or(i128::MAX))))
+            }
+            fn visit_f64<E>(self, f: f64) -> Result<Integer, E> {
+                Ok(Integer(Repr::Float(f)))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// An optional id in a body: a whole number naming a server that exists, or
+/// [`Rule::UnknownServer`] at `field`.
+fn server_ref(value: Option<Integer>, field: &str) -> Result<Option<ServerId>, ValidationError> {
+    value
+        .map(|n| {
+            let n = n.whole().map_err(|r| r.at(field))?;
+            u64::try_from(n)
+                .map(ServerId)
+                .map_err(|_| Rule::UnknownServer.at(field))
+        })
+        .transpose()
+}
+
 /// A required field: present, or `Rule::Required` at `field`.
 fn required<T>(value: Option<T>, field: &str) -> Result<T, ValidationError> {
     value.ok_or_else(|| Rule::Required.at(field))
@@ -182,7 +285,8 @@ pub struct ServerInput {
     pub agent_url: Option<String>,
     pub agent_token: Option<String>,
     pub roles: Option<Vec<String>>,
-    pub max_accounts: Option<i64>,
+    #[cfg_attr(feature = "controller", schema(value_type = Option<i64>))]
+    pub max_accounts: Option<Integer>,
     pub panel_url: Option<String>,
     pub phpmyadmin_path: Option<String>,
     pub roundcube_path: Option<String>,
@@ -219,6 +323,7 @@ impl ServerInput {
         let max_accounts = self
             .max_accounts
             .map(|n| {
+                let n = n.whole().map_err(|r| r.at("max_accounts"))?;
                 u32::try_from(n)
                     .ok()
                     .and_then(NonZeroU32::new)
@@ -259,7 +364,7 @@ impl ServerInput {
             agent_url: Some(spec.agent_url.to_string()),
             agent_token: None,
             roles: Some(spec.roles.iter().map(|r| r.to_string()).collect()),
-            max_accounts: spec.max_accounts.map(|n| i64::from(n.get())),
+            max_accounts: spec.max_accounts.map(|n| Integer::from(i64::from(n.get()))),
             panel_url: spec.panel_url.as_ref().map(ToString::to_string),
             phpmyadmin_path: spec.phpmyadmin_path.as_ref().map(ToString::to_string),
             roundcube_path: spec.roundcube_path.as_ref().map(ToString::to_string),
@@ -304,7 +409,7 @@ pub struct ServerPatch {
     pub roles: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "present")]
     #[cfg_attr(feature = "controller", schema(value_type = Option<i64>))]
-    pub max_accounts: Option<Option<i64>>,
+    pub max_accounts: Option<Option<Integer>>,
     #[serde(default, deserialize_with = "present")]
     #[cfg_attr(feature = "controller", schema(value_type = Option<String>))]
     pub panel_url: Option<Option<String>>,
@@ -419,7 +524,8 @@ pub struct AccountInput {
     pub username: Option<String>,
     pub domains: Option<Vec<String>>,
     pub php_version: Option<String>,
-    pub server_id: Option<u64>,
+    #[cfg_attr(feature = "controller", schema(value_type = Option<u64>))]
+    pub server_id: Option<Integer>,
 }
 
 impl AccountInput {
@@ -440,7 +546,7 @@ impl AccountInput {
                 php_version,
                 php: PhpSettings::default(),
             },
-            server: self.server_id.map(ServerId),
+            server: server_ref(self.server_id, "server_id")?,
         })
     }
 }
@@ -480,12 +586,17 @@ impl From<&Account> for AccountView {
 #[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MigrateInput {
-    pub target_server_id: Option<u64>,
+    #[cfg_attr(feature = "controller", schema(value_type = Option<u64>))]
+    pub target_server_id: Option<Integer>,
 }
 
 impl MigrateInput {
     pub fn validate(&self) -> Result<ServerId, ValidationError> {
-        required(self.target_server_id, "target_server_id").map(ServerId)
+        let id = required(self.target_server_id, "target_server_id")?;
+        required(
+            server_ref(Some(id), "target_server_id")?,
+            "target_server_id",
+        )
     }
 }
 
@@ -649,7 +760,7 @@ mod tests {
             agent_url: Some("https://web1.example.com:50000".into()),
             agent_token: Some("0123456789abcdef0123".into()),
             roles: Some(vec!["web".into(), "db".into()]),
-            max_accounts: Some(500),
+            max_accounts: Some(500_i64.into()),
             panel_url: Some("https://panel.example.com".into()),
             phpmyadmin_path: Some("/phpmyadmin".into()),
             roundcube_path: Some("/webmail".into()),
@@ -743,17 +854,17 @@ mod tests {
                 Rule::DuplicateRole,
             ),
             (
-                |i| i.max_accounts = Some(0),
+                |i| i.max_accounts = Some(0_i64.into()),
                 "max_accounts",
                 Rule::NotPositive,
             ),
             (
-                |i| i.max_accounts = Some(-3),
+                |i| i.max_accounts = Some((-3_i64).into()),
                 "max_accounts",
                 Rule::NotPositive,
             ),
             (
-                |i| i.max_accounts = Some(1 << 40),
+                |i| i.max_accounts = Some((1_i64 << 40).into()),
                 "max_accounts",
                 Rule::NotPositive,
             ),
