@@ -1,5 +1,6 @@
 //! Uploaded certificates and keys (outside data): PEM/DER parsing, key matching, chain checks
-//! and certificate reading never panic, and every refusal names a field.
+//! certificate reading and the re-encoding of what is written never panic, every refusal names
+//! a field, and a normalized pair normalizes to itself.
 #![no_main]
 
 use enconf_core::domain::DomainName;
@@ -17,4 +18,12 @@ fuzz_target!(|input: (&str, &str)| {
     }
     let _ = cert::info(chain);
     let _ = cert::parse_key(key);
+    // What would be written: only what parses, and it parses again to the same.
+    match cert::normalize(chain, key) {
+        Ok(bundle) => {
+            let again = cert::normalize(&bundle.chain_pem, &bundle.key_pem);
+            assert_eq!(again.ok().as_ref(), Some(&bundle));
+        }
+        Err(e) => assert!(e.field().is_some()),
+    }
 });
