@@ -93,6 +93,7 @@ fn specs(n: usize) -> Vec<AccountSpec> {
                 ]),
                 php_version: None,
                 php: None,
+                roles: None,
             }
             .validate("", None)
             .unwrap()

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use enconf_core::domain::{AgentToken, HttpUrl, PhpVersion, Rule};
+use enconf_core::domain::{AgentToken, HttpUrl, PhpVersion, RoleSet, Rule};
 
 /// Where the agent looks for its configuration when not told otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/netcell-webpanel-agent/config.env";
@@ -24,6 +24,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("AGENT_TLS_CERT", None),
     ("AGENT_TLS_KEY", None),
     ("AGENT_MODE", Some("system")),
+    ("AGENT_ROLES", Some("web")),
     (
         "AGENT_SANDBOX_ROOT",
         Some("/var/lib/netcell-webpanel-agent/sandbox"),
@@ -99,6 +100,8 @@ pub struct AgentConfig {
     pub mode: Mode,
     pub sandbox_root: PathBuf,
     pub max_body_bytes: usize,
+    /// The roles this agent serves (`AGENT_ROLES`, `web,mail,…`).
+    pub roles: RoleSet,
     pub layout: Layout,
 }
 
@@ -332,6 +335,9 @@ impl AgentConfig {
                     "must be between 1024 and 1073741824".into(),
                 )
             })?;
+        let roles: RoleSet = required("AGENT_ROLES")?
+            .parse()
+            .map_err(rule("AGENT_ROLES"))?;
         let web_server_user = required("AGENT_WEB_SERVER_USER")?;
         if web_server_user.is_empty()
             || !web_server_user
@@ -383,6 +389,7 @@ impl AgentConfig {
             mode,
             sandbox_root: path("AGENT_SANDBOX_ROOT")?,
             max_body_bytes,
+            roles,
             layout,
         })
     }

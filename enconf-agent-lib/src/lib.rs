@@ -9,7 +9,12 @@
 //! - [`render`]: specs → nginx server blocks and PHP-FPM pools (the hot path).
 //! - [`system`]: the machine ([`RealSystem`](system::RealSystem)) or a directory
 //!   ([`Sandbox`](system::Sandbox)).
-//! - [`apply`]: plans, validation, reload, rollback, journal.
+//! - [`executor`]: the one executor of every plan: journal, staged validation, go live,
+//!   reload, barrier, rollback, recovery.
+//! - [`roles`]: what each role (web, mail, dns, db, backup) does for an account;
+//!   [`services`]: how each service is validated and reloaded; [`certs`], [`acme`],
+//!   [`panel`]: the server's own certificates, ACME answers and names.
+//! - [`apply`]: the operations, split by role and module onto the executor.
 //! - [`server`]: the HTTP(S) API.
 //! - [`transport`]: the controller's in-process way to reach agents (tests, single-process
 //!   embeddings).
@@ -26,12 +31,18 @@
 //! # Ok(()) }
 //! ```
 
+pub mod acme;
 pub mod apply;
+pub mod certs;
 pub mod config;
+pub mod executor;
 pub mod identity;
 mod owners;
+pub mod panel;
 pub mod render;
+pub mod roles;
 pub mod server;
+pub mod services;
 pub mod system;
 pub mod transport;
 pub mod userdb;

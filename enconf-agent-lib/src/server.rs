@@ -20,7 +20,7 @@ use enconf_core::protocol::agent::{
     self, AccountBatch, AccountList, AccountPut, Applied, BatchApplied, CertificatePut,
     ChallengePut, check_acme_text,
 };
-use enconf_core::protocol::{AgentHealth, ErrorBody, ErrorCode};
+use enconf_core::protocol::{AgentHealth, ErrorBody, ErrorCode, RoleHealth, ServiceStatus};
 use enconf_core::ssl::{CertKind, cert};
 use tokio::sync::{mpsc, oneshot};
 
@@ -46,7 +46,7 @@ enum Job {
 }
 
 /// The agent as a service: what the HTTP handlers share.
-pub struct Agent<S> {
+pub struct Agent<S: System> {
     token: AgentToken,
     applier: Arc<Applier<S>>,
     jobs: mpsc::Sender<Job>,
@@ -56,7 +56,7 @@ pub struct Agent<S> {
     agent_id: Option<String>,
 }
 
-impl<S> std::fmt::Debug for Agent<S> {
+impl<S: System> std::fmt::Debug for Agent<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Agent")
             .field("hostname", &self.hostname)
@@ -144,6 +144,9 @@ fn apply_error(e: ApplyError) -> ErrorBody {
         ApplyError::UserTaken { .. } => {
             ErrorBody::new(ErrorCode::Duplicate, e.to_string()).with_field("username")
         }
+        ApplyError::RoleNotServed { .. } => {
+            ErrorBody::new(ErrorCode::RoleNotServed, e.to_string()).with_field("roles")
+        }
         ApplyError::System(_) | ApplyError::State(_) => {
             tracing::error!(error = %e, "apply failed");
             internal(&e.to_string())
@@ -187,11 +190,32 @@ async fn auth<S: System>(State(agent): State<Arc<Agent<S>>>, req: Request, next:
 }
 
 async fn health<S: System>(State(agent): State<Arc<Agent<S>>>) -> axum::Json<AgentHealth> {
+    let applier = Arc::clone(&agent.applier);
+    let roles = tokio::task::spawn_blocking(move || applier.status())
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(role, status)| {
+            let services = status
+                .services
+                .into_iter()
+                .map(|(name, running)| ServiceStatus { name, running })
+                .collect();
+            (
+                role,
+                RoleHealth {
+                    ok: status.ok,
+                    services,
+                },
+            )
+        })
+        .collect();
     axum::Json(AgentHealth {
         version: enconf_core::version::RELEASE.to_owned(),
         hostname: agent.hostname.clone(),
         uptime_s: agent.started.elapsed().as_secs(),
         agent_id: agent.agent_id.clone(),
+        roles: Some(roles),
     })
 }
 

@@ -120,6 +120,15 @@ pub trait System: Send + Sync + fmt::Debug + 'static {
         Ok(Some((status, body)))
     }
 
+    /// Whether the daemon whose pid file is given runs (in the sandbox: whether the pid file
+    /// is there).
+    fn daemon_running(&self, pid_file: &Path) -> Result<bool, SystemError> {
+        let Ok(pid) = read_pid(self.read(pid_file)?, pid_file) else {
+            return Ok(false);
+        };
+        Ok(Path::new("/proc").join(pid).exists())
+    }
+
     /// The child processes of the daemon whose pid file is given (nginx's workers), or `None`
     /// when this system cannot see processes (the sandbox).
     fn children(&self, pid_file: &Path) -> Result<Option<Vec<u32>>, SystemError> {
@@ -445,6 +454,10 @@ impl Sandbox {
 }
 
 impl System for Sandbox {
+    fn daemon_running(&self, pid_file: &Path) -> Result<bool, SystemError> {
+        Ok(self.read(pid_file)?.is_some())
+    }
+
     fn children(&self, _pid_file: &Path) -> Result<Option<Vec<u32>>, SystemError> {
         Ok(None)
     }

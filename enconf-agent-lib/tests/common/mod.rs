@@ -57,6 +57,7 @@ pub fn spec(user: &str, domains: &[&str]) -> AccountSpec {
         domains: Domains::parse("domains", domains).unwrap(),
         php_version: None,
         php: PhpSettings::default(),
+        roles: AccountSpec::web_only(),
     }
 }
 

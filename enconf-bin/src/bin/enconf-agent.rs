@@ -63,7 +63,7 @@ fn main() -> ExitCode {
 }
 
 async fn run<S: System>(config: AgentConfig, system: S) -> Result<(), Box<dyn std::error::Error>> {
-    let applier = Applier::new(config.layout.clone(), system);
+    let applier = Applier::new(config.layout.clone(), system).with_roles(config.roles);
     let applier = tokio::task::spawn_blocking(move || applier.start().map(|()| applier)).await??;
     let tls = match &config.tls {
         Some((cert, key)) => Some(server::tls_acceptor(cert, key)?),

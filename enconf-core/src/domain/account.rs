@@ -115,12 +115,20 @@ pub struct AccountSpec {
     /// PHP limits of the account's pool.
     #[serde(default)]
     pub php: PhpSettings,
+    /// The roles the account uses (records before roles existed used the web role only).
+    #[serde(default = "AccountSpec::web_only")]
+    pub roles: RoleSet,
 }
 
 impl AccountSpec {
-    /// The roles a server needs to host this account.
-    pub fn required_roles(&self) -> RoleSet {
+    /// The roles of an account that does not say: the web role.
+    pub fn web_only() -> RoleSet {
         RoleSet::EMPTY.with(Role::Web)
+    }
+
+    /// The roles the account uses, each needing a server that has it.
+    pub fn required_roles(&self) -> RoleSet {
+        self.roles
     }
 }
 

@@ -28,7 +28,8 @@ pub const MAX_CERTIFICATE_PUT_BYTES: usize = 256 * 1024;
 pub const MAX_CHALLENGE_PUT_BYTES: usize = 16 * 1024;
 
 use crate::domain::{
-    AccountSpec, Domains, PhpSettings, PhpSettingsRaw, PhpVersion, Rule, UserName, ValidationError,
+    AccountSpec, Domains, PhpSettings, PhpSettingsRaw, PhpVersion, RoleSet, Rule, UserName,
+    ValidationError,
 };
 
 /// `PUT /v1/accounts/{username}` body, and an item of a batch (which names `username`).
@@ -43,6 +44,9 @@ pub struct AccountPut {
     pub php_version: Option<String>,
     #[serde(default)]
     pub php: Option<PhpSettingsRaw>,
+    /// The roles of the account this agent serves (absent: the web role).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
 }
 
 impl AccountPut {
@@ -53,6 +57,7 @@ impl AccountPut {
             domains: Some(spec.domains.iter().map(ToString::to_string).collect()),
             php_version: spec.php_version.map(|v| v.to_string()),
             php: Some(spec.php.into()),
+            roles: Some(spec.roles.iter().map(|r| r.to_string()).collect()),
         }
     }
 
@@ -86,11 +91,19 @@ impl AccountPut {
             .transpose()
             .map_err(|r| r.at(field("php_version")))?;
         let php = PhpSettings::from_raw(self.php.unwrap_or_default(), &field("php."))?;
+        let roles = match &self.roles {
+            None => AccountSpec::web_only(),
+            Some(names) => RoleSet::from_names(names).map_err(|(i, rule)| match i {
+                Some(i) => rule.at(field(&format!("roles[{i}]"))),
+                None => rule.at(field("roles")),
+            })?,
+        };
         Ok(AccountSpec {
             username,
             domains,
             php_version,
             php,
+            roles,
         })
     }
 }
@@ -190,6 +203,9 @@ pub struct AgentAccount {
     /// The PHP version the pool runs (the agent's default filled in).
     pub php_version: String,
     pub php: PhpSettings,
+    /// The roles this agent serves for the account (agents before roles: the web role).
+    #[serde(default = "AccountSpec::web_only")]
+    pub roles: RoleSet,
 }
 
 /// `GET /v1/accounts`.

@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 
 use crate::domain::{
     Account, AccountSpec, AccountStatus, AgentToken, AgentUrl, DomainName, Domains, HttpUrl,
-    NewAccount, PhpSettings, PhpVersion, RoleSet, Rule, Server, ServerId, ServerName, ServerSpec,
-    UrlPath, UserName, ValidationError,
+    NewAccount, PhpSettings, PhpVersion, Role, RoleSet, Rule, Server, ServerId, ServerName,
+    ServerSpec, UrlPath, UserName, ValidationError,
 };
 use crate::placement::{PlacementError, Unfit};
 use crate::store::StoreError;
@@ -38,6 +38,8 @@ pub enum ErrorCode {
     Invalid,
     /// nginx or PHP-FPM rejected the rendered configuration; nothing was changed.
     ConfigRejected,
+    /// The agent does not serve a role the request is for; nothing was changed.
+    RoleNotServed,
     AgentError,
     AgentOffline,
     Internal,
@@ -55,7 +57,8 @@ impl ErrorCode {
             ErrorCode::Duplicate
             | ErrorCode::ServerHasAccounts
             | ErrorCode::RolesInUse
-            | ErrorCode::NoServerAvailable => 409,
+            | ErrorCode::NoServerAvailable
+            | ErrorCode::RoleNotServed => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Invalid | ErrorCode::ConfigRejected => 422,
             ErrorCode::AgentError => 502,
@@ -545,6 +548,7 @@ impl AccountInput {
                 domains,
                 php_version,
                 php: PhpSettings::default(),
+                roles: AccountSpec::web_only(),
             },
             server: server_ref(self.server_id, "server_id")?,
         })
@@ -736,6 +740,25 @@ pub struct AgentHealth {
     /// 0.2 do not send it.
     #[serde(default)]
     pub agent_id: Option<String>,
+    /// The roles the agent serves (`AGENT_ROLES`) and whether each one's services run.
+    /// Agents before roles do not send it.
+    #[serde(default)]
+    pub roles: Option<std::collections::BTreeMap<Role, RoleHealth>>,
+}
+
+/// Whether a role's services run on an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleHealth {
+    /// Every service of the role runs.
+    pub ok: bool,
+    pub services: Vec<ServiceStatus>,
+}
+
+/// One service of a role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub running: bool,
 }
 
 impl AgentHealth {

@@ -90,6 +90,7 @@ pub fn account(user: &str, domains: &[&str], server: Option<ServerId>) -> NewAcc
             domains: Domains::parse("domains", domains).unwrap(),
             php_version: Some("8.2".parse().unwrap()),
             php: Default::default(),
+            roles: AccountSpec::web_only(),
         },
         server,
     }

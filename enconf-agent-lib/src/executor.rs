@@ -1,0 +1,641 @@
+//! The one executor every change goes through, whatever role or module planned it.
+//!
+//! A module turns its part of a request into a [`Plan`]: files to write or remove, users and
+//! directories that must exist first, [`Check`]s to run on staged copies, services to
+//! [`Reload`]. [`Executor::execute`] runs any plan:
+//!
+//! 1. users and directories are made (not rolled back: an unused user with empty directories
+//!    serves nothing, and a pool whose user does not exist would not validate);
+//! 2. the journal (every touched path, its previous content and mode, the reloads) is written
+//!    and fsynced;
+//! 3. every check runs at once, each on staged copies of the plan's new files, before anything
+//!    live changes: a refused configuration never reaches the live files, so a reload still
+//!    under way from an earlier apply cannot read one;
+//! 4. the live files are replaced (rename; not yet fsynced: the journal covers a crash);
+//! 5. each service is reloaded once; where the plan asks to settle, the answer waits until the
+//!    daemon's old workers are gone;
+//! 6. `syncfs`, then the journal is removed.
+//!
+//! A refusal in 3 changes nothing and answers with the validator's message; a failure in 4 or
+//! 5 restores every file from the journal (and reloads again if a reload was sent); a crash
+//! anywhere is undone by [`Executor::recover`] at the next start.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use enconf_core::domain::UserName;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Layout;
+use crate::owners::Owners;
+use crate::system::{System, SystemError};
+
+/// Why an apply did not happen. In every case the files are as they were before it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{validator} rejected the configuration: {message}")]
+    Rejected { validator: String, message: String },
+    #[error(transparent)]
+    System(#[from] SystemError),
+    #[error("agent state is damaged: {0}")]
+    State(String),
+    /// The account's user name belongs to a user or group the agent did not create.
+    #[error("{reason}")]
+    UserTaken { user: UserName, reason: String },
+    /// A request for a role this agent does not serve (`AGENT_ROLES`).
+    #[error("this agent does not serve the role {role}")]
+    RoleNotServed { role: enconf_core::domain::Role },
+}
+
+/// How a service reads changed files again.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Reload {
+    /// A signal to the daemon whose pid file is given (`HUP` for nginx, `USR2` for PHP-FPM).
+    Signal { pid_file: PathBuf, signal: String },
+    /// A program to run (`postfix -c DIR reload`); `validator` names it in errors.
+    Run {
+        program: PathBuf,
+        args: Vec<String>,
+        validator: String,
+    },
+}
+
+/// A validation of a plan's new files, run before anything live changes. Implemented by the
+/// modules that know a service (`nginx -t`, `php-fpm -t`, `doveconf -n`).
+pub trait Check: Send + Sync + fmt::Debug + std::any::Any {
+    fn run(&self, stage: &Stage<'_>) -> Result<(), ApplyError>;
+
+    /// Takes `other` into this check when it is the same check over other files (one
+    /// `nginx -t` for a whole batch of accounts), or gives it back.
+    fn absorb(&mut self, other: Box<dyn Check>) -> Option<Box<dyn Check>> {
+        Some(other)
+    }
+}
+
+/// `other` as a `T`, when it is one (for [`Check::absorb`]); given back otherwise.
+pub fn same_check<T: Check>(other: Box<dyn Check>) -> Result<Box<T>, Box<dyn Check>> {
+    let any: &dyn std::any::Any = &*other;
+    if !any.is::<T>() {
+        return Err(other);
+    }
+    let any: Box<dyn std::any::Any> = other;
+    any.downcast::<T>()
+        .map_err(|_| -> Box<dyn Check> { unreachable_check() })
+}
+
+/// Never called: `same_check` tested the type before converting.
+#[allow(clippy::panic)]
+fn unreachable_check() -> Box<dyn Check> {
+    panic!("a check that was a T is not a T")
+}
+
+/// A directory that must exist before the plan is validated: path, owner, group, mode.
+pub type Dir = (PathBuf, String, String, u32);
+
+/// One change, as a module planned it.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// New contents (`None`: remove), with the file mode.
+    files: BTreeMap<PathBuf, Option<(Vec<u8>, u32)>>,
+    users: Vec<(UserName, PathBuf)>,
+    dirs: Vec<Dir>,
+    checks: Vec<Box<dyn Check>>,
+    reloads: BTreeSet<Reload>,
+    /// Daemons (by pid file) whose old workers must be gone before the answer.
+    settle: Vec<PathBuf>,
+}
+
+impl Plan {
+    pub fn write(&mut self, path: PathBuf, bytes: Vec<u8>, mode: u32) {
+        self.files.insert(path, Some((bytes, mode)));
+    }
+
+    pub fn remove(&mut self, path: PathBuf) {
+        self.files.insert(path, None);
+    }
+
+    /// The new content the plan gives `path` (`None`: untouched or removed).
+    pub fn content(&self, path: &Path) -> Option<&[u8]> {
+        match self.files.get(path) {
+            Some(Some((bytes, _))) => Some(bytes),
+            _ => None,
+        }
+    }
+
+    /// Whether the plan writes or removes `path`.
+    pub fn touches(&self, path: &Path) -> bool {
+        self.files.contains_key(path)
+    }
+
+    /// A login-less user (with its own group) the agent creates before validation, recorded
+    /// as the agent's (see `crate::owners`).
+    pub fn add_user(&mut self, user: UserName, home: PathBuf) {
+        self.users.push((user, home));
+    }
+
+    pub fn dir(&mut self, dir: Dir) {
+        self.dirs.push(dir);
+    }
+
+    /// Adds a check, merged into one of the same kind when there is one.
+    pub fn check(&mut self, check: impl Check + 'static) {
+        self.add_check(Box::new(check));
+    }
+
+    fn add_check(&mut self, mut check: Box<dyn Check>) {
+        for existing in &mut self.checks {
+            match existing.absorb(check) {
+                None => return,
+                Some(back) => check = back,
+            }
+        }
+        self.checks.push(check);
+    }
+
+    pub fn reload(&mut self, reload: Reload) {
+        self.reloads.insert(reload);
+    }
+
+    /// Answer only once the old workers of the daemon with this pid file are gone.
+    pub fn settle(&mut self, pid_file: PathBuf) {
+        if !self.settle.contains(&pid_file) {
+            self.settle.push(pid_file);
+        }
+    }
+
+    /// Whether the plan changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.users.is_empty() && self.dirs.is_empty()
+    }
+
+    /// Adds `other` to this plan.
+    pub fn merge(&mut self, other: Plan) {
+        self.files.extend(other.files);
+        self.users.extend(other.users);
+        self.dirs.extend(other.dirs);
+        for check in other.checks {
+            self.add_check(check);
+        }
+        self.reloads.extend(other.reloads);
+        for s in other.settle {
+            self.settle(s);
+        }
+    }
+}
+
+/// What a [`Check`] sees: the plan's new files and a place to stage copies of them.
+pub struct Stage<'a> {
+    system: &'a dyn System,
+    layout: &'a Layout,
+    plan: &'a Plan,
+}
+
+impl fmt::Debug for Stage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stage").finish_non_exhaustive()
+    }
+}
+
+impl Stage<'_> {
+    pub fn layout(&self) -> &Layout {
+        self.layout
+    }
+
+    pub fn plan(&self) -> &Plan {
+        self.plan
+    }
+
+    /// The live file's content.
+    pub fn read_live(&self, path: &Path) -> Result<Option<Vec<u8>>, SystemError> {
+        self.system.read(path)
+    }
+
+    /// The directory checks work in (`<state_dir>/check`).
+    pub fn dir(&self) -> PathBuf {
+        check_dir(self.layout)
+    }
+
+    /// Writes a file into the check directory (its configuration for a validator).
+    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<PathBuf, SystemError> {
+        let path = self.dir().join(name);
+        self.system.write_atomic(&path, bytes, 0o600)?;
+        Ok(path)
+    }
+
+    /// Runs a validator; a refusal is [`ApplyError::Rejected`] with what it printed.
+    pub fn run(&self, validator: &str, program: &Path, args: &[&str]) -> Result<(), ApplyError> {
+        self.system
+            .run(program, args)
+            .map(drop)
+            .map_err(|e| rejected(validator, e))
+    }
+
+    /// Runs `f`, which may stage copies (keys among them), then removes every copy it made,
+    /// whatever `f` returned.
+    pub fn with_copies<T>(
+        &self,
+        f: impl FnOnce(&mut Copies<'_>) -> Result<T, ApplyError>,
+    ) -> Result<T, ApplyError> {
+        let mut copies = Copies {
+            stage: self,
+            made: Vec::new(),
+        };
+        let result = f(&mut copies);
+        let mut removed = Ok(());
+        for copy in copies.made {
+            if let Err(e) = self.system.remove(&copy) {
+                removed = Err(e);
+            }
+        }
+        let value = result?;
+        removed?;
+        Ok(value)
+    }
+}
+
+/// Copies staged for one check, removed when it is done.
+pub struct Copies<'a> {
+    stage: &'a Stage<'a>,
+    made: Vec<PathBuf>,
+}
+
+impl fmt::Debug for Copies<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Copies").field("made", &self.made).finish()
+    }
+}
+
+impl Copies<'_> {
+    /// Stages `bytes` as `stage/<name>` (mode 0600) and returns its path.
+    pub fn stage(&mut self, name: &str, bytes: &[u8]) -> Result<PathBuf, ApplyError> {
+        let copy = self.stage.dir().join("stage").join(name);
+        self.stage.system.write_unsynced(&copy, bytes, 0o600)?;
+        self.made.push(copy.clone());
+        Ok(copy)
+    }
+
+    /// Stages the plan's new certificates and keys (names prefixed with `prefix`), so that a
+    /// validator reads the new pair: [`StagedCerts::point`] turns a configuration text's live
+    /// paths into the copies'.
+    pub fn certs(&mut self, prefix: &str) -> Result<StagedCerts, ApplyError> {
+        let plan = self.stage.plan;
+        let cert_dir = &self.stage.layout.cert_dir;
+        let mut renames = Vec::new();
+        for (live, content) in &plan.files {
+            if let (true, Some((bytes, _))) = (live.starts_with(cert_dir), content) {
+                let name = live
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default();
+                let copy = self.stage(&format!("{prefix}{name}"), bytes)?;
+                renames.push((live.display().to_string(), copy.display().to_string()));
+            }
+        }
+        Ok(StagedCerts { renames })
+    }
+}
+
+/// Staged copies of a plan's certificates and keys, by the live paths they replace.
+#[derive(Debug)]
+pub struct StagedCerts {
+    renames: Vec<(String, String)>,
+}
+
+impl StagedCerts {
+    pub fn is_empty(&self) -> bool {
+        self.renames.is_empty()
+    }
+
+    /// `text` with each live certificate or key path replaced by its staged copy's.
+    pub fn point(&self, text: &[u8]) -> Vec<u8> {
+        if self.renames.is_empty() {
+            return text.to_vec();
+        }
+        let mut text = String::from_utf8_lossy(text).into_owned();
+        for (from, to) in &self.renames {
+            text = text.replace(from, to);
+        }
+        text.into_bytes()
+    }
+}
+
+fn check_dir(layout: &Layout) -> PathBuf {
+    layout.state_dir.join("check")
+}
+
+/// Turns a validator's failure into a refusal with its output.
+pub fn rejected(validator: &str, e: SystemError) -> ApplyError {
+    match e {
+        SystemError::Command { output, .. } => ApplyError::Rejected {
+            validator: validator.to_owned(),
+            message: output,
+        },
+        other => ApplyError::System(other),
+    }
+}
+
+/// The journal of an apply under way.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Journal {
+    /// Each touched path and its content before the apply.
+    previous: Vec<Previous>,
+    #[serde(default)]
+    reloads: Vec<Reload>,
+    /// Releases before the seam recorded reloads per service.
+    #[serde(default)]
+    reload_nginx: bool,
+    #[serde(default)]
+    reload_php: BTreeSet<enconf_core::domain::PhpVersion>,
+}
+
+/// A file as it was before an apply.
+#[derive(Debug, Serialize, Deserialize)]
+struct Previous {
+    path: PathBuf,
+    /// `None`: it did not exist.
+    content: Option<String>,
+    /// The permission bits to put it back with (a file keeps its mode across versions).
+    mode: u32,
+}
+
+/// Runs plans against a [`System`] laid out as [`Layout`] says.
+#[derive(Debug)]
+pub struct Executor<S> {
+    layout: Layout,
+    system: S,
+}
+
+impl<S: System> Executor<S> {
+    pub fn new(layout: Layout, system: S) -> Self {
+        Self { layout, system }
+    }
+
+    pub fn system(&self) -> &S {
+        &self.system
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The users the agent created.
+    pub(crate) fn owners(&self) -> Owners<'_, S> {
+        Owners::new(&self.system, &self.layout.state_dir)
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        self.layout.state_dir.join("journal.json")
+    }
+
+    /// Runs `plan` (see the module documentation). A plan that changes nothing does nothing.
+    pub fn execute(&self, mut plan: Plan) -> Result<(), ApplyError> {
+        if plan.is_empty() {
+            return Ok(());
+        }
+        self.prepare(&mut plan)?;
+        if plan.files.is_empty() {
+            return Ok(());
+        }
+        let reloads: Vec<Reload> = plan.reloads.iter().cloned().collect();
+        let mut journal = Journal {
+            previous: Vec::with_capacity(plan.files.len()),
+            reloads: reloads.clone(),
+            ..Journal::default()
+        };
+        for (path, new) in &plan.files {
+            let previous = self
+                .system
+                .read(path)?
+                .map(|b| {
+                    String::from_utf8(b)
+                        .map_err(|_| ApplyError::State(format!("{} is not text", path.display())))
+                })
+                .transpose()?;
+            journal.previous.push(Previous {
+                path: path.clone(),
+                content: previous,
+                mode: new.as_ref().map_or(0o644, |(_, mode)| *mode),
+            });
+        }
+        let journal_bytes =
+            serde_json::to_vec(&journal).map_err(|e| ApplyError::State(e.to_string()))?;
+        self.system
+            .write_atomic(&self.journal_path(), &journal_bytes, 0o600)?;
+
+        let (mut touched, mut reloading) = (false, false);
+        let outcome = self.check_write_reload(&plan, &reloads, &mut touched, &mut reloading);
+        if let Err(e) = &outcome {
+            tracing::warn!(error = %e, "apply failed; the previous files stay or are restored");
+        }
+        if outcome.is_err() && touched {
+            self.restore(&journal.previous)?;
+            // Before the reload step the services never read the new files: nothing to undo.
+            // After it, some may have: reload them onto the restored files. A failure here is
+            // logged; the journal goes because the files are back.
+            if reloading && let Err(reload) = self.reload(&reloads) {
+                tracing::warn!(error = %reload, "reload after rollback failed");
+            }
+        }
+        self.system.remove(&self.journal_path())?;
+        outcome
+    }
+
+    /// Users first (a pool whose user does not exist does not validate), then directories.
+    fn prepare(&self, plan: &mut Plan) -> Result<(), ApplyError> {
+        let started = Instant::now();
+        let users = std::mem::take(&mut plan.users);
+        if !users.is_empty() {
+            let owners = self.owners();
+            for (user, home) in &users {
+                owners.reserve(user, home)?;
+            }
+            if let Err(e) = self.system.add_users(&users) {
+                for (user, _) in &users {
+                    if let Err(forget) = owners.forget(user) {
+                        tracing::warn!(%user, error = %forget, "could not drop a user reservation");
+                    }
+                }
+                return Err(e.into());
+            }
+            for (user, _) in &users {
+                owners.confirm(user)?;
+            }
+        }
+        let users_done = started.elapsed();
+        let dirs = std::mem::take(&mut plan.dirs);
+        for (path, owner, group, mode) in &dirs {
+            self.system.ensure_dir(path, owner, group, *mode)?;
+        }
+        if !users.is_empty() || !dirs.is_empty() {
+            tracing::info!(
+                new_users = users.len(),
+                dirs = dirs.len(),
+                users_ms = users_done.as_millis(),
+                dirs_ms = (started.elapsed() - users_done).as_millis(),
+                "prepared"
+            );
+        }
+        Ok(())
+    }
+
+    /// Restores the files of an interrupted apply, if the journal says there was one.
+    pub fn recover(&self) -> Result<bool, ApplyError> {
+        let Some(bytes) = self.system.read(&self.journal_path())? else {
+            return Ok(false);
+        };
+        let journal: Journal = serde_json::from_slice(&bytes)
+            .map_err(|e| ApplyError::State(format!("unreadable journal: {e}")))?;
+        tracing::warn!(
+            files = journal.previous.len(),
+            "undoing an interrupted apply"
+        );
+        self.restore(&journal.previous)?;
+        let mut reloads = journal.reloads;
+        if journal.reload_nginx {
+            reloads.push(crate::services::nginx::reload(&self.layout));
+        }
+        for v in &journal.reload_php {
+            reloads.push(crate::services::php_fpm::reload(&self.layout, *v));
+        }
+        self.reload(&reloads)?;
+        self.system.remove(&self.journal_path())?;
+        Ok(true)
+    }
+
+    /// Puts every journaled file back, durably.
+    fn restore(&self, previous: &[Previous]) -> Result<(), SystemError> {
+        for p in previous {
+            match &p.content {
+                Some(c) => self.system.write_unsynced(&p.path, c.as_bytes(), p.mode)?,
+                None => {
+                    self.system.remove(&p.path)?;
+                }
+            }
+        }
+        self.sync_parents(previous.iter().map(|p| &p.path))
+    }
+
+    /// Makes the writes to `paths` durable: one `sync` over their distinct directories.
+    fn sync_parents<'a>(
+        &self,
+        paths: impl Iterator<Item = &'a PathBuf>,
+    ) -> Result<(), SystemError> {
+        let dirs: BTreeSet<&Path> = paths.filter_map(|p| p.parent()).collect();
+        self.system.sync(&dirs.into_iter().collect::<Vec<_>>())
+    }
+
+    /// Validates, writes and reloads. `touched` turns true once live files may have changed,
+    /// `reloading` once a reload may have been sent.
+    fn check_write_reload(
+        &self,
+        plan: &Plan,
+        reloads: &[Reload],
+        touched: &mut bool,
+        reloading: &mut bool,
+    ) -> Result<(), ApplyError> {
+        let started = Instant::now();
+        let stage = Stage {
+            system: &self.system,
+            layout: &self.layout,
+            plan,
+        };
+        // Every check at once (nginx and PHP-FPM over thousands of files take seconds each);
+        // a panic (a crash, in tests) is not caught.
+        let results: Vec<Result<(), ApplyError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = plan
+                .checks
+                .iter()
+                .map(|check| scope.spawn(|| check.run(&stage)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        results.into_iter().collect::<Result<(), ApplyError>>()?;
+        let checked = started.elapsed();
+        // The journal is durable: the files need not be, until it is removed (sync below).
+        *touched = true;
+        for (path, content) in &plan.files {
+            match content {
+                Some((bytes, mode)) => self.system.write_unsynced(path, bytes, *mode)?,
+                None => {
+                    self.system.remove(path)?;
+                }
+            }
+        }
+        let written = started.elapsed();
+        *reloading = true;
+        let workers: Vec<(PathBuf, Vec<u32>)> = plan
+            .settle
+            .iter()
+            .filter_map(|pid_file| Some((pid_file.clone(), self.workers(pid_file)?)))
+            .collect();
+        self.reload(reloads)?;
+        for (pid_file, before) in &workers {
+            self.await_old_workers_gone(pid_file, before);
+        }
+        let reloaded = started.elapsed();
+        self.sync_parents(plan.files.keys())?;
+        tracing::info!(
+            files = plan.files.len(),
+            checks = plan.checks.len(),
+            check_ms = checked.as_millis(),
+            write_ms = (written - checked).as_millis(),
+            reload_ms = (reloaded - written).as_millis(),
+            sync_ms = (started.elapsed() - reloaded).as_millis(),
+            "applied"
+        );
+        Ok(())
+    }
+
+    fn reload(&self, reloads: &[Reload]) -> Result<(), ApplyError> {
+        for r in reloads {
+            match r {
+                Reload::Signal { pid_file, signal } => self.system.signal(pid_file, signal)?,
+                Reload::Run {
+                    program,
+                    args,
+                    validator,
+                } => {
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    self.system
+                        .run(program, &args)
+                        .map_err(|e| rejected(validator, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A daemon's worker processes now, where they can be seen (not in the sandbox).
+    fn workers(&self, pid_file: &Path) -> Option<Vec<u32>> {
+        self.system.children(pid_file).ok().flatten()
+    }
+
+    /// Waits (up to 30 s) until the workers in `before` are gone: from then on every answer
+    /// comes from the new configuration. Only where that matters (an ACME CA must not ask an
+    /// old nginx worker): with many thousands of vhosts nginx takes seconds to read a new
+    /// configuration, and an account put does not wait for that.
+    fn await_old_workers_gone(&self, pid_file: &Path, before: &[u32]) {
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let now = self.workers(pid_file).unwrap_or_default();
+            let old_left = now.iter().filter(|p| before.contains(p)).count();
+            if old_left == 0 && !now.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                tracing::warn!(
+                    pid_file = %pid_file.display(),
+                    old_workers = old_left,
+                    "workers of the old configuration are still running"
+                );
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}

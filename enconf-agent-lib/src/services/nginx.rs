@@ -1,0 +1,83 @@
+//! nginx: `nginx -t` over the http-level file and the changed server blocks only, as staged
+//! copies of their new content, and `SIGHUP` to reload.
+
+use std::path::PathBuf;
+
+use crate::config::Layout;
+use crate::executor::{ApplyError, Check, Reload, Stage, same_check};
+use crate::render::HTTP_CONF_FILE;
+
+/// Validates the plan's server blocks `vhosts` (and the http-level file when the plan changes
+/// it). A certificate or key of the plan is staged too, and the staged server blocks name the
+/// copy, so the new pair is what gets checked. The cost grows with the size of the change, not
+/// with the number of sites.
+#[derive(Debug, Clone, Default)]
+pub struct NginxCheck {
+    pub vhosts: Vec<PathBuf>,
+}
+
+impl Check for NginxCheck {
+    fn absorb(&mut self, other: Box<dyn Check>) -> Option<Box<dyn Check>> {
+        match same_check::<NginxCheck>(other) {
+            Ok(other) => {
+                for v in other.vhosts {
+                    if !self.vhosts.contains(&v) {
+                        self.vhosts.push(v);
+                    }
+                }
+                None
+            }
+            Err(other) => Some(other),
+        }
+    }
+
+    fn run(&self, stage: &Stage<'_>) -> Result<(), ApplyError> {
+        let layout = stage.layout();
+        let dir = stage.dir();
+        let http = layout.nginx_sites_dir.join(HTTP_CONF_FILE);
+        stage.with_copies(|copies| {
+            let certs = copies.certs("nginx-")?;
+            let mut include = |live: &PathBuf| -> Result<String, ApplyError> {
+                // The new content, or (when certificates change under it) the live one.
+                let bytes = match stage.plan().content(live) {
+                    Some(bytes) => Some(bytes.to_vec()),
+                    None if !certs.is_empty() => stage.read_live(live)?,
+                    None => None,
+                };
+                let Some(bytes) = bytes else {
+                    return Ok(live.display().to_string());
+                };
+                let name = live.file_name().map(|n| n.to_string_lossy().into_owned());
+                let copy = copies.stage(&name.unwrap_or_default(), &certs.point(&bytes))?;
+                Ok(copy.display().to_string())
+            };
+            let mut conf = format!(
+                "pid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log;\nevents {{}}\nhttp {{\n    include {http};\n",
+                dir = dir.display(),
+                http = include(&http)?,
+            );
+            for v in &self.vhosts {
+                conf.push_str("    include ");
+                conf.push_str(&include(v)?);
+                conf.push_str(";\n");
+            }
+            conf.push_str("}\n");
+            let conf_path = stage.write("nginx.conf", conf.as_bytes())?;
+            let conf_arg = conf_path.display().to_string();
+            let err_arg = dir.join("nginx-error.log").display().to_string();
+            stage.run(
+                "nginx",
+                &layout.nginx_bin,
+                &["-t", "-q", "-e", &err_arg, "-c", &conf_arg],
+            )
+        })
+    }
+}
+
+/// `SIGHUP` to nginx's master.
+pub fn reload(layout: &Layout) -> Reload {
+    Reload::Signal {
+        pid_file: layout.nginx_pid_file.clone(),
+        signal: "HUP".into(),
+    }
+}
