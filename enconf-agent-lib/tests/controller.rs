@@ -88,9 +88,10 @@ async fn controller_drives_in_process_agents() {
         domains: Some(vec!["shop.example".into()]),
         php_version: None,
         server_id: Some(sa.id.0.into()),
+        ..AccountInput::default()
     };
     let account = controller.create_account(&input).await.unwrap();
-    assert_eq!(account.server_id, sa.id);
+    assert_eq!(account.server_id, Some(sa.id));
     assert!(
         std::fs::read_to_string(a.vhost("shop"))
             .unwrap()
@@ -109,7 +110,7 @@ async fn controller_drives_in_process_agents() {
         )
         .await
         .unwrap();
-    assert_eq!(moved.server_id, sb.id);
+    assert_eq!(moved.server_id, Some(sb.id));
     assert!(!a.vhost("shop").exists(), "removed from the source");
     assert!(b.vhost("shop").exists(), "set up on the target");
     assert_eq!(
@@ -227,6 +228,7 @@ async fn users_the_agent_did_not_create_are_never_taken_over() {
         domains: Some(vec![format!("{user}.example")]),
         php_version: None,
         server_id: Some(server.0.into()),
+        ..AccountInput::default()
     };
 
     // A user, a system user and a bare group of that name: 409 naming `username`, nothing
@@ -267,7 +269,7 @@ async fn users_the_agent_did_not_create_are_never_taken_over() {
             .await
             .unwrap()
             .server_id,
-        sb.id
+        Some(sb.id)
     );
     assert!(b.vhost("ubuntu").exists() && !a.vhost("ubuntu").exists());
     assert_eq!(foreign_state(&root), before);
@@ -350,4 +352,227 @@ async fn one_agent_under_other_spellings_is_refused() {
         controller.server(other.id).await.unwrap().agent_url,
         b.url.to_string()
     );
+}
+
+fn node_serving(transport: &InProcess, port: u16, roles: &str) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let applier = common::sandbox_applier(dir.path()).with_roles(roles.parse().unwrap());
+    let agent = Agent::new(AgentToken::parse(TOKEN).unwrap(), applier, 1 << 20);
+    let url: AgentUrl = format!("http://127.0.0.1:{port}").parse().unwrap();
+    transport.add(url.clone(), router(Arc::clone(&agent)));
+    Node {
+        dir,
+        url,
+        _agent: agent,
+    }
+}
+
+/// The roles a node's agent recorded for an account (`None`: it does not have it).
+fn roles_on(node: &Node, user: &str) -> Option<String> {
+    let path = node
+        .dir
+        .path()
+        .join(format!("box/srv/state/accounts/{user}.json"));
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).unwrap();
+    Some(
+        record["spec"]["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_of_an_account_lands_on_its_own_server() {
+    use enconf_core::protocol::ErrorBody;
+    let transport = Arc::new(InProcess::new());
+    let a = node_serving(&transport, 50031, "web,db");
+    let b = node_serving(&transport, 50032, "mail,dns");
+    let c = node_serving(&transport, 50033, "backup");
+    let controller = Controller::new(
+        Arc::new(MemoryStore::new_in_memory()),
+        transport.clone(),
+        ControllerConfig::default(),
+    );
+    let sa = controller
+        .add_server(&server("web1", &a, &["web", "db"]))
+        .await
+        .unwrap();
+    let sb = controller
+        .add_server(&server("mail1", &b, &["mail", "dns"]))
+        .await
+        .unwrap();
+    let sc = controller
+        .add_server(&server("backup1", &c, &["backup"]))
+        .await
+        .unwrap();
+    let input = |user: &str, roles: &[&str], servers: serde_json::Value| -> AccountInput {
+        serde_json::from_value(serde_json::json!({
+            "username": user, "domains": [format!("{user}.example")],
+            "roles": roles, "servers": servers,
+        }))
+        .unwrap()
+    };
+    let all = ["web", "mail", "dns", "db", "backup"];
+
+    // All five roles: web and db together, mail and dns together, backup alone.
+    let shop = controller
+        .create_account(&input("shop", &all, serde_json::json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&shop.servers).unwrap(),
+        serde_json::json!({"web": sa.id.0, "mail": sb.id.0, "dns": [sb.id.0], "db": sa.id.0, "backup": sc.id.0})
+    );
+    assert_eq!(shop.server_id, Some(sa.id));
+    assert_eq!(roles_on(&a, "shop").as_deref(), Some("web,db"));
+    assert_eq!(roles_on(&b, "shop").as_deref(), Some("mail,dns"));
+    assert_eq!(roles_on(&c, "shop").as_deref(), Some("backup"));
+    assert!(a.vhost("shop").exists() && !b.vhost("shop").exists());
+    // Each server counts the account once.
+    for s in [sa.id, sb.id, sc.id] {
+        assert_eq!(controller.server(s).await.unwrap().accounts, 1);
+    }
+
+    // A pin to a server that cannot take the role: 422 naming it, with the reason; nothing
+    // recorded or sent.
+    let e = ErrorBody::from(
+        controller
+            .create_account(&input(
+                "blog",
+                &["web", "mail"],
+                serde_json::json!({"mail": sa.id.0}),
+            ))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (e.status(), e.error.field.as_deref()),
+        (422, Some("servers.mail")),
+        "{e:?}"
+    );
+    assert!(e.error.message.contains("lacks the role(s) mail"), "{e:?}");
+    assert!(roles_on(&a, "blog").is_none());
+
+    // The mail server offline: what needs it is refused (503 naming it), the rest goes on.
+    transport.set_offline(&b.url, true);
+    controller.check_server(sb.id).await.unwrap();
+    let e = ErrorBody::from(
+        controller
+            .create_account(&input("blog", &["web", "mail"], serde_json::json!({})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.status(), 503, "{e:?}");
+    assert!(
+        e.error.message.contains(&format!("server {}", sb.id)),
+        "{e:?}"
+    );
+    assert!(!a.vhost("blog").exists(), "no web site left behind");
+    let blog = controller
+        .create_account(&input("blog", &["web"], serde_json::json!({})))
+        .await
+        .unwrap();
+    let e = ErrorBody::from(
+        controller
+            .delete_account(AccountId(shop.id))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.status(), 503);
+    assert!(
+        a.vhost("shop").exists(),
+        "nothing deleted while one server is offline"
+    );
+    controller.delete_account(AccountId(blog.id)).await.unwrap();
+    transport.set_offline(&b.url, false);
+    controller.check_server(sb.id).await.unwrap();
+
+    // A server any role of an account uses cannot be deleted; the refusal says for what.
+    let e = ErrorBody::from(controller.delete_server(sb.id).await.unwrap_err());
+    assert_eq!(e.status(), 409);
+    assert!(e.error.message.contains("shop: mail,dns"), "{e:?}");
+
+    // The web role moves; the account's db role stays where it was.
+    let d = node_serving(&transport, 50034, "web");
+    let sd = controller
+        .add_server(&server("web2", &d, &["web"]))
+        .await
+        .unwrap();
+    let moved = controller
+        .migrate_account(
+            AccountId(shop.id),
+            &MigrateInput {
+                target_server_id: Some(sd.id.0.into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.server_id, Some(sd.id));
+    assert_eq!(roles_on(&a, "shop").as_deref(), Some("db"));
+    assert!(!a.vhost("shop").exists() && d.vhost("shop").exists());
+    assert_eq!(roles_on(&d, "shop").as_deref(), Some("web"));
+    let report = controller.reconcile(sa.id).await.unwrap();
+    assert_eq!(report.in_sync, ["shop"]);
+
+    controller.delete_account(AccountId(shop.id)).await.unwrap();
+    for node in [&a, &b, &c, &d] {
+        assert!(roles_on(node, "shop").is_none());
+    }
+    controller.delete_server(sb.id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_server_keeps_every_role_and_an_unserved_role_is_refused() {
+    use enconf_core::protocol::ErrorBody;
+    let transport = Arc::new(InProcess::new());
+    let solo = node_serving(&transport, 50041, "web,mail,dns,db,backup");
+    let web_only = node_serving(&transport, 50042, "web");
+    let controller = Controller::new(
+        Arc::new(MemoryStore::new_in_memory()),
+        transport.clone(),
+        ControllerConfig::default(),
+    );
+    let all = ["web", "mail", "dns", "db", "backup"];
+    let s = controller
+        .add_server(&server("solo", &solo, &all))
+        .await
+        .unwrap();
+    let input: AccountInput = serde_json::from_value(serde_json::json!({
+        "username": "shop", "domains": ["shop.example"], "roles": all,
+    }))
+    .unwrap();
+    let shop = controller.create_account(&input).await.unwrap();
+    assert_eq!(
+        shop.servers.servers().into_iter().collect::<Vec<_>>(),
+        [s.id]
+    );
+    assert_eq!(
+        roles_on(&solo, "shop").as_deref(),
+        Some("web,mail,dns,db,backup")
+    );
+
+    // A server recorded with a role its agent does not serve: the agent refuses (409
+    // role_not_served) and nothing is left anywhere.
+    let w = controller
+        .add_server(&server("web1", &web_only, &["web", "db"]))
+        .await
+        .unwrap();
+    let before = common::snapshot(web_only.dir.path());
+    let input: AccountInput = serde_json::from_value(serde_json::json!({
+        "username": "blog", "domains": ["blog.example"], "roles": ["db"],
+        "servers": {"db": w.id.0},
+    }))
+    .unwrap();
+    let e = ErrorBody::from(controller.create_account(&input).await.unwrap_err());
+    assert_eq!(
+        (e.status(), e.error.code),
+        (409, enconf_core::protocol::ErrorCode::RoleNotServed),
+        "{e:?}"
+    );
+    assert_eq!(common::snapshot(web_only.dir.path()), before);
+    assert_eq!(controller.accounts().await.unwrap().len(), 1);
 }

@@ -1,10 +1,24 @@
-//! Placement: which server gets a new account. A pure function of the servers' state, so the
-//! store can run it inside the transaction that records the account.
+//! Placement: which server serves each role of a new account. Pure functions of the servers'
+//! state, so the store can run them inside the transaction that records the account.
+//!
+//! The rules, each role on its own:
+//!
+//! - a server can take a role of an account when it is active, has the role, its agent is
+//!   reachable, and it has room under `max_accounts` (an account counts once per server,
+//!   whatever roles it has there: a server already chosen for another role of the account
+//!   needs no more room);
+//! - `dns` goes to every active dns server (a zone is served by all of them): each must be
+//!   able to take it;
+//! - each other role goes to one server: a pinned one when the administrator named it, else
+//!   among those that can take it the one already chosen for the account, then the one with
+//!   the most of the account's roles (fewer machines per account; a single server keeps
+//!   everything together), then the least loaded, then the lowest id.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroU32;
 
-use crate::domain::{RoleSet, Server, ServerId};
+use crate::domain::{Role, RoleServers, RoleSet, Server, ServerId};
 
 /// What placement needs to know of a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +67,17 @@ pub struct Rejections {
     pub unreachable: usize,
 }
 
+impl Rejections {
+    fn count(&mut self, reason: Unfit) {
+        match reason {
+            Unfit::Inactive => self.inactive += 1,
+            Unfit::MissingRoles(_) => self.missing_roles += 1,
+            Unfit::Full { .. } => self.full += 1,
+            Unfit::Unreachable => self.unreachable += 1,
+        }
+    }
+}
+
 impl fmt::Display for Rejections {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parts = [
@@ -73,22 +98,52 @@ impl fmt::Display for Rejections {
     }
 }
 
-/// No server can take the account.
+/// A role of the account cannot be placed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlacementError {
     #[error("no server is configured")]
     NoServers,
-    #[error("no server can take the account (roles needed: {needed}): {rejected}")]
+    #[error("no server can take the account's {role} role: {rejected}{}", offline_list(.offline))]
     NoneFits {
-        needed: RoleSet,
+        role: Role,
         rejected: Rejections,
+        /// The servers that could take it if their agents answered.
+        offline: Vec<ServerId>,
     },
-    #[error("server {server} cannot take the account: {reason}")]
-    Unfit { server: ServerId, reason: Unfit },
+    #[error("server {server} cannot take the account's {role} role: {reason}")]
+    Unfit {
+        role: Role,
+        server: ServerId,
+        reason: Unfit,
+    },
+    #[error("the dns role is served by every active dns server: it cannot be pinned")]
+    DnsPinned,
 }
 
-/// Whether `c` can take one more account that needs `needed`.
-pub fn check(c: &Candidate, needed: RoleSet) -> Result<(), Unfit> {
+impl PlacementError {
+    /// The role the error is about.
+    pub fn role(&self) -> Option<Role> {
+        match self {
+            PlacementError::NoneFits { role, .. } | PlacementError::Unfit { role, .. } => {
+                Some(*role)
+            }
+            PlacementError::DnsPinned => Some(Role::Dns),
+            PlacementError::NoServers => None,
+        }
+    }
+}
+
+fn offline_list(offline: &[ServerId]) -> String {
+    if offline.is_empty() {
+        return String::new();
+    }
+    let ids: Vec<String> = offline.iter().map(|s| format!("server {s}")).collect();
+    format!(" (offline: {})", ids.join(", "))
+}
+
+/// Whether `c` can take one more account that needs `needed`; `room_needed` is false for a
+/// server the account already uses (it counts once per server).
+pub fn check(c: &Candidate, needed: RoleSet, room_needed: bool) -> Result<(), Unfit> {
     if !c.active {
         return Err(Unfit::Inactive);
     }
@@ -96,7 +151,8 @@ pub fn check(c: &Candidate, needed: RoleSet) -> Result<(), Unfit> {
     if !missing.is_empty() {
         return Err(Unfit::MissingRoles(missing));
     }
-    if let Some(max) = c.max_accounts
+    if room_needed
+        && let Some(max) = c.max_accounts
         && c.accounts >= max.get()
     {
         return Err(Unfit::Full { max: max.get() });
@@ -107,55 +163,124 @@ pub fn check(c: &Candidate, needed: RoleSet) -> Result<(), Unfit> {
     Ok(())
 }
 
-/// Picks the server for a new account: among the active, reachable servers with the needed
-/// roles and room under their limit, the one with the fewest accounts; ties go to the lowest id,
-/// so the choice is deterministic.
-pub fn place<'a>(
-    candidates: impl IntoIterator<Item = &'a Candidate>,
+/// Places every role of `needed` (see the module documentation); `pins` names the server of
+/// some roles.
+pub fn place(
+    candidates: &[Candidate],
     needed: RoleSet,
-) -> Result<ServerId, PlacementError> {
-    let mut rejected = Rejections::default();
-    let mut best: Option<&Candidate> = None;
-    let mut seen = 0usize;
-    for c in candidates {
-        seen += 1;
-        match check(c, needed) {
-            Ok(()) => {
-                if best.is_none_or(|b| (c.accounts, c.id) < (b.accounts, b.id)) {
-                    best = Some(c);
+    pins: &BTreeMap<Role, ServerId>,
+) -> Result<RoleServers, PlacementError> {
+    let mut placed = RoleServers::default();
+    if needed.contains(Role::Dns) {
+        if pins.contains_key(&Role::Dns) {
+            return Err(PlacementError::DnsPinned);
+        }
+        let dns: Vec<&Candidate> = candidates
+            .iter()
+            .filter(|c| c.active && c.roles.contains(Role::Dns))
+            .collect();
+        if dns.is_empty() {
+            return Err(none_fits(candidates, Role::Dns, &placed));
+        }
+        for c in &dns {
+            check(c, RoleSet::EMPTY.with(Role::Dns), true).map_err(|reason| {
+                PlacementError::Unfit {
+                    role: Role::Dns,
+                    server: c.id,
+                    reason,
                 }
-            }
-            Err(Unfit::Inactive) => rejected.inactive += 1,
-            Err(Unfit::MissingRoles(_)) => rejected.missing_roles += 1,
-            Err(Unfit::Full { .. }) => rejected.full += 1,
-            Err(Unfit::Unreachable) => rejected.unreachable += 1,
+            })?;
+        }
+        placed.set(Role::Dns, dns.iter().map(|c| c.id).collect());
+    }
+    let single: Vec<Role> = needed.iter().filter(|r| *r != Role::Dns).collect();
+    // Pinned roles first: the others then prefer the servers the pins chose.
+    for role in &single {
+        if let Some(&id) = pins.get(role) {
+            let c = candidates
+                .iter()
+                .find(|c| c.id == id)
+                .ok_or(PlacementError::NoServers)?;
+            let room = !placed.servers().contains(&id);
+            check(c, RoleSet::EMPTY.with(*role), room).map_err(|reason| PlacementError::Unfit {
+                role: *role,
+                server: id,
+                reason,
+            })?;
+            placed.set(*role, vec![id]);
         }
     }
-    match best {
-        Some(c) => Ok(c.id),
-        None if seen == 0 => Err(PlacementError::NoServers),
-        None => Err(PlacementError::NoneFits { needed, rejected }),
+    for role in single.iter().filter(|r| !pins.contains_key(r)) {
+        let chosen = placed.servers();
+        let best = candidates
+            .iter()
+            .filter(|c| check(c, RoleSet::EMPTY.with(*role), !chosen.contains(&c.id)).is_ok())
+            .max_by_key(|c| {
+                let covers = c.roles.iter().filter(|r| needed.contains(*r)).count();
+                (
+                    chosen.contains(&c.id),
+                    covers,
+                    std::cmp::Reverse(c.accounts),
+                    std::cmp::Reverse(c.id),
+                )
+            });
+        match best {
+            Some(c) => placed.set(*role, vec![c.id]),
+            None => return Err(none_fits(candidates, *role, &placed)),
+        }
+    }
+    Ok(placed)
+}
+
+/// The error when no server can take `role`, counting why each was turned down.
+fn none_fits(candidates: &[Candidate], role: Role, placed: &RoleServers) -> PlacementError {
+    if candidates.is_empty() {
+        return PlacementError::NoServers;
+    }
+    let chosen = placed.servers();
+    let mut rejected = Rejections::default();
+    let mut offline = Vec::new();
+    for c in candidates {
+        if let Err(reason) = check(c, RoleSet::EMPTY.with(role), !chosen.contains(&c.id)) {
+            rejected.count(reason);
+            if reason == Unfit::Unreachable {
+                offline.push(c.id);
+            }
+        }
+    }
+    PlacementError::NoneFits {
+        role,
+        rejected,
+        offline,
     }
 }
 
-/// Checks a server the administrator named for a new account.
-pub fn check_named(c: &Candidate, needed: RoleSet) -> Result<ServerId, PlacementError> {
-    check(c, needed)
-        .map(|()| c.id)
-        .map_err(|reason| PlacementError::Unfit {
-            server: c.id,
-            reason,
-        })
+/// Checks that the server `target` can take `role` of an account that uses `current` (moving
+/// the role there).
+pub fn check_move(
+    target: &Candidate,
+    role: Role,
+    current: &RoleServers,
+) -> Result<(), PlacementError> {
+    let room = !current.servers().contains(&target.id);
+    check(target, RoleSet::EMPTY.with(role), room).map_err(|reason| PlacementError::Unfit {
+        role,
+        server: target.id,
+        reason,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Role;
     use proptest::prelude::*;
 
+    fn roles(s: &str) -> RoleSet {
+        s.parse().unwrap()
+    }
+
     fn web() -> RoleSet {
-        RoleSet::EMPTY.with(Role::Web)
+        roles("web")
     }
 
     fn cand(id: u64, roles: &str, accounts: u32) -> Candidate {
@@ -169,19 +294,122 @@ mod tests {
         }
     }
 
+    fn no_pins() -> BTreeMap<Role, ServerId> {
+        BTreeMap::new()
+    }
+
+    fn on(p: &RoleServers, role: Role) -> Vec<u64> {
+        p.of(role).iter().map(|s| s.0).collect()
+    }
+
     #[test]
     fn picks_the_least_loaded_fitting_server() {
         let cs = [
             cand(1, "web,db", 10),
             cand(2, "mail,dns", 0),
             cand(3, "web", 4),
-            cand(4, "web,mail,dns,db,backup", 4),
+            cand(5, "web", 4),
         ];
+        let p = place(&cs, web(), &no_pins()).unwrap();
+        assert_eq!(on(&p, Role::Web), [3], "ties go to the lowest id");
+    }
+
+    #[test]
+    fn each_role_goes_to_its_own_server_preferring_those_with_more_roles() {
+        // The seed's split: web,db / mail,dns / backup, plus a second web server, emptier.
+        let cs = [
+            cand(1, "web,db", 10),
+            cand(2, "mail,dns", 3),
+            cand(3, "backup", 0),
+            cand(4, "web", 0),
+        ];
+        let p = place(&cs, RoleSet::SINGLE_SERVER, &no_pins()).unwrap();
+        assert_eq!(on(&p, Role::Web), [1], "the server that also has db");
+        assert_eq!(on(&p, Role::Db), [1]);
+        assert_eq!(on(&p, Role::Mail), [2]);
+        assert_eq!(on(&p, Role::Dns), [2]);
+        assert_eq!(on(&p, Role::Backup), [3]);
+        // Web alone goes to the least loaded web server.
+        assert_eq!(on(&place(&cs, web(), &no_pins()).unwrap(), Role::Web), [4]);
+    }
+
+    #[test]
+    fn a_single_server_keeps_everything() {
+        let cs = [cand(1, "web,mail,dns,db,backup", 7)];
+        let p = place(&cs, RoleSet::SINGLE_SERVER, &no_pins()).unwrap();
+        for role in Role::ALL {
+            assert_eq!(on(&p, role), [1], "{role}");
+        }
+        assert_eq!(p.servers().len(), 1);
+    }
+
+    #[test]
+    fn dns_goes_to_every_active_dns_server() {
+        let mut inactive = cand(3, "dns", 0);
+        inactive.active = false;
+        let cs = [cand(1, "dns", 0), cand(2, "mail,dns", 5), inactive];
+        let p = place(&cs, roles("dns"), &no_pins()).unwrap();
+        assert_eq!(on(&p, Role::Dns), [1, 2]);
+        // One of them offline or full: the account cannot be placed (naming it).
+        let mut offline = cs;
+        offline[1].reachable = false;
         assert_eq!(
-            place(&cs, web()),
-            Ok(ServerId(3)),
-            "ties go to the lowest id"
+            place(&offline, roles("dns"), &no_pins()),
+            Err(PlacementError::Unfit {
+                role: Role::Dns,
+                server: ServerId(2),
+                reason: Unfit::Unreachable
+            })
         );
+        let pins = BTreeMap::from([(Role::Dns, ServerId(1))]);
+        assert_eq!(
+            place(&cs, roles("dns"), &pins),
+            Err(PlacementError::DnsPinned)
+        );
+        assert!(matches!(
+            place(&[cand(1, "web", 0)], roles("dns"), &no_pins()),
+            Err(PlacementError::NoneFits {
+                role: Role::Dns,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn pins_are_checked_and_preferred_by_the_other_roles() {
+        let mut full = cand(5, "mail", 3);
+        full.max_accounts = NonZeroU32::new(3);
+        let cs = [cand(1, "web,db", 0), cand(2, "web,db", 9), full];
+        let pins = BTreeMap::from([(Role::Web, ServerId(2))]);
+        let p = place(&cs, roles("web,db"), &pins).unwrap();
+        assert_eq!((on(&p, Role::Web), on(&p, Role::Db)), (vec![2], vec![2]));
+        let wrong = BTreeMap::from([(Role::Web, ServerId(5))]);
+        assert_eq!(
+            place(&cs, roles("web"), &wrong),
+            Err(PlacementError::Unfit {
+                role: Role::Web,
+                server: ServerId(5),
+                reason: Unfit::MissingRoles(roles("web"))
+            })
+        );
+        let into_full = BTreeMap::from([(Role::Mail, ServerId(5))]);
+        assert_eq!(
+            place(&cs, roles("mail"), &into_full),
+            Err(PlacementError::Unfit {
+                role: Role::Mail,
+                server: ServerId(5),
+                reason: Unfit::Full { max: 3 }
+            })
+        );
+    }
+
+    #[test]
+    fn an_account_counts_once_per_server() {
+        // Room for one more account: the account's second role there needs no more.
+        let mut one_left = cand(1, "web,db", 4);
+        one_left.max_accounts = NonZeroU32::new(5);
+        let p = place(&[one_left], roles("web,db"), &no_pins()).unwrap();
+        assert_eq!((on(&p, Role::Web), on(&p, Role::Db)), (vec![1], vec![1]));
     }
 
     #[test]
@@ -196,9 +424,9 @@ mod tests {
         let mut roomy = cand(5, "web", 50);
         roomy.max_accounts = NonZeroU32::new(51);
         let all = [inactive, offline, full, mail, roomy];
-        assert_eq!(place(&all, web()), Ok(ServerId(5)));
+        assert_eq!(on(&place(&all, web(), &no_pins()).unwrap(), Role::Web), [5]);
 
-        let err = place(&all[..4], web()).unwrap_err();
+        let err = place(&all[..4], web(), &no_pins()).unwrap_err();
         let rejected = Rejections {
             inactive: 1,
             missing_roles: 1,
@@ -208,50 +436,55 @@ mod tests {
         assert_eq!(
             err,
             PlacementError::NoneFits {
-                needed: web(),
-                rejected
+                role: Role::Web,
+                rejected,
+                offline: vec![ServerId(2)],
             }
         );
         assert_eq!(
             err.to_string(),
-            "no server can take the account (roles needed: web): \
-             1 inactive, 1 without the needed roles, 1 full, 1 unreachable"
+            "no server can take the account's web role: \
+             1 inactive, 1 without the needed roles, 1 full, 1 unreachable (offline: server 2)"
         );
-        assert_eq!(place(&[], web()), Err(PlacementError::NoServers));
+        assert_eq!(
+            place(&[], web(), &no_pins()),
+            Err(PlacementError::NoServers)
+        );
     }
 
     #[test]
-    fn named_servers_get_the_same_checks() {
+    fn moves_get_the_same_checks() {
         let mut c = cand(7, "web", 2);
-        assert_eq!(check_named(&c, web()), Ok(ServerId(7)));
+        let none = RoleServers::default();
+        assert_eq!(check_move(&c, Role::Web, &none), Ok(()));
         c.max_accounts = NonZeroU32::new(2);
         assert_eq!(
-            check_named(&c, web()),
+            check_move(&c, Role::Web, &none),
             Err(PlacementError::Unfit {
+                role: Role::Web,
                 server: ServerId(7),
                 reason: Unfit::Full { max: 2 }
             })
         );
+        // A server the account already uses has room for another of its roles.
+        let mut there = RoleServers::default();
+        there.set(Role::Db, vec![ServerId(7)]);
+        let mut both = c;
+        both.roles = roles("web,db");
+        assert_eq!(check_move(&both, Role::Web, &there), Ok(()));
         let dns = cand(8, "dns", 0);
         let needed: RoleSet = "web,db".parse().unwrap();
         assert_eq!(
-            check(&dns, needed),
+            check(&dns, needed, true),
             Err(Unfit::MissingRoles(needed)),
             "names every missing role"
         );
     }
 
     fn arb_candidate() -> impl Strategy<Value = Candidate> {
-        (
-            Just(0u64),
-            0u8..32,
-            any::<bool>(),
-            any::<bool>(),
-            0u32..20,
-            0u32..20,
-        )
-            .prop_map(|(id, roles, active, reachable, max, accounts)| Candidate {
-                id: ServerId(id),
+        (0u8..32, any::<bool>(), any::<bool>(), 0u32..20, 0u32..20).prop_map(
+            |(roles, active, reachable, max, accounts)| Candidate {
+                id: ServerId(0),
                 roles: RoleSet::from_iter(
                     Role::ALL
                         .into_iter()
@@ -261,26 +494,77 @@ mod tests {
                 reachable,
                 max_accounts: NonZeroU32::new(max),
                 accounts,
-            })
+            },
+        )
+    }
+
+    fn arb_roles() -> impl Strategy<Value = RoleSet> {
+        (1u8..32).prop_map(|bits| {
+            RoleSet::from_iter(
+                Role::ALL
+                    .into_iter()
+                    .filter(|r| bits & (1 << *r as u8) != 0),
+            )
+        })
     }
 
     proptest! {
-        /// The chosen server fits, and no fitting server has fewer accounts.
+        /// Placement never picks a server that is inactive, unreachable, full or without the
+        /// role; every needed role is placed; dns is on every active dns server; and a
+        /// single-server role goes to one of the least loaded among the servers that could
+        /// take it and cover as many of the account's roles.
         #[test]
-        fn placement_is_sound_and_minimal(mut cs in proptest::collection::vec(arb_candidate(), 0..12)) {
+        fn placement_is_sound(
+            mut cs in proptest::collection::vec(arb_candidate(), 0..10),
+            needed in arb_roles(),
+        ) {
             // Server ids are unique, as the store hands them out.
             for (i, c) in cs.iter_mut().enumerate() {
                 c.id = ServerId(i as u64 + 1);
             }
-            match place(&cs, web()) {
-                Ok(id) => {
-                    let chosen = cs.iter().find(|c| c.id == id).unwrap();
-                    prop_assert!(check(chosen, web()).is_ok());
-                    for c in cs.iter().filter(|c| check(c, web()).is_ok()) {
-                        prop_assert!(c.accounts >= chosen.accounts);
+            match place(&cs, needed, &BTreeMap::new()) {
+                Ok(p) => {
+                    for role in needed.iter() {
+                        prop_assert!(!p.of(role).is_empty(), "{} placed", role);
+                        for id in p.of(role) {
+                            let c = cs.iter().find(|c| c.id == *id).unwrap();
+                            prop_assert!(c.active && c.reachable && c.roles.contains(role));
+                            prop_assert!(c.max_accounts.is_none_or(|m| c.accounts < m.get()));
+                        }
+                    }
+                    let dns: Vec<ServerId> = cs.iter()
+                        .filter(|c| c.active && c.roles.contains(Role::Dns))
+                        .map(|c| c.id)
+                        .collect();
+                    if needed.contains(Role::Dns) {
+                        prop_assert_eq!(p.of(Role::Dns), &dns[..]);
+                    }
+                    for (role, ids) in p.iter() {
+                        prop_assert!(needed.contains(role));
+                        if role != Role::Dns {
+                            prop_assert_eq!(ids.len(), 1);
+                        }
                     }
                 }
-                Err(_) => prop_assert!(cs.iter().all(|c| check(c, web()).is_err())),
+                Err(PlacementError::NoServers) => prop_assert!(cs.is_empty()),
+                Err(PlacementError::NoneFits { role, .. }) => {
+                    // No server could take that role.
+                    let fits = |c: &&Candidate| c.active && c.reachable && c.roles.contains(role)
+                        && c.max_accounts.is_none_or(|m| c.accounts < m.get());
+                    if role == Role::Dns {
+                        prop_assert!(!cs.iter().any(|c| c.active && c.roles.contains(Role::Dns)));
+                    } else {
+                        prop_assert!(!cs.iter().any(|c| fits(&c)));
+                    }
+                }
+                Err(PlacementError::Unfit { role, server, .. }) => {
+                    // Only dns refuses a named server unasked: an active dns server that
+                    // cannot take the account.
+                    prop_assert_eq!(role, Role::Dns);
+                    let c = cs.iter().find(|c| c.id == server).unwrap();
+                    prop_assert!(c.active && c.roles.contains(Role::Dns));
+                }
+                Err(PlacementError::DnsPinned) => prop_assert!(false, "nothing was pinned"),
             }
         }
     }

@@ -41,23 +41,20 @@
 //! # Ok(()) }
 //! ```
 
+mod accounts;
 pub mod api;
 pub mod health;
 pub mod install;
+mod roles;
 pub mod ssl;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::domain::{Account, AccountId, AccountStatus, Health, Server, ServerId, ValidationError};
-use crate::protocol::agent::AgentAccount;
-use crate::protocol::{
-    AccountInput, AccountView, AgentHealth, ErrorBody, ErrorCode, MigrateInput, Reconciliation,
-    ServerInput, ServerPatch, ServerView,
-};
+use crate::domain::{Health, Server, ServerId, ValidationError};
+use crate::protocol::{AgentHealth, ErrorBody, ErrorCode, ServerInput, ServerPatch, ServerView};
 use crate::store::{Store, StoreError};
 use crate::transport::{AgentClient, AgentEndpoint, AgentTransport, TransportError};
 
@@ -413,231 +410,4 @@ impl Controller {
                 .unwrap_or_else(|| "its agent has not answered yet".into()),
         })
     }
-
-    /// Every account, by id.
-    pub async fn accounts(&self) -> Result<Vec<AccountView>> {
-        let accounts = self.store.accounts().await?;
-        Ok(accounts.iter().map(AccountView::from).collect())
-    }
-
-    pub async fn account(&self, id: AccountId) -> Result<AccountView> {
-        Ok(AccountView::from(&self.store.account(id).await?))
-    }
-
-    /// Creates an account: placed (or checked on the named server) and recorded, then set up
-    /// by the server's agent.
-    pub async fn create_account(&self, input: &AccountInput) -> Result<AccountView> {
-        let new = input.validate()?;
-        if let Some(id) = new.server {
-            Self::require_online(&self.named_server(id, "server_id").await?)?;
-        }
-        let account = self
-            .store
-            .create_account(new, OffsetDateTime::now_utc())
-            .await?;
-        let server = self.store.server(account.server_id).await?;
-        let endpoint = AgentEndpoint::from(&server);
-        let client = AgentClient::new(&*self.transport, &endpoint);
-        match client.put_account(&account.spec).await {
-            Ok(_) => {
-                let account = self
-                    .store
-                    .set_account_status(account.id, AccountStatus::Active)
-                    .await?;
-                tracing::info!(account = %account.id, user = %account.spec.username, server = %server.id, "account created");
-                Ok(AccountView::from(&account))
-            }
-            Err(e) => Err(self.agent_failed(&server, &account, e, true).await),
-        }
-    }
-
-    /// After a failed call about `account`: the server is marked unreachable when the agent
-    /// did not answer; when the agent may have acted the account is marked `failed` (it is not
-    /// known to be as recorded any more); when the request certainly never reached the agent, a
-    /// new account is forgotten again (`new`) and an existing one is left as it is. Returns the
-    /// error to answer with.
-    async fn agent_failed(
-        &self,
-        server: &Server,
-        account: &Account,
-        e: TransportError,
-        new: bool,
-    ) -> ControllerError {
-        if e.is_offline() {
-            self.mark_unreachable(server, &e).await;
-        }
-        let recorded = if e.maybe_applied() {
-            self.store
-                .set_account_status(account.id, AccountStatus::Failed)
-                .await
-                .map(|_| ())
-        } else if new {
-            self.store.delete_account(account.id).await.map(|_| ())
-        } else {
-            Ok(())
-        };
-        if let Err(store) = recorded {
-            tracing::error!(account = %account.id, error = %store, "could not record the failure");
-        }
-        tracing::warn!(account = %account.id, server = %server.id, error = %e, "agent operation failed");
-        Self::agent_error(server.id, e)
-    }
-
-    /// `503 agent_offline` when nothing reached the agent, otherwise the agent's failure.
-    fn agent_error(server: ServerId, e: TransportError) -> ControllerError {
-        if e.maybe_applied() || e.conflict().is_some() {
-            ControllerError::Agent { server, source: e }
-        } else {
-            ControllerError::Offline {
-                server,
-                reason: e.to_string(),
-            }
-        }
-    }
-
-    /// Deletes an account on its agent, then from the store.
-    pub async fn delete_account(&self, id: AccountId) -> Result<()> {
-        let account = self.store.account(id).await?;
-        let server = self.store.server(account.server_id).await?;
-        Self::require_online(&server)?;
-        let endpoint = AgentEndpoint::from(&server);
-        let client = AgentClient::new(&*self.transport, &endpoint);
-        if let Err(e) = client.delete_account(&account.spec.username).await {
-            return Err(self.agent_failed(&server, &account, e, false).await);
-        }
-        self.store.delete_account(id).await?;
-        tracing::info!(account = %id, user = %account.spec.username, server = %server.id, "account deleted");
-        Ok(())
-    }
-
-    /// Moves an account's configuration (user, PHP pool, vhost) to another server: set up on
-    /// the target, removed from the source, then recorded. When a step fails the earlier ones
-    /// are undone, so the account stays served by its source as recorded. Site files are not
-    /// copied.
-    pub async fn migrate_account(
-        &self,
-        id: AccountId,
-        input: &MigrateInput,
-    ) -> Result<AccountView> {
-        let target_id = input.validate()?;
-        let account = self.store.account(id).await?;
-        if target_id == account.server_id {
-            return Ok(AccountView::from(&account));
-        }
-        let source = self.store.server(account.server_id).await?;
-        let target = self.named_server(target_id, "target_server_id").await?;
-        Self::require_online(&source)?;
-        crate::placement::check_named(
-            &crate::placement::Candidate::from(&target),
-            account.spec.required_roles(),
-        )
-        .map_err(|e| ControllerError::Unfit {
-            field: "target_server_id",
-            error: e,
-        })?;
-
-        let target_end = AgentEndpoint::from(&target);
-        let target_agent = AgentClient::new(&*self.transport, &target_end);
-        if let Err(e) = target_agent.put_account(&account.spec).await {
-            if e.is_offline() {
-                self.mark_unreachable(&target, &e).await;
-            }
-            if e.maybe_applied() {
-                self.undo_on(&target, &account).await;
-            }
-            return Err(Self::agent_error(target.id, e));
-        }
-        let source_end = AgentEndpoint::from(&source);
-        let source_agent = AgentClient::new(&*self.transport, &source_end);
-        if let Err(e) = source_agent.delete_account(&account.spec.username).await {
-            if e.is_offline() {
-                self.mark_unreachable(&source, &e).await;
-            }
-            self.undo_on(&target, &account).await;
-            if e.maybe_applied() {
-                // The source may have removed it: re-establish it there as recorded.
-                if let Err(again) = source_agent.put_account(&account.spec).await {
-                    return Err(self.agent_failed(&source, &account, again, false).await);
-                }
-            }
-            return Err(Self::agent_error(source.id, e));
-        }
-        let moved = self.store.move_account(id, target.id).await?;
-        tracing::info!(account = %id, from = %source.id, to = %target.id, "account migrated");
-        Ok(AccountView::from(&moved))
-    }
-
-    /// Best-effort removal of an account's configuration from a server it is not recorded on.
-    async fn undo_on(&self, server: &Server, account: &Account) {
-        let endpoint = AgentEndpoint::from(server);
-        let client = AgentClient::new(&*self.transport, &endpoint);
-        if let Err(e) = client.delete_account(&account.spec.username).await {
-            tracing::error!(
-                account = %account.id,
-                server = %server.id,
-                error = %e,
-                "could not undo a partial migration; the next reconciliation reports it"
-            );
-        }
-    }
-
-    /// Compares what a server's agent has with what is recorded for it, and sets each recorded
-    /// account's status from that: `active` when the agent has it as recorded, `failed` when
-    /// not. Accounts only the agent has are reported, never deleted.
-    pub async fn reconcile(&self, id: ServerId) -> Result<Reconciliation> {
-        let server = self.store.server(id).await?;
-        Self::require_online(&server)?;
-        let endpoint = AgentEndpoint::from(&server);
-        let client = AgentClient::new(&*self.transport, &endpoint);
-        let reported = match client.accounts().await {
-            Ok(list) => list.accounts,
-            Err(e) => {
-                if e.is_offline() {
-                    self.mark_unreachable(&server, &e).await;
-                }
-                return Err(ControllerError::Agent {
-                    server: id,
-                    source: e,
-                });
-            }
-        };
-        let mut on_agent: BTreeMap<String, AgentAccount> = reported
-            .into_iter()
-            .map(|a| (a.username.clone(), a))
-            .collect();
-        let mut report = Reconciliation::default();
-        for account in self.store.accounts_on(id).await? {
-            let name = account.spec.username.to_string();
-            let (status, list) = match on_agent.remove(&name) {
-                None => (AccountStatus::Failed, &mut report.missing_on_agent),
-                Some(a) if same_account(&account, &a) => {
-                    (AccountStatus::Active, &mut report.in_sync)
-                }
-                Some(_) => (AccountStatus::Failed, &mut report.differing),
-            };
-            list.push(name);
-            if account.status != status {
-                self.store.set_account_status(account.id, status).await?;
-            }
-        }
-        report.unknown_to_controller = on_agent.into_keys().collect();
-        report.in_sync.sort();
-        report.missing_on_agent.sort();
-        report.differing.sort();
-        Ok(report)
-    }
-}
-
-/// Whether the agent's copy of an account is what the controller recorded (a recorded PHP
-/// version of `None` accepts the agent's default).
-fn same_account(recorded: &Account, agent: &AgentAccount) -> bool {
-    let spec = &recorded.spec;
-    spec.domains
-        .iter()
-        .map(|d| d.as_str())
-        .eq(agent.domains.iter().map(String::as_str))
-        && spec
-            .php_version
-            .is_none_or(|v| v.to_string() == agent.php_version)
-        && spec.php == agent.php
 }

@@ -1,5 +1,6 @@
 //! Hosting accounts.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -132,11 +133,102 @@ impl AccountSpec {
     }
 }
 
-/// An account to create: its spec, and the server it must go on (`None`: placement decides).
+/// An account to create: its spec, and the servers some of its roles must go on (the rest are
+/// placed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAccount {
     pub spec: AccountSpec,
-    pub server: Option<ServerId>,
+    pub pins: BTreeMap<Role, ServerId>,
+}
+
+/// Where each role of an account is served: one server per role, every dns server for `dns`.
+/// Serializes as the API's `servers` object: `{"web": 1, "dns": [2, 5]}`, a role the account
+/// does not use absent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RoleServers(BTreeMap<Role, Vec<ServerId>>);
+
+impl RoleServers {
+    /// The servers of `role` (empty when the account does not use it).
+    pub fn of(&self, role: Role) -> &[ServerId] {
+        self.0.get(&role).map_or(&[], Vec::as_slice)
+    }
+
+    /// The one server of a single-server role (all but `dns`).
+    pub fn one(&self, role: Role) -> Option<ServerId> {
+        self.of(role).first().copied()
+    }
+
+    pub fn set(&mut self, role: Role, servers: Vec<ServerId>) {
+        if servers.is_empty() {
+            self.0.remove(&role);
+        } else {
+            self.0.insert(role, servers);
+        }
+    }
+
+    /// Every server the account uses, each once, in id order.
+    pub fn servers(&self) -> BTreeSet<ServerId> {
+        self.0.values().flatten().copied().collect()
+    }
+
+    /// The roles the account has on `server`.
+    pub fn roles_on(&self, server: ServerId) -> RoleSet {
+        self.0
+            .iter()
+            .filter(|(_, servers)| servers.contains(&server))
+            .map(|(role, _)| *role)
+            .collect()
+    }
+
+    /// Each server the account uses with the roles it has there.
+    pub fn by_server(&self) -> BTreeMap<ServerId, RoleSet> {
+        self.servers()
+            .into_iter()
+            .map(|s| (s, self.roles_on(s)))
+            .collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Role, &[ServerId])> {
+        self.0.iter().map(|(r, s)| (*r, s.as_slice()))
+    }
+}
+
+impl Serialize for RoleServers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (role, servers) in &self.0 {
+            match role {
+                Role::Dns => map.serialize_entry(role, servers)?,
+                _ => map.serialize_entry(role, &servers.first())?,
+            }
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for RoleServers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(ServerId),
+            Many(Vec<ServerId>),
+        }
+        let raw = BTreeMap::<Role, OneOrMany>::deserialize(d)?;
+        Ok(Self(
+            raw.into_iter()
+                .map(|(role, v)| {
+                    let servers = match v {
+                        OneOrMany::One(id) => vec![id],
+                        OneOrMany::Many(ids) => ids,
+                    };
+                    (role, servers)
+                })
+                .filter(|(_, s)| !s.is_empty())
+                .collect(),
+        ))
+    }
 }
 
 /// A hosting account as the store keeps it.
@@ -144,10 +236,18 @@ pub struct NewAccount {
 pub struct Account {
     pub id: AccountId,
     pub spec: AccountSpec,
-    pub server_id: ServerId,
+    /// Where each of its roles is served.
+    pub servers: RoleServers,
     pub status: AccountStatus,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+}
+
+impl Account {
+    /// The server of its web role (`None` without one).
+    pub fn web_server(&self) -> Option<ServerId> {
+        self.servers.one(Role::Web)
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@ mod token;
 mod url;
 mod user;
 
-pub use account::{Account, AccountId, AccountSpec, AccountStatus, Domains, NewAccount};
+pub use account::{
+    Account, AccountId, AccountSpec, AccountStatus, Domains, NewAccount, RoleServers,
+};
 pub use name::DomainName;
 pub use php::{PhpSettings, PhpSettingsRaw, PhpVersion};
 pub use role::{Role, RoleSet};

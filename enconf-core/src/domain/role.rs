@@ -76,6 +76,11 @@ impl RoleSet {
         self.0 & other.0 == other.0
     }
 
+    /// The roles in either set.
+    pub fn union(self, other: RoleSet) -> RoleSet {
+        RoleSet(self.0 | other.0)
+    }
+
     /// The roles of `self` that are not in `other`.
     pub fn difference(self, other: RoleSet) -> RoleSet {
         RoleSet(self.0 & !other.0)

@@ -81,6 +81,10 @@ pub enum Rule {
     Required,
     #[error("does not name an existing server")]
     UnknownServer,
+    #[error("pins a role the account does not use (see roles)")]
+    RoleNotUsed,
+    #[error("cannot be pinned: every active dns server serves the account's zones")]
+    DnsNotPinned,
     #[error("must be one of letsencrypt, custom, selfsigned")]
     UnknownMode,
     #[error("is only given with mode custom")]

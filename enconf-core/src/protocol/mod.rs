@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 
 use crate::domain::{
     Account, AccountSpec, AccountStatus, AgentToken, AgentUrl, DomainName, Domains, HttpUrl,
-    NewAccount, PhpSettings, PhpVersion, Role, RoleSet, Rule, Server, ServerId, ServerName,
-    ServerSpec, UrlPath, UserName, ValidationError,
+    NewAccount, PhpSettings, PhpVersion, Role, RoleServers, RoleSet, Rule, Server, ServerId,
+    ServerName, ServerSpec, UrlPath, UserName, ValidationError,
 };
 use crate::placement::{PlacementError, Unfit};
 use crate::store::StoreError;
@@ -120,14 +120,22 @@ impl From<PlacementError> for ErrorBody {
                 reason: Unfit::Unreachable,
                 ..
             } => ErrorCode::AgentOffline,
-            PlacementError::NoneFits { rejected, .. } if rejected.unreachable > 0 => {
+            PlacementError::NoneFits { ref rejected, .. } if rejected.unreachable > 0 => {
                 ErrorCode::AgentOffline
             }
+            // A dns server is never pinned: one that cannot take the account is a lack of room.
+            PlacementError::Unfit {
+                role: Role::Dns, ..
+            } => ErrorCode::NoServerAvailable,
+            PlacementError::DnsPinned | PlacementError::Unfit { .. } => ErrorCode::Invalid,
             _ => ErrorCode::NoServerAvailable,
         };
         let body = ErrorBody::new(code, e.to_string());
         match e {
-            PlacementError::Unfit { .. } => body.with_field("server_id"),
+            PlacementError::Unfit { role, .. } if role != Role::Dns => {
+                body.with_field(format!("servers.{role}"))
+            }
+            PlacementError::DnsPinned => body.with_field("servers.dns"),
             _ => body,
         }
     }
@@ -144,6 +152,7 @@ impl From<StoreError> for ErrorBody {
             StoreError::ServerHasAccounts { .. } => {
                 ErrorBody::new(ErrorCode::ServerHasAccounts, e.to_string())
             }
+            StoreError::RoleNotUsed { .. } => ErrorBody::new(ErrorCode::Invalid, e.to_string()),
             StoreError::RolesInUse { .. } => {
                 ErrorBody::new(ErrorCode::RolesInUse, e.to_string()).with_field("roles")
             }
@@ -527,8 +536,16 @@ pub struct AccountInput {
     pub username: Option<String>,
     pub domains: Option<Vec<String>>,
     pub php_version: Option<String>,
+    /// Pins the web role to a server (the same as `servers.web`).
     #[cfg_attr(feature = "controller", schema(value_type = Option<u64>))]
     pub server_id: Option<Integer>,
+    /// The roles the account uses (default `["web"]`).
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+    /// Pins roles to servers by hand: `{"mail": 3}` (not `dns`: every dns server serves it).
+    #[serde(default)]
+    #[cfg_attr(feature = "controller", schema(value_type = Option<std::collections::BTreeMap<String, u64>>))]
+    pub servers: Option<std::collections::BTreeMap<String, Integer>>,
 }
 
 impl AccountInput {
@@ -542,16 +559,56 @@ impl AccountInput {
             "php_version",
             PhpVersion::parse,
         )?;
+        let roles = match &self.roles {
+            None => AccountSpec::web_only(),
+            Some(names) => RoleSet::from_names(names).map_err(|(i, rule)| match i {
+                Some(i) => rule.at(format!("roles[{i}]")),
+                None => rule.at("roles"),
+            })?,
+        };
+        let mut pins = std::collections::BTreeMap::new();
+        for (name, id) in self.servers.iter().flatten() {
+            let field = format!("servers.{name}");
+            let role: Role = name.parse().map_err(|r: Rule| r.at(&field))?;
+            if !roles.contains(role) {
+                return Err(Rule::RoleNotUsed.at(field));
+            }
+            if role == Role::Dns {
+                return Err(Rule::DnsNotPinned.at(field));
+            }
+            if let Some(id) = server_ref(Some(*id), &field)? {
+                pins.insert(role, id);
+            }
+        }
+        if let Some(web) = server_ref(self.server_id, "server_id")? {
+            if !roles.contains(Role::Web) {
+                return Err(Rule::RoleNotUsed.at("server_id"));
+            }
+            if pins.get(&Role::Web).is_some_and(|pinned| *pinned != web) {
+                return Err(
+                    Rule::DuplicateOf("servers.web, with another server".into()).at("server_id")
+                );
+            }
+            pins.insert(Role::Web, web);
+        }
         Ok(NewAccount {
             spec: AccountSpec {
                 username,
                 domains,
                 php_version,
                 php: PhpSettings::default(),
-                roles: AccountSpec::web_only(),
+                roles,
             },
-            server: server_ref(self.server_id, "server_id")?,
+            pins,
         })
+    }
+
+    /// The input field that pins `role` (`server_id` for web when it was given that way).
+    pub fn pin_field(&self, role: Role) -> String {
+        match (role, &self.server_id) {
+            (Role::Web, Some(_)) => "server_id".to_owned(),
+            _ => format!("servers.{role}"),
+        }
     }
 }
 
@@ -563,8 +620,14 @@ pub struct AccountView {
     pub username: String,
     pub domains: Vec<String>,
     pub php_version: Option<String>,
-    #[cfg_attr(feature = "controller", schema(value_type = u64))]
-    pub server_id: ServerId,
+    /// The web role's server (`null` when the account has no web role).
+    #[cfg_attr(feature = "controller", schema(value_type = Option<u64>))]
+    pub server_id: Option<ServerId>,
+    #[cfg_attr(feature = "controller", schema(value_type = Vec<String>, example = json!(["web", "mail", "dns"])))]
+    pub roles: RoleSet,
+    /// Where each role is served: one server id per role, a list for `dns`.
+    #[cfg_attr(feature = "controller", schema(value_type = Object, example = json!({"web": 1, "mail": 2, "dns": [2, 5]})))]
+    pub servers: RoleServers,
     pub status: AccountStatus,
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "controller", schema(value_type = String, format = DateTime))]
@@ -578,7 +641,9 @@ impl From<&Account> for AccountView {
             username: a.spec.username.to_string(),
             domains: a.spec.domains.iter().map(ToString::to_string).collect(),
             php_version: a.spec.php_version.map(|v| v.to_string()),
-            server_id: a.server_id,
+            server_id: a.web_server(),
+            roles: a.spec.roles,
+            servers: a.servers.clone(),
             status: a.status,
             created_at: a.created_at,
         }
@@ -943,7 +1008,7 @@ mod tests {
             username: Some("shop".into()),
             domains: Some(vec!["Shop.Example".into(), "bücher.example".into()]),
             php_version: Some("8.2".into()),
-            server_id: None,
+            ..AccountInput::default()
         };
         let new = input.validate().unwrap();
         assert_eq!(
@@ -975,6 +1040,61 @@ mod tests {
         assert_eq!(
             err(|i| i.php_version = Some("8".into())),
             ("php_version".into(), Rule::PhpVersionFormat)
+        );
+    }
+
+    #[test]
+    fn account_roles_and_pins() {
+        let input = |json: serde_json::Value| serde_json::from_value::<AccountInput>(json).unwrap();
+        let base = serde_json::json!({"username": "shop", "domains": ["shop.example"]});
+        let with = |extra: serde_json::Value| {
+            let mut v = base.clone();
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            input(v).validate()
+        };
+        let plain = with(serde_json::json!({})).unwrap();
+        assert_eq!(plain.spec.roles.to_string(), "web");
+        assert!(plain.pins.is_empty());
+        let full = with(serde_json::json!({"roles": ["web", "mail", "dns"], "servers": {"mail": 3}, "server_id": 1}))
+            .unwrap();
+        assert_eq!(full.spec.roles.to_string(), "web,mail,dns");
+        assert_eq!(
+            full.pins,
+            std::collections::BTreeMap::from([(Role::Web, ServerId(1)), (Role::Mail, ServerId(3))])
+        );
+        let err = |extra: serde_json::Value| {
+            let e = with(extra).unwrap_err();
+            (e.field, e.rule)
+        };
+        assert_eq!(
+            err(serde_json::json!({"roles": ["web"], "servers": {"mail": 3}})),
+            ("servers.mail".into(), Rule::RoleNotUsed)
+        );
+        assert_eq!(
+            err(serde_json::json!({"roles": ["dns"], "servers": {"dns": 3}})),
+            ("servers.dns".into(), Rule::DnsNotPinned)
+        );
+        assert_eq!(
+            err(serde_json::json!({"servers": {"ftp": 3}})),
+            ("servers.ftp".into(), Rule::UnknownRole)
+        );
+        assert_eq!(
+            err(serde_json::json!({"roles": ["mail"], "server_id": 3})),
+            ("server_id".into(), Rule::RoleNotUsed)
+        );
+        assert_eq!(
+            err(serde_json::json!({"server_id": 1, "servers": {"web": 2}})).0,
+            "server_id"
+        );
+        assert_eq!(
+            err(serde_json::json!({"roles": []})),
+            ("roles".into(), Rule::Empty)
+        );
+        assert_eq!(
+            err(serde_json::json!({"roles": ["web", "web"]})),
+            ("roles[1]".into(), Rule::DuplicateRole)
         );
     }
 }

@@ -84,15 +84,30 @@ pub fn token(s: &str) -> AgentToken {
 }
 
 pub fn account(user: &str, domains: &[&str], server: Option<ServerId>) -> NewAccount {
+    account_with(
+        user,
+        domains,
+        "web",
+        server.map(|s| (Role::Web, s)).into_iter().collect(),
+    )
+}
+
+/// An account using `roles`, with `pins`.
+pub fn account_with(
+    user: &str,
+    domains: &[&str],
+    roles: &str,
+    pins: std::collections::BTreeMap<Role, ServerId>,
+) -> NewAccount {
     NewAccount {
         spec: AccountSpec {
             username: UserName::parse(user).unwrap(),
             domains: Domains::parse("domains", domains).unwrap(),
             php_version: Some("8.2".parse().unwrap()),
             php: Default::default(),
-            roles: AccountSpec::web_only(),
+            roles: roles.parse().unwrap(),
         },
-        server,
+        pins,
     }
 }
 
@@ -322,7 +337,7 @@ pub async fn accounts_round_trip_and_counts(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    assert_eq!(a.server_id, web);
+    assert_eq!(a.web_server(), Some(web));
     assert_eq!(a.status, AccountStatus::Provisioning);
     assert_eq!(a.created_at, NOW);
     assert_eq!(store.account(a.id).await.unwrap(), a);
@@ -391,7 +406,14 @@ pub async fn account_names_and_domains_are_unique(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(next.id.0, first.id.0 + 1);
-    assert_eq!(store.server(first.server_id).await.unwrap().accounts, 2);
+    assert_eq!(
+        store
+            .server(first.web_server().unwrap())
+            .await
+            .unwrap()
+            .accounts,
+        2
+    );
 }
 
 pub async fn placement_happens_in_the_store(store: Arc<dyn Store>) {
@@ -419,11 +441,14 @@ pub async fn placement_happens_in_the_store(store: Arc<dyn Store>) {
     let a = store.create_account(placed("a1"), NOW).await.unwrap();
     let b = store.create_account(placed("a2"), NOW).await.unwrap();
     let c = store.create_account(placed("a3"), NOW).await.unwrap();
-    assert_eq!((a.server_id, b.server_id, c.server_id), (web1, web2, web1));
+    assert_eq!(
+        (a.web_server(), b.web_server(), c.web_server()),
+        (Some(web1), Some(web2), Some(web1))
+    );
 
     store.update_server(web2, inactive, None).await.unwrap();
     let d = store.create_account(placed("a4"), NOW).await.unwrap();
-    assert_eq!(d.server_id, web1);
+    assert_eq!(d.web_server(), Some(web1));
     let named = store
         .create_account(account("a5", &["a5.example"], Some(web2)), NOW)
         .await;
@@ -431,6 +456,7 @@ pub async fn placement_happens_in_the_store(store: Arc<dyn Store>) {
         Err(StoreError::Placement(PlacementError::Unfit {
             server,
             reason: Unfit::Inactive,
+            ..
         })) => {
             assert_eq!(server, web2)
         }
@@ -481,17 +507,17 @@ pub async fn servers_with_accounts_are_kept(store: Arc<dyn Store>) {
         Err(e @ StoreError::ServerHasAccounts { .. }) => {
             let StoreError::ServerHasAccounts {
                 count,
-                ref usernames,
+                ref accounts,
             } = e
             else {
                 unreachable!()
             };
             assert_eq!(count, 25);
-            assert_eq!(usernames.len(), super::LISTED_ACCOUNTS);
-            assert_eq!(usernames[0].as_str(), "user00");
+            assert_eq!(accounts.len(), super::LISTED_ACCOUNTS);
+            assert_eq!(accounts[0].0.as_str(), "user00");
             let msg = e.to_string();
             assert!(
-                msg.starts_with("the server hosts 25 account(s) (user00, user01"),
+                msg.starts_with("the server hosts 25 account(s) (user00: web; user01: web"),
                 "{msg}"
             );
             assert!(msg.ends_with(", …): migrate or delete them first"), "{msg}");
@@ -533,9 +559,9 @@ pub async fn accounts_move_between_servers(store: Arc<dyn Store>) {
         .create_account(account("shop", &["shop.example"], Some(a)), NOW)
         .await
         .unwrap();
-    let moved = store.move_account(acc.id, b).await.unwrap();
-    assert_eq!(moved.server_id, b);
-    assert_eq!(store.account(acc.id).await.unwrap().server_id, b);
+    let moved = store.move_role(acc.id, Role::Web, b).await.unwrap();
+    assert_eq!(moved.web_server(), Some(b));
+    assert_eq!(store.account(acc.id).await.unwrap().web_server(), Some(b));
     assert_eq!(store.server(a).await.unwrap().accounts, 0);
     assert_eq!(store.server(b).await.unwrap().accounts, 1);
     assert!(store.accounts_on(a).await.unwrap().is_empty());
@@ -547,7 +573,7 @@ pub async fn accounts_move_between_servers(store: Arc<dyn Store>) {
         Err(StoreError::ServerHasAccounts { count: 1, .. })
     ));
     // A target without the role, full, or missing is refused and nothing moves.
-    match store.move_account(acc.id, dns).await {
+    match store.move_role(acc.id, Role::Web, dns).await {
         Err(StoreError::Placement(PlacementError::Unfit {
             reason: Unfit::MissingRoles(_),
             ..
@@ -555,13 +581,20 @@ pub async fn accounts_move_between_servers(store: Arc<dyn Store>) {
         other => panic!("expected missing roles, got {other:?}"),
     }
     assert!(matches!(
-        store.move_account(acc.id, ServerId(999)).await,
+        store.move_role(acc.id, Role::Web, ServerId(999)).await,
         Err(StoreError::NotFound { .. })
     ));
     assert_eq!(store.server(b).await.unwrap().accounts, 1);
-    assert_eq!(store.account(acc.id).await.unwrap().server_id, b);
+    assert_eq!(store.account(acc.id).await.unwrap().web_server(), Some(b));
     // Moving to where it is changes nothing.
-    assert_eq!(store.move_account(acc.id, b).await.unwrap().server_id, b);
+    assert_eq!(
+        store
+            .move_role(acc.id, Role::Web, b)
+            .await
+            .unwrap()
+            .web_server(),
+        Some(b)
+    );
     assert_eq!(store.server(b).await.unwrap().accounts, 1);
 }
 

@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 use super::kv::{Backend, ReadTxn, Table, WriteTxn};
 use super::{Kind, LISTED_ACCOUNTS, MemoryBackend, SCHEMA_VERSION, Store, StoreError};
 use crate::domain::{
-    Account, AccountId, AccountStatus, AgentToken, Health, NewAccount, RoleSet, Server, ServerId,
-    ServerSpec,
+    Account, AccountId, AccountStatus, AgentToken, Health, NewAccount, Role, RoleServers, RoleSet,
+    Server, ServerId, ServerSpec,
 };
 use crate::placement::{self, Candidate};
 use crate::secret::{Sealer, SecretKey};
@@ -80,7 +80,9 @@ impl<B: Backend> KvStore<B> {
                 }),
                 Some(found) if found == SCHEMA_VERSION => Ok(()),
                 found => {
-                    if found.is_some() {
+                    // Schema 3 only adds what schema 2 records are read as (accounts with
+                    // one server are web accounts): nothing to rewrite.
+                    if found.is_some_and(|v| v < 2) {
                         migrate_to_2(tx, &sealer)?;
                     }
                     write_u64(tx, Table::Meta, SCHEMA_KEY, SCHEMA_VERSION)
@@ -300,6 +302,21 @@ fn all_servers(tx: &dyn ReadTxn, sealer: &Sealer) -> Result<Vec<Server>, StoreEr
         .collect()
 }
 
+/// An account as stored. Records of schema 2 and before name one server (`server_id`, the web
+/// role's); they are read as that.
+#[derive(Deserialize)]
+struct StoredAccount {
+    id: AccountId,
+    spec: crate::domain::AccountSpec,
+    #[serde(default)]
+    servers: RoleServers,
+    #[serde(default)]
+    server_id: Option<ServerId>,
+    status: AccountStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+}
+
 fn load_account(tx: &dyn ReadTxn, id: AccountId) -> Result<Account, StoreError> {
     let bytes = tx
         .get(Table::Accounts, &id_key(id.0))?
@@ -307,26 +324,99 @@ fn load_account(tx: &dyn ReadTxn, id: AccountId) -> Result<Account, StoreError> 
             kind: Kind::Account,
             id: id.0,
         })?;
-    decode(&bytes)
+    decode_account(&bytes)
+}
+
+fn decode_account(bytes: &[u8]) -> Result<Account, StoreError> {
+    let stored: StoredAccount = decode(bytes)?;
+    let mut servers = stored.servers;
+    if let (true, Some(web)) = (servers.servers().is_empty(), stored.server_id) {
+        servers.set(Role::Web, vec![web]);
+    }
+    Ok(Account {
+        id: stored.id,
+        spec: stored.spec,
+        servers,
+        status: stored.status,
+        created_at: stored.created_at,
+    })
 }
 
 fn save_account(tx: &mut dyn WriteTxn, account: &Account) -> Result<(), StoreError> {
     tx.put(Table::Accounts, &id_key(account.id.0), &encode(account)?)
 }
 
-/// The ids of the accounts on `server`, in id order.
-fn account_ids_on(tx: &dyn ReadTxn, server: ServerId) -> Result<Vec<AccountId>, StoreError> {
+/// The roles an index entry of `server_accounts` holds (entries of schema 2 and before are
+/// empty: the web role).
+fn decode_roles(value: &[u8]) -> RoleSet {
+    match value.first() {
+        None => RoleSet::EMPTY.with(Role::Web),
+        Some(bits) => Role::ALL
+            .into_iter()
+            .filter(|r| bits & (1 << *r as u8) != 0)
+            .collect(),
+    }
+}
+
+fn encode_roles(roles: RoleSet) -> [u8; 1] {
+    [roles.iter().fold(0u8, |bits, r| bits | (1 << r as u8))]
+}
+
+/// The accounts using `server`, each with the roles it has there, in id order.
+fn roles_on(tx: &dyn ReadTxn, server: ServerId) -> Result<Vec<(AccountId, RoleSet)>, StoreError> {
     tx.scan(Table::ServerAccounts, &id_key(server.0))?
         .into_iter()
-        .map(|(k, _)| Ok(AccountId(decode_u64(k.get(8..).unwrap_or_default())?)))
+        .map(|(k, v)| {
+            Ok((
+                AccountId(decode_u64(k.get(8..).unwrap_or_default())?),
+                decode_roles(&v),
+            ))
+        })
         .collect()
 }
 
 fn accounts_on(tx: &dyn ReadTxn, server: ServerId) -> Result<Vec<Account>, StoreError> {
-    account_ids_on(tx, server)?
+    roles_on(tx, server)?
         .into_iter()
-        .map(|id| load_account(tx, id))
+        .map(|(id, _)| load_account(tx, id))
         .collect()
+}
+
+/// Makes the index and the account counts say what `after` says of where `id` is served,
+/// given what `before` said.
+fn reindex_account(
+    tx: &mut dyn WriteTxn,
+    id: AccountId,
+    before: &RoleServers,
+    after: &RoleServers,
+) -> Result<(), StoreError> {
+    let (old, new) = (before.by_server(), after.by_server());
+    for (server, roles) in &old {
+        if !new.contains_key(server) {
+            tx.delete(Table::ServerAccounts, &server_account_key(*server, id))?;
+            let count = account_count(tx, *server)?;
+            set_account_count(tx, *server, count.saturating_sub(1))?;
+        } else if new.get(server) != Some(roles) {
+            let roles = new.get(server).copied().unwrap_or(RoleSet::EMPTY);
+            tx.put(
+                Table::ServerAccounts,
+                &server_account_key(*server, id),
+                &encode_roles(roles),
+            )?;
+        }
+    }
+    for (server, roles) in &new {
+        if !old.contains_key(server) {
+            tx.put(
+                Table::ServerAccounts,
+                &server_account_key(*server, id),
+                &encode_roles(*roles),
+            )?;
+            let count = account_count(tx, *server)?;
+            set_account_count(tx, *server, count + 1)?;
+        }
+    }
+    Ok(())
 }
 
 fn server_account_key(server: ServerId, account: AccountId) -> [u8; 16] {
@@ -467,9 +557,9 @@ fn update_server(
     let old = load_record(tx, id)?;
     let count = account_count(tx, id)?;
     if spec.roles != old.spec.roles && count > 0 {
-        let needed = accounts_on(tx, id)?.iter().fold(RoleSet::EMPTY, |acc, a| {
-            a.spec.required_roles().iter().fold(acc, RoleSet::with)
-        });
+        let needed = roles_on(tx, id)?
+            .into_iter()
+            .fold(RoleSet::EMPTY, |acc, (_, roles)| acc.union(roles));
         let missing = needed.difference(spec.roles);
         if !missing.is_empty() {
             return Err(StoreError::RolesInUse {
@@ -568,12 +658,12 @@ fn delete_server(tx: &mut dyn WriteTxn, id: ServerId) -> Result<(), StoreError> 
     let record = load_record(tx, id)?;
     let count = account_count(tx, id)?;
     if count > 0 {
-        let usernames = account_ids_on(tx, id)?
+        let accounts = roles_on(tx, id)?
             .into_iter()
             .take(LISTED_ACCOUNTS)
-            .map(|a| load_account(tx, a).map(|a| a.spec.username))
+            .map(|(a, roles)| load_account(tx, a).map(|a| (a.spec.username, roles)))
             .collect::<Result<_, _>>()?;
-        return Err(StoreError::ServerHasAccounts { count, usernames });
+        return Err(StoreError::ServerHasAccounts { count, accounts });
     }
     tx.delete(Table::ServerNames, record.spec.name.unique_key().as_bytes())?;
     reindex(
@@ -614,14 +704,14 @@ fn create_account(
         )?;
     }
     let needed = spec.required_roles();
-    let server_id = match new.server {
-        Some(id) => placement::check_named(&candidate(tx, id, load_record(tx, id)?)?, needed)?,
-        None => placement::place(&candidates(tx)?, needed)?,
-    };
+    for id in new.pins.values() {
+        load_record(tx, *id)?;
+    }
+    let servers = placement::place(&candidates(tx)?, needed, &new.pins)?;
     let account = Account {
         id: AccountId(next_id(tx, NEXT_ACCOUNT_ID)?),
         spec,
-        server_id,
+        servers,
         status: AccountStatus::Provisioning,
         created_at: now,
     };
@@ -635,13 +725,7 @@ fn create_account(
     for domain in &account.spec.domains {
         write_u64(tx, Table::Domains, domain.as_str().as_bytes(), account.id.0)?;
     }
-    tx.put(
-        Table::ServerAccounts,
-        &server_account_key(server_id, account.id),
-        &[],
-    )?;
-    let count = account_count(tx, server_id)?;
-    set_account_count(tx, server_id, count + 1)?;
+    reindex_account(tx, account.id, &RoleServers::default(), &account.servers)?;
     Ok(account)
 }
 
@@ -668,25 +752,27 @@ fn candidates(tx: &dyn ReadTxn) -> Result<Vec<Candidate>, StoreError> {
         .collect()
 }
 
-fn move_account(
+fn move_role(
     tx: &mut dyn WriteTxn,
     id: AccountId,
+    role: Role,
     target: ServerId,
 ) -> Result<Account, StoreError> {
     let mut account = load_account(tx, id)?;
-    let source = account.server_id;
-    if source == target {
+    if !account.spec.roles.contains(role) || role == Role::Dns {
+        return Err(StoreError::RoleNotUsed { role });
+    }
+    if account.servers.one(role) == Some(target) {
         return Ok(account);
     }
-    let needed = account.spec.required_roles();
-    placement::check_named(&candidate(tx, target, load_record(tx, target)?)?, needed)?;
-    tx.delete(Table::ServerAccounts, &server_account_key(source, id))?;
-    tx.put(Table::ServerAccounts, &server_account_key(target, id), &[])?;
-    let from = account_count(tx, source)?;
-    set_account_count(tx, source, from.saturating_sub(1))?;
-    let to = account_count(tx, target)?;
-    set_account_count(tx, target, to + 1)?;
-    account.server_id = target;
+    let before = account.servers.clone();
+    placement::check_move(
+        &candidate(tx, target, load_record(tx, target)?)?,
+        role,
+        &before,
+    )?;
+    account.servers.set(role, vec![target]);
+    reindex_account(tx, id, &before, &account.servers)?;
     save_account(tx, &account)?;
     Ok(account)
 }
@@ -698,12 +784,7 @@ fn delete_account(tx: &mut dyn WriteTxn, id: AccountId) -> Result<Account, Store
     for domain in &account.spec.domains {
         tx.delete(Table::Domains, domain.as_str().as_bytes())?;
     }
-    tx.delete(
-        Table::ServerAccounts,
-        &server_account_key(account.server_id, id),
-    )?;
-    let count = account_count(tx, account.server_id)?;
-    set_account_count(tx, account.server_id, count.saturating_sub(1))?;
+    reindex_account(tx, id, &account.servers, &RoleServers::default())?;
     Ok(account)
 }
 
@@ -764,7 +845,7 @@ impl<B: Backend> Store for KvStore<B> {
         self.read(|tx, _| {
             tx.scan(Table::Accounts, b"")?
                 .into_iter()
-                .map(|(_, v)| decode(&v))
+                .map(|(_, v)| decode_account(&v))
                 .collect()
         })
         .await
@@ -792,8 +873,14 @@ impl<B: Backend> Store for KvStore<B> {
         .await
     }
 
-    async fn move_account(&self, id: AccountId, target: ServerId) -> Result<Account, StoreError> {
-        self.write(move |tx, _| move_account(tx, id, target)).await
+    async fn move_role(
+        &self,
+        id: AccountId,
+        role: Role,
+        target: ServerId,
+    ) -> Result<Account, StoreError> {
+        self.write(move |tx, _| move_role(tx, id, role, target))
+            .await
     }
 
     async fn delete_account(&self, id: AccountId) -> Result<Account, StoreError> {

@@ -33,8 +33,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::domain::{
-    Account, AccountId, AccountStatus, AgentToken, Health, NewAccount, RoleSet, Server, ServerId,
-    ServerSpec, UserName,
+    Account, AccountId, AccountStatus, AgentToken, Health, NewAccount, Role, RoleSet, Server,
+    ServerId, ServerSpec, UserName,
 };
 use crate::placement::PlacementError;
 use crate::secret::SecretKey;
@@ -52,7 +52,7 @@ pub type MemoryStore = KvStore<MemoryBackend>;
 pub type RedbStore = KvStore<RedbBackend>;
 
 /// The version of the data layout this build writes. A file with a newer one is refused.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// What the controller keeps: servers, accounts, counters and settings.
 ///
@@ -100,16 +100,21 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn account(&self, id: AccountId) -> Result<Account, StoreError>;
     /// Every account, by id.
     async fn accounts(&self) -> Result<Vec<Account>, StoreError>;
-    /// The accounts on one server, by id.
+    /// The accounts that use one server for any role, by id.
     async fn accounts_on(&self, server: ServerId) -> Result<Vec<Account>, StoreError>;
     async fn set_account_status(
         &self,
         id: AccountId,
         status: AccountStatus,
     ) -> Result<Account, StoreError>;
-    /// Moves an account to the server `target` if it can take it (the placement rule for a named
-    /// server), in one transaction with the account counts.
-    async fn move_account(&self, id: AccountId, target: ServerId) -> Result<Account, StoreError>;
+    /// Moves one role of an account to the server `target` if it can take it (the placement
+    /// rule for a named server), in one transaction with the index and the account counts.
+    async fn move_role(
+        &self,
+        id: AccountId,
+        role: Role,
+        target: ServerId,
+    ) -> Result<Account, StoreError>;
     /// Deletes an account and frees its user name and domains; returns what was deleted.
     async fn delete_account(&self, id: AccountId) -> Result<Account, StoreError>;
 
@@ -153,12 +158,15 @@ pub enum StoreError {
     /// A unique value is taken. `field` is the API field (`hostname`, `domains[1]`).
     #[error("{field} {value:?} is already in use")]
     Duplicate { field: String, value: String },
-    #[error("the server hosts {count} account(s) ({}): migrate or delete them first", list_names(.usernames, *.count))]
+    #[error("the server hosts {count} account(s) ({}): migrate or delete them first", list_names(.accounts, *.count))]
     ServerHasAccounts {
         count: u64,
-        /// The first [`LISTED_ACCOUNTS`] of them.
-        usernames: Vec<UserName>,
+        /// The first [`LISTED_ACCOUNTS`] of them, with the roles they use the server for.
+        accounts: Vec<(UserName, RoleSet)>,
     },
+    /// The account does not use that role (or it is `dns`, which no move takes).
+    #[error("the account has no {role} role to move")]
+    RoleNotUsed { role: Role },
     #[error("the server hosts {accounts} account(s) that need the role(s) {missing}")]
     RolesInUse { missing: RoleSet, accounts: u64 },
     #[error(transparent)]
@@ -180,13 +188,13 @@ impl StoreError {
     }
 }
 
-fn list_names(names: &[UserName], count: u64) -> String {
-    let mut out = names
+fn list_names(accounts: &[(UserName, RoleSet)], count: u64) -> String {
+    let mut out = accounts
         .iter()
-        .map(UserName::as_str)
+        .map(|(user, roles)| format!("{user}: {roles}"))
         .collect::<Vec<_>>()
-        .join(", ");
-    if (names.len() as u64) < count {
+        .join("; ");
+    if (accounts.len() as u64) < count {
         out.push_str(", …");
     }
     out

@@ -1,0 +1,355 @@
+//! Hosting accounts: each role on its own server, set up, moved and removed through the agents
+//! of those servers.
+//!
+//! - **Created**: placed role by role and recorded (`provisioning`) in one store transaction,
+//!   which refuses when a role cannot be placed or a server it needs is offline (nothing
+//!   recorded, no agent called); then each server is sent the account with the roles it serves
+//!   for it. When one fails, the servers already done are undone and the record goes, so no
+//!   half-made account (a site without its mail server) stays behind; only when an undo fails
+//!   too is the account kept, `failed`.
+//! - **Deleted** once every server it uses answers, on each of them, then from the store.
+//! - **Moved** one role at a time (the web role for `migrate`): set up on the target, taken off
+//!   the source (which keeps the account's other roles), then recorded; a failed step undoes
+//!   the earlier ones.
+
+use std::collections::BTreeMap;
+
+use time::OffsetDateTime;
+
+use super::roles::spec_for;
+use super::{Controller, ControllerError, Result};
+use crate::domain::{
+    Account, AccountId, AccountStatus, Role, RoleServers, RoleSet, Server, ServerId,
+};
+use crate::placement::{Candidate, PlacementError};
+use crate::protocol::agent::AgentAccount;
+use crate::protocol::{AccountInput, AccountView, MigrateInput, Reconciliation};
+use crate::store::StoreError;
+use crate::transport::{AgentClient, AgentEndpoint, TransportError};
+
+impl Controller {
+    /// Every account, by id.
+    pub async fn accounts(&self) -> Result<Vec<AccountView>> {
+        let accounts = self.store.accounts().await?;
+        Ok(accounts.iter().map(AccountView::from).collect())
+    }
+
+    pub async fn account(&self, id: AccountId) -> Result<AccountView> {
+        Ok(AccountView::from(&self.store.account(id).await?))
+    }
+
+    /// Creates an account (see the module documentation).
+    pub async fn create_account(&self, input: &AccountInput) -> Result<AccountView> {
+        let new = input.validate()?;
+        for (role, id) in &new.pins {
+            self.named_server(*id, &input.pin_field(*role)).await?;
+        }
+        let account = self
+            .store
+            .create_account(new, OffsetDateTime::now_utc())
+            .await
+            .map_err(|e| pin_error(e, input))?;
+        let servers = self.servers_of(&account.servers).await?;
+        let mut done: Vec<&Server> = Vec::new();
+        for (server, roles) in &servers {
+            let endpoint = AgentEndpoint::from(server);
+            let client = AgentClient::new(&*self.transport, &endpoint);
+            if let Err(e) = client.put_account(&spec_for(&account, *roles)).await {
+                if e.is_offline() {
+                    self.mark_unreachable(server, &e).await;
+                }
+                tracing::warn!(account = %account.id, server = %server.id, error = %e, "setting up an account failed");
+                let mut undo = done.clone();
+                if e.maybe_applied() {
+                    undo.push(server);
+                }
+                let clean = self.delete_on(&undo, &account).await;
+                let recorded = match clean {
+                    true => self.store.delete_account(account.id).await.map(drop),
+                    false => self
+                        .store
+                        .set_account_status(account.id, AccountStatus::Failed)
+                        .await
+                        .map(drop),
+                };
+                if let Err(store) = recorded {
+                    tracing::error!(account = %account.id, error = %store, "could not record the failure");
+                }
+                return Err(Self::agent_error(server.id, e));
+            }
+            done.push(server);
+        }
+        let account = self
+            .store
+            .set_account_status(account.id, AccountStatus::Active)
+            .await?;
+        tracing::info!(account = %account.id, user = %account.spec.username, servers = ?account.servers.servers(), "account created");
+        Ok(AccountView::from(&account))
+    }
+
+    /// The servers `placed` uses, each with the roles it serves, all known to be online.
+    async fn servers_of(&self, placed: &RoleServers) -> Result<Vec<(Server, RoleSet)>> {
+        let mut out = Vec::new();
+        for (id, roles) in placed.by_server() {
+            let server = self.store.server(id).await?;
+            Self::require_online(&server)?;
+            out.push((server, roles));
+        }
+        Ok(out)
+    }
+
+    /// Deletes `account` on each of `servers` (best effort, each logged); `true` when every
+    /// one confirmed.
+    async fn delete_on(&self, servers: &[&Server], account: &Account) -> bool {
+        let mut clean = true;
+        for server in servers {
+            let endpoint = AgentEndpoint::from(*server);
+            let client = AgentClient::new(&*self.transport, &endpoint);
+            if let Err(e) = client.delete_account(&account.spec.username).await {
+                tracing::error!(account = %account.id, server = %server.id, error = %e,
+                    "could not undo; the next reconciliation reports it");
+                clean = false;
+            }
+        }
+        clean
+    }
+
+    /// `503 agent_offline` when nothing reached the agent, otherwise the agent's failure.
+    pub(super) fn agent_error(server: ServerId, e: TransportError) -> ControllerError {
+        if e.maybe_applied() || e.conflict().is_some() {
+            ControllerError::Agent { server, source: e }
+        } else {
+            ControllerError::Offline {
+                server,
+                reason: e.to_string(),
+            }
+        }
+    }
+
+    /// Deletes an account on every server it uses (all must be online first), then from the
+    /// store. When a server fails, the account is kept, `failed`: deleting again finishes.
+    pub async fn delete_account(&self, id: AccountId) -> Result<()> {
+        let account = self.store.account(id).await?;
+        let servers = self.servers_of(&account.servers).await?;
+        for (server, _) in &servers {
+            let endpoint = AgentEndpoint::from(server);
+            let client = AgentClient::new(&*self.transport, &endpoint);
+            if let Err(e) = client.delete_account(&account.spec.username).await {
+                if e.is_offline() {
+                    self.mark_unreachable(server, &e).await;
+                }
+                if e.maybe_applied()
+                    && let Err(store) = self
+                        .store
+                        .set_account_status(id, AccountStatus::Failed)
+                        .await
+                {
+                    tracing::error!(account = %id, error = %store, "could not record the failure");
+                }
+                tracing::warn!(account = %id, server = %server.id, error = %e, "deleting an account failed");
+                return Err(Self::agent_error(server.id, e));
+            }
+        }
+        self.store.delete_account(id).await?;
+        tracing::info!(account = %id, user = %account.spec.username, "account deleted");
+        Ok(())
+    }
+
+    /// Moves an account's web role (user, PHP pool, vhost) to another server: set up on the
+    /// target, taken off the source (which keeps the account's other roles), then recorded.
+    /// When a step fails the earlier ones are undone, so the account stays served as recorded.
+    /// Site files are not copied.
+    pub async fn migrate_account(
+        &self,
+        id: AccountId,
+        input: &MigrateInput,
+    ) -> Result<AccountView> {
+        let target_id = input.validate()?;
+        let account = self.store.account(id).await?;
+        let Some(source_id) = account.web_server() else {
+            return Err(crate::domain::Rule::RoleNotUsed
+                .at("target_server_id")
+                .into());
+        };
+        if target_id == source_id {
+            return Ok(AccountView::from(&account));
+        }
+        let source = self.store.server(source_id).await?;
+        let target = self.named_server(target_id, "target_server_id").await?;
+        Self::require_online(&source)?;
+        crate::placement::check_move(&Candidate::from(&target), Role::Web, &account.servers)
+            .map_err(|error| ControllerError::Unfit {
+                field: "target_server_id",
+                error,
+            })?;
+        let before = &account.servers;
+        let mut after = before.clone();
+        after.set(Role::Web, vec![target.id]);
+
+        // Onto the target, with whatever else the account already has there.
+        if let Err(e) = self
+            .put_roles(&target, &account, after.roles_on(target.id))
+            .await
+        {
+            if e.maybe_applied() {
+                self.restore_on(&target, &account, before).await;
+            }
+            return Err(Self::agent_error(target.id, e));
+        }
+        // Off the source, which keeps the account's other roles.
+        if let Err(e) = self
+            .put_roles(&source, &account, after.roles_on(source.id))
+            .await
+        {
+            self.restore_on(&target, &account, before).await;
+            if e.maybe_applied() {
+                // The source may have removed it: re-establish it there as recorded.
+                if let Err(again) = self
+                    .put_roles(&source, &account, before.roles_on(source.id))
+                    .await
+                {
+                    if let Err(store) = self
+                        .store
+                        .set_account_status(id, AccountStatus::Failed)
+                        .await
+                    {
+                        tracing::error!(account = %id, error = %store, "could not record the failure");
+                    }
+                    return Err(Self::agent_error(source.id, again));
+                }
+            }
+            return Err(Self::agent_error(source.id, e));
+        }
+        let moved = self.store.move_role(id, Role::Web, target.id).await?;
+        tracing::info!(account = %id, from = %source.id, to = %target.id, "web role migrated");
+        Ok(AccountView::from(&moved))
+    }
+
+    /// Puts `account` on `server` with `roles`, or deletes it there when `roles` is empty.
+    async fn put_roles(
+        &self,
+        server: &Server,
+        account: &Account,
+        roles: RoleSet,
+    ) -> std::result::Result<(), TransportError> {
+        let endpoint = AgentEndpoint::from(server);
+        let client = AgentClient::new(&*self.transport, &endpoint);
+        let result = match roles.is_empty() {
+            true => client
+                .delete_account(&account.spec.username)
+                .await
+                .map(drop),
+            false => client
+                .put_account(&spec_for(account, roles))
+                .await
+                .map(drop),
+        };
+        if let Err(e) = &result
+            && e.is_offline()
+        {
+            self.mark_unreachable(server, e).await;
+        }
+        result
+    }
+
+    /// Best effort: makes `server` hold `account` as `placed` says (logged when it cannot).
+    async fn restore_on(&self, server: &Server, account: &Account, placed: &RoleServers) {
+        if let Err(e) = self
+            .put_roles(server, account, placed.roles_on(server.id))
+            .await
+        {
+            tracing::error!(account = %account.id, server = %server.id, error = %e,
+                "could not undo a partial migration; the next reconciliation reports it");
+        }
+    }
+
+    /// Compares what a server's agent has with what is recorded for it, and sets each recorded
+    /// account's status from that: `active` when the agent has it as recorded (with the roles
+    /// the account has there), `failed` when not. Accounts only the agent has are reported,
+    /// never deleted.
+    pub async fn reconcile(&self, id: ServerId) -> Result<Reconciliation> {
+        let server = self.store.server(id).await?;
+        Self::require_online(&server)?;
+        let endpoint = AgentEndpoint::from(&server);
+        let client = AgentClient::new(&*self.transport, &endpoint);
+        let reported = match client.accounts().await {
+            Ok(list) => list.accounts,
+            Err(e) => {
+                if e.is_offline() {
+                    self.mark_unreachable(&server, &e).await;
+                }
+                return Err(ControllerError::Agent {
+                    server: id,
+                    source: e,
+                });
+            }
+        };
+        let mut on_agent: BTreeMap<String, AgentAccount> = reported
+            .into_iter()
+            .map(|a| (a.username.clone(), a))
+            .collect();
+        let mut report = Reconciliation::default();
+        for account in self.store.accounts_on(id).await? {
+            let name = account.spec.username.to_string();
+            let expected = spec_for(&account, account.servers.roles_on(id));
+            let (status, list) = match on_agent.remove(&name) {
+                None => (AccountStatus::Failed, &mut report.missing_on_agent),
+                Some(a) if same_account(&expected, &a) => {
+                    (AccountStatus::Active, &mut report.in_sync)
+                }
+                Some(_) => (AccountStatus::Failed, &mut report.differing),
+            };
+            list.push(name);
+            if account.status != status {
+                self.store.set_account_status(account.id, status).await?;
+            }
+        }
+        report.unknown_to_controller = on_agent.into_keys().collect();
+        report.in_sync.sort();
+        report.missing_on_agent.sort();
+        report.differing.sort();
+        Ok(report)
+    }
+}
+
+/// A placement error about a pinned role names the field the pin came in (`server_id` or
+/// `servers.<role>`).
+fn pin_error(e: StoreError, input: &AccountInput) -> ControllerError {
+    match e {
+        StoreError::Placement(error @ PlacementError::Unfit { role, .. }) if role != Role::Dns => {
+            let field = match input.pin_field(role).as_str() {
+                "server_id" => "server_id",
+                _ => pin_field_static(role),
+            };
+            ControllerError::Unfit { field, error }
+        }
+        other => other.into(),
+    }
+}
+
+fn pin_field_static(role: Role) -> &'static str {
+    match role {
+        Role::Web => "servers.web",
+        Role::Mail => "servers.mail",
+        Role::Dns => "servers.dns",
+        Role::Db => "servers.db",
+        Role::Backup => "servers.backup",
+    }
+}
+
+/// Whether the agent's copy of an account is what the server should have (a recorded PHP
+/// version of `None` accepts the agent's default).
+fn same_account(expected: &crate::domain::AccountSpec, agent: &AgentAccount) -> bool {
+    let web = expected.roles.contains(Role::Web);
+    expected
+        .domains
+        .iter()
+        .map(|d| d.as_str())
+        .eq(agent.domains.iter().map(String::as_str))
+        && expected.roles == agent.roles
+        && (!web
+            || (expected
+                .php_version
+                .is_none_or(|v| v.to_string() == agent.php_version)
+                && expected.php == agent.php))
+}
