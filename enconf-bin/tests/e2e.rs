@@ -163,7 +163,7 @@ fn controller_and_two_agents_end_to_end() {
         err["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("1 account(s) (shop)"),
+            .contains("1 account(s) (shop: web)"),
         "{err}"
     );
     let (status, _) = api(

@@ -152,7 +152,7 @@ try {
   // The table refreshes by itself: the refusal must outlive the next refresh.
   await page.waitForResponse((r) => r.request().method() === "GET" && r.url().endsWith("/api/v1/servers"));
   await page.waitForTimeout(100);
-  assert.match(await refusal.textContent(), /1 account\(s\) \(shop\): migrate or delete them first/);
+  assert.match(await refusal.textContent(), /1 account\(s\) \(shop: web\): migrate or delete them first/);
   assert.equal(await web1.count(), 1);
   await page.getByRole("button", { name: "Delete Spare" }).click();
   await spare.waitFor({ state: "detached" });
