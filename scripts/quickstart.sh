@@ -20,6 +20,7 @@ AGENT_BIND=127.0.0.1
 AGENT_PORT=$agent_port
 AGENT_MODE=sandbox
 AGENT_SANDBOX_ROOT=$PWD/$dir/sandbox
+AGENT_ROLES=web,mail,dns,db,backup
 CONF
 cargo build --release --locked -p enconf-bin --bins
 

@@ -149,6 +149,9 @@ fn the_agent_reads_the_token_the_install_script_writes() {
         let values = parse_env_file("config.env", &text).unwrap();
         assert_eq!(values["AGENT_TOKEN"], token);
         assert_eq!(values["AGENT_PORT"], "50000");
+        assert_eq!(values["AGENT_ROLES"], "web");
+        let roles: enconf_core::domain::RoleSet = values["AGENT_ROLES"].parse().unwrap();
+        assert_eq!(roles, spec.roles, "the agent serves the server's roles");
     }
 }
 

@@ -115,7 +115,7 @@ fn a_newer_schema_is_refused() {
     match Engine::Redb(path).open(&key()) {
         Err(StoreError::UnsupportedSchema {
             found: 99,
-            supported: 2,
+            supported: enconf_core::store::SCHEMA_VERSION,
         }) => {}
         other => panic!("expected a schema refusal, got {other:?}"),
     }

@@ -169,6 +169,15 @@ fn input_rules() -> Vec<(&'static str, &'static [&'static str], serde_json::Valu
                     "items": {"type": "string", "format": "idn-hostname", "minLength": 1}},
                 "php_version": {"type": ["string", "null"], "pattern": "^[5-9]\\.(0|[1-9][0-9]?)$"},
                 "server_id": {"type": ["integer", "null"], "minimum": 0},
+                "roles": {"type": ["array", "null"], "minItems": 1, "uniqueItems": true,
+                    "items": {"type": "string", "enum": ["web", "mail", "dns", "db", "backup"]}},
+                "servers": {"type": ["object", "null"], "additionalProperties": false,
+                    "properties": {
+                        "web": {"type": "integer", "minimum": 0},
+                        "mail": {"type": "integer", "minimum": 0},
+                        "db": {"type": "integer", "minimum": 0},
+                        "backup": {"type": "integer", "minimum": 0},
+                    }},
             }),
         ),
         (

@@ -35,6 +35,8 @@ pub fn config_env(spec: &ServerSpec, token: &str) -> Vec<String> {
         "# Written by the enconf installation script.".to_owned(),
         format!("AGENT_TOKEN={}", sh_quote(token)),
         format!("AGENT_PORT={}", spec.agent_url.port()),
+        // The server's roles are validated names (`web,mail`): nothing to quote.
+        format!("AGENT_ROLES={}", spec.roles),
     ];
     let loopback = match url.host() {
         Host::Name(n) => n.as_str() == "localhost",

@@ -314,9 +314,22 @@ impl Controller {
 
     /// Asks the agent for its health (within the configured timeout) and records the result.
     pub(crate) async fn check(&self, server: Server) -> Result<Server> {
-        let health = self
+        let mut health = self
             .probe(&AgentEndpoint::from(&server), &server.health)
             .await;
+        // Reachable, but not serving every role the server is recorded with: said where the
+        // admin looks (the agent refuses those roles' requests).
+        if let Some(served) = health.agent_roles
+            && health.reachable
+            && health.last_error.is_none()
+        {
+            let missing = server.spec.roles.difference(served);
+            if !missing.is_empty() {
+                health.last_error = Some(format!(
+                    "the agent does not serve {missing} (its AGENT_ROLES is {served})"
+                ));
+            }
+        }
         if health.reachable != server.health.reachable {
             tracing::info!(
                 server = %server.id,
@@ -339,21 +352,21 @@ impl Controller {
         match answer {
             Ok(Ok(h)) => {
                 let agent_id = h.agent_id.filter(|id| AgentHealth::valid_agent_id(id));
-                match semver::Version::parse(&h.version) {
-                    Ok(version) => Health {
-                        agent_version: Some(version),
-                        reachable: true,
-                        last_seen: Some(now),
-                        last_error: None,
-                        agent_id,
-                    },
-                    Err(e) => Health {
-                        agent_version: None,
-                        reachable: true,
-                        last_seen: Some(now),
-                        last_error: Some(format!("the agent reports version {:?}: {e}", h.version)),
-                        agent_id,
-                    },
+                let agent_roles = h.roles.as_ref().map(|r| r.keys().copied().collect());
+                let (agent_version, last_error) = match semver::Version::parse(&h.version) {
+                    Ok(version) => (Some(version), None),
+                    Err(e) => (
+                        None,
+                        Some(format!("the agent reports version {:?}: {e}", h.version)),
+                    ),
+                };
+                Health {
+                    agent_version,
+                    reachable: true,
+                    last_seen: Some(now),
+                    last_error,
+                    agent_id,
+                    agent_roles,
                 }
             }
             Ok(Err(e)) => Self::unreachable(previous, e.to_string()),

@@ -81,6 +81,9 @@ pub struct Health {
     /// agent under two spellings of its URL is one agent.
     #[serde(default)]
     pub agent_id: Option<String>,
+    /// The roles the agent says it serves (`None`: an agent before roles, or never seen).
+    #[serde(default)]
+    pub agent_roles: Option<RoleSet>,
 }
 
 /// A server as the store keeps it.

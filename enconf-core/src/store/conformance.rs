@@ -118,6 +118,7 @@ fn online() -> Health {
         last_seen: Some(NOW),
         last_error: None,
         agent_id: None,
+        agent_roles: None,
     }
 }
 
