@@ -84,3 +84,50 @@ fn settings_servers_in_headless_chromium() {
         assert!(shots.join(shot).exists(), "{shot}");
     }
 }
+
+#[test]
+fn accounts_in_headless_chromium() {
+    if skip_or_fail(missing()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let _agents: Vec<Proc> = ["web", "mail", "web2"]
+        .iter()
+        .zip(&ports)
+        .map(|(name, port)| start_agent(d, name, *port, AGENT_TOKEN))
+        .collect();
+    let api_port = free_port();
+    let _controller = start_controller(d, api_port);
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/browser-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let urls: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    let out = Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/accounts.mjs"))
+        .env("BASE_URL", format!("http://127.0.0.1:{api_port}"))
+        .env("ADMIN_TOKEN", ADMIN)
+        .env("AGENT_URLS", urls.join(" "))
+        .env("AGENT_TOKEN", AGENT_TOKEN)
+        .env("SCREENSHOTS", &shots)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser tests failed:\n{stdout}\n{stderr}\ncontroller log:\n{}",
+        std::fs::read_to_string(d.join("controller.log")).unwrap_or_default()
+    );
+    assert!(stdout.contains("browser tests passed"), "{stdout}");
+    for shot in [
+        "accounts.png",
+        "account-form-error.png",
+        "accounts-narrow.png",
+    ] {
+        assert!(shots.join(shot).exists(), "{shot}");
+    }
+}

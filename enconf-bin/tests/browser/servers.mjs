@@ -48,7 +48,7 @@ try {
   await page.getByLabel("Agent Token").fill(env("AGENT_TOKEN"));
   await page.getByRole("button", { name: "Single server (all roles)" }).click();
   for (const role of ["web", "mail", "dns", "db", "backup"]) {
-    assert.ok(await page.getByLabel(role, { exact: true }).isChecked(), role);
+    assert.ok(await dialog.getByLabel(role, { exact: true }).isChecked(), role);
   }
   await page.getByLabel("Max. Accounts").fill("500");
   await page.getByLabel("phpMyAdmin Path").fill("/phpmyadmin");
@@ -68,7 +68,7 @@ try {
   await page.getByLabel("Hostname", { exact: true }).fill("bad host;.example.com");
   await page.getByLabel("Agent URL").fill("http://127.0.0.1:9");
   await page.getByLabel("Agent Token").fill("0123456789abcdef0123");
-  await page.getByLabel("web", { exact: true }).check();
+  await dialog.getByLabel("web", { exact: true }).check();
   await page.getByRole("button", { name: "Create" }).click();
   const hostError = page.locator('.error[data-for="hostname"]');
   await hostError.waitFor();
@@ -83,7 +83,7 @@ try {
   await page.getByLabel("Hostname", { exact: true }).fill("spare.example.com");
   await page.getByLabel("Agent URL").fill("http://127.0.0.1:9");
   await page.getByLabel("Agent Token").fill("0123456789abcdef0123");
-  await page.getByLabel("backup", { exact: true }).check();
+  await dialog.getByLabel("backup", { exact: true }).check();
   await page.getByRole("button", { name: "Create" }).click();
   const spare = page.locator('tr[data-name="Spare"]');
   await spare.locator('[data-reachable="false"]').waitFor();

@@ -1,4 +1,5 @@
-// The controller's web page: Settings > Servers. Plain JavaScript over the Management API.
+// The controller's web page: Accounts, and Settings > Servers. Plain JavaScript over the
+// Management API.
 // The admin token lives in sessionStorage only (gone when the browser session ends).
 "use strict";
 
@@ -13,6 +14,8 @@ let shown = null; // the list last rendered, as JSON
 let editing = null; // the server being edited, or null when adding
 let sslServer = null;
 let timer = null;
+let accounts = [];
+let shownAccounts = null; // the accounts and servers last rendered, as JSON
 
 function token() { return sessionStorage.getItem("enconf-admin-token"); }
 
@@ -50,27 +53,43 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-// ---- login --------------------------------------------------------------------------------
+// ---- views and login ----------------------------------------------------------------------
+
+/** The view the address names: `#accounts` or `#servers` (the default). */
+function view() {
+  return location.hash === "#accounts" ? "accounts" : "servers";
+}
 
 function show() {
   const logged = Boolean(token());
   $("#login").hidden = logged;
-  $("#servers").hidden = !logged;
   $("#nav").hidden = !logged;
+  $("#servers").hidden = !logged || view() !== "servers";
+  $("#accounts").hidden = !logged || view() !== "accounts";
+  document.querySelectorAll("#nav a[data-view]").forEach((a) => {
+    if (a.dataset.view === view()) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  });
   clearInterval(timer);
   if (logged) {
-    refresh();
-    timer = setInterval(refresh, REFRESH_MS);
+    const tick = () => (view() === "accounts" ? refreshAccounts() : refresh());
+    tick();
+    timer = setInterval(tick, REFRESH_MS);
   } else {
     $("#login-token").focus();
   }
 }
 
+window.addEventListener("hashchange", show);
+
 function logout() {
   sessionStorage.removeItem("enconf-admin-token");
   servers = [];
   shown = null;
+  accounts = [];
+  shownAccounts = null;
   render();
+  renderAccounts();
   show();
 }
 
@@ -112,6 +131,7 @@ const ICONS = {
   script: "M5 20h14v-2H5v2zM19 9h-4V3H9v6H5l7 7 7-7z",
   lock: "M18 8h-1V6a5 5 0 0 0-10 0v2H6a2 2 0 0 0-2 2v10a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V10a2 2 0 0 0-2-2zm-6 9a2 2 0 1 1 0-4 2 2 0 0 1 0 4zm3.1-9H8.9V6a3.1 3.1 0 0 1 6.2 0v2z",
   trash: "M6 19a2 2 0 0 0 2 2h8a2 2 0 0 0 2-2V7H6v12zM19 4h-3.5l-1-1h-5l-1 1H5v2h14V4z",
+  move: "M16 13v-2H7V8l-4 4 4 4v-3h9zm4-9h-8v2h8v12h-8v2h8a2 2 0 0 0 2-2V6a2 2 0 0 0-2-2z",
 };
 
 function icon(name) {
@@ -134,14 +154,24 @@ function iconButton(label, name, onclick) {
 // rows meanwhile, that button is gone, so the focus goes to its replacement.
 let opener = null;
 document.addEventListener("focusin", (e) => {
-  if (e.target.closest?.("#server-table, #add-server")) opener = e.target;
+  if (e.target.closest?.("#server-table, #add-server, #account-table, #add-account")) opener = e.target;
 });
 document.querySelectorAll("dialog").forEach((d) => d.addEventListener("close", () => {
   if (!opener || opener.isConnected) return; // the browser has given it back
   const label = opener.getAttribute("aria-label");
-  const again = [...document.querySelectorAll("#server-table button[aria-label]")].find((b) => b.getAttribute("aria-label") === label);
+  const again = [...document.querySelectorAll("table button[aria-label]")].find((b) => b.getAttribute("aria-label") === label);
   if (again) again.focus();
 }));
+
+/** Replaces a table body's rows; a keyboard user keeps the focus on the same button. */
+function replaceRows(body, rows) {
+  const focused = body.contains(document.activeElement) ? document.activeElement.getAttribute("aria-label") : null;
+  body.replaceChildren(...rows);
+  if (focused) {
+    const again = [...body.querySelectorAll("button[aria-label]")].find((b) => b.getAttribute("aria-label") === focused);
+    if (again) again.focus();
+  }
+}
 
 function render() {
   const body = $("#server-table tbody");
@@ -168,20 +198,14 @@ function render() {
       td("Update", update),
       td("Active", s.active ? "Yes" : "No"),
       td("Accounts", String(s.accounts)),
-      el("td", { class: "row-actions", "data-label": "" },
+      el("td", { class: "row-actions actions-col", "data-label": "" },
         iconButton(`Edit ${s.name}`, "edit", () => openForm(s)),
         iconButton(`Installation script for ${s.name}`, "script", () => openScript(s)),
         iconButton(`SSL for ${s.name}`, "lock", () => openSsl(s)),
         iconButton(`Delete ${s.name}`, "trash", () => removeServer(s)),
       ));
   });
-  // The rows are rebuilt on every refresh: a keyboard user keeps the focus on the same button.
-  const focused = body.contains(document.activeElement) ? document.activeElement.getAttribute("aria-label") : null;
-  body.replaceChildren(...rows);
-  if (focused) {
-    const again = [...body.querySelectorAll("button[aria-label]")].find((b) => b.getAttribute("aria-label") === focused);
-    if (again) again.focus();
-  }
+  replaceRows(body, rows);
   $("#no-servers").hidden = servers.length > 0;
 }
 
@@ -205,13 +229,18 @@ function clearErrors(form) {
   form.querySelectorAll("[aria-invalid]").forEach((i) => i.removeAttribute("aria-invalid"));
 }
 
-/** Shows an API error beside the field it names (`roles[1]` → roles), or at the form. */
+/**
+ * Shows an API error beside the field it names, or at the form. The field is looked up as it
+ * is (`servers.mail`), then without its index (`roles[1]` → roles), then without its part
+ * (`php.memory_limit_mb` → php).
+ */
 function showError(form, err, fallback) {
-  const base = (err.field || "").replace(/\[.*$/, "").replace(/\..*$/, "");
-  const slot = base && form.querySelector(`.error[data-for="${base}"]`);
-  if (slot) {
-    slot.textContent = err.message;
-    const input = form.querySelector(`[name="${base}"]`);
+  const field = err.field || "";
+  const names = [field, field.replace(/\[.*$/, ""), field.replace(/\[.*$/, "").replace(/\..*$/, "")];
+  const name = field && names.find((n) => form.querySelector(`.error[data-for="${n}"]`));
+  if (name) {
+    form.querySelector(`.error[data-for="${name}"]`).textContent = err.message;
+    const input = form.querySelector(`[name="${name}"]`);
     if (input) { input.setAttribute("aria-invalid", "true"); input.focus(); }
   } else {
     fallback.textContent = err.message;
@@ -374,6 +403,148 @@ $("#ssl-form").addEventListener("submit", async (e) => {
     await loadSsl();
   } catch (err) {
     showError(form, err, $("#ssl-error"));
+  }
+});
+
+// ---- accounts -----------------------------------------------------------------------------
+
+const PIN_ROLES = ["web", "mail", "db", "backup"];
+
+async function refreshAccounts() {
+  try {
+    const [list, serverList] = await Promise.all([api("GET", "/accounts"), api("GET", "/servers")]);
+    $("#accounts-load-error").textContent = "";
+    const seen = JSON.stringify([list, serverList]);
+    if (seen === shownAccounts) return;
+    accounts = list;
+    servers = serverList;
+    shownAccounts = seen;
+    renderAccounts();
+  } catch (err) {
+    if (err.status !== 401) $("#accounts-load-error").textContent = `Cannot load the accounts: ${err.message}`;
+  }
+}
+
+function serverName(id) {
+  return servers.find((s) => s.id === id)?.name || `server ${id}`;
+}
+
+function renderAccounts() {
+  const body = $("#account-table tbody");
+  const rows = accounts.map((a) => {
+    const on = (role) => {
+      const where = a.servers[role];
+      if (where == null) return "—";
+      return Array.isArray(where) ? where.map(serverName).join(", ") : serverName(where);
+    };
+    const td = (label, content) => el("td", { "data-label": label }, content);
+    const actions = el("td", { class: "row-actions actions-col", "data-label": "" });
+    if (a.servers.web != null) actions.append(iconButton(`Migrate ${a.username}`, "move", () => openMigrate(a)));
+    actions.append(iconButton(`Delete ${a.username}`, "trash", () => removeAccount(a)));
+    return el("tr", { "data-account": String(a.id), "data-name": a.username },
+      td("User Name", a.username),
+      td("Domains", a.domains.join(", ")),
+      td("Status", el("span", { class: `status ${a.status}` }, a.status)),
+      td("Web", on("web")), td("Mail", on("mail")), td("DNS", on("dns")),
+      td("DB", on("db")), td("Backup", on("backup")),
+      actions);
+  });
+  replaceRows(body, rows);
+  $("#no-accounts").hidden = accounts.length > 0;
+}
+
+async function removeAccount(a) {
+  if (!confirm(`Delete the account ${a.username} on every server it uses?`)) return;
+  try {
+    await api("DELETE", `/accounts/${a.id}`);
+    $("#accounts-error").textContent = "";
+    await refreshAccounts();
+  } catch (err) {
+    $("#accounts-error").textContent = `Cannot delete ${a.username}: ${err.message}`;
+  }
+}
+
+/** The pin selects offer "automatic" and the servers that have the role. */
+function fillPins() {
+  for (const role of PIN_ROLES) {
+    const select = $(`#a-pin-${role}`);
+    select.replaceChildren(el("option", { value: "" }, "Automatic"),
+      ...servers.filter((s) => s.roles.includes(role)).map((s) => el("option", { value: String(s.id) }, s.name)));
+  }
+  showPins();
+}
+
+/** A pin is offered only for a role the account uses. */
+function showPins() {
+  const roles = [...document.querySelectorAll('#a-roles input[name="roles"]:checked')].map((c) => c.value);
+  document.querySelectorAll(".pin").forEach((p) => { p.hidden = !roles.includes(p.dataset.role); });
+}
+
+function openAccountForm() {
+  const form = $("#account-form");
+  form.reset();
+  clearErrors(form);
+  fillPins();
+  $("#account-dialog").showModal();
+  form.elements.username.focus();
+}
+
+$("#add-account").addEventListener("click", openAccountForm);
+$("#cancel-account").addEventListener("click", () => $("#account-dialog").close());
+$("#a-roles").addEventListener("change", showPins);
+$("#account-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const form = e.target;
+  clearErrors(form);
+  const body = {
+    username: form.elements.username.value.trim(),
+    domains: form.elements.domains.value.split(/[\s,]+/).filter(Boolean),
+    roles: [...form.querySelectorAll('input[name="roles"]:checked')].map((c) => c.value),
+  };
+  const php = form.elements.php_version.value.trim();
+  if (php) body.php_version = php;
+  const pins = {};
+  for (const role of PIN_ROLES) {
+    const v = form.elements[`servers.${role}`].value;
+    if (v && body.roles.includes(role)) pins[role] = Number(v);
+  }
+  if (Object.keys(pins).length) body.servers = pins;
+  try {
+    await api("POST", "/accounts", body);
+    $("#account-dialog").close();
+    await refreshAccounts();
+  } catch (err) {
+    showError(form, err, $("#account-form-error"));
+  }
+});
+
+let migrating = null;
+
+function openMigrate(a) {
+  migrating = a;
+  const form = $("#migrate-form");
+  form.reset();
+  clearErrors(form);
+  $("#migrate-title").textContent = `Migrate ${a.username}`;
+  const select = $("#m-target");
+  select.replaceChildren(...servers.filter((s) => s.id !== a.servers.web)
+    .map((s) => el("option", { value: String(s.id) }, `${s.name} (${s.roles.join(", ")})`)));
+  $("#migrate-dialog").showModal();
+  select.focus();
+}
+
+$("#cancel-migrate").addEventListener("click", () => $("#migrate-dialog").close());
+$("#migrate-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const form = e.target;
+  clearErrors(form);
+  const target = form.elements.target_server_id.value;
+  try {
+    await api("POST", `/accounts/${migrating.id}/migrate`, { target_server_id: target ? Number(target) : null });
+    $("#migrate-dialog").close();
+    await refreshAccounts();
+  } catch (err) {
+    showError(form, err, $("#migrate-error"));
   }
 });
 

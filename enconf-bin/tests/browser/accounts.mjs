@@ -1,0 +1,156 @@
+// Accounts in headless Chromium, driven by playwright-core. Started by
+// enconf-bin/tests/browser.rs, which runs the controller and three sandbox agents and passes:
+// BASE_URL, ADMIN_TOKEN, AGENT_URLS (three, space-separated), AGENT_TOKEN, SCREENSHOTS.
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const BASE = env("BASE_URL");
+const SHOTS = env("SCREENSHOTS");
+const AUTH = { Authorization: `Bearer ${env("ADMIN_TOKEN")}` };
+const step = (s) => console.log(`step: ${s}`);
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run"],
+});
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.on("pageerror", (e) => { throw new Error(`page error: ${e.message}`); });
+  page.setDefaultTimeout(20000);
+
+  step("three servers through the API: web,db / mail,dns / web");
+  const [webUrl, mailUrl, web2Url] = env("AGENT_URLS").split(" ");
+  const ids = {};
+  for (const [name, url, roles] of [["Web 1", webUrl, ["web", "db"]], ["Mail 1", mailUrl, ["mail", "dns"]], ["Web 2", web2Url, ["web"]]]) {
+    const res = await page.request.post(`${BASE}/api/v1/servers`, {
+      headers: AUTH,
+      data: { name, hostname: `${name.replace(" ", "").toLowerCase()}.example.com`, agent_url: url, agent_token: env("AGENT_TOKEN"), roles },
+    });
+    assert.equal(res.status(), 201, await res.text());
+    ids[name] = (await res.json()).id;
+  }
+
+  step("login, then Accounts");
+  await page.goto(`${BASE}/?refresh=500`);
+  await page.getByLabel("Admin token").fill(env("ADMIN_TOKEN"));
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "Servers" }).waitFor();
+  await page.getByRole("link", { name: "Accounts" }).click();
+  await page.getByRole("heading", { name: "Accounts" }).waitFor();
+  assert.equal(await page.getByRole("link", { name: "Accounts" }).getAttribute("aria-current"), "page");
+  await page.locator("#no-accounts").waitFor();
+
+  step("errors beside their fields: the user name, a pin the server cannot take");
+  await page.getByRole("button", { name: "Add Account" }).click();
+  const dialog = page.locator("#account-dialog");
+  await dialog.waitFor();
+  assert.equal(await page.getByLabel("Mail server").isVisible(), false, "no pin for a role not chosen");
+  await page.getByLabel("User Name").fill("Shop");
+  await page.getByLabel("Domains").fill("shop.example");
+  await page.getByRole("button", { name: "Create" }).click();
+  const userError = page.locator('.error[data-for="username"]');
+  await userError.waitFor();
+  assert.match(await userError.textContent(), /username/);
+  assert.equal(await page.getByLabel("User Name").getAttribute("aria-invalid"), "true");
+  await page.getByLabel("User Name").fill("shop");
+  await dialog.getByLabel("mail", { exact: true }).check();
+  // Only servers with the role are offered; a pin to another (as a panel might send) is
+  // refused by the API beside the select.
+  const offered = await page.getByLabel("Mail server").locator("option").allTextContents();
+  assert.deepEqual(offered, ["Automatic", "Mail 1"]);
+  await page.evaluate((id) => {
+    const s = document.querySelector("#a-pin-mail");
+    s.append(new Option("Web 1 (forced)", String(id)));
+    s.value = String(id);
+  }, ids["Web 1"]);
+  await page.getByRole("button", { name: "Create" }).click();
+  const pinError = page.locator('.error[data-for="servers.mail"]');
+  await pinError.waitFor();
+  assert.match(await pinError.textContent(), /lacks the role\(s\) mail/);
+  await page.screenshot({ path: `${SHOTS}/account-form-error.png` });
+
+  step("an account with web, mail and dns: each role on its server");
+  await page.getByLabel("Mail server").selectOption({ label: "Automatic" });
+  await dialog.getByLabel("dns", { exact: true }).check();
+  await page.getByLabel("Domains").fill("shop.example, www.shop.example");
+  await page.getByRole("button", { name: "Create" }).click();
+  await dialog.waitFor({ state: "hidden" });
+  const shop = page.locator('#account-table tr[data-name="shop"]');
+  await shop.waitFor();
+  const cell = (label) => shop.locator(`td[data-label="${label}"]`).textContent();
+  assert.equal(await cell("Domains"), "shop.example, www.shop.example");
+  assert.equal(await cell("Status"), "active");
+  assert.equal(await cell("Web"), "Web 1", "the least loaded web server");
+  assert.equal(await cell("Mail"), "Mail 1");
+  assert.equal(await cell("DNS"), "Mail 1");
+  assert.equal(await cell("DB"), "—");
+  await page.screenshot({ path: `${SHOTS}/accounts.png` });
+
+  step("migrate the web role: errors beside the field, then done");
+  await page.getByRole("button", { name: "Migrate shop" }).click();
+  const migrate = page.locator("#migrate-dialog");
+  await migrate.waitFor();
+  await page.getByLabel("Target server").selectOption({ label: "Mail 1 (mail, dns)" });
+  await page.getByRole("button", { name: "Migrate", exact: true }).click();
+  const targetError = page.locator('.error[data-for="target_server_id"]');
+  await targetError.waitFor();
+  assert.match(await targetError.textContent(), /lacks the role\(s\) web/);
+  await page.getByLabel("Target server").selectOption({ label: "Web 2 (web)" });
+  await page.getByRole("button", { name: "Migrate", exact: true }).click();
+  await migrate.waitFor({ state: "hidden" });
+  await page.waitForFunction(() => document.querySelector('#account-table tr[data-name="shop"] td[data-label="Web"]')?.textContent === "Web 2");
+  assert.equal(await cell("Mail"), "Mail 1", "the other roles stay");
+
+  step("every action is visible at 1280 px");
+  for (const table of ["#account-table", "#server-table"]) {
+    if (table === "#server-table") {
+      await page.getByRole("link", { name: "Servers" }).click();
+      await page.locator('#server-table tr[data-name="Web 2"]').waitFor();
+    }
+    const boxes = await page.locator(`${table} .row-actions button`).evaluateAll((bs) => bs.map((b) => {
+      const r = b.getBoundingClientRect();
+      return { label: b.getAttribute("aria-label"), right: r.right, left: r.left };
+    }));
+    assert.ok(boxes.length > 0, table);
+    for (const b of boxes) {
+      assert.ok(b.left >= 0 && b.right <= 1280, `${b.label} is cut off: ${JSON.stringify(b)}`);
+    }
+  }
+  await page.screenshot({ path: `${SHOTS}/server-table-1280.png` });
+  await page.getByRole("link", { name: "Accounts" }).click();
+  await shop.waitFor();
+
+  step("every action is reachable at 375 px");
+  await page.setViewportSize({ width: 375, height: 800 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
+  for (const label of ["Migrate shop", "Delete shop"]) {
+    const button = page.getByRole("button", { name: label });
+    await button.scrollIntoViewIfNeeded();
+    const box = await button.boundingBox();
+    assert.ok(box && box.x >= 0 && box.x + box.width <= 375, `${label}: ${JSON.stringify(box)}`);
+  }
+  await page.screenshot({ path: `${SHOTS}/accounts-narrow.png`, fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  step("delete");
+  page.on("dialog", (d) => d.accept());
+  await page.getByRole("button", { name: "Delete shop" }).click();
+  await shop.waitFor({ state: "detached" });
+  await page.locator("#no-accounts").waitFor();
+
+  step("every input has a label");
+  const unlabeled = await page.evaluate(() => [...document.querySelectorAll("input, select, textarea")]
+    .filter((i) => !i.labels?.length && !i.getAttribute("aria-label")).map((i) => i.id || i.name));
+  assert.deepEqual(unlabeled, []);
+  console.log("browser tests passed");
+} finally {
+  await browser.close();
+}
