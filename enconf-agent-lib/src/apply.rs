@@ -72,6 +72,13 @@ impl<S: System> Applier<S> {
             .collect()
     }
 
+    /// The PHP versions this server offers (`None` when it does not serve the web role).
+    pub fn php_versions(&self) -> Option<Vec<enconf_core::domain::PhpVersion>> {
+        self.served
+            .contains(Role::Web)
+            .then(|| roles::web::php_versions(&self.exec))
+    }
+
     fn accounts_dir(&self) -> PathBuf {
         self.layout().state_dir.join("accounts")
     }

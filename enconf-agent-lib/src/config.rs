@@ -150,6 +150,22 @@ impl Layout {
         Self::versioned(&self.php_fpm_bin, v)
     }
 
+    /// The directory the PHP-FPM programs are in, and the parts of their file name around the
+    /// version (`/usr/sbin`, `php-fpm`, ``), to find the installed versions.
+    pub fn php_fpm_bin_pattern(&self) -> (PathBuf, String, String) {
+        let (before, after) = self
+            .php_fpm_bin
+            .split_once("{version}")
+            .unwrap_or((self.php_fpm_bin.as_str(), ""));
+        let before = std::path::Path::new(before);
+        let dir = before.parent().map(PathBuf::from).unwrap_or_default();
+        let prefix = before
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (dir, prefix, after.to_owned())
+    }
+
     pub fn php_fpm_pool_dir(&self, v: PhpVersion) -> PathBuf {
         Self::versioned(&self.php_fpm_pool_dir, v)
     }

@@ -44,6 +44,9 @@ pub enum ApplyError {
     /// The account's user name belongs to a user or group the agent did not create.
     #[error("{reason}")]
     UserTaken { user: UserName, reason: String },
+    /// A value this server cannot take (a PHP version it does not have); nothing was changed.
+    #[error(transparent)]
+    Invalid(#[from] enconf_core::domain::ValidationError),
     /// A request for a role this agent does not serve (`AGENT_ROLES`).
     #[error("this agent does not serve the role {role}")]
     RoleNotServed { role: enconf_core::domain::Role },

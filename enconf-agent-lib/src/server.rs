@@ -144,6 +144,7 @@ fn apply_error(e: ApplyError) -> ErrorBody {
         ApplyError::UserTaken { .. } => {
             ErrorBody::new(ErrorCode::Duplicate, e.to_string()).with_field("username")
         }
+        ApplyError::Invalid(v) => v.into(),
         ApplyError::RoleNotServed { .. } => {
             ErrorBody::new(ErrorCode::RoleNotServed, e.to_string()).with_field("roles")
         }
@@ -191,9 +192,11 @@ async fn auth<S: System>(State(agent): State<Arc<Agent<S>>>, req: Request, next:
 
 async fn health<S: System>(State(agent): State<Arc<Agent<S>>>) -> axum::Json<AgentHealth> {
     let applier = Arc::clone(&agent.applier);
-    let roles = tokio::task::spawn_blocking(move || applier.status())
-        .await
-        .unwrap_or_default()
+    let (status, php_versions) =
+        tokio::task::spawn_blocking(move || (applier.status(), applier.php_versions()))
+            .await
+            .unwrap_or_default();
+    let roles = status
         .into_iter()
         .map(|(role, status)| {
             let services = status
@@ -216,6 +219,7 @@ async fn health<S: System>(State(agent): State<Arc<Agent<S>>>) -> axum::Json<Age
         uptime_s: agent.started.elapsed().as_secs(),
         agent_id: agent.agent_id.clone(),
         roles: Some(roles),
+        php_versions: php_versions.map(|v| v.iter().map(ToString::to_string).collect()),
     })
 }
 
@@ -441,7 +445,12 @@ fn put_run<S: System>(applier: &Applier<S>, run: Vec<PutRequest>) {
                 return;
             }
             // One request was refused: apply each alone so the others still land.
-            Err(ApplyError::Rejected { .. } | ApplyError::UserTaken { .. }) => {}
+            Err(
+                ApplyError::Rejected { .. }
+                | ApplyError::UserTaken { .. }
+                | ApplyError::Invalid(_)
+                | ApplyError::RoleNotServed { .. },
+            ) => {}
             Err(e) => {
                 let body = apply_error(e);
                 for request in run {

@@ -531,3 +531,103 @@ fn a_user_of_the_machine_is_never_taken_over_nor_removed() {
     assert!(!record.exists());
     assert_eq!(machine_state(&user, &home), before);
 }
+
+const LIMITS: &str = "<?php echo ini_get('memory_limit'), ' ', ini_get('max_execution_time');";
+
+#[test]
+fn an_account_changed_through_the_controller_serves_its_new_domain_and_limits() {
+    use enconf_core::controller::{Controller, ControllerConfig};
+    use enconf_core::domain::AccountId;
+    use enconf_core::protocol::{AccountInput, AccountPatch, ErrorBody, ServerInput};
+    let Some(mut svc) = services::start() else {
+        return;
+    };
+    let user = svc.user("p");
+    let (a, b) = (format!("a-{user}.test"), format!("b-{user}.test"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let transport = Arc::new(enconf_agent_lib::transport::InProcess::new());
+    let agent = runtime.block_on(async {
+        Agent::new(
+            AgentToken::parse(TOKEN).unwrap(),
+            applier(&svc, &[]),
+            1 << 20,
+        )
+    });
+    let url: enconf_core::domain::AgentUrl = "http://127.0.0.1:50099".parse().unwrap();
+    transport.add(url.clone(), router(Arc::clone(&agent)));
+    let controller = Controller::new(
+        Arc::new(enconf_core::store::MemoryStore::new_in_memory()),
+        transport,
+        ControllerConfig::default(),
+    );
+    let json = |v: serde_json::Value| v;
+    let server: ServerInput = serde_json::from_value(json(serde_json::json!({
+        "name": "web", "hostname": format!("host-{user}.test"), "agent_url": url.to_string(),
+        "agent_token": TOKEN, "roles": ["web"],
+    })))
+    .unwrap();
+    let account: AccountInput =
+        serde_json::from_value(serde_json::json!({"username": user, "domains": [a]})).unwrap();
+    let created = runtime.block_on(async {
+        let server = controller.add_server(&server).await.unwrap();
+        assert!(server.reachable);
+        controller.create_account(&account).await.unwrap()
+    });
+    std::fs::write(svc.path(&format!("www/{user}/public/index.php")), LIMITS).unwrap();
+    let (status, body) = svc.get_until(&a, "/index.php", |s, _| s == 200);
+    assert_eq!((status, body.as_str()), (200, "128M 30"));
+
+    // A second domain and new limits: nginx answers for it, PHP runs with them.
+    let patch: AccountPatch = serde_json::from_value(serde_json::json!({
+        "domains": [a, b], "php": {"memory_limit_mb": 256, "max_execution_time_s": 45},
+    }))
+    .unwrap();
+    let id = AccountId(created.id);
+    let changed = runtime
+        .block_on(controller.patch_account(id, &patch))
+        .unwrap();
+    assert_eq!(changed.domains, [a.clone(), b.clone()]);
+    for host in [&a, &b] {
+        let (status, body) = svc.get_until(host, "/index.php", |s, body| {
+            s == 200 && body.starts_with("256M")
+        });
+        assert_eq!((status, body.as_str()), (200, "256M 45"), "{host}");
+    }
+
+    // A version this server does not have: refused naming php_version, the old config serves.
+    let patch: AccountPatch =
+        serde_json::from_value(serde_json::json!({"php_version": "5.6"})).unwrap();
+    let e = ErrorBody::from(
+        runtime
+            .block_on(controller.patch_account(id, &patch))
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (e.status(), e.error.field.as_deref()),
+        (422, Some("php_version")),
+        "{e:?}"
+    );
+    // The agent refuses it by itself too (a controller that did not know the versions).
+    let refused = agent.applier().put(&[{
+        let mut spec = spec(&user, &[&a, &b]);
+        spec.php_version = Some("5.6".parse().unwrap());
+        spec
+    }]);
+    assert!(
+        matches!(refused, Err(ApplyError::Invalid(ref v)) if v.field == "php_version"),
+        "{refused:?}"
+    );
+    for host in [&a, &b] {
+        assert_eq!(
+            svc.get(host, "/index.php"),
+            (200, "256M 45".to_owned()),
+            "{host}"
+        );
+    }
+    svc.nginx_config_ok().unwrap();
+    runtime.block_on(controller.delete_account(id)).unwrap();
+}

@@ -29,10 +29,14 @@ pub struct Candidate {
     pub reachable: bool,
     pub max_accounts: Option<NonZeroU32>,
     pub accounts: u32,
+    /// Whether it offers the PHP version the account asks for (true when it asks for none,
+    /// or the server never said which it offers).
+    pub php_ok: bool,
 }
 
-impl From<&Server> for Candidate {
-    fn from(s: &Server) -> Self {
+impl Candidate {
+    /// `server` as a candidate for an account asking for PHP `php` (`None`: the default).
+    pub fn of(s: &Server, php: Option<crate::domain::PhpVersion>) -> Self {
         Self {
             id: s.id,
             roles: s.spec.roles,
@@ -40,7 +44,14 @@ impl From<&Server> for Candidate {
             reachable: s.health.reachable,
             max_accounts: s.spec.max_accounts,
             accounts: s.accounts,
+            php_ok: php.is_none_or(|v| s.health.offers_php(v)),
         }
+    }
+}
+
+impl From<&Server> for Candidate {
+    fn from(s: &Server) -> Self {
+        Self::of(s, None)
     }
 }
 
@@ -55,6 +66,8 @@ pub enum Unfit {
     MissingRoles(RoleSet),
     #[error("it is full ({max} accounts)")]
     Full { max: u32 },
+    #[error("it does not offer the PHP version asked for")]
+    NoPhp,
 }
 
 /// How many servers were turned down, and why (each counted once, for its first reason in the
@@ -65,6 +78,7 @@ pub struct Rejections {
     pub missing_roles: usize,
     pub full: usize,
     pub unreachable: usize,
+    pub no_php: usize,
 }
 
 impl Rejections {
@@ -74,7 +88,13 @@ impl Rejections {
             Unfit::MissingRoles(_) => self.missing_roles += 1,
             Unfit::Full { .. } => self.full += 1,
             Unfit::Unreachable => self.unreachable += 1,
+            Unfit::NoPhp => self.no_php += 1,
         }
+    }
+
+    /// Whether the only servers that have the role were turned down for their PHP versions.
+    pub fn only_php(&self) -> bool {
+        self.no_php > 0 && self.inactive == 0 && self.full == 0 && self.unreachable == 0
     }
 }
 
@@ -85,6 +105,7 @@ impl fmt::Display for Rejections {
             (self.missing_roles, "without the needed roles"),
             (self.full, "full"),
             (self.unreachable, "unreachable"),
+            (self.no_php, "without the PHP version asked for"),
         ];
         let mut first = true;
         for (n, what) in parts.into_iter().filter(|(n, _)| *n > 0) {
@@ -156,6 +177,9 @@ pub fn check(c: &Candidate, needed: RoleSet, room_needed: bool) -> Result<(), Un
         && c.accounts >= max.get()
     {
         return Err(Unfit::Full { max: max.get() });
+    }
+    if needed.contains(Role::Web) && !c.php_ok {
+        return Err(Unfit::NoPhp);
     }
     if !c.reachable {
         return Err(Unfit::Unreachable);
@@ -291,6 +315,7 @@ mod tests {
             reachable: true,
             max_accounts: None,
             accounts,
+            php_ok: true,
         }
     }
 
@@ -432,6 +457,7 @@ mod tests {
             missing_roles: 1,
             full: 1,
             unreachable: 1,
+            no_php: 0,
         };
         assert_eq!(
             err,
@@ -494,6 +520,7 @@ mod tests {
                 reachable,
                 max_accounts: NonZeroU32::new(max),
                 accounts,
+                php_ok: true,
             },
         )
     }

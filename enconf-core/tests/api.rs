@@ -155,7 +155,7 @@ impl AgentTransport for Fakes {
             .map(str::to_owned);
         let reply = match (request.method, request.path.as_str(), user) {
             (Method::Get, "/v1/health", _) => {
-                json!({"version": fake.version, "hostname": "fake", "uptime_s": 1})
+                json!({"version": fake.version, "hostname": "fake", "uptime_s": 1, "php_versions": ["8.2", "8.3"]})
             }
             (Method::Get, "/v1/accounts", _) => {
                 let list: Vec<Value> = fake
@@ -1822,5 +1822,149 @@ async fn integers_are_integers_however_json_writes_them() {
         422,
         "invalid",
         Some("server_id"),
+    );
+}
+
+#[tokio::test]
+async fn accounts_are_changed_on_their_servers_or_not_at_all() {
+    let h = harness();
+    let web = h.add_server("web1", &["web"]).await;
+    let (status, acc) = h
+        .call(
+            "POST",
+            "/api/v1/accounts",
+            Some(json!({"username": "shop", "domains": ["shop.example"], "php": {"memory_limit_mb": 256}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{acc}");
+    assert_eq!(acc["php"]["memory_limit_mb"], 256);
+    assert_eq!(acc["php"]["max_children"], 5, "the defaults for the rest");
+    let path = format!("/api/v1/accounts/{}", acc["id"]);
+    let (_, other) = h
+        .call(
+            "POST",
+            "/api/v1/accounts",
+            Some(json!({"username": "blog", "domains": ["blog.example"]})),
+        )
+        .await;
+
+    // Add a domain, change the version and a limit: recorded and sent to the agent.
+    let (status, changed) = h
+        .call(
+            "PATCH",
+            &path,
+            Some(json!({"domains": ["shop.example", "www.shop.example"], "php_version": "8.3", "php": {"max_children": 12}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(
+        changed["domains"],
+        json!(["shop.example", "www.shop.example"])
+    );
+    assert_eq!(changed["php_version"], "8.3");
+    assert_eq!(
+        (
+            changed["php"]["max_children"].clone(),
+            changed["php"]["memory_limit_mb"].clone()
+        ),
+        (json!(12), json!(256))
+    );
+    let on_agent = h.fakes.agents.lock().unwrap()[&url("web1")].accounts["shop"].clone();
+    assert_eq!(
+        on_agent.domains.unwrap(),
+        ["shop.example", "www.shop.example"]
+    );
+    assert_eq!(on_agent.php_version.as_deref(), Some("8.3"));
+
+    // Refused with the field named, nothing changed: a domain another account has, a limit out
+    // of bounds, a version the server does not offer, an unknown field.
+    let unchanged = h.call("GET", &path, None).await.1;
+    for (patch, status, code, field) in [
+        (
+            json!({"domains": ["shop.example", "blog.example"]}),
+            409,
+            "duplicate",
+            Some("domains[1]"),
+        ),
+        (
+            json!({"domains": ["shop.example", "web1.example.com"]}),
+            409,
+            "duplicate",
+            Some("domains[1]"),
+        ),
+        (json!({"domains": []}), 422, "invalid", Some("domains")),
+        (
+            json!({"php": {"max_children": 0}}),
+            422,
+            "invalid",
+            Some("php.max_children"),
+        ),
+        (
+            json!({"php": {"memory_limit_mb": 100.5}}),
+            422,
+            "invalid",
+            Some("php.memory_limit_mb"),
+        ),
+        (
+            json!({"php_version": "5.6"}),
+            422,
+            "invalid",
+            Some("php_version"),
+        ),
+        (json!({"username": "other"}), 400, "bad_request", None),
+    ] {
+        is_error(
+            &h.call("PATCH", &path, Some(patch.clone())).await,
+            status,
+            code,
+            field,
+        );
+        assert_eq!(h.call("GET", &path, None).await.1, unchanged, "{patch}");
+    }
+
+    // The agent refuses: the record and the agent keep the old domains.
+    h.fakes.set(&url("web1"), |a| a.mode = Mode::Rejects);
+    is_error(
+        &h.call("PATCH", &path, Some(json!({"domains": ["shop.example"]})))
+            .await,
+        502,
+        "agent_error",
+        None,
+    );
+    assert_eq!(h.call("GET", &path, None).await.1, unchanged);
+    h.fakes.set(&url("web1"), |a| a.mode = Mode::Up);
+    // The domain let go by a change is free again.
+    h.call("PATCH", &path, Some(json!({"domains": ["shop.example"]})))
+        .await;
+    let (status, _) = h
+        .call(
+            "PATCH",
+            &format!("/api/v1/accounts/{}", other["id"]),
+            Some(json!({"domains": ["blog.example", "www.shop.example"]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let _ = web;
+
+    // A version no web server offers, on create: 422 naming php_version.
+    is_error(
+        &h.call(
+            "POST",
+            "/api/v1/accounts",
+            Some(json!({"username": "old", "domains": ["old.example"], "php_version": "5.6"})),
+        )
+        .await,
+        422,
+        "invalid",
+        Some("php_version"),
+    );
+    assert_eq!(
+        h.call("GET", "/api/v1/accounts", None)
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        2
     );
 }

@@ -32,6 +32,29 @@ impl Web {
     }
 }
 
+/// The PHP versions this server offers: the default, and every version whose PHP-FPM program
+/// is installed (`AGENT_PHP_FPM_BIN`), in order.
+pub fn php_versions<S: System>(exec: &Executor<S>) -> Vec<PhpVersion> {
+    let layout = exec.layout();
+    let (dir, prefix, suffix) = layout.php_fpm_bin_pattern();
+    let mut versions: Vec<PhpVersion> = exec
+        .system()
+        .list(&dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|name| {
+            let middle = name.strip_prefix(&prefix)?.strip_suffix(&suffix)?;
+            PhpVersion::parse(middle).ok()
+        })
+        .collect();
+    if !versions.contains(&layout.php_default_version) {
+        versions.push(layout.php_default_version);
+    }
+    versions.sort_by_key(|v| (v.major(), v.minor()));
+    versions.dedup();
+    versions
+}
+
 impl<S: System> AccountRole<S> for Web {
     fn role(&self) -> Role {
         Role::Web
@@ -46,6 +69,19 @@ impl<S: System> AccountRole<S> for Web {
     ) -> Result<bool, ApplyError> {
         let layout = exec.layout();
         let php = self.php_version(spec);
+        let offered = php_versions(exec);
+        if !offered.contains(&php) {
+            return Err(ApplyError::Invalid(
+                enconf_core::domain::Rule::PhpNotOffered(
+                    offered
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
+                .at("php_version"),
+            ));
+        }
         let paths = AccountPaths::new(layout, &spec.username, php);
         let mut vhost = String::with_capacity(1024);
         self.renderer.vhost_into(&mut vhost, spec);

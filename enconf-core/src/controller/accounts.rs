@@ -23,7 +23,7 @@ use crate::domain::{
 };
 use crate::placement::{Candidate, PlacementError};
 use crate::protocol::agent::AgentAccount;
-use crate::protocol::{AccountInput, AccountView, MigrateInput, Reconciliation};
+use crate::protocol::{AccountInput, AccountPatch, AccountView, MigrateInput, Reconciliation};
 use crate::store::StoreError;
 use crate::transport::{AgentClient, AgentEndpoint, TransportError};
 
@@ -85,6 +85,77 @@ impl Controller {
             .await?;
         tracing::info!(account = %account.id, user = %account.spec.username, servers = ?account.servers.servers(), "account created");
         Ok(AccountView::from(&account))
+    }
+
+    /// Changes an account's domains, PHP version or PHP limits: recorded (new domains checked
+    /// like a create's), then sent to every server of the account; when a server refuses, the
+    /// servers already changed and the record are put back, so nothing changes.
+    pub async fn patch_account(&self, id: AccountId, patch: &AccountPatch) -> Result<AccountView> {
+        let account = self.store.account(id).await?;
+        let spec = patch.apply(&account.spec)?;
+        if spec == account.spec {
+            return Ok(AccountView::from(&account));
+        }
+        let servers = self.servers_of(&account.servers).await?;
+        if let Some(version) = spec.php_version
+            && let Some((web, _)) = servers.iter().find(|(_, roles)| roles.contains(Role::Web))
+            && !web.health.offers_php(version)
+        {
+            let offered: Vec<String> = web
+                .health
+                .php_versions
+                .iter()
+                .flatten()
+                .map(ToString::to_string)
+                .collect();
+            return Err(crate::domain::Rule::PhpNotOffered(offered.join(", "))
+                .at("php_version")
+                .into());
+        }
+        let updated = self.store.update_account(id, spec).await?;
+        let mut done: Vec<&Server> = Vec::new();
+        for (server, roles) in &servers {
+            let endpoint = AgentEndpoint::from(server);
+            let client = AgentClient::new(&*self.transport, &endpoint);
+            if let Err(e) = client.put_account(&spec_for(&updated, *roles)).await {
+                if e.is_offline() {
+                    self.mark_unreachable(server, &e).await;
+                }
+                tracing::warn!(account = %id, server = %server.id, error = %e, "changing an account failed");
+                // An agent that answered with an error kept what it had; one that did not
+                // answer may have changed.
+                let mut undo = done.clone();
+                if matches!(e, TransportError::Interrupted(_)) {
+                    undo.push(server);
+                }
+                let mut clean = true;
+                for server in undo {
+                    let roles = account.servers.roles_on(server.id);
+                    let endpoint = AgentEndpoint::from(server);
+                    let client = AgentClient::new(&*self.transport, &endpoint);
+                    if let Err(e) = client.put_account(&spec_for(&account, roles)).await {
+                        tracing::error!(account = %id, server = %server.id, error = %e,
+                            "could not put a refused change back; the next reconciliation reports it");
+                        clean = false;
+                    }
+                }
+                let recorded = match self.store.update_account(id, account.spec.clone()).await {
+                    Ok(_) if !clean => self
+                        .store
+                        .set_account_status(id, AccountStatus::Failed)
+                        .await
+                        .map(drop),
+                    other => other.map(drop),
+                };
+                if let Err(store) = recorded {
+                    tracing::error!(account = %id, error = %store, "could not record the failure");
+                }
+                return Err(Self::agent_error(server.id, e));
+            }
+            done.push(server);
+        }
+        tracing::info!(account = %id, user = %updated.spec.username, "account changed");
+        Ok(AccountView::from(&updated))
     }
 
     /// The servers `placed` uses, each with the roles it serves, all known to be online.
@@ -177,11 +248,15 @@ impl Controller {
         let source = self.store.server(source_id).await?;
         let target = self.named_server(target_id, "target_server_id").await?;
         Self::require_online(&source)?;
-        crate::placement::check_move(&Candidate::from(&target), Role::Web, &account.servers)
-            .map_err(|error| ControllerError::Unfit {
-                field: "target_server_id",
-                error,
-            })?;
+        crate::placement::check_move(
+            &Candidate::of(&target, account.spec.php_version),
+            Role::Web,
+            &account.servers,
+        )
+        .map_err(|error| ControllerError::Unfit {
+            field: "target_server_id",
+            error,
+        })?;
         let before = &account.servers;
         let mut after = before.clone();
         after.set(Role::Web, vec![target.id]);

@@ -19,8 +19,8 @@ use crate::http::{
     ApiError, ApiResult, authorize, json_body, log_request, method_not_allowed, not_found,
 };
 use crate::protocol::{
-    AccountInput, AccountView, ErrorBody, ErrorCode, ErrorDetail, MigrateInput, Reconciliation,
-    ServerInput, ServerPatch, ServerView, SslInput, SslState,
+    AccountInput, AccountPatch, AccountView, ErrorBody, ErrorCode, ErrorDetail, MigrateInput,
+    Reconciliation, ServerInput, ServerPatch, ServerView, SslInput, SslState,
 };
 use crate::ssl::CertKind;
 
@@ -74,7 +74,7 @@ pub fn router(controller: Controller, config: ApiConfig) -> Router {
         .route("/api/v1/accounts", get(list_accounts).post(create_account))
         .route(
             "/api/v1/accounts/{id}",
-            get(get_account).delete(delete_account),
+            get(get_account).patch(patch_account).delete(delete_account),
         )
         .route("/api/v1/accounts/{id}/migrate", post(migrate_account))
         .method_not_allowed_fallback(method_not_allowed)
@@ -153,6 +153,17 @@ fn input_rules() -> Vec<(&'static str, &'static [&'static str], serde_json::Valu
     });
     let mut patch = server.clone();
     patch["active"] = json!({"type": "boolean"});
+    let bound = |r: std::ops::RangeInclusive<u32>| json!({"type": ["integer", "null"], "minimum": r.start(), "maximum": r.end()});
+    use crate::domain::PhpSettings as P;
+    let php = json!({
+        "memory_limit_mb": bound(P::MEMORY_LIMIT_MB),
+        "upload_max_mb": bound(P::UPLOAD_MAX_MB),
+        "max_execution_time_s": bound(P::MAX_EXECUTION_TIME_S),
+        "max_children": bound(P::MAX_CHILDREN),
+    });
+    let domains = json!({"type": "array", "minItems": 1, "maxItems": 100,
+        "items": {"type": "string", "format": "idn-hostname", "minLength": 1}});
+    let php_version = json!({"type": ["string", "null"], "pattern": "^[5-9]\\.(0|[1-9][0-9]?)$"});
     vec![
         (
             "ServerInput",
@@ -165,9 +176,8 @@ fn input_rules() -> Vec<(&'static str, &'static [&'static str], serde_json::Valu
             &["username", "domains"],
             json!({
                 "username": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$"},
-                "domains": {"type": "array", "minItems": 1, "maxItems": 100,
-                    "items": {"type": "string", "format": "idn-hostname", "minLength": 1}},
-                "php_version": {"type": ["string", "null"], "pattern": "^[5-9]\\.(0|[1-9][0-9]?)$"},
+                "domains": domains,
+                "php_version": php_version,
                 "server_id": {"type": ["integer", "null"], "minimum": 0},
                 "roles": {"type": ["array", "null"], "minItems": 1, "uniqueItems": true,
                     "items": {"type": "string", "enum": ["web", "mail", "dns", "db", "backup"]}},
@@ -180,6 +190,12 @@ fn input_rules() -> Vec<(&'static str, &'static [&'static str], serde_json::Valu
                     }},
             }),
         ),
+        (
+            "AccountPatch",
+            &[],
+            json!({"domains": domains, "php_version": php_version}),
+        ),
+        ("PhpInput", &[], php),
         (
             "MigrateInput",
             &["target_server_id"],
@@ -289,6 +305,7 @@ fn refine(doc: &mut serde_json::Value) {
         list_accounts,
         create_account,
         get_account,
+        patch_account,
         delete_account,
         migrate_account,
     ),
@@ -512,6 +529,24 @@ async fn create_account(
     responses((status = 200, body = AccountView), (status = 404, body = ErrorBody)))]
 async fn get_account(State(api): Shared, Path(id): Path<String>) -> ApiResult<AccountView> {
     Ok(axum::Json(api.controller.account(account_id(&id)?).await?))
+}
+
+/// Changes an account's domains, PHP version or PHP limits on every server it uses; nothing
+/// changes when a server refuses.
+#[utoipa::path(patch, path = "/api/v1/accounts/{id}", tag = "accounts", request_body = AccountPatch,
+    params(("id" = u64, Path, description = "account id")),
+    responses((status = 200, body = AccountView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn patch_account(
+    State(api): Shared,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<AccountView> {
+    let id = account_id(&id)?;
+    let patch: AccountPatch = json_body(api.limit(MAX_ACCOUNT_BYTES), &headers, body).await?;
+    Ok(axum::Json(api.controller.patch_account(id, &patch).await?))
 }
 
 /// Deletes an account on its server, then from the records.

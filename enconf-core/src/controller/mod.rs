@@ -353,6 +353,12 @@ impl Controller {
             Ok(Ok(h)) => {
                 let agent_id = h.agent_id.filter(|id| AgentHealth::valid_agent_id(id));
                 let agent_roles = h.roles.as_ref().map(|r| r.keys().copied().collect());
+                let php_versions = h.php_versions.as_ref().map(|versions| {
+                    versions
+                        .iter()
+                        .filter_map(|v| crate::domain::PhpVersion::parse(v).ok())
+                        .collect()
+                });
                 let (agent_version, last_error) = match semver::Version::parse(&h.version) {
                     Ok(version) => (Some(version), None),
                     Err(e) => (
@@ -367,6 +373,7 @@ impl Controller {
                     last_error,
                     agent_id,
                     agent_roles,
+                    php_versions,
                 }
             }
             Ok(Err(e)) => Self::unreachable(previous, e.to_string()),

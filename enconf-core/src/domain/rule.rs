@@ -63,6 +63,8 @@ pub enum Rule {
     QueryOrFragment,
     #[error("must look like \"8.2\" (major.minor)")]
     PhpVersionFormat,
+    #[error("is not a PHP version the server offers ({0})")]
+    PhpNotOffered(String),
     #[error("must be a positive integer")]
     NotPositive,
     #[error("must be a whole number")]

@@ -84,6 +84,19 @@ pub struct Health {
     /// The roles the agent says it serves (`None`: an agent before roles, or never seen).
     #[serde(default)]
     pub agent_roles: Option<RoleSet>,
+    /// The PHP versions the agent says the server offers (`None`: not known).
+    #[serde(default)]
+    pub php_versions: Option<Vec<super::PhpVersion>>,
+}
+
+impl Health {
+    /// Whether the server offers PHP `version`, as far as is known (an agent that never said
+    /// is given the benefit of the doubt: it refuses by itself).
+    pub fn offers_php(&self, version: super::PhpVersion) -> bool {
+        self.php_versions
+            .as_ref()
+            .is_none_or(|versions| versions.contains(&version))
+    }
 }
 
 /// A server as the store keeps it.

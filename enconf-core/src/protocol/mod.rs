@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 
 use crate::domain::{
     Account, AccountSpec, AccountStatus, AgentToken, AgentUrl, DomainName, Domains, HttpUrl,
-    NewAccount, PhpSettings, PhpVersion, Role, RoleServers, RoleSet, Rule, Server, ServerId,
-    ServerName, ServerSpec, UrlPath, UserName, ValidationError,
+    NewAccount, PhpSettings, PhpSettingsRaw, PhpVersion, Role, RoleServers, RoleSet, Rule, Server,
+    ServerId, ServerName, ServerSpec, UrlPath, UserName, ValidationError,
 };
 use crate::placement::{PlacementError, Unfit};
 use crate::store::StoreError;
@@ -115,6 +115,18 @@ impl From<PlacementError> for ErrorBody {
     fn from(e: PlacementError) -> Self {
         // Offline when the only thing keeping the account off a server is its agent being
         // unreachable (placement counts each server for its first reason, unreachable last).
+        // A server without the PHP version asked for is the version's fault.
+        let php = match &e {
+            PlacementError::Unfit {
+                reason: Unfit::NoPhp,
+                ..
+            } => true,
+            PlacementError::NoneFits { rejected, .. } => rejected.only_php(),
+            _ => false,
+        };
+        if php {
+            return ErrorBody::new(ErrorCode::Invalid, e.to_string()).with_field("php_version");
+        }
         let code = match e {
             PlacementError::Unfit {
                 reason: Unfit::Unreachable,
@@ -546,6 +558,9 @@ pub struct AccountInput {
     #[serde(default)]
     #[cfg_attr(feature = "controller", schema(value_type = Option<std::collections::BTreeMap<String, u64>>))]
     pub servers: Option<std::collections::BTreeMap<String, Integer>>,
+    /// PHP limits (absent fields take the defaults).
+    #[serde(default)]
+    pub php: Option<PhpInput>,
 }
 
 impl AccountInput {
@@ -591,12 +606,16 @@ impl AccountInput {
             }
             pins.insert(Role::Web, web);
         }
+        let php = match &self.php {
+            None => PhpSettings::default(),
+            Some(php) => php.apply(PhpSettings::default())?,
+        };
         Ok(NewAccount {
             spec: AccountSpec {
                 username,
                 domains,
                 php_version,
-                php: PhpSettings::default(),
+                php,
                 roles,
             },
             pins,
@@ -609,6 +628,95 @@ impl AccountInput {
             (Role::Web, Some(_)) => "server_id".to_owned(),
             _ => format!("servers.{role}"),
         }
+    }
+}
+
+/// An account's PHP limits at the Management API; an absent field takes the default (on
+/// create) or keeps its value (on change).
+#[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhpInput {
+    /// `memory_limit` in MiB, 16 to 16,384 (default 128).
+    #[cfg_attr(feature = "controller", schema(value_type = Option<u32>))]
+    pub memory_limit_mb: Option<Integer>,
+    /// `upload_max_filesize` and `post_max_size` in MiB, 1 to 10,240 (default 64).
+    #[cfg_attr(feature = "controller", schema(value_type = Option<u32>))]
+    pub upload_max_mb: Option<Integer>,
+    /// `max_execution_time` in seconds, 1 to 3,600 (default 30).
+    #[cfg_attr(feature = "controller", schema(value_type = Option<u32>))]
+    pub max_execution_time_s: Option<Integer>,
+    /// `pm.max_children`, 1 to 200 (default 5).
+    #[cfg_attr(feature = "controller", schema(value_type = Option<u32>))]
+    pub max_children: Option<Integer>,
+}
+
+impl PhpInput {
+    /// `base` with the given fields changed, each checked against its bounds (`php.<name>`).
+    pub fn apply(&self, base: PhpSettings) -> Result<PhpSettings, ValidationError> {
+        let field =
+            |v: Option<Integer>, current: u32, name: &str| -> Result<u32, ValidationError> {
+                let Some(v) = v else {
+                    return Ok(current);
+                };
+                let n = v.whole().map_err(|r| r.at(format!("php.{name}")))?;
+                // Out of u32: out of every range; from_raw names the bounds.
+                Ok(u32::try_from(n).unwrap_or(if n < 0 { 0 } else { u32::MAX }))
+            };
+        let raw = PhpSettingsRaw {
+            memory_limit_mb: Some(field(
+                self.memory_limit_mb,
+                base.memory_limit_mb(),
+                "memory_limit_mb",
+            )?),
+            upload_max_mb: Some(field(
+                self.upload_max_mb,
+                base.upload_max_mb(),
+                "upload_max_mb",
+            )?),
+            max_execution_time_s: Some(field(
+                self.max_execution_time_s,
+                base.max_execution_time_s(),
+                "max_execution_time_s",
+            )?),
+            max_children: Some(field(
+                self.max_children,
+                base.max_children(),
+                "max_children",
+            )?),
+        };
+        PhpSettings::from_raw(raw, "php.")
+    }
+}
+
+/// `PATCH /api/v1/accounts/{id}`: an absent field is left as it is. `domains` replaces the
+/// list (add or remove names; each new one must be free), `php_version` (`null`: the server's
+/// default), `php` changes the limits it names.
+#[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountPatch {
+    pub domains: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "controller", schema(value_type = Option<String>))]
+    pub php_version: Option<Option<String>>,
+    pub php: Option<PhpInput>,
+}
+
+impl AccountPatch {
+    /// The spec `current` becomes with this patch.
+    pub fn apply(&self, current: &AccountSpec) -> Result<AccountSpec, ValidationError> {
+        let mut spec = current.clone();
+        if let Some(domains) = &self.domains {
+            spec.domains = Domains::parse("domains", domains)?;
+        }
+        if let Some(version) = &self.php_version {
+            spec.php_version = optional(version.as_deref(), "php_version", PhpVersion::parse)?;
+        }
+        if let Some(php) = &self.php {
+            spec.php = php.apply(spec.php)?;
+        }
+        Ok(spec)
     }
 }
 
@@ -628,6 +736,9 @@ pub struct AccountView {
     /// Where each role is served: one server id per role, a list for `dns`.
     #[cfg_attr(feature = "controller", schema(value_type = Object, example = json!({"web": 1, "mail": 2, "dns": [2, 5]})))]
     pub servers: RoleServers,
+    /// The PHP limits of the account's pool.
+    #[cfg_attr(feature = "controller", schema(value_type = PhpInput))]
+    pub php: PhpSettings,
     pub status: AccountStatus,
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "controller", schema(value_type = String, format = DateTime))]
@@ -644,6 +755,7 @@ impl From<&Account> for AccountView {
             server_id: a.web_server(),
             roles: a.spec.roles,
             servers: a.servers.clone(),
+            php: a.spec.php,
             status: a.status,
             created_at: a.created_at,
         }
@@ -809,6 +921,10 @@ pub struct AgentHealth {
     /// Agents before roles do not send it.
     #[serde(default)]
     pub roles: Option<std::collections::BTreeMap<Role, RoleHealth>>,
+    /// The PHP versions the server offers (its default first among equals), when it serves
+    /// the web role.
+    #[serde(default)]
+    pub php_versions: Option<Vec<String>>,
 }
 
 /// Whether a role's services run on an agent.

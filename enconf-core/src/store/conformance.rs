@@ -119,6 +119,7 @@ fn online() -> Health {
         last_error: None,
         agent_id: None,
         agent_roles: None,
+        php_versions: None,
     }
 }
 

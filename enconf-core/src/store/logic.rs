@@ -448,7 +448,7 @@ fn check_free(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Claimant {
     Server(Option<ServerId>),
-    Account,
+    Account(Option<AccountId>),
 }
 
 /// Fails with `Duplicate` naming `field` when `name` is a server's hostname or mail hostname or
@@ -459,11 +459,11 @@ fn check_name(
     claimant: Claimant,
     field: &str,
 ) -> Result<(), StoreError> {
-    let own_server = match claimant {
-        Claimant::Server(id) => id.map(|i| i.0),
-        Claimant::Account => None,
+    let (own_server, own_account) = match claimant {
+        Claimant::Server(id) => (id.map(|i| i.0), None),
+        Claimant::Account(id) => (None, id.map(|i| i.0)),
     };
-    check_free(tx, Table::Domains, name, None, field)?;
+    check_free(tx, Table::Domains, name, own_account, field)?;
     check_free(tx, Table::ServerHostnames, name, own_server, field)?;
     check_free(tx, Table::MailHostnames, name, own_server, field)
 }
@@ -699,7 +699,7 @@ fn create_account(
         check_name(
             tx,
             domain.as_str(),
-            Claimant::Account,
+            Claimant::Account(None),
             &format!("domains[{i}]"),
         )?;
     }
@@ -707,7 +707,7 @@ fn create_account(
     for id in new.pins.values() {
         load_record(tx, *id)?;
     }
-    let servers = placement::place(&candidates(tx)?, needed, &new.pins)?;
+    let servers = placement::place(&candidates(tx, spec.php_version)?, needed, &new.pins)?;
     let account = Account {
         id: AccountId(next_id(tx, NEXT_ACCOUNT_ID)?),
         spec,
@@ -729,11 +729,47 @@ fn create_account(
     Ok(account)
 }
 
-/// What placement needs of a server (its token is not opened).
+/// Replaces an account's spec (domains, PHP), checking new domains like a create; its user
+/// name and roles stay.
+fn update_account(
+    tx: &mut dyn WriteTxn,
+    id: AccountId,
+    spec: crate::domain::AccountSpec,
+) -> Result<Account, StoreError> {
+    let mut account = load_account(tx, id)?;
+    if spec.username != account.spec.username || spec.roles != account.spec.roles {
+        return Err(StoreError::backend(
+            "an account's user name and roles are not changed by an update",
+        ));
+    }
+    for (i, domain) in spec.domains.iter().enumerate() {
+        check_name(
+            tx,
+            domain.as_str(),
+            Claimant::Account(Some(id)),
+            &format!("domains[{i}]"),
+        )?;
+    }
+    for old in &account.spec.domains {
+        if !spec.domains.iter().any(|d| d == old) {
+            tx.delete(Table::Domains, old.as_str().as_bytes())?;
+        }
+    }
+    for domain in &spec.domains {
+        write_u64(tx, Table::Domains, domain.as_str().as_bytes(), id.0)?;
+    }
+    account.spec = spec;
+    save_account(tx, &account)?;
+    Ok(account)
+}
+
+/// What placement needs of a server (its token is not opened), for an account asking for PHP
+/// `php`.
 fn candidate(
     tx: &dyn ReadTxn,
     id: ServerId,
     record: ServerRecord,
+    php: Option<crate::domain::PhpVersion>,
 ) -> Result<Candidate, StoreError> {
     Ok(Candidate {
         id,
@@ -742,13 +778,17 @@ fn candidate(
         reachable: record.health.reachable,
         max_accounts: record.spec.max_accounts,
         accounts: u32::try_from(account_count(tx, id)?).unwrap_or(u32::MAX),
+        php_ok: php.is_none_or(|v| record.health.offers_php(v)),
     })
 }
 
-fn candidates(tx: &dyn ReadTxn) -> Result<Vec<Candidate>, StoreError> {
+fn candidates(
+    tx: &dyn ReadTxn,
+    php: Option<crate::domain::PhpVersion>,
+) -> Result<Vec<Candidate>, StoreError> {
     tx.scan(Table::Servers, b"")?
         .into_iter()
-        .map(|(k, v)| candidate(tx, ServerId(decode_u64(&k)?), decode(&v)?))
+        .map(|(k, v)| candidate(tx, ServerId(decode_u64(&k)?), decode(&v)?, php))
         .collect()
 }
 
@@ -767,7 +807,12 @@ fn move_role(
     }
     let before = account.servers.clone();
     placement::check_move(
-        &candidate(tx, target, load_record(tx, target)?)?,
+        &candidate(
+            tx,
+            target,
+            load_record(tx, target)?,
+            account.spec.php_version,
+        )?,
         role,
         &before,
     )?;
@@ -881,6 +926,14 @@ impl<B: Backend> Store for KvStore<B> {
     ) -> Result<Account, StoreError> {
         self.write(move |tx, _| move_role(tx, id, role, target))
             .await
+    }
+
+    async fn update_account(
+        &self,
+        id: AccountId,
+        spec: crate::domain::AccountSpec,
+    ) -> Result<Account, StoreError> {
+        self.write(move |tx, _| update_account(tx, id, spec)).await
     }
 
     async fn delete_account(&self, id: AccountId) -> Result<Account, StoreError> {

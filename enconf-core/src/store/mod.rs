@@ -33,8 +33,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::domain::{
-    Account, AccountId, AccountStatus, AgentToken, Health, NewAccount, Role, RoleSet, Server,
-    ServerId, ServerSpec, UserName,
+    Account, AccountId, AccountSpec, AccountStatus, AgentToken, Health, NewAccount, Role, RoleSet,
+    Server, ServerId, ServerSpec, UserName,
 };
 use crate::placement::PlacementError;
 use crate::secret::SecretKey;
@@ -115,6 +115,10 @@ pub trait Store: Send + Sync + fmt::Debug {
         role: Role,
         target: ServerId,
     ) -> Result<Account, StoreError>;
+    /// Replaces an account's domains and PHP settings (its user name and roles stay); new
+    /// domains are checked like a create's.
+    async fn update_account(&self, id: AccountId, spec: AccountSpec)
+    -> Result<Account, StoreError>;
     /// Deletes an account and frees its user name and domains; returns what was deleted.
     async fn delete_account(&self, id: AccountId) -> Result<Account, StoreError>;
 
