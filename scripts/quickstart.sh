@@ -12,8 +12,28 @@ umask 077
 if [ ! -s "$dir/agent-token" ]; then
     head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/agent-token"
 fi
-agent_port=${AGENT_PORT:-50000}
+# Whether a loopback port can be listened on (python3 tries; without it, assume so and let
+# the binaries say what they could not bind).
+port_free() {
+    command -v python3 >/dev/null || return 0
+    python3 -c 'import socket, sys; socket.socket().bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+}
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# 50000 is the agent's port everywhere, but it sits inside Linux's ephemeral range
+# (32768-60999): any outgoing connection may hold it for a while.
+if [ -n "${AGENT_PORT:-}" ]; then
+    agent_port=$AGENT_PORT
+    port_free "$agent_port" || { echo "port $agent_port (AGENT_PORT) is in use: choose another, e.g. AGENT_PORT=50001 $0" >&2; exit 1; }
+elif port_free 50000; then
+    agent_port=50000
+else
+    agent_port=$(free_port)
+    echo "port 50000 is in use: the agent listens on $agent_port instead (set AGENT_PORT to choose)" >&2
+fi
 bind=${ENCONF_BIND:-127.0.0.1:8080}
+port_free "${bind##*:}" || { echo "${bind} is in use: choose another address, e.g. ENCONF_BIND=127.0.0.1:8081 $0" >&2; exit 1; }
 cat > "$dir/config.env" <<CONF
 AGENT_TOKEN=$(cat "$dir/agent-token")
 AGENT_BIND=127.0.0.1

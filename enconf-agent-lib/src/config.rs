@@ -78,6 +78,15 @@ pub enum ConfigError {
     },
     #[error("{key} {message}")]
     Value { key: &'static str, message: String },
+    /// The default configuration file is not there, and what the environment gives is not
+    /// enough.
+    #[error(
+        "{inner} (looked for {path}, which does not exist: write it, or give --config PATH, or set the keys in the environment)"
+    )]
+    NoFile {
+        path: String,
+        inner: Box<ConfigError>,
+    },
 }
 
 /// How the agent touches the machine.
@@ -260,9 +269,13 @@ impl AgentConfig {
             Some(p) => (p.to_path_buf(), true),
             None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
         };
+        let mut found = true;
         let mut values = match std::fs::read_to_string(&path) {
             Ok(text) => parse_env_file(&path.display().to_string(), &text)?,
-            Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) if !must_exist && e.kind() == std::io::ErrorKind::NotFound => {
+                found = false;
+                BTreeMap::new()
+            }
             Err(e) => {
                 return Err(ConfigError::Read {
                     path: path.display().to_string(),
@@ -275,7 +288,31 @@ impl AgentConfig {
                 values.insert((*key).to_owned(), v);
             }
         }
-        Self::from_values(&values)
+        Self::from_values(&values).map_err(|inner| match found {
+            true => inner,
+            false => ConfigError::NoFile {
+                path: path.display().to_string(),
+                inner: Box::new(inner),
+            },
+        })
+    }
+
+    /// The configuration keys, each with its default (`None`: required or unset), for
+    /// `--help`.
+    pub fn keys_help() -> String {
+        let mut out = String::from(
+            "Configuration (KEY=VALUE lines in the file; environment variables of the same names win):\n",
+        );
+        for (key, default) in KEYS {
+            let default = match (*key, default) {
+                ("AGENT_TOKEN", _) => "required".to_owned(),
+                (_, Some(d)) => format!("default {d}"),
+                (_, None) => "unset".to_owned(),
+            };
+            out.push_str(&format!("  {key:<28} {default}\n"));
+        }
+        out.push_str("Every key is described in the README (Configuration of the agent).");
+        out
     }
 
     /// Builds the configuration from parsed values, filling in defaults and checking each.

@@ -379,9 +379,12 @@ impl System for RealSystem {
     }
 }
 
+/// The file under a sandbox's root that lists the commands it recorded, one a line.
+pub const COMMANDS_LOG: &str = "commands.log";
+
 /// A stand-in machine: files under `root` (users too, in `root/etc/passwd` and friends, written
-/// by the same code as on a real server), commands recorded and answered by a hook (success by
-/// default).
+/// by the same code as on a real server), commands recorded (in [`COMMANDS_LOG`] under the
+/// root, and in the log) and answered by a hook (success by default).
 pub struct Sandbox {
     root: PathBuf,
     commands: Mutex<Vec<String>>,
@@ -442,6 +445,18 @@ impl Sandbox {
             Err(_) => Ok(String::new()),
         };
         let program = line.split(' ').next().unwrap_or_default().to_owned();
+        // What a real server would have run, where a person can read it.
+        tracing::info!(command = %line, "sandbox: recorded, not run");
+        let log = self.root.join(COMMANDS_LOG);
+        if let Err(e) = std::fs::create_dir_all(&self.root).and_then(|()| {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)?;
+            writeln!(f, "{line}")
+        }) {
+            tracing::warn!(path = %log.display(), error = %e, "cannot write the sandbox's command log");
+        }
         if let Ok(mut c) = self.commands.lock() {
             c.push(line);
         }

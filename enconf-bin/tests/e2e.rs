@@ -92,6 +92,18 @@ fn controller_and_two_agents_end_to_end() {
     );
     let (_, web_view) = api(api_port, "GET", &format!("/api/v1/servers/{web_id}"), None);
     assert_eq!(web_view["accounts"], 1);
+    // The sandbox says what it would have run, where a person can read it.
+    let commands = std::fs::read_to_string(d.join("web/commands.log")).unwrap();
+    assert!(
+        commands.contains("useradd --home-dir /var/www/shop shop"),
+        "{commands}"
+    );
+    assert!(commands.contains("nginx -t"), "{commands}");
+    let agent_log = std::fs::read_to_string(d.join("web.log")).unwrap();
+    assert!(
+        agent_log.contains("sandbox: recorded, not run"),
+        "{agent_log}"
+    );
 
     // The web agent stops: the monitor sees it within an interval, and operations on it are
     // refused with 503 and change nothing.
@@ -241,6 +253,11 @@ fn the_admin_token_is_generated_once_and_kept_private() {
     };
     let mut controller = start();
     let file = data.join("admin-token");
+    // Listening comes first; the token is written right after.
+    let waited = std::time::Instant::now();
+    while !file.exists() && waited.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let token = std::fs::read_to_string(&file).unwrap();
     let token = token.trim_end();
     assert_eq!(token.len(), 64);
@@ -289,4 +306,78 @@ fn the_admin_token_is_generated_once_and_kept_private() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("ENCONF_ADMIN_TOKEN"), "{stderr}");
     assert!(!stderr.contains("short secret"), "{stderr}");
+}
+
+#[test]
+fn a_start_that_cannot_listen_leaves_nothing_and_the_local_server_is_named_after_its_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = d.join("data");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = Command::new(CONTROLLER)
+        .env("ENCONF_DATA_DIR", &data)
+        .env("ENCONF_BIND", taken.local_addr().unwrap().to_string())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {}", taken.local_addr().unwrap())),
+        "{stderr}"
+    );
+    assert!(!data.exists(), "a failed start left {}", data.display());
+    // The agent's own bind error names the address and port.
+    let agent_port = taken.local_addr().unwrap().port();
+    let config = d.join("agent.env");
+    std::fs::write(
+        &config,
+        format!(
+            "AGENT_TOKEN=plain-agent-token-0123456789\nAGENT_BIND=127.0.0.1\nAGENT_PORT={agent_port}\nAGENT_MODE=sandbox\nAGENT_SANDBOX_ROOT={}\n",
+            d.join("box").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(AGENT)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{agent_port}")),
+        "{stderr}"
+    );
+    drop(taken);
+
+    // Single-server set-up: the server is recorded under the name its agent reports.
+    let agent_port = free_port();
+    let _agent = start_agent(d, "local", agent_port, WEB_TOKEN);
+    let token_file = d.join("local-token");
+    std::fs::write(&token_file, WEB_TOKEN).unwrap();
+    let api_port = free_port();
+    let _controller = start_controller_with(
+        d,
+        api_port,
+        &[
+            (
+                "ENCONF_LOCAL_AGENT_URL",
+                &format!("http://127.0.0.1:{agent_port}"),
+            ),
+            (
+                "ENCONF_LOCAL_AGENT_TOKEN_FILE",
+                token_file.to_str().unwrap(),
+            ),
+        ],
+    );
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let machine = machine.trim();
+    let (_, servers) = api(api_port, "GET", "/api/v1/servers", None);
+    let hostname = servers[0]["hostname"].as_str().unwrap();
+    assert!(
+        hostname == machine || hostname == format!("{machine}.localdomain"),
+        "{hostname} (the machine is {machine})"
+    );
+    let (_, ssl) = api(api_port, "GET", "/api/v1/servers/1/ssl/panel", None);
+    assert_eq!(ssl["status"], "not_configured");
 }

@@ -13,7 +13,6 @@ use axum::body::Body;
 use axum::http::Request;
 use enconf_core::controller::api::{ApiConfig, router};
 use enconf_core::controller::{Controller, ControllerConfig};
-use enconf_core::domain::AgentToken;
 use enconf_core::protocol::agent::AccountPut;
 use enconf_core::store::MemoryStore;
 use enconf_core::transport::{
@@ -212,7 +211,7 @@ fn harness() -> Harness {
     let app = router(
         controller.clone(),
         ApiConfig {
-            admin_token: AgentToken::parse(ADMIN).unwrap(),
+            admin_token: enconf_core::domain::AdminToken::parse(ADMIN).unwrap(),
             max_body_bytes: 4096,
         },
     );
@@ -1205,7 +1204,7 @@ fn ssl_harness(acme: Option<Arc<FakeAcme>>) -> (Harness, SharedClock) {
     h.app = router(
         controller,
         ApiConfig {
-            admin_token: AgentToken::parse(ADMIN).unwrap(),
+            admin_token: enconf_core::domain::AdminToken::parse(ADMIN).unwrap(),
             max_body_bytes: 1 << 16,
         },
     );
@@ -1222,7 +1221,7 @@ async fn selfsigned_and_custom_certificates_are_checked_then_installed() {
     assert_eq!(status, 200);
     assert_eq!(
         (state["mode"].clone(), state["status"].as_str()),
-        (Value::Null, Some("pending"))
+        (Value::Null, Some("not_configured"))
     );
 
     let (status, state) = h
@@ -1967,4 +1966,53 @@ async fn accounts_are_changed_on_their_servers_or_not_at_all() {
             .len(),
         2
     );
+}
+
+#[tokio::test]
+async fn docs_api_md_names_every_path_of_the_document() {
+    let h = harness();
+    let (_, text) = h.raw("GET", "/api/v1/openapi.json", None, None).await;
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let page =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/API.md")).unwrap();
+    let mut named = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if path == "/api/v1/openapi.json" {
+            assert!(page.contains("GET /api/v1/openapi.json"));
+            continue;
+        }
+        for method in item.as_object().unwrap().keys() {
+            let line = format!("`{} {path}`", method.to_uppercase());
+            assert!(page.contains(&line), "docs/API.md does not name {line}");
+            named += 1;
+        }
+    }
+    assert!(named >= 16, "{named}");
+}
+
+#[tokio::test]
+async fn the_admin_token_is_read_as_http_says() {
+    let h = harness();
+    let send = |values: Vec<String>| {
+        let app = h.app.clone();
+        async move {
+            let mut req = Request::get("/api/v1/servers");
+            for v in values {
+                req = req.header("authorization", v);
+            }
+            app.oneshot(req.body(Body::empty()).unwrap())
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(send(vec![format!("bearer {ADMIN}")]).await, 200);
+    assert_eq!(send(vec![format!("BEARER   {ADMIN}")]).await, 200);
+    assert_eq!(
+        send(vec![format!("Bearer {ADMIN}"), format!("Bearer {ADMIN}")]).await,
+        400
+    );
+    assert_eq!(send(vec![format!("Basic {ADMIN}")]).await, 401);
+    assert_eq!(send(vec![format!("Bearer{ADMIN}")]).await, 401);
 }

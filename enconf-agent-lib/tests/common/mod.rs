@@ -94,13 +94,17 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// A started sandbox applier for `/srv` under `dir/box`, whose nginx and PHP-FPM 8.2 and 8.3
-/// "run" (their pid files exist: 100, 200, 300). Commands of the start are cleared.
+/// are installed and "run" (their pid files exist: 100, 200, 300). Commands of the start are
+/// cleared.
 pub fn sandbox_applier(dir: &Path) -> Applier<Sandbox> {
     let sandbox = Sandbox::new(dir.join("box"));
     for (pid_file, pid) in [
         ("/srv/nginx.pid", "100"),
         ("/srv/php/8.2/fpm.pid", "200"),
         ("/srv/php/8.3/fpm.pid", "300"),
+        // PHP-FPM 8.2 and 8.3 are installed.
+        ("/usr/sbin/php-fpm8.2", ""),
+        ("/usr/sbin/php-fpm8.3", ""),
     ] {
         let host = sandbox.host_path(Path::new(pid_file));
         std::fs::create_dir_all(host.parent().unwrap()).unwrap();

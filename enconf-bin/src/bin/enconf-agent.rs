@@ -12,8 +12,10 @@ use enconf_agent_lib::system::{RealSystem, Sandbox, System};
 
 #[derive(Debug, Parser)]
 #[command(
+    name = "enconf-agent",
     version,
-    about = "The enconf agent: applies web hosting configuration on this server"
+    about = "The enconf agent: applies web hosting configuration on this server",
+    after_help = AgentConfig::keys_help()
 )]
 struct Args {
     /// The configuration file (KEY=VALUE lines; environment variables of the same names win).
@@ -69,7 +71,10 @@ async fn run<S: System>(config: AgentConfig, system: S) -> Result<(), Box<dyn st
         Some((cert, key)) => Some(server::tls_acceptor(cert, key)?),
         None => None,
     };
-    let listener = tokio::net::TcpListener::bind((config.bind, config.port)).await?;
+    let address = std::net::SocketAddr::from((config.bind, config.port));
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("cannot listen on {address} (AGENT_BIND, AGENT_PORT): {e}"))?;
     tracing::info!(
         address = %listener.local_addr()?,
         scheme = if tls.is_some() { "https" } else { "http" },

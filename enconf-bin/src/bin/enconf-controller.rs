@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use enconf_core::controller::api::{self, ApiConfig};
 use enconf_core::controller::{Controller, ControllerConfig};
-use enconf_core::domain::AgentToken;
+use enconf_core::domain::{AdminToken, AgentToken};
 use enconf_core::http;
 use enconf_core::protocol::ServerInput;
 use enconf_core::secret::SecretKey;
@@ -35,6 +35,7 @@ enum StoreKind {
 
 #[derive(Debug, Parser)]
 #[command(
+    name = "enconf-controller",
     version,
     about = "The enconf controller: servers, hosting accounts and agents"
 )]
@@ -105,13 +106,10 @@ struct Args {
     /// File holding the token of --local-agent-url.
     #[arg(long, env = "ENCONF_LOCAL_AGENT_TOKEN_FILE")]
     local_agent_token_file: Option<PathBuf>,
-    /// Hostname (FQDN) recorded for the single server.
-    #[arg(
-        long,
-        env = "ENCONF_LOCAL_HOSTNAME",
-        default_value = "server.localdomain"
-    )]
-    local_hostname: String,
+    /// Hostname (FQDN) recorded for the single server [default: the one its agent reports,
+    /// with `.localdomain` added when it is not fully qualified].
+    #[arg(long, env = "ENCONF_LOCAL_HOSTNAME")]
+    local_hostname: Option<String>,
 }
 
 /// jemalloc, whose background thread gives freed memory back to the system (within its 10 s
@@ -157,6 +155,17 @@ impl<E: std::error::Error + 'static> From<E> for Failure {
 }
 
 async fn run(args: Args) -> Result<(), Failure> {
+    // Listening comes first: a start that cannot listen leaves nothing behind (no data
+    // directory, token, key or store file).
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(http::tls_acceptor(cert, key).map_err(|e| Failure::Config(e.to_string()))?)
+        }
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .map_err(|e| Failure::Config(format!("cannot listen on {}: {e}", args.bind)))?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -207,15 +216,6 @@ async fn run(args: Args) -> Result<(), Failure> {
         register_local_agent(&controller, &args, url).await?;
     }
 
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            Some(http::tls_acceptor(cert, key).map_err(|e| Failure::Config(e.to_string()))?)
-        }
-        _ => None,
-    };
-    let listener = tokio::net::TcpListener::bind(args.bind)
-        .await
-        .map_err(|e| Failure::Config(format!("cannot listen on {}: {e}", args.bind)))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
         url = %format!("{scheme}://{}", listener.local_addr()?),
@@ -258,21 +258,21 @@ async fn run(args: Args) -> Result<(), Failure> {
 
 /// The configured admin token, or the one kept in the data directory (generated on first
 /// start).
-fn admin_token(args: &Args) -> Result<AgentToken, Failure> {
+fn admin_token(args: &Args) -> Result<AdminToken, Failure> {
     if let Some(t) = &args.admin_token {
-        return AgentToken::parse(t)
+        return AdminToken::parse(t)
             .map_err(|r| Failure::Config(format!("ENCONF_ADMIN_TOKEN {r}")));
     }
     let path = args.data_dir.join(ADMIN_TOKEN_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let token = AgentToken::parse(text.trim_end_matches('\n'))
+            let token = AdminToken::parse(text.trim_end_matches('\n'))
                 .map_err(|r| Failure::Config(format!("{}: the token {r}", path.display())))?;
             tracing::info!(path = %path.display(), "admin token read from the data directory");
             Ok(token)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let token = AgentToken::generate()?;
+            let token = AdminToken::generate()?;
             write_secret(&path, token.expose_secret())?;
             tracing::info!(path = %path.display(), "admin token generated and stored (mode 0600)");
             Ok(token)
@@ -335,6 +335,28 @@ fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The hostname the local agent reports, made fully qualified (`vm` → `vm.localdomain`);
+/// `server.localdomain` when it does not answer or its name is not a valid one.
+async fn local_hostname(controller: &Controller, url: &str, token: &str) -> String {
+    const FALLBACK: &str = "server.localdomain";
+    let (Ok(url), Ok(token)) = (url.parse(), AgentToken::parse(token)) else {
+        return FALLBACK.to_owned();
+    };
+    let endpoint = enconf_core::transport::AgentEndpoint { url, token };
+    let reported = match controller.agent_health(&endpoint).await {
+        Ok(health) => health.hostname,
+        Err(e) => {
+            tracing::warn!(error = %e, "the local agent did not say its hostname; recording {FALLBACK}");
+            return FALLBACK.to_owned();
+        }
+    };
+    let candidates = [reported.clone(), format!("{reported}.localdomain")];
+    candidates
+        .into_iter()
+        .find(|name| enconf_core::domain::DomainName::parse(name).is_ok())
+        .unwrap_or_else(|| FALLBACK.to_owned())
+}
+
 /// Single-server set-up: records the local agent as the one server when none is recorded.
 async fn register_local_agent(
     controller: &Controller,
@@ -356,11 +378,16 @@ async fn register_local_agent(
     };
     let token = std::fs::read_to_string(token_file)
         .map_err(|e| Failure::Config(format!("{}: {e}", token_file.display())))?;
+    let token = token.trim_end_matches('\n').to_owned();
+    let hostname = match &args.local_hostname {
+        Some(h) => h.clone(),
+        None => local_hostname(controller, url, &token).await,
+    };
     let input = ServerInput {
         name: Some("local".into()),
-        hostname: Some(args.local_hostname.clone()),
+        hostname: Some(hostname),
         agent_url: Some(url.to_owned()),
-        agent_token: Some(token.trim_end_matches('\n').to_owned()),
+        agent_token: Some(token),
         roles: Some(
             ["web", "mail", "dns", "db", "backup"]
                 .map(String::from)

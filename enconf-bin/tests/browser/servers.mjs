@@ -24,8 +24,13 @@ try {
   page.on("pageerror", (e) => { throw new Error(`page error: ${e.message}`); });
   page.setDefaultTimeout(20000);
 
-  step("login");
+  step("login; the page loads without a missing file (the favicon included)");
+  const missingFiles = [];
+  page.on("response", (r) => { if (r.status() === 404) missingFiles.push(r.url()); });
   await page.goto(`${BASE}/?refresh=500`);
+  const icon = await page.request.get(`${BASE}/favicon.ico`);
+  assert.equal(icon.status(), 200);
+  assert.match(icon.headers()["content-type"], /image\/svg\+xml/);
   await page.getByLabel("Admin token").fill("not-the-admin-token-0123");
   await page.getByRole("button", { name: "Log in" }).click();
   await page.getByText("That token is not the admin token.").waitFor();
@@ -33,6 +38,19 @@ try {
   await page.keyboard.press("Enter");
   await page.getByRole("heading", { name: "Servers" }).waitFor();
   assert.equal(await page.evaluate(() => localStorage.length), 0, "nothing in localStorage");
+
+  assert.deepEqual(missingFiles, []);
+
+  step("an empty form shows every missing field at once");
+  await page.getByRole("button", { name: "Add Server" }).click();
+  await page.getByRole("button", { name: "Create" }).click();
+  for (const field of ["name", "hostname", "agent_url", "agent_token", "roles"]) {
+    const text = await page.locator(`#server-form .error[data-for="${field}"]`).textContent();
+    assert.ok(text.length > 0, `no error beside ${field}`);
+  }
+  assert.equal(await page.getByLabel("Name", { exact: true }).getAttribute("aria-invalid"), "true");
+  await page.screenshot({ path: `${SHOTS}/add-server-form-empty.png` });
+  await page.getByRole("button", { name: "Cancel" }).click();
 
   step("add a server through the form, with the keyboard");
   await page.getByRole("button", { name: "Add Server" }).focus();

@@ -1,4 +1,4 @@
-//! The Management API over HTTP (`/api/v1/…`, see `API.md`): admin-token auth, JSON errors with
+//! The Management API over HTTP (`/api/v1/…`, see `docs/API.md` in the repository): admin-token auth, JSON errors with
 //! the field at fault, request size limits, one log line per request, and the OpenAPI document
 //! at `/api/v1/openapi.json`, generated from these handlers and the protocol types.
 
@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use utoipa::OpenApi;
 
 use super::Controller;
-use crate::domain::{AccountId, AgentToken, ServerId};
+use crate::domain::{AccountId, AdminToken, ServerId};
 use crate::http::{
     ApiError, ApiResult, authorize, json_body, log_request, method_not_allowed, not_found,
 };
@@ -38,7 +38,7 @@ const MAX_SMALL_BYTES: usize = 4 * 1024;
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// The token every request but the OpenAPI document must present.
-    pub admin_token: AgentToken,
+    pub admin_token: AdminToken,
     pub max_body_bytes: usize,
 }
 
@@ -93,6 +93,8 @@ pub fn router(controller: Controller, config: ApiConfig) -> Router {
             "/style.css",
             get(|| web(WEB_STYLE, "text/css; charset=utf-8")),
         )
+        .route("/favicon.svg", get(|| web(WEB_ICON, "image/svg+xml")))
+        .route("/favicon.ico", get(|| web(WEB_ICON, "image/svg+xml")))
         .route("/api/v1/openapi.json", get(openapi_json))
         .merge(protected)
         .fallback(not_found)
@@ -105,6 +107,7 @@ pub fn router(controller: Controller, config: ApiConfig) -> Router {
 const WEB_INDEX: &str = include_str!("web/index.html");
 const WEB_APP: &str = include_str!("web/app.js");
 const WEB_STYLE: &str = include_str!("web/style.css");
+const WEB_ICON: &str = include_str!("web/favicon.svg");
 
 /// A file of the web page. It needs no token (the page asks for it and sends it to the API);
 /// scripts and styles come from this origin only.
@@ -127,7 +130,8 @@ async fn web(body: &'static str, content_type: &'static str) -> Response {
 }
 
 /// The OpenAPI 3 document of the Management API: what the handlers and protocol types
-/// declare, refined with what the derive cannot say (see [`refine`]).
+/// declare, refined with what the derive cannot say (the input rules and the shared
+/// responses, added by `refine`).
 pub fn openapi() -> Result<serde_json::Value, serde_json::Error> {
     let mut doc = serde_json::to_value(ApiDoc::openapi())?;
     refine(&mut doc);

@@ -16,30 +16,7 @@
 //! The [`api`] module serves all of this over HTTP; [`health`] keeps servers' health current;
 //! [`install`] writes agent installation scripts.
 //!
-//! ```no_run
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::sync::Arc;
-//! use std::time::Duration;
-//! use enconf_core::controller::{Controller, ControllerConfig, api};
-//! use enconf_core::domain::AgentToken;
-//! use enconf_core::store::Engine;
-//! use enconf_core::transport::http::HttpTransport;
-//!
-//! // The key agent tokens are sealed with in the store; keep it with the store's backups.
-//! let key = enconf_core::secret::SecretKey::from_hex(&std::fs::read_to_string("/var/lib/enconf/secret-key")?)?;
-//! let store = Engine::Redb("/var/lib/enconf/enconf.redb".into()).open(&key)?;
-//! let transport = Arc::new(HttpTransport::new(Duration::from_secs(10), None)?);
-//! let controller = Controller::new(store, transport, ControllerConfig::default());
-//! let app = api::router(controller.clone(), api::ApiConfig {
-//!     admin_token: AgentToken::generate()?,
-//!     max_body_bytes: api::DEFAULT_MAX_BODY_BYTES,
-//! });
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! let monitor = controller.clone();
-//! tokio::spawn(async move { monitor.monitor(Duration::from_secs(30), std::future::pending()).await });
-//! enconf_core::http::serve(listener, app, None, Default::default(), std::future::pending()).await;
-//! # Ok(()) }
-//! ```
+//! See the crate documentation for a controller embedded in a program of one's own.
 
 mod accounts;
 pub mod api;
@@ -310,6 +287,23 @@ impl Controller {
     pub async fn install_script(&self, id: ServerId) -> Result<String> {
         let server = self.store.server(id).await?;
         Ok(install::script(&server.spec, server.token.expose_secret()))
+    }
+
+    /// What the agent at `endpoint` says of itself (within the configured timeout), not
+    /// recorded anywhere.
+    pub async fn agent_health(
+        &self,
+        endpoint: &AgentEndpoint,
+    ) -> std::result::Result<AgentHealth, TransportError> {
+        let client = AgentClient::new(&*self.transport, endpoint);
+        tokio::time::timeout(self.config.health_timeout, client.health())
+            .await
+            .unwrap_or_else(|_| {
+                Err(TransportError::Interrupted(format!(
+                    "no answer within {} s",
+                    self.config.health_timeout.as_secs_f64()
+                )))
+            })
     }
 
     /// Asks the agent for its health (within the configured timeout) and records the result.

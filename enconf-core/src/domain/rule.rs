@@ -35,6 +35,10 @@ pub enum Rule {
     Idna,
     #[error("must start with a lowercase letter")]
     BadStart,
+    #[error(
+        "must be lowercase letters, digits, '_' and '-', starting with a letter ({0:?} is not one)"
+    )]
+    UserNameChar(char),
     #[error("is a reserved name")]
     Reserved,
     #[error("must start with '/'")]

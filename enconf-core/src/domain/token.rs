@@ -77,6 +77,41 @@ impl AgentToken {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// The Management API's admin token: every request but the OpenAPI document and the web page
+/// presents it. A secret like an [`AgentToken`] (same rules, redacted `Debug`, constant-time
+/// [`verify`](AdminToken::verify)), but its own type, so that one cannot be passed for the
+/// other.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(AgentToken);
+
+impl AdminToken {
+    /// Validates a configured token: 16 to 512 visible ASCII characters, no spaces.
+    pub fn parse(input: &str) -> Result<Self, Rule> {
+        AgentToken::parse(input).map(Self)
+    }
+
+    /// A new token of 256 random bits from the operating system, as 64 hex digits.
+    pub fn generate() -> Result<Self, RandomError> {
+        AgentToken::generate().map(Self)
+    }
+
+    /// Compares a presented token with this one in constant time.
+    pub fn verify(&self, presented: &[u8]) -> bool {
+        self.0.verify(presented)
+    }
+
+    /// The secret itself, to write into the file it is kept in or to show once.
+    pub fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
 impl fmt::Debug for AgentToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("AgentToken(<redacted>)")

@@ -101,7 +101,7 @@ impl UserName {
             .chars()
             .find(|&c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'))
         {
-            return Err(Rule::ForbiddenChar(c));
+            return Err(Rule::UserNameChar(c));
         }
         if !first.is_ascii_lowercase() {
             return Err(Rule::BadStart);
@@ -156,22 +156,22 @@ mod tests {
     fn refuses_hostile_and_malformed_names() {
         let rule = |s: &str| UserName::parse(s).unwrap_err();
         assert_eq!(rule(""), Rule::Empty);
-        assert_eq!(rule("shop\n"), Rule::ForbiddenChar('\n'));
-        assert_eq!(rule("shop;rm"), Rule::ForbiddenChar(';'));
-        assert_eq!(rule("{shop}"), Rule::ForbiddenChar('{'));
-        assert_eq!(rule("sh\"op"), Rule::ForbiddenChar('"'));
-        assert_eq!(rule("sh'op"), Rule::ForbiddenChar('\''));
-        assert_eq!(rule("$shop"), Rule::ForbiddenChar('$'));
-        assert_eq!(rule("sh op"), Rule::ForbiddenChar(' '));
-        assert_eq!(rule("shop\0"), Rule::ForbiddenChar('\0'));
-        assert_eq!(rule(".."), Rule::ForbiddenChar('.'));
-        assert_eq!(rule("../x"), Rule::ForbiddenChar('.'));
-        assert_eq!(rule("Shop"), Rule::ForbiddenChar('S'));
-        assert_eq!(rule("shöp"), Rule::ForbiddenChar('ö'));
+        assert_eq!(rule("shop\n"), Rule::UserNameChar('\n'));
+        assert_eq!(rule("shop;rm"), Rule::UserNameChar(';'));
+        assert_eq!(rule("{shop}"), Rule::UserNameChar('{'));
+        assert_eq!(rule("sh\"op"), Rule::UserNameChar('"'));
+        assert_eq!(rule("sh'op"), Rule::UserNameChar('\''));
+        assert_eq!(rule("$shop"), Rule::UserNameChar('$'));
+        assert_eq!(rule("sh op"), Rule::UserNameChar(' '));
+        assert_eq!(rule("shop\0"), Rule::UserNameChar('\0'));
+        assert_eq!(rule(".."), Rule::UserNameChar('.'));
+        assert_eq!(rule("../x"), Rule::UserNameChar('.'));
+        assert_eq!(rule("Shop"), Rule::UserNameChar('S'));
+        assert_eq!(rule("shöp"), Rule::UserNameChar('ö'));
         assert_eq!(rule("1shop"), Rule::BadStart);
         assert_eq!(rule("-shop"), Rule::BadStart);
         assert_eq!(rule("_shop"), Rule::BadStart);
-        assert_eq!(rule("shop$"), Rule::ForbiddenChar('$'));
+        assert_eq!(rule("shop$"), Rule::UserNameChar('$'));
         assert_eq!(rule(&"a".repeat(33)), Rule::TooLong { max: 32 });
     }
 }

@@ -64,7 +64,7 @@ pub async fn method_not_allowed() -> ApiError {
 /// it, as RFC 9110 says) against `token` in constant time, and marks the request's connection
 /// authenticated when it matches. Two `Authorization` headers are refused (`400`): which one
 /// would count is ambiguous. The presented value is never logged.
-pub fn authorize(req: &Request, token: &AgentToken) -> Result<(), ApiError> {
+pub fn authorize(req: &Request, token: &impl BearerSecret) -> Result<(), ApiError> {
     let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
     let (first, second) = (values.next(), values.next());
     if second.is_some() {
@@ -84,6 +84,23 @@ pub fn authorize(req: &Request, token: &AgentToken) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A secret a request presents as `Authorization: Bearer …`, compared in constant time.
+pub trait BearerSecret {
+    fn verify(&self, presented: &[u8]) -> bool;
+}
+
+impl BearerSecret for AgentToken {
+    fn verify(&self, presented: &[u8]) -> bool {
+        AgentToken::verify(self, presented)
+    }
+}
+
+impl BearerSecret for crate::domain::AdminToken {
+    fn verify(&self, presented: &[u8]) -> bool {
+        crate::domain::AdminToken::verify(self, presented)
+    }
+}
+
 /// The credentials of a `Bearer` authorization value.
 fn bearer_credentials(value: &[u8]) -> Option<&[u8]> {
     let space = value.iter().position(|b| *b == b' ')?;
@@ -95,20 +112,23 @@ fn bearer_credentials(value: &[u8]) -> Option<&[u8]> {
     Some(&rest[start..])
 }
 
-/// Middleware: one log line per request with method, path, status and duration. Never headers,
-/// never bodies (they carry tokens and keys).
+/// Middleware: one log line per request with method, path, status and duration (whole
+/// milliseconds). Reads that succeed are logged at DEBUG (a page polling every few seconds
+/// would fill the log); changes and every error at INFO. Never headers, never bodies (they
+/// carry tokens and keys).
 pub async fn log_request(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let response = next.run(req).await;
-    tracing::info!(
-        %method,
-        path,
-        status = response.status().as_u16(),
-        ms = started.elapsed().as_millis(),
-        "request"
-    );
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_millis();
+    let read = method == axum::http::Method::GET || method == axum::http::Method::HEAD;
+    if read && status < 400 {
+        tracing::debug!(%method, path, status, ms, "request");
+    } else {
+        tracing::info!(%method, path, status, ms, "request");
+    }
     response
 }
 

@@ -696,25 +696,35 @@ impl PhpInput {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountPatch {
-    pub domains: Option<Vec<String>>,
+    /// `null` is refused: an account always has domains.
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "controller", schema(value_type = Vec<String>, required = false))]
+    pub domains: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "present")]
     #[cfg_attr(feature = "controller", schema(value_type = Option<String>))]
     pub php_version: Option<Option<String>>,
-    pub php: Option<PhpInput>,
+    /// `null` is refused: leave it out to keep the limits.
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "controller", schema(value_type = PhpInput, required = false))]
+    pub php: Option<Option<PhpInput>>,
 }
 
 impl AccountPatch {
     /// The spec `current` becomes with this patch.
     pub fn apply(&self, current: &AccountSpec) -> Result<AccountSpec, ValidationError> {
         let mut spec = current.clone();
-        if let Some(domains) = &self.domains {
-            spec.domains = Domains::parse("domains", domains)?;
+        match &self.domains {
+            None => {}
+            Some(None) => return Err(Rule::Required.at("domains")),
+            Some(Some(domains)) => spec.domains = Domains::parse("domains", domains)?,
         }
         if let Some(version) = &self.php_version {
             spec.php_version = optional(version.as_deref(), "php_version", PhpVersion::parse)?;
         }
-        if let Some(php) = &self.php {
-            spec.php = php.apply(spec.php)?;
+        match &self.php {
+            None => {}
+            Some(None) => return Err(Rule::Required.at("php")),
+            Some(Some(php)) => spec.php = php.apply(spec.php)?,
         }
         Ok(spec)
     }
@@ -813,12 +823,14 @@ pub enum SslMode {
 /// Where a certificate is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum SslStatus {
     /// Installed and in use.
     Active,
-    /// Being issued or installed (or never set up).
+    /// Being issued or installed.
     Pending,
+    /// Never set up: no mode chosen yet.
+    NotConfigured,
     /// The last attempt failed and no valid certificate is installed.
     Failed,
 }
@@ -899,7 +911,7 @@ impl SslState {
             issuer: None,
             not_before: None,
             not_after: None,
-            status: SslStatus::Pending,
+            status: SslStatus::NotConfigured,
             last_error: None,
             testing_only: false,
         }

@@ -9,6 +9,36 @@
 //!
 //! The endpoint (URL and token) is passed with every request, built from the server as the
 //! store has it at that moment, so an edited URL or token takes effect on the next call.
+//!
+//! Calling an agent from Rust, without a controller:
+//!
+//! ```no_run
+//! # #[cfg(feature = "controller")]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use enconf_core::domain::{AccountSpec, AgentToken, Domains, PhpSettings, UserName};
+//! use enconf_core::transport::http::HttpTransport;
+//! use enconf_core::transport::{AgentClient, AgentEndpoint};
+//!
+//! let transport = HttpTransport::new(Duration::from_secs(10), None)?;
+//! let endpoint = AgentEndpoint {
+//!     url: "https://web1.example.com:50000".parse()?,
+//!     token: AgentToken::parse(&std::fs::read_to_string("agent-token")?)?,
+//! };
+//! let agent = AgentClient::new(&transport, &endpoint);
+//! let health = agent.health().await?;
+//! assert!(!health.version.is_empty());
+//! let site = AccountSpec {
+//!     username: UserName::parse("shop")?,
+//!     domains: Domains::parse("domains", &["shop.example"])?,
+//!     php_version: None,
+//!     php: PhpSettings::default(),
+//!     roles: AccountSpec::web_only(),
+//! };
+//! let applied = agent.put_account(&site).await?;
+//! assert!(applied.changed);
+//! # Ok(()) }
+//! ```
 
 #[cfg(feature = "controller")]
 pub mod http;
@@ -213,9 +243,22 @@ impl<'a> AgentClient<'a> {
             .map(serde_json::to_vec)
             .transpose()
             .map_err(|e| TransportError::Protocol(format!("cannot encode the request: {e}")))?;
-        let request = AgentRequest { method, path, body };
-        let response = self.transport.send(self.endpoint, request).await?;
-        decode(response)
+        let request = AgentRequest {
+            method,
+            path: path.clone(),
+            body,
+        };
+        let result = match self.transport.send(self.endpoint, request).await {
+            Ok(response) => decode(response),
+            Err(e) => Err(e),
+        };
+        // A health check's failure is the monitor's to report (once, when it changes).
+        if let Err(e) = &result
+            && path != "/v1/health"
+        {
+            tracing::warn!(agent = %self.endpoint.url, method = method.as_str(), path, error = %e, "agent call failed");
+        }
+        result
     }
 }
 

@@ -128,7 +128,7 @@ async function refresh() {
 // Icons are inline SVG shapes: no icon font or emoji font is needed on the admin's machine.
 const ICONS = {
   edit: "M3 17.25V21h3.75L17.81 9.94l-3.75-3.75L3 17.25zm17.71-10.21a1 1 0 0 0 0-1.41l-2.34-2.34a1 1 0 0 0-1.41 0l-1.83 1.83 3.75 3.75 1.83-1.83z",
-  script: "M5 20h14v-2H5v2zM19 9h-4V3H9v6H5l7 7 7-7z",
+  script: "M20 4H4a2 2 0 0 0-2 2v12a2 2 0 0 0 2 2h16a2 2 0 0 0 2-2V6a2 2 0 0 0-2-2zm0 14H4V8h16v10zM6.5 10.5 10 13l-3.5 2.5V10.5zM11 15h6v1.5h-6V15z",
   lock: "M18 8h-1V6a5 5 0 0 0-10 0v2H6a2 2 0 0 0-2 2v10a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V10a2 2 0 0 0-2-2zm-6 9a2 2 0 1 1 0-4 2 2 0 0 1 0 4zm3.1-9H8.9V6a3.1 3.1 0 0 1 6.2 0v2z",
   trash: "M6 19a2 2 0 0 0 2 2h8a2 2 0 0 0 2-2V7H6v12zM19 4h-3.5l-1-1h-5l-1 1H5v2h14V4z",
   move: "M16 13v-2H7V8l-4 4 4 4v-3h9zm4-9h-8v2h8v12h-8v2h8a2 2 0 0 0 2-2V6a2 2 0 0 0-2-2z",
@@ -296,11 +296,25 @@ $("#generate-token").addEventListener("click", () => {
   const bytes = crypto.getRandomValues(new Uint8Array(32));
   $("#f-agent_token").value = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
 });
+/** Marks every required field left empty at once; `true` when there is none. */
+function requiredFilled(form, body) {
+  const missing = ["name", "hostname", "agent_url"].filter((f) => !body[f]);
+  if (!editing && !body.agent_token) missing.push("agent_token");
+  if (body.roles.length === 0) missing.push("roles");
+  for (const f of missing) {
+    form.querySelector(`.error[data-for="${f}"]`).textContent = f === "roles" ? "Choose at least one role." : "Required.";
+    form.querySelector(`[name="${f}"]`)?.setAttribute("aria-invalid", "true");
+  }
+  if (missing.length) form.querySelector(`[name="${missing[0]}"]`)?.focus();
+  return missing.length === 0;
+}
+
 $("#server-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const form = e.target;
   clearErrors(form);
   const body = formBody(form);
+  if (!requiredFilled(form, body)) return;
   try {
     if (editing) await api("PATCH", `/servers/${editing.id}`, body);
     else await api("POST", "/servers", body);
@@ -345,7 +359,7 @@ $("#close-script").addEventListener("click", () => $("#script-dialog").close());
 function sslSummary(kind, st) {
   const rows = [
     ["Mode", st.mode ? (st.mode === "selfsigned" ? "self-signed (testing only)" : st.mode) : "not set"],
-    ["Status", st.mode ? st.status : "not set up"],
+    ["Status", st.status === "not_configured" ? "not configured" : st.status],
     ["Names", st.subject_names.join(", ") || "—"],
     ["Issuer", st.issuer || "—"],
     ["Expires", st.not_after || "—"],
