@@ -587,10 +587,12 @@ fn an_account_changed_through_the_controller_serves_its_new_domain_and_limits() 
     }))
     .unwrap();
     let id = AccountId(created.id);
+    let workers = svc.nginx_workers();
     let changed = runtime
         .block_on(controller.patch_account(id, &patch))
         .unwrap();
     assert_eq!(changed.domains, [a.clone(), b.clone()]);
+    svc.wait_nginx_reloaded(&workers);
     for host in [&a, &b] {
         let (status, body) = svc.get_until(host, "/index.php", |s, body| {
             s == 200 && body.starts_with("256M")

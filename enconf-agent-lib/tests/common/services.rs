@@ -220,6 +220,26 @@ impl Services {
         }
     }
 
+    /// nginx's worker processes now.
+    pub fn nginx_workers(&self) -> Vec<u32> {
+        let pid = self.nginx.id();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
+    /// Waits until the workers `before` a reload are gone. An account put returns once nginx
+    /// was signalled; for about 100 ms after that the old worker still takes connections, so
+    /// a test that asks twice could be answered by the new configuration, then by the old.
+    pub fn wait_nginx_reloaded(&self, before: &[u32]) {
+        wait_for("nginx's workers of the old configuration to go", || {
+            let now = self.nginx_workers();
+            !now.is_empty() && !now.iter().any(|p| before.contains(p))
+        });
+    }
+
     /// nginx's error log, for failure messages.
     pub fn nginx_log(&self) -> String {
         std::fs::read_to_string(self.path("log/nginx-error.log")).unwrap_or_default()
