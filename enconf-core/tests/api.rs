@@ -1578,6 +1578,7 @@ async fn an_acme_order_finishing_late_never_overrides_what_was_set_meanwhile() {
     assert_eq!(h.fakes.cert(&url("web1"), "panel").unwrap(), selfsigned);
     let state = h.call("GET", &panel, None).await.1;
     assert_eq!(state["mode"], "letsencrypt");
+    assert_eq!(state["status"], "pending", "not issued yet: {state}");
     assert!(
         state["last_error"]
             .as_str()
@@ -1619,6 +1620,47 @@ async fn an_acme_order_finishing_late_never_overrides_what_was_set_meanwhile() {
         .await
         .unwrap();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn a_first_acme_order_that_fails_over_a_working_certificate_is_tried_again() {
+    use std::sync::atomic::Ordering;
+    let acme = Arc::new(FakeAcme::default());
+    let (h, clock) = ssl_harness(Some(Arc::clone(&acme)));
+    let id = h.add_server("web1", &["web"]).await;
+    let panel = format!("/api/v1/servers/{id}/ssl/panel");
+    let (status, _) = h
+        .call("PUT", &panel, Some(json!({"mode": "selfsigned"})))
+        .await;
+    assert_eq!(status, 200);
+
+    acme.fail.store(true, Ordering::SeqCst);
+    let (status, state) = h
+        .call("PUT", &panel, Some(json!({"mode": "letsencrypt"})))
+        .await;
+    assert_eq!((status, state["status"].as_str()), (200, Some("pending")));
+    let state = loop {
+        let (_, state) = h.call("GET", &panel, None).await;
+        if !state["last_error"].is_null() {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    // The self-signed certificate still serves; the ACME one is still to come.
+    assert_eq!(state["status"], "pending", "{state}");
+    assert_eq!(state["testing_only"], false);
+    assert_eq!(h.controller.renew_due().await, 0, "backing off");
+    acme.fail.store(false, Ordering::SeqCst);
+    let t0 = *clock.lock().unwrap();
+    *clock.lock().unwrap() = t0 + time::Duration::minutes(31);
+    assert_eq!(h.controller.renew_due().await, 1, "tried again");
+    let state = h.call("GET", &panel, None).await.1;
+    assert_eq!(
+        (state["status"].as_str(), state["last_error"].clone()),
+        (Some("active"), Value::Null),
+        "{state}"
+    );
+    assert_eq!(h.controller.renew_due().await, 0);
 }
 
 #[tokio::test]

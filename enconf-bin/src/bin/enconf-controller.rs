@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand};
 use enconf_core::controller::api::{self, ApiConfig};
 use enconf_core::controller::{Controller, ControllerConfig};
 use enconf_core::domain::{AdminToken, AgentToken};
@@ -25,14 +25,6 @@ const ADMIN_TOKEN_FILE: &str = "admin-token";
 /// The file in the data directory that holds a generated secret key.
 const SECRET_KEY_FILE: &str = "secret-key";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum StoreKind {
-    /// One redb file in the data directory.
-    Redb,
-    /// In memory: everything is lost at exit.
-    Memory,
-}
-
 #[derive(Debug, Parser)]
 #[command(
     name = "enconf-controller",
@@ -40,6 +32,8 @@ enum StoreKind {
     about = "The enconf controller: servers, hosting accounts and agents"
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address the Management API listens on.
     #[arg(long, env = "ENCONF_BIND", default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
@@ -83,9 +77,16 @@ struct Args {
     /// Days before expiry an ACME or self-signed certificate is renewed.
     #[arg(long, env = "ENCONF_RENEW_BEFORE_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=365))]
     renew_before_days: u64,
-    /// Where the controller keeps its state.
-    #[arg(long, env = "ENCONF_STORE", value_enum, default_value_t = StoreKind::Redb)]
-    store: StoreKind,
+    /// Where the controller keeps its state: `redb` (DATA_DIR/enconf.redb), `redb:PATH` (a
+    /// redb file elsewhere), `memory` (lost at exit), or a `postgres://user@host:port/db` URL
+    /// (`?sslmode=require` for TLS) that several controllers share.
+    #[arg(
+        long,
+        env = "ENCONF_STORE",
+        default_value = "redb",
+        hide_env_values = true
+    )]
+    store: String,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "ENCONF_MAX_BODY_BYTES", default_value_t = api::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
@@ -110,6 +111,18 @@ struct Args {
     /// with `.localdomain` added when it is not fully qualified].
     #[arg(long, env = "ENCONF_LOCAL_HOSTNAME")]
     local_hostname: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Copies the store (ENCONF_STORE) into another, empty one, and checks that it holds as
+    /// many entries of each table: from redb into PostgreSQL when one machine is outgrown, or
+    /// back. Stop the controllers first. The copy opens with the same secret key.
+    CopyStore {
+        /// The store to copy into, written as ENCONF_STORE is (`redb:PATH`, `postgres://…`).
+        #[arg(long)]
+        to: String,
+    },
 }
 
 /// jemalloc, whose background thread gives freed memory back to the system (within its 10 s
@@ -154,7 +167,32 @@ impl<E: std::error::Error + 'static> From<E> for Failure {
     }
 }
 
+/// The store `setting` names (the syntax of `ENCONF_STORE`).
+fn engine(setting: &str, data_dir: &Path) -> Result<Engine, Failure> {
+    Engine::from_setting(setting, data_dir.join("enconf.redb"))
+        .map_err(|e| Failure::Config(format!("ENCONF_STORE: {e}")))
+}
+
+/// `copy-store`: copies the configured store into `to`.
+async fn copy_store(args: &Args, to: &str) -> Result<(), Failure> {
+    let from = engine(&args.store, &args.data_dir)?;
+    let to = engine(to, &args.data_dir)?;
+    if from == to {
+        return Err(Failure::Config("--to names the store being copied".into()));
+    }
+    let (from_name, to_name) = (from.to_string(), to.to_string());
+    let copied = tokio::task::spawn_blocking(move || from.copy_to(&to)).await??;
+    let total: usize = copied.iter().map(|(_, n)| n).sum();
+    let tables: Vec<String> = copied.iter().map(|(t, n)| format!("{t} {n}")).collect();
+    tracing::info!(from = %from_name, to = %to_name, total, "store copied and counted: {}", tables.join(", "));
+    Ok(())
+}
+
 async fn run(args: Args) -> Result<(), Failure> {
+    if let Some(Command::CopyStore { to }) = &args.command {
+        return copy_store(&args, to).await;
+    }
+    let engine = engine(&args.store, &args.data_dir)?;
     // Listening comes first: a start that cannot listen leaves nothing behind (no data
     // directory, token, key or store file).
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -173,10 +211,6 @@ async fn run(args: Args) -> Result<(), Failure> {
         .map_err(|e| Failure::Config(format!("data directory {}: {e}", args.data_dir.display())))?;
     let admin_token = admin_token(&args)?;
 
-    let engine = match args.store {
-        StoreKind::Redb => Engine::Redb(args.data_dir.join("enconf.redb")),
-        StoreKind::Memory => Engine::Memory,
-    };
     let key = secret_key(&args)?;
     let store = tokio::task::spawn_blocking(move || engine.open(&key))
         .await?

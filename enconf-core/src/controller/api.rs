@@ -245,6 +245,10 @@ fn refine(doc: &mut serde_json::Value) {
                         "`bad_request`: the body is not JSON of the right shape, or the request has two Authorization headers",
                     );
                     add("401", "`unauthorized`: the admin token is missing or wrong");
+                    add(
+                        "503",
+                        "`store_unavailable`: the controller's store cannot be reached now (try again); `agent_offline`: a server the operation needs is unreachable",
+                    );
                 }
                 if has_body {
                     add(

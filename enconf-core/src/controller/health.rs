@@ -65,14 +65,31 @@ impl Controller {
     /// Runs [`check_all`](Self::check_all) every `interval` until `shutdown` resolves, and
     /// after each round starts [`renew_due`](Self::renew_due) on its own (an ACME order never
     /// holds up health checks). The first round starts at once; a round that takes longer than
-    /// the interval delays the next one rather than overlapping it.
+    /// the interval delays the next one rather than overlapping it. Of the controllers sharing
+    /// a store, only the one holding the [monitor lease](super::once) runs rounds; it gives the
+    /// lease up when it stops.
     pub async fn monitor(&self, interval: Duration, shutdown: impl Future<Output = ()>) {
-        let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(100)));
+        let interval = interval.max(Duration::from_millis(100));
+        let lease = super::once::monitor_lease(interval);
+        let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
+        let mut holding = false;
         loop {
             tokio::select! {
                 _ = ticks.tick() => {
+                    let held = self.hold(super::once::MONITOR, lease).await;
+                    if held != holding {
+                        tracing::info!(instance = %self.instance, "{}", if held {
+                            "this controller runs the health monitor"
+                        } else {
+                            "another controller runs the health monitor"
+                        });
+                        holding = held;
+                    }
+                    if !held {
+                        continue;
+                    }
                     let round = self.check_all().await;
                     tracing::debug!(reachable = round.reachable, unreachable = round.unreachable, failed = round.failed, "health round");
                     let renewer = self.clone();
@@ -80,6 +97,9 @@ impl Controller {
                 }
                 () = &mut shutdown => break,
             }
+        }
+        if holding {
+            self.let_go(super::once::MONITOR).await;
         }
     }
 }

@@ -22,6 +22,7 @@ mod accounts;
 pub mod api;
 pub mod health;
 pub mod install;
+pub mod once;
 mod roles;
 pub mod ssl;
 
@@ -151,6 +152,8 @@ pub struct Controller {
     clock: Clock,
     /// Who is issuing and installing which certificate now.
     ssl_work: Arc<ssl::SslWork>,
+    /// This controller's name in leases (see [`once`]).
+    instance: Arc<str>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -160,6 +163,7 @@ impl std::fmt::Debug for Controller {
             .field("transport", &self.transport)
             .field("config", &self.config)
             .field("acme", &self.acme)
+            .field("instance", &self.instance)
             .finish_non_exhaustive()
     }
 }
@@ -177,6 +181,7 @@ impl Controller {
             acme: None,
             clock: Arc::new(OffsetDateTime::now_utc),
             ssl_work: Arc::default(),
+            instance: once::instance_name().into(),
         }
     }
 

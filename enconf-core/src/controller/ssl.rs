@@ -35,6 +35,9 @@ use crate::transport::{AgentClient, AgentEndpoint, AgentTransport};
 const MAX_BACKOFF: time::Duration = time::Duration::hours(24);
 /// The wait after the first failure; doubled after each further one.
 const FIRST_BACKOFF: time::Duration = time::Duration::minutes(30);
+/// How long one issuance may hold its certificate's lease (an ACME order is given 90 s per
+/// wait); a controller that dies mid-issuance lets another try after this.
+const ATTEMPT_LEASE: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Where certificate records are kept in the store's settings.
 const SETTING_PREFIX: &str = "ssl:";
@@ -386,16 +389,47 @@ impl Controller {
     }
 
     /// One attempt by `issuer` (ACME: first issuance or renewal; self-signed: renewal),
-    /// recorded whatever its outcome. A failure keeps the installed certificate and schedules
-    /// the next attempt. The certificate is installed only if, once issued, the record still
-    /// asks for the issuer's mode and the server still has the names it was issued for.
-    async fn attempt(&self, id: ServerId, kind: CertKind, issuer: Arc<dyn Issuer>) {
+    /// recorded whatever its outcome; `false` when it did not run (under way here or at
+    /// another controller, or no longer due). A failure keeps the installed certificate and
+    /// schedules the next attempt. The certificate is installed only if, once issued, the
+    /// record still asks for the issuer's mode and the server still has the names it was
+    /// issued for.
+    async fn attempt(&self, id: ServerId, kind: CertKind, issuer: Arc<dyn Issuer>) -> bool {
         let Some(_claim) = self.ssl_work.claim((id, kind)) else {
-            return;
+            return false;
         };
         let Ok(_slot) = self.ssl_work.attempt_slots.acquire().await else {
-            return; // never closed
+            return false; // never closed
         };
+        // Across controllers: one issuance of a certificate at a time, and only while it is
+        // still due (another controller may have renewed it since this one looked).
+        let lease = format!("{SETTING_PREFIX}{id}:{kind}");
+        if !self.hold(&lease, ATTEMPT_LEASE).await {
+            tracing::debug!(server = %id, %kind, "certificate: another controller is at it");
+            return false;
+        }
+        let ran = self.attempt_held(id, kind, issuer).await;
+        self.let_go(&lease).await;
+        ran
+    }
+
+    /// [`attempt`](Self::attempt) once its lease is held.
+    async fn attempt_held(&self, id: ServerId, kind: CertKind, issuer: Arc<dyn Issuer>) -> bool {
+        let due = async {
+            let server = self.store.server(id).await?;
+            let record = self.load_ssl(id, kind).await?;
+            Ok::<_, ControllerError>(record.is_some_and(|r| {
+                r.mode == issuer.mode() && self.due(&server, kind, &r, self.now())
+            }))
+        };
+        match due.await {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(e) => {
+                tracing::debug!(server = %id, %kind, error = %e, "certificate: not attempted");
+                return false;
+            }
+        }
         let issued = async {
             let server = self.store.server(id).await?;
             let names = Self::cert_names(&server, kind)?;
@@ -407,6 +441,31 @@ impl Controller {
         if let Err(e) = self.finish_attempt(id, kind, issuer.mode(), issued).await {
             tracing::error!(server = %id, %kind, error = %e, "could not record a certificate attempt");
         }
+        true
+    }
+
+    /// Whether the certificate `record` of `server` is due for an attempt at `now`: waiting
+    /// for its first issuance (`pending`), within `renew_before` of its expiry or never issued,
+    /// or not covering the server's names since an edit; and past its back-off.
+    fn due(
+        &self,
+        server: &Server,
+        kind: CertKind,
+        record: &SslRecord,
+        now: OffsetDateTime,
+    ) -> bool {
+        let renew_before =
+            time::Duration::try_from(self.config.renew_before).unwrap_or(time::Duration::days(30));
+        let expiring = record
+            .info
+            .as_ref()
+            .is_none_or(|i| i.not_after - renew_before <= now);
+        // A hostname edited since: the certificate is for a name the server left.
+        let stale =
+            Self::cert_names(server, kind).is_ok_and(|names| record.uncovered(&names).is_some());
+        let pending = record.status == SslStatus::Pending;
+        let waited = record.next_attempt.is_none_or(|t| t <= now);
+        (expiring || stale || pending) && waited
     }
 
     /// Installs and records what an attempt issued, or records why it failed.
@@ -451,10 +510,12 @@ impl Controller {
                 record.next_attempt = Some(now + backoff(record.failures));
                 let working = record.info.as_ref().is_some_and(|i| i.not_after > now)
                     && record.bundle.is_some();
-                record.status = if working {
-                    SslStatus::Active
-                } else {
-                    SslStatus::Failed
+                // A first issuance in this mode that failed while another certificate still
+                // serves stays `pending`, so that it is tried again after its back-off.
+                record.status = match (working, record.status) {
+                    (false, _) => SslStatus::Failed,
+                    (true, SslStatus::Pending) => SslStatus::Pending,
+                    (true, _) => SslStatus::Active,
                 };
                 tracing::warn!(server = %id, %kind, failures = record.failures, next = ?record.next_attempt, error = %e, "certificate attempt failed");
             }
@@ -462,10 +523,10 @@ impl Controller {
         self.save_ssl(id, kind, &record).await
     }
 
-    /// Starts an attempt for every ACME or self-signed certificate that is due: within
-    /// `renew_before` of its expiry, never issued, or not covering the server's names since an
-    /// edit, and past its back-off; on reachable servers only. An uploaded one is the admin's
-    /// to replace: its state turns `failed` once it has expired. Waits for them and returns how many were attempted.
+    /// Starts an attempt for every ACME or self-signed certificate that is [due](Self::due),
+    /// on reachable servers only. An uploaded one is the admin's to replace: its state turns
+    /// `failed` once it has expired. Waits for them and returns how many ran (one under way
+    /// already, here or at another controller sharing the store, is not counted).
     pub async fn renew_due(&self) -> usize {
         let servers = match self.store.servers().await {
             Ok(s) => s,
@@ -475,8 +536,6 @@ impl Controller {
             }
         };
         let now = self.now();
-        let renew_before =
-            time::Duration::try_from(self.config.renew_before).unwrap_or(time::Duration::days(30));
         let mut records: HashMap<String, serde_json::Value> =
             match self.store.settings_with_prefix(SETTING_PREFIX).await {
                 Ok(r) => r.into_iter().collect(),
@@ -499,30 +558,26 @@ impl Controller {
                         continue;
                     }
                 };
-                let expiring = record
-                    .info
-                    .as_ref()
-                    .is_none_or(|i| i.not_after - renew_before <= now);
-                // A hostname edited since: the certificate is for a name the server left.
-                let stale = Self::cert_names(server, kind)
-                    .is_ok_and(|names| record.uncovered(&names).is_some());
-                let waited = record.next_attempt.is_none_or(|t| t <= now);
                 let issuer: Arc<dyn Issuer> = match (record.mode, &self.acme) {
                     (SslMode::Letsencrypt, Some(acme)) => Arc::clone(acme),
                     (SslMode::Selfsigned, _) => Arc::new(SelfSigned),
                     // An upload is the admin's to replace; ACME no longer configured.
                     (SslMode::Custom | SslMode::Letsencrypt, _) => continue,
                 };
-                if (expiring || stale) && waited {
+                if self.due(server, kind, &record, now) {
                     let controller = self.clone();
                     let id = server.id;
                     attempts.spawn(async move { controller.attempt(id, kind, issuer).await });
                 }
             }
         }
-        let started = attempts.len();
-        while attempts.join_next().await.is_some() {}
-        started
+        let mut ran = 0;
+        while let Some(done) = attempts.join_next().await {
+            if done.unwrap_or(false) {
+                ran += 1;
+            }
+        }
+        ran
     }
 }
 

@@ -42,6 +42,8 @@ pub enum ErrorCode {
     RoleNotServed,
     AgentError,
     AgentOffline,
+    /// The controller's store cannot be reached now; try again.
+    StoreUnavailable,
     Internal,
 }
 
@@ -62,7 +64,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Invalid | ErrorCode::ConfigRejected => 422,
             ErrorCode::AgentError => 502,
-            ErrorCode::AgentOffline => 503,
+            ErrorCode::AgentOffline | ErrorCode::StoreUnavailable => 503,
             ErrorCode::Internal => 500,
         }
     }
@@ -172,6 +174,10 @@ impl From<StoreError> for ErrorBody {
                 ErrorBody::new(ErrorCode::Duplicate, e.to_string()).with_field("agent_url")
             }
             StoreError::Placement(p) => p.into(),
+            StoreError::Unavailable(_) => ErrorBody::new(
+                ErrorCode::StoreUnavailable,
+                "the store is unavailable: try again",
+            ),
             // Never leak backend details (paths, internals) to a client; they are logged.
             StoreError::Backend(_)
             | StoreError::UnsupportedSchema { .. }

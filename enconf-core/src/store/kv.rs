@@ -89,4 +89,66 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
         &self,
         f: impl FnOnce(&mut dyn WriteTxn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError>;
+
+    /// Takes or renews the lease `name` for `holder` for `ttl`: `true` when `holder` has it.
+    /// A backend one process owns (redb holds its file locked; memory is the process's own)
+    /// has a single holder: always `true`.
+    fn lease(
+        &self,
+        _name: &str,
+        _holder: &str,
+        _ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// Gives up the lease `name` if `holder` has it (nothing for a single-holder backend).
+    fn release(&self, _name: &str, _holder: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Copies every table of `from` into `to`, which must hold nothing yet, in one write
+/// transaction, then reads `to` back and compares the number of entries of each table.
+/// Returns, per table, how many entries were copied.
+pub(crate) fn copy_tables(
+    from: &impl Backend,
+    to: &impl Backend,
+) -> Result<Vec<(&'static str, usize)>, StoreError> {
+    let tables: Vec<(Table, Entries)> = from.read(|tx| {
+        Table::ALL
+            .iter()
+            .map(|t| Ok((*t, tx.scan(*t, b"")?)))
+            .collect::<Result<_, StoreError>>()
+    })?;
+    to.write(|tx| {
+        for t in Table::ALL {
+            if !tx.scan(t, b"")?.is_empty() {
+                return Err(StoreError::backend(format!(
+                    "the destination store is not empty (table {})",
+                    t.name()
+                )));
+            }
+        }
+        for (t, entries) in &tables {
+            for (k, v) in entries {
+                tx.put(*t, k, v)?;
+            }
+        }
+        Ok(())
+    })?;
+    let copied: Vec<(&'static str, usize)> =
+        tables.iter().map(|(t, e)| (t.name(), e.len())).collect();
+    let found: Vec<(&'static str, usize)> = to.read(|tx| {
+        Table::ALL
+            .iter()
+            .map(|t| Ok((t.name(), tx.scan(*t, b"")?.len())))
+            .collect::<Result<_, StoreError>>()
+    })?;
+    if found != copied {
+        return Err(StoreError::backend(format!(
+            "the copy does not hold what was copied: {copied:?} copied, {found:?} found"
+        )));
+    }
+    Ok(copied)
 }

@@ -962,6 +962,27 @@ impl<B: Backend> Store for KvStore<B> {
             .await
     }
 
+    async fn lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        let backend = Arc::clone(&self.backend);
+        tokio::task::spawn_blocking(move || backend.lease(&name, &holder, ttl))
+            .await
+            .map_err(StoreError::backend)?
+    }
+
+    async fn release(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        let backend = Arc::clone(&self.backend);
+        tokio::task::spawn_blocking(move || backend.release(&name, &holder))
+            .await
+            .map_err(StoreError::backend)?
+    }
+
     async fn settings_with_prefix(
         &self,
         prefix: &str,

@@ -19,6 +19,8 @@
 mod kv;
 mod logic;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redb")]
 mod redb;
 
@@ -42,6 +44,8 @@ use crate::secret::SecretKey;
 pub use kv::Backend;
 pub use logic::KvStore;
 pub use memory::MemoryBackend;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresBackend;
 #[cfg(feature = "redb")]
 pub use redb::RedbBackend;
 
@@ -50,6 +54,9 @@ pub type MemoryStore = KvStore<MemoryBackend>;
 /// The embedded single-file store.
 #[cfg(feature = "redb")]
 pub type RedbStore = KvStore<RedbBackend>;
+/// The store several controllers share.
+#[cfg(feature = "postgres")]
+pub type PostgresStore = KvStore<PostgresBackend>;
 
 /// The version of the data layout this build writes. A file with a newer one is refused.
 pub const SCHEMA_VERSION: u64 = 3;
@@ -132,6 +139,19 @@ pub trait Store: Send + Sync + fmt::Debug {
         &self,
         prefix: &str,
     ) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
+
+    /// Takes or renews the lease `name` for `holder` for `ttl` (work that must run once across
+    /// controllers sharing a store: the health monitor, renewals): `true` when `holder` has it
+    /// now. It is free again once `ttl` has passed without a renewal, on the store's clock.
+    async fn lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives up the lease `name` if `holder` has it, so another may take it at once.
+    async fn release(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 }
 
 /// What kind of object a [`StoreError::NotFound`] is about.
@@ -184,6 +204,9 @@ pub enum StoreError {
     UnsupportedSchema { found: u64, supported: u64 },
     #[error("storage failure: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store cannot be reached now (a database connection lost); try again.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -204,18 +227,101 @@ fn list_names(accounts: &[(UserName, RoleSet)], count: u64) -> String {
     out
 }
 
-/// Which backend to open, as configuration names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which backend to open, as configuration names it. Shown (`Display`, `Debug`) without the
+/// password of a PostgreSQL URL.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Engine {
     /// The embedded store in one file (created when missing).
     Redb(PathBuf),
     /// State kept in memory only, lost at exit.
     Memory,
+    /// A PostgreSQL database several controllers share (`postgres://…`).
+    Postgres(String),
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Engine::Redb(path) => write!(f, "redb:{}", path.display()),
+            Engine::Memory => f.write_str("memory"),
+            Engine::Postgres(url) => f.write_str(&Engine::redact(url)),
+        }
+    }
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Engine({self})")
+    }
 }
 
 impl Engine {
+    /// The engine `ENCONF_STORE` names: `redb` (the file at `default_redb`), `redb:PATH`,
+    /// `memory`, or a `postgres://` / `postgresql://` URL.
+    pub fn from_setting(value: &str, default_redb: PathBuf) -> Result<Self, String> {
+        match value {
+            "redb" => Ok(Engine::Redb(default_redb)),
+            "memory" => Ok(Engine::Memory),
+            url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Engine::Postgres(url.to_owned()))
+            }
+            other => match other.strip_prefix("redb:") {
+                Some(path) if !path.is_empty() => Ok(Engine::Redb(PathBuf::from(path))),
+                _ => Err(format!(
+                    "unknown store {:?}: redb, redb:PATH, memory or a postgres:// URL",
+                    Engine::redact(other)
+                )),
+            },
+        }
+    }
+
+    /// `text` with the password of a URL's `user:password@` replaced by `***`.
+    fn redact(text: &str) -> String {
+        let Some((scheme, rest)) = text.split_once("://") else {
+            return text.to_owned();
+        };
+        let Some((userinfo, host)) = rest.rsplit_once('@') else {
+            return text.to_owned();
+        };
+        match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => text.to_owned(),
+        }
+    }
+
+    /// Copies this store, as it is, into the empty store `to` (for a company moving from redb
+    /// to PostgreSQL, or back), and checks that `to` holds as many entries of each table as
+    /// were copied. Sealed secrets are copied sealed: `to` opens with the same key. Blocking,
+    /// like [`Engine::open`]. Returns the number of entries per table.
+    pub fn copy_to(&self, to: &Engine) -> Result<Vec<(&'static str, usize)>, StoreError> {
+        match self {
+            #[cfg(feature = "redb")]
+            Engine::Redb(path) => to.copy_from(&RedbBackend::open(path)?),
+            #[cfg(feature = "postgres")]
+            Engine::Postgres(url) => to.copy_from(&PostgresBackend::connect(url, 2)?),
+            Engine::Memory => Err(StoreError::backend(
+                "an in-memory store has nothing to copy",
+            )),
+            #[allow(unreachable_patterns)]
+            _ => Err(StoreError::backend("that backend is not compiled in")),
+        }
+    }
+
+    fn copy_from(&self, from: &impl Backend) -> Result<Vec<(&'static str, usize)>, StoreError> {
+        match self {
+            #[cfg(feature = "redb")]
+            Engine::Redb(path) => kv::copy_tables(from, &RedbBackend::open(path)?),
+            #[cfg(feature = "postgres")]
+            Engine::Postgres(url) => kv::copy_tables(from, &PostgresBackend::connect(url, 2)?),
+            Engine::Memory => Err(StoreError::backend("a copy into memory would be lost")),
+            #[allow(unreachable_patterns)]
+            _ => Err(StoreError::backend("that backend is not compiled in")),
+        }
+    }
+
     /// Opens the store, whose secrets (agent tokens) are sealed with `key`. Blocking (redb
-    /// opens and checks its file): call it at start-up or from `spawn_blocking`.
+    /// opens and checks its file, PostgreSQL connects and migrates): call it at start-up on a
+    /// blocking thread of the tokio runtime (`spawn_blocking`).
     pub fn open(&self, key: &SecretKey) -> Result<Arc<dyn Store>, StoreError> {
         match self {
             #[cfg(feature = "redb")]
@@ -228,6 +334,15 @@ impl Engine {
                 MemoryBackend::new(),
                 key,
             )?)),
+            #[cfg(feature = "postgres")]
+            Engine::Postgres(url) => Ok(Arc::new(PostgresStore::with_backend(
+                PostgresBackend::connect(url, 16)?,
+                key,
+            )?)),
+            #[cfg(not(feature = "postgres"))]
+            Engine::Postgres(_) => Err(StoreError::backend(
+                "the PostgreSQL backend is not compiled in (feature \"postgres\")",
+            )),
         }
     }
 }
@@ -259,5 +374,32 @@ mod tests {
             (store, Some(dir))
         })
         .await;
+    }
+
+    #[test]
+    fn store_settings_parse_and_show_no_password() {
+        let default = PathBuf::from("/var/lib/enconf/enconf.redb");
+        let engine = |v| Engine::from_setting(v, default.clone());
+        assert_eq!(engine("redb"), Ok(Engine::Redb(default.clone())));
+        assert_eq!(
+            engine("redb:/srv/x.redb"),
+            Ok(Engine::Redb("/srv/x.redb".into()))
+        );
+        assert_eq!(engine("memory"), Ok(Engine::Memory));
+        let url = "postgres://enconf:s3cret@db.example:5432/enconf";
+        let pg = engine(url).unwrap();
+        assert_eq!(pg, Engine::Postgres(url.into()));
+        assert_eq!(
+            pg.to_string(),
+            "postgres://enconf:***@db.example:5432/enconf"
+        );
+        assert!(!format!("{pg:?}").contains("s3cret"));
+        let bad = engine("mysql://root:s3cret@h/db").unwrap_err();
+        assert!(
+            bad.contains("unknown store") && !bad.contains("s3cret"),
+            "{bad}"
+        );
+        assert!(engine("redb:").is_err());
+        assert!(engine("").is_err());
     }
 }
