@@ -11,8 +11,10 @@
 
 use std::path::PathBuf;
 
+use enconf_core::domain::MailAddress;
 use enconf_core::domain::{AccountSpec, DomainName, Role, RoleSet, UserName};
 use enconf_core::protocol::agent::AgentAccount;
+use enconf_core::protocol::mail::{AgentMail, AliasPut, DkimRecord, MailPut, MailboxPut};
 use enconf_core::ssl::CertKind;
 
 use crate::config::Layout;
@@ -100,6 +102,12 @@ impl<S: System> Applier<S> {
     pub fn start(&self) -> Result<(), ApplyError> {
         self.exec.recover()?;
         self.adopt_legacy_users()?;
+        if self.served.contains(Role::Mail)
+            && let Err(e) = self.setup_mail()
+        {
+            // The agent serves its other roles; mail operations try again and say why.
+            tracing::warn!(error = %e, "the mail role is not ready");
+        }
         let layout = self.layout();
         let path = layout.nginx_sites_dir.join(HTTP_CONF_FILE);
         let wanted = render::http_conf(layout).into_bytes();
@@ -175,8 +183,10 @@ impl<S: System> Applier<S> {
         let mut plan = Plan::default();
         let mut changed = Vec::with_capacity(specs.len());
         let mut gone: Vec<(Role, Installed)> = Vec::new();
+        let mut olds: Vec<Option<Installed>> = Vec::with_capacity(specs.len());
         for spec in specs {
             let old = self.load_installed(&spec.username)?;
+            olds.push(old.as_ref().map(|(_, i)| i.clone()));
             let old_installed = old.as_ref().map(|(_, i)| i);
             let mut any = false;
             for role in spec.roles.iter() {
@@ -203,6 +213,12 @@ impl<S: System> Applier<S> {
             changed.push(any);
         }
         self.exec.execute(plan)?;
+        for (spec, old) in specs.iter().zip(&olds) {
+            for role in spec.roles.iter() {
+                self.module(role)?
+                    .put_applied(&self.exec, spec, old.as_ref())?;
+            }
+        }
         for (role, old) in gone {
             self.module(role)?.removed(&self.exec, &old)?;
         }
@@ -248,6 +264,71 @@ impl<S: System> Applier<S> {
                 roles: i.spec.roles,
             })
             .collect())
+    }
+
+    /// The account `user` as installed here.
+    fn installed_spec(&self, user: &UserName) -> Result<AccountSpec, ApplyError> {
+        self.load_installed(user)?
+            .map(|(_, i)| i.spec)
+            .ok_or_else(|| ApplyError::UnknownAccount(user.clone()))
+    }
+
+    /// Makes the server ready for the mail role (see [`roles::mail::setup`]).
+    pub fn setup_mail(&self) -> Result<(), ApplyError> {
+        roles::mail::setup(&self.exec)
+    }
+
+    /// Creates or changes a mailbox of the account `user` (see [`roles::mail`]).
+    pub fn put_mailbox(
+        &self,
+        user: &UserName,
+        address: &MailAddress,
+        put: MailboxPut,
+    ) -> Result<bool, ApplyError> {
+        let spec = self.installed_spec(user)?;
+        roles::mail::put_mailbox(&self.exec, &spec, address, put.password_hash, put.quota_mb)
+    }
+
+    pub fn delete_mailbox(
+        &self,
+        user: &UserName,
+        address: &MailAddress,
+    ) -> Result<bool, ApplyError> {
+        let spec = self.installed_spec(user)?;
+        roles::mail::delete_mailbox(&self.exec, &spec, address)
+    }
+
+    pub fn put_alias(
+        &self,
+        user: &UserName,
+        address: &MailAddress,
+        put: AliasPut,
+    ) -> Result<bool, ApplyError> {
+        let spec = self.installed_spec(user)?;
+        roles::mail::put_alias(&self.exec, &spec, address, put.destinations)
+    }
+
+    pub fn delete_alias(&self, user: &UserName, address: &MailAddress) -> Result<bool, ApplyError> {
+        let spec = self.installed_spec(user)?;
+        roles::mail::delete_alias(&self.exec, &spec, address)
+    }
+
+    /// Makes the mail of the account `user` exactly `put`.
+    pub fn put_mail(&self, user: &UserName, put: MailPut) -> Result<bool, ApplyError> {
+        let spec = self.installed_spec(user)?;
+        roles::mail::put_all(&self.exec, &spec, put)
+    }
+
+    /// The mailboxes and aliases of the account `user`.
+    pub fn mail(&self, user: &UserName) -> Result<AgentMail, ApplyError> {
+        let spec = self.installed_spec(user)?;
+        roles::mail::list(&self.exec, &spec)
+    }
+
+    /// The DKIM records of the account `user`'s mail domains.
+    pub fn dkim(&self, user: &UserName) -> Result<Vec<DkimRecord>, ApplyError> {
+        let spec = self.installed_spec(user)?;
+        roles::mail::dkim(&self.exec, &spec)
     }
 
     /// The server's own names as installed (none before the first certificate or challenge).

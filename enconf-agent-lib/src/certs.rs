@@ -8,8 +8,9 @@ use enconf_core::ssl::CertKind;
 
 use crate::executor::{ApplyError, Executor, Plan};
 use crate::render::{self, PanelSite};
-use crate::services::mail::{self, DovecotCheck};
+use crate::services::dovecot::{self, DovecotCheck};
 use crate::services::nginx::{self, NginxCheck};
+use crate::services::postfix;
 use crate::system::System;
 
 /// Installs a certificate and key for the server's own `names` (the first is the hostname).
@@ -83,7 +84,7 @@ fn plan_mail_tls<S: System>(
             plan.write(main_cf, new.into_bytes(), 0o644);
         }
         if pair_changed || cf_changed {
-            plan.reload(mail::reload_postfix(layout));
+            plan.reload(postfix::reload(layout));
         }
     }
     if dovecot {
@@ -94,7 +95,7 @@ fn plan_mail_tls<S: System>(
             // In the plan even when the same, so that the new pair is validated with it.
             plan.write(path.clone(), text, 0o644);
             plan.check(DovecotCheck { snippet: path });
-            plan.reload(mail::reload_dovecot(layout));
+            plan.reload(dovecot::reload(layout));
         }
     }
     Ok(())

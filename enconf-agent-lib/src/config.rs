@@ -63,6 +63,24 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("AGENT_DOVECOT_CONF_D", Some("/etc/dovecot/conf.d")),
     ("AGENT_DOVECOT_PID_FILE", Some("/run/dovecot/master.pid")),
     ("AGENT_DOVECONF_BIN", Some("/usr/bin/doveconf")),
+    ("AGENT_DOVECOT_GROUP", Some("dovecot")),
+    ("AGENT_POSTMAP_BIN", Some("/usr/sbin/postmap")),
+    ("AGENT_POSTFIX_MAP_DIR", Some("/etc/postfix/enconf")),
+    ("AGENT_MAIL_USERS_DIR", Some("/etc/dovecot/enconf-users")),
+    ("AGENT_VMAIL_DIR", Some("/var/vmail")),
+    ("AGENT_VMAIL_USER", Some("vmail")),
+    ("AGENT_MAIL_DEFAULT_QUOTA_MB", Some("1024")),
+    ("AGENT_MAIL_LMTP_PORT", Some("24")),
+    ("AGENT_MAIL_POLICY_PORT", Some("12340")),
+    ("AGENT_MAIL_AUTH_PORT", Some("12345")),
+    ("AGENT_OPENDKIM_CONFIG", Some("/etc/opendkim.conf")),
+    ("AGENT_OPENDKIM_DIR", Some("/etc/opendkim/enconf")),
+    (
+        "AGENT_OPENDKIM_PID_FILE",
+        Some("/run/opendkim/opendkim.pid"),
+    ),
+    ("AGENT_OPENDKIM_USER", Some("opendkim")),
+    ("AGENT_DKIM_SELECTOR", Some("enconf")),
 ];
 
 /// A configuration error; the message names the line or the key.
@@ -148,6 +166,28 @@ pub struct Layout {
     pub dovecot_conf_d: PathBuf,
     pub dovecot_pid_file: PathBuf,
     pub doveconf_bin: PathBuf,
+    /// The group Dovecot's auth process reads the passwd-files as.
+    pub dovecot_group: String,
+    pub postmap_bin: PathBuf,
+    /// The Postfix lmdb maps the agent keeps (`domains`, `mailboxes`, `aliases`).
+    pub postfix_map_dir: PathBuf,
+    /// Dovecot's passwd-files, one per mail domain.
+    pub mail_users_dir: PathBuf,
+    /// Where mail is stored (`<domain>/<local part>/Maildir`), owned by `vmail_user`.
+    pub vmail_dir: PathBuf,
+    pub vmail_user: String,
+    pub mail_default_quota_mb: u32,
+    /// Loopback ports of Dovecot's LMTP (delivery), quota policy and SASL auth services.
+    pub mail_lmtp_port: u16,
+    pub mail_policy_port: u16,
+    pub mail_auth_port: u16,
+    pub opendkim_config: PathBuf,
+    /// DKIM keys (`keys/<domain>.private`) and OpenDKIM's key and signing tables.
+    pub opendkim_dir: PathBuf,
+    pub opendkim_pid_file: PathBuf,
+    /// The user OpenDKIM runs as: it owns the keys.
+    pub opendkim_user: String,
+    pub dkim_selector: String,
 }
 
 impl Layout {
@@ -391,14 +431,43 @@ impl AgentConfig {
         let roles: RoleSet = required("AGENT_ROLES")?
             .parse()
             .map_err(rule("AGENT_ROLES"))?;
-        let web_server_user = required("AGENT_WEB_SERVER_USER")?;
-        if web_server_user.is_empty()
-            || !web_server_user
+        let user_name = |key: &'static str| -> Result<String, ConfigError> {
+            let v = required(key)?;
+            if v.is_empty()
+                || v.len() > 32
+                || !v
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(bad(key, "must be a user name".into()));
+            }
+            Ok(v.to_owned())
+        };
+        let web_server_user = user_name("AGENT_WEB_SERVER_USER")?;
+        let dkim_selector = required("AGENT_DKIM_SELECTOR")?;
+        if dkim_selector.is_empty()
+            || dkim_selector.len() > 63
+            || !dkim_selector
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            || dkim_selector.starts_with('-')
+            || dkim_selector.ends_with('-')
         {
-            return Err(bad("AGENT_WEB_SERVER_USER", "must be a user name".into()));
+            return Err(bad(
+                "AGENT_DKIM_SELECTOR",
+                "must be a DNS label (a-z, 0-9, '-')".into(),
+            ));
         }
+        let mail_default_quota_mb = required("AGENT_MAIL_DEFAULT_QUOTA_MB")?
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=enconf_core::domain::QuotaMb::MAX).contains(n))
+            .ok_or_else(|| {
+                bad(
+                    "AGENT_MAIL_DEFAULT_QUOTA_MB",
+                    "must be a number of megabytes (1 to 1048576)".into(),
+                )
+            })?;
         let layout = Layout {
             state_dir: path("AGENT_STATE_DIR")?,
             nginx_bin: path("AGENT_NGINX_BIN")?,
@@ -407,7 +476,7 @@ impl AgentConfig {
             nginx_log_dir: path("AGENT_NGINX_LOG_DIR")?,
             nginx_fastcgi_params: path("AGENT_NGINX_FASTCGI_PARAMS")?,
             http_port: port("AGENT_HTTP_PORT")?,
-            web_server_user: web_server_user.to_owned(),
+            web_server_user,
             php_default_version: PhpVersion::parse(required("AGENT_PHP_DEFAULT_VERSION")?)
                 .map_err(rule("AGENT_PHP_DEFAULT_VERSION"))?,
             php_fpm_bin: template("AGENT_PHP_FPM_BIN")?,
@@ -433,6 +502,21 @@ impl AgentConfig {
             dovecot_conf_d: path("AGENT_DOVECOT_CONF_D")?,
             dovecot_pid_file: path("AGENT_DOVECOT_PID_FILE")?,
             doveconf_bin: path("AGENT_DOVECONF_BIN")?,
+            dovecot_group: user_name("AGENT_DOVECOT_GROUP")?,
+            postmap_bin: path("AGENT_POSTMAP_BIN")?,
+            postfix_map_dir: path("AGENT_POSTFIX_MAP_DIR")?,
+            mail_users_dir: path("AGENT_MAIL_USERS_DIR")?,
+            vmail_dir: path("AGENT_VMAIL_DIR")?,
+            vmail_user: user_name("AGENT_VMAIL_USER")?,
+            mail_default_quota_mb,
+            mail_lmtp_port: port("AGENT_MAIL_LMTP_PORT")?,
+            mail_policy_port: port("AGENT_MAIL_POLICY_PORT")?,
+            mail_auth_port: port("AGENT_MAIL_AUTH_PORT")?,
+            opendkim_config: path("AGENT_OPENDKIM_CONFIG")?,
+            opendkim_dir: path("AGENT_OPENDKIM_DIR")?,
+            opendkim_pid_file: path("AGENT_OPENDKIM_PID_FILE")?,
+            opendkim_user: user_name("AGENT_OPENDKIM_USER")?,
+            dkim_selector: dkim_selector.to_owned(),
         };
         Ok(Self {
             token,

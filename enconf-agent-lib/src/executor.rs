@@ -1,24 +1,26 @@
 //! The one executor every change goes through, whatever role or module planned it.
 //!
-//! A module turns its part of a request into a [`Plan`]: files to write or remove, users and
-//! directories that must exist first, [`Check`]s to run on staged copies, services to
-//! [`Reload`]. [`Executor::execute`] runs any plan:
+//! A module turns its part of a request into a [`Plan`]: files to write or remove, entries of
+//! Postfix lmdb maps to set or delete (in place: a change costs the entries it touches, not the
+//! size of the map), users and directories that must exist first, [`Check`]s to run on staged
+//! copies, services to [`Reload`]. [`Executor::execute`] runs any plan:
 //!
 //! 1. users and directories are made (not rolled back: an unused user with empty directories
 //!    serves nothing, and a pool whose user does not exist would not validate);
-//! 2. the journal (every touched path, its previous content and mode, the reloads) is written
-//!    and fsynced;
+//! 2. the journal (every touched path, its previous content and mode, the previous value of
+//!    every touched map entry, the reloads) is written and fsynced;
 //! 3. every check runs at once, each on staged copies of the plan's new files, before anything
 //!    live changes: a refused configuration never reaches the live files, so a reload still
 //!    under way from an earlier apply cannot read one;
-//! 4. the live files are replaced (rename; not yet fsynced: the journal covers a crash);
+//! 4. the live files are replaced (rename; not yet fsynced: the journal covers a crash), then
+//!    the map entries are set and deleted;
 //! 5. each service is reloaded once; where the plan asks to settle, the answer waits until the
 //!    daemon's old workers are gone;
 //! 6. `syncfs`, then the journal is removed.
 //!
 //! A refusal in 3 changes nothing and answers with the validator's message; a failure in 4 or
-//! 5 restores every file from the journal (and reloads again if a reload was sent); a crash
-//! anywhere is undone by [`Executor::recover`] at the next start.
+//! 5 restores every file and map entry from the journal (and reloads again if a reload was
+//! sent); a crash anywhere is undone by [`Executor::recover`] at the next start.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -47,9 +49,13 @@ pub enum ApplyError {
     /// A value this server cannot take (a PHP version it does not have); nothing was changed.
     #[error(transparent)]
     Invalid(#[from] enconf_core::domain::ValidationError),
-    /// A request for a role this agent does not serve (`AGENT_ROLES`).
+    /// A request for a role this agent does not serve (`AGENT_ROLES`), or that the account
+    /// does not have here.
     #[error("this agent does not serve the role {role}")]
     RoleNotServed { role: enconf_core::domain::Role },
+    /// The account is not on this agent.
+    #[error("no account {0} on this server")]
+    UnknownAccount(UserName),
 }
 
 /// How a service reads changed files again.
@@ -108,6 +114,13 @@ pub struct Plan {
     reloads: BTreeSet<Reload>,
     /// Daemons (by pid file) whose old workers must be gone before the answer.
     settle: Vec<PathBuf>,
+    /// The owner and group a written file is given (root's otherwise).
+    owners: BTreeMap<PathBuf, (String, String)>,
+    /// Files whose readers notice a change by modification time and size (in seconds): each
+    /// new version's time is made later than the old one's.
+    watched: BTreeSet<PathBuf>,
+    /// Postfix lmdb maps (by path, without `.lmdb`): each key's new value (`None`: delete).
+    maps: BTreeMap<PathBuf, BTreeMap<String, Option<String>>>,
 }
 
 impl Plan {
@@ -115,8 +128,39 @@ impl Plan {
         self.files.insert(path, Some((bytes, mode)));
     }
 
+    /// Writes a file owned by `owner:group` (a key a daemon reads as its own user).
+    pub fn write_owned(&mut self, path: PathBuf, bytes: Vec<u8>, mode: u32, owner: (&str, &str)) {
+        self.owners
+            .insert(path.clone(), (owner.0.to_owned(), owner.1.to_owned()));
+        self.write(path, bytes, mode);
+    }
+
+    /// Marks a written file as watched by modification time: a daemon that re-reads the file
+    /// when its time (whole seconds) or size changed would miss a second version of the same
+    /// size written within the same second (Dovecot's passwd-files). Its new time is made at
+    /// least one second later than the old one's.
+    pub fn watched(&mut self, path: PathBuf) {
+        self.watched.insert(path);
+    }
+
     pub fn remove(&mut self, path: PathBuf) {
+        self.owners.remove(&path);
         self.files.insert(path, None);
+    }
+
+    /// Sets `key` to `value` in the lmdb map at `map` (the path without `.lmdb`).
+    pub fn map_set(&mut self, map: PathBuf, key: String, value: String) {
+        self.maps.entry(map).or_default().insert(key, Some(value));
+    }
+
+    /// Deletes `key` from the lmdb map at `map`.
+    pub fn map_delete(&mut self, map: PathBuf, key: String) {
+        self.maps.entry(map).or_default().insert(key, None);
+    }
+
+    /// The map entries the plan sets or deletes, by map.
+    pub fn map_edits(&self) -> &BTreeMap<PathBuf, BTreeMap<String, Option<String>>> {
+        &self.maps
     }
 
     /// The new content the plan gives `path` (`None`: untouched or removed).
@@ -170,12 +214,20 @@ impl Plan {
 
     /// Whether the plan changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.files.is_empty() && self.users.is_empty() && self.dirs.is_empty()
+        self.files.is_empty()
+            && self.maps.is_empty()
+            && self.users.is_empty()
+            && self.dirs.is_empty()
     }
 
     /// Adds `other` to this plan.
     pub fn merge(&mut self, other: Plan) {
         self.files.extend(other.files);
+        self.owners.extend(other.owners);
+        self.watched.extend(other.watched);
+        for (map, edits) in other.maps {
+            self.maps.entry(map).or_default().extend(edits);
+        }
         self.users.extend(other.users);
         self.dirs.extend(other.dirs);
         for check in other.checks {
@@ -208,6 +260,11 @@ impl Stage<'_> {
 
     pub fn plan(&self) -> &Plan {
         self.plan
+    }
+
+    /// The machine, for checks that run a program with input or look a map up.
+    pub fn system(&self) -> &dyn System {
+        self.system
     }
 
     /// The live file's content.
@@ -277,6 +334,11 @@ impl Copies<'_> {
         self.stage.system.write_unsynced(&copy, bytes, 0o600)?;
         self.made.push(copy.clone());
         Ok(copy)
+    }
+
+    /// Removes `path` with the copies (a file a validator made from one, such as a built map).
+    pub fn track(&mut self, path: PathBuf) {
+        self.made.push(path);
     }
 
     /// Stages the plan's new certificates and keys (names prefixed with `prefix`), so that a
@@ -351,6 +413,18 @@ struct Journal {
     reload_nginx: bool,
     #[serde(default)]
     reload_php: BTreeSet<enconf_core::domain::PhpVersion>,
+    /// Each touched map entry and its value before the apply.
+    #[serde(default)]
+    maps: Vec<MapPrevious>,
+}
+
+/// A map entry as it was before an apply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MapPrevious {
+    map: PathBuf,
+    key: String,
+    /// `None`: it was not there.
+    value: Option<String>,
 }
 
 /// A file as it was before an apply.
@@ -361,6 +435,9 @@ struct Previous {
     content: Option<String>,
     /// The permission bits to put it back with (a file keeps its mode across versions).
     mode: u32,
+    /// The owner to put it back with (root's when absent).
+    #[serde(default)]
+    owner: Option<(String, String)>,
 }
 
 /// Runs plans against a [`System`] laid out as [`Layout`] says.
@@ -398,7 +475,7 @@ impl<S: System> Executor<S> {
             return Ok(());
         }
         self.prepare(&mut plan)?;
-        if plan.files.is_empty() {
+        if plan.files.is_empty() && plan.maps.is_empty() {
             return Ok(());
         }
         let reloads: Vec<Reload> = plan.reloads.iter().cloned().collect();
@@ -420,7 +497,22 @@ impl<S: System> Executor<S> {
                 path: path.clone(),
                 content: previous,
                 mode: new.as_ref().map_or(0o644, |(_, mode)| *mode),
+                owner: plan.owners.get(path).cloned(),
             });
+        }
+        let postmap = &self.layout.postmap_bin;
+        for (map, edits) in &plan.maps {
+            let keys: Vec<String> = edits.keys().cloned().collect();
+            let values = self.system.map_query(postmap, map, &keys)?;
+            journal.maps.extend(
+                keys.into_iter()
+                    .zip(values)
+                    .map(|(key, value)| MapPrevious {
+                        map: map.clone(),
+                        key,
+                        value,
+                    }),
+            );
         }
         let journal_bytes =
             serde_json::to_vec(&journal).map_err(|e| ApplyError::State(e.to_string()))?;
@@ -434,6 +526,7 @@ impl<S: System> Executor<S> {
         }
         if outcome.is_err() && touched {
             self.restore(&journal.previous)?;
+            self.restore_maps(&journal.maps)?;
             // Before the reload step the services never read the new files: nothing to undo.
             // After it, some may have: reload them onto the restored files. A failure here is
             // logged; the journal goes because the files are back.
@@ -492,9 +585,11 @@ impl<S: System> Executor<S> {
             .map_err(|e| ApplyError::State(format!("unreadable journal: {e}")))?;
         tracing::warn!(
             files = journal.previous.len(),
+            map_entries = journal.maps.len(),
             "undoing an interrupted apply"
         );
         self.restore(&journal.previous)?;
+        self.restore_maps(&journal.maps)?;
         let mut reloads = journal.reloads;
         if journal.reload_nginx {
             reloads.push(crate::services::nginx::reload(&self.layout));
@@ -511,13 +606,64 @@ impl<S: System> Executor<S> {
     fn restore(&self, previous: &[Previous]) -> Result<(), SystemError> {
         for p in previous {
             match &p.content {
-                Some(c) => self.system.write_unsynced(&p.path, c.as_bytes(), p.mode)?,
+                Some(c) => {
+                    // A restored version is a change too for who watches the time (a
+                    // passwd-file): it must not keep the time of the version it replaces.
+                    let before = self.system.modified_secs(&p.path)?;
+                    match &p.owner {
+                        Some((owner, group)) => self.system.write_owned_unsynced(
+                            &p.path,
+                            c.as_bytes(),
+                            p.mode,
+                            (owner, group),
+                        )?,
+                        None => self.system.write_unsynced(&p.path, c.as_bytes(), p.mode)?,
+                    }
+                    if let (Some(before), Some(now)) = (before, self.system.modified_secs(&p.path)?)
+                        && now <= before
+                    {
+                        self.system.set_modified_secs(&p.path, before + 1)?;
+                    }
+                }
                 None => {
                     self.system.remove(&p.path)?;
                 }
             }
         }
         self.sync_parents(previous.iter().map(|p| &p.path))
+    }
+
+    /// Puts every journaled map entry back.
+    fn restore_maps(&self, previous: &[MapPrevious]) -> Result<(), SystemError> {
+        let mut by_map: BTreeMap<&PathBuf, BTreeMap<String, Option<String>>> = BTreeMap::new();
+        for p in previous {
+            by_map
+                .entry(&p.map)
+                .or_default()
+                .insert(p.key.clone(), p.value.clone());
+        }
+        for (map, entries) in by_map {
+            self.update_map(map, &entries)?;
+        }
+        Ok(())
+    }
+
+    /// Sets and deletes the entries of one map.
+    fn update_map(
+        &self,
+        map: &Path,
+        entries: &BTreeMap<String, Option<String>>,
+    ) -> Result<(), SystemError> {
+        let mut set = Vec::new();
+        let mut delete = Vec::new();
+        for (k, v) in entries {
+            match v {
+                Some(v) => set.push((k.clone(), v.clone())),
+                None => delete.push(k.clone()),
+            }
+        }
+        self.system
+            .map_update(&self.layout.postmap_bin, map, &set, &delete)
     }
 
     /// Makes the writes to `paths` durable: one `sync` over their distinct directories.
@@ -563,11 +709,32 @@ impl<S: System> Executor<S> {
         *touched = true;
         for (path, content) in &plan.files {
             match content {
-                Some((bytes, mode)) => self.system.write_unsynced(path, bytes, *mode)?,
+                Some((bytes, mode)) => {
+                    let before = if plan.watched.contains(path) {
+                        self.system.modified_secs(path)?
+                    } else {
+                        None
+                    };
+                    match plan.owners.get(path) {
+                        Some((owner, group)) => {
+                            self.system
+                                .write_owned_unsynced(path, bytes, *mode, (owner, group))?
+                        }
+                        None => self.system.write_unsynced(path, bytes, *mode)?,
+                    }
+                    if let (Some(before), Some(now)) = (before, self.system.modified_secs(path)?)
+                        && now <= before
+                    {
+                        self.system.set_modified_secs(path, before + 1)?;
+                    }
+                }
                 None => {
                     self.system.remove(path)?;
                 }
             }
+        }
+        for (map, edits) in &plan.maps {
+            self.update_map(map, edits)?;
         }
         let written = started.elapsed();
         *reloading = true;
@@ -584,6 +751,7 @@ impl<S: System> Executor<S> {
         self.sync_parents(plan.files.keys())?;
         tracing::info!(
             files = plan.files.len(),
+            map_entries = plan.maps.values().map(BTreeMap::len).sum::<usize>(),
             checks = plan.checks.len(),
             check_ms = checked.as_millis(),
             write_ms = (written - checked).as_millis(),

@@ -13,7 +13,9 @@
 //!   reload, barrier, rollback, recovery.
 //! - [`roles`]: what each role (web, mail, dns, db, backup) does for an account;
 //!   [`services`]: how each service is validated and reloaded; [`certs`], [`acme`],
-//!   [`panel`]: the server's own certificates, ACME answers and names.
+//!   [`panel`]: the server's own certificates, ACME answers and names; [`settings`]: editing
+//!   the settings files the agent shares with the administrator; [`stand_ins`]: the files a
+//!   sandbox agent's mail role edits in place of installed services'.
 //! - [`apply`]: the operations, split by role and module onto the executor.
 //! - [`server`]: the HTTP(S) API.
 //! - [`transport`]: the controller's in-process way to reach agents (tests, single-process
@@ -43,6 +45,8 @@ pub mod render;
 pub mod roles;
 pub mod server;
 pub mod services;
+pub mod settings;
+pub mod stand_ins;
 pub mod system;
 pub mod transport;
 pub mod userdb;

@@ -128,64 +128,19 @@ pub fn panel_vhost(layout: &Layout, site: &PanelSite) -> String {
 /// The Dovecot settings file the agent writes into `conf.d` (last in include order).
 pub const DOVECOT_TLS_FILE: &str = "99-enconf-tls.conf";
 
-/// The Postfix settings the agent manages in `main.cf`.
-const POSTFIX_TLS_KEYS: [&str; 3] = [
-    "smtpd_tls_cert_file",
-    "smtpd_tls_key_file",
-    "smtpd_tls_security_level",
-];
-
-/// `main.cf` with the TLS settings pointing at `cert` and `key` (STARTTLS offered): each
-/// managed setting replaces its earlier definition (and that definition's continuation lines)
-/// in place, or is appended; every other line is kept byte for byte.
+/// `main.cf` with the TLS settings pointing at `cert` and `key` (STARTTLS offered), the rest
+/// kept (see [`crate::settings`]).
 pub fn postfix_tls(main_cf: &str, cert: &std::path::Path, key: &std::path::Path) -> String {
-    let values = [
-        cert.display().to_string(),
-        key.display().to_string(),
-        "may".to_owned(),
-    ];
-    let managed = |line: &str| {
-        POSTFIX_TLS_KEYS.iter().position(|k| {
-            line.strip_prefix(k)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-        })
-    };
-    let mut out = String::with_capacity(main_cf.len() + 256);
-    let mut written = [false; 3];
-    let mut skipping = false;
-    for line in main_cf.split_inclusive('\n') {
-        let trimmed = line.trim();
-        if skipping
-            && line.starts_with([' ', '\t'])
-            && !trimmed.is_empty()
-            && !trimmed.starts_with('#')
-        {
-            continue; // a continuation of a replaced setting (comments and blanks are not)
-        }
-        skipping = false;
-        match managed(line) {
-            Some(i) => {
-                skipping = true;
-                if !written[i] {
-                    written[i] = true;
-                    out.push_str(&format!("{} = {}\n", POSTFIX_TLS_KEYS[i], values[i]));
-                }
-            }
-            None => out.push_str(line),
-        }
-    }
-    if written.iter().any(|w| !w) {
-        if !out.is_empty() && !out.ends_with('\n') {
-            out.push('\n');
-        }
-        out.push_str("# Managed by enconf: the mail certificate.\n");
-        for (i, done) in written.iter().enumerate() {
-            if !done {
-                out.push_str(&format!("{} = {}\n", POSTFIX_TLS_KEYS[i], values[i]));
-            }
-        }
-    }
-    out
+    crate::settings::set(
+        main_cf,
+        crate::settings::Syntax::Postfix,
+        &[
+            ("smtpd_tls_cert_file", cert.display().to_string()),
+            ("smtpd_tls_key_file", key.display().to_string()),
+            ("smtpd_tls_security_level", "may".to_owned()),
+        ],
+        "the mail certificate",
+    )
 }
 
 /// Dovecot's TLS settings pointing at `cert` and `key`.

@@ -56,6 +56,10 @@ pub trait System: Send + Sync + fmt::Debug + 'static {
     fn write_unsynced(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), SystemError>;
     /// Makes every write and removal before it durable, on the filesystems holding `dirs`.
     fn sync(&self, dirs: &[&Path]) -> Result<(), SystemError>;
+    /// A file's modification time in whole seconds since the epoch; `None` when absent.
+    fn modified_secs(&self, path: &Path) -> Result<Option<i64>, SystemError>;
+    /// Sets a file's modification time (whole seconds since the epoch).
+    fn set_modified_secs(&self, path: &Path, secs: i64) -> Result<(), SystemError>;
     /// Removes a file; `false` when it was not there.
     fn remove(&self, path: &Path) -> Result<bool, SystemError>;
     /// The names of the files in a directory, sorted; empty when it does not exist.
@@ -72,6 +76,112 @@ pub trait System: Send + Sync + fmt::Debug + 'static {
     /// Removes a user, its own group, its memberships and its home. Only for users the agent
     /// created (see `crate::owners`).
     fn remove_user(&self, user: &UserName, home: &Path) -> Result<(), SystemError>;
+    /// Runs a program with `input` on its standard input; what it printed.
+    fn run_with_input(
+        &self,
+        program: &Path,
+        args: &[&str],
+        input: &[u8],
+    ) -> Result<String, SystemError>;
+    /// Gives a file to `owner:group`.
+    fn chown(&self, path: &Path, owner: &str, group: &str) -> Result<(), SystemError>;
+    /// Replaces a file with one already owned by `owner:group` (not durable, as
+    /// [`System::write_unsynced`]): no reader ever sees it with another owner.
+    fn write_owned_unsynced(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        mode: u32,
+        (owner, group): (&str, &str),
+    ) -> Result<(), SystemError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.enconf-owned"));
+        self.write_unsynced(&tmp, bytes, mode)?;
+        self.chown(&tmp, owner, group)?;
+        self.rename(&tmp, path).map(drop)
+    }
+    /// Moves a file or directory within its filesystem; `false` when `from` is not there.
+    fn rename(&self, from: &Path, to: &Path) -> Result<bool, SystemError>;
+    /// The ids of the service user `name` (`vmail`), created login-less with its own group
+    /// and `home` (not created) when there is none.
+    fn ensure_service_user(&self, name: &str, home: &Path) -> Result<(u32, u32), SystemError>;
+
+    /// Each key's value in the Postfix lmdb map at `map` (the path without `.lmdb`; a map not
+    /// there yet has no entries), by `postmap -q -`.
+    fn map_query(
+        &self,
+        postmap: &Path,
+        map: &Path,
+        keys: &[String],
+    ) -> Result<Vec<Option<String>>, SystemError> {
+        if keys.is_empty() || !self.map_exists(map)? {
+            return Ok(vec![None; keys.len()]);
+        }
+        let arg = format!("lmdb:{}", map.display());
+        let input = lines(keys.iter().map(String::as_str));
+        let out = match self.run_with_input(postmap, &["-q", "-", &arg], input.as_bytes()) {
+            Ok(out) => out,
+            // postmap exits 1 when it found none of the keys, saying nothing.
+            Err(SystemError::Command { output, .. }) if output.is_empty() => String::new(),
+            Err(e) => return Err(e),
+        };
+        let found: std::collections::HashMap<&str, &str> =
+            out.lines().filter_map(|l| l.split_once('\t')).collect();
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k.as_str()).map(|v| (*v).to_owned()))
+            .collect())
+    }
+
+    /// Sets and deletes entries of the lmdb map at `map` in place (`postmap -i`, `postmap -d`),
+    /// creating it empty when it is not there. Postfix reads the change without a reload.
+    fn map_update(
+        &self,
+        postmap: &Path,
+        map: &Path,
+        set: &[(String, String)],
+        delete: &[String],
+    ) -> Result<(), SystemError> {
+        let arg = format!("lmdb:{}", map.display());
+        if !self.map_exists(map)? {
+            self.write_atomic(map, b"", 0o644)?;
+            self.run(postmap, &[&arg])?;
+            self.remove(map)?;
+        }
+        if !set.is_empty() {
+            let input = lines(set.iter().map(|(k, v)| format!("{k} {v}")));
+            self.run_with_input(postmap, &["-i", &arg], input.as_bytes())?;
+        }
+        if !delete.is_empty() {
+            let input = lines(delete.iter().map(String::as_str));
+            match self.run_with_input(postmap, &["-d", "-", &arg], input.as_bytes()) {
+                // postmap exits 1 when none of the keys was there: already deleted.
+                Err(SystemError::Command { output, .. }) if output.is_empty() => {}
+                other => {
+                    other?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the lmdb map `<source>.lmdb` from the text file `source` (`postmap`).
+    fn map_build(&self, postmap: &Path, source: &Path) -> Result<(), SystemError> {
+        self.run(postmap, &[&format!("lmdb:{}", source.display())])
+            .map(drop)
+    }
+
+    /// Whether the lmdb map at `map` exists.
+    fn map_exists(&self, map: &Path) -> Result<bool, SystemError> {
+        let (Some(dir), Some(name)) = (map.parent(), map.file_name()) else {
+            return Ok(false);
+        };
+        let file = format!("{}.lmdb", name.to_string_lossy());
+        Ok(self.list(dir)?.contains(&file))
+    }
 
     /// The range new users' ids are taken from (`UID_MIN`, `UID_MAX` of `/etc/login.defs`).
     fn uid_range(&self) -> Result<(u32, u32), SystemError> {
@@ -176,6 +286,16 @@ fn new_users(users: &[(UserName, PathBuf)]) -> Vec<crate::userdb::NewUser<'_>> {
             shell: crate::owners::SHELL,
         })
         .collect()
+}
+
+/// Items one a line, each line ended.
+fn lines<S: AsRef<str>>(items: impl Iterator<Item = S>) -> String {
+    let mut out = String::new();
+    for item in items {
+        out.push_str(item.as_ref());
+        out.push('\n');
+    }
+    out
 }
 
 /// The pid in a pid file's content.
@@ -307,6 +427,14 @@ impl System for RealSystem {
         fs::write_replacing(path, bytes, mode, false)
     }
 
+    fn modified_secs(&self, path: &Path) -> Result<Option<i64>, SystemError> {
+        fs::modified_secs(path)
+    }
+
+    fn set_modified_secs(&self, path: &Path, secs: i64) -> Result<(), SystemError> {
+        fs::set_modified_secs(path, secs)
+    }
+
     fn sync(&self, dirs: &[&Path]) -> Result<(), SystemError> {
         fs::sync(dirs)
     }
@@ -354,6 +482,82 @@ impl System for RealSystem {
     fn remove_user(&self, user: &UserName, home: &Path) -> Result<(), SystemError> {
         crate::userdb::remove_users(Path::new("/etc"), &[user.as_str()]).map_err(userdb_error)?;
         fs::remove_tree(home)
+    }
+
+    fn run_with_input(
+        &self,
+        program: &Path,
+        args: &[&str],
+        input: &[u8],
+    ) -> Result<String, SystemError> {
+        let shown = program.display().to_string();
+        let spawn = |source| SystemError::Spawn {
+            program: shown.clone(),
+            source,
+        };
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(spawn)?;
+        // Written from another thread: a program that answers as it reads would otherwise
+        // block on a full stdout pipe while we block on its full stdin pipe.
+        let mut stdin = child.stdin.take();
+        let out = std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> std::io::Result<()> {
+                if let Some(stdin) = stdin.as_mut() {
+                    stdin.write_all(input)?;
+                }
+                Ok(())
+            });
+            let out = child.wait_with_output();
+            let written = writer
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("writer panicked")));
+            (out, written)
+        });
+        let out = out.0.map_err(spawn)?;
+        if !out.status.success() {
+            return Err(SystemError::Command {
+                program: shown,
+                status: out.status.to_string(),
+                output: trim_output(&out.stderr, &out.stdout),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn chown(&self, path: &Path, owner: &str, group: &str) -> Result<(), SystemError> {
+        let unknown = |what: &str, name: &str| SystemError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no such {what}: {name}"),
+            ),
+        };
+        let uid = self.uid(owner)?.ok_or_else(|| unknown("user", owner))?;
+        let gid = self.gid(group)?.ok_or_else(|| unknown("group", group))?;
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io(path))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> Result<bool, SystemError> {
+        fs::rename(from, to)
+    }
+
+    fn ensure_service_user(&self, name: &str, home: &Path) -> Result<(u32, u32), SystemError> {
+        if let Some(u) = self.cache()?.users()?.get(name) {
+            return Ok((u.uid, u.gid));
+        }
+        let user = crate::userdb::NewUser {
+            name,
+            home,
+            shell: crate::owners::SHELL,
+        };
+        crate::userdb::add_users(Path::new("/etc"), &[user]).map_err(userdb_error)?;
+        let found = self.cache()?.users()?.get(name).map(|u| (u.uid, u.gid));
+        found.ok_or_else(|| userdb_error(crate::userdb::UserDbError::Missing(name.to_owned())))
     }
 
     fn ensure_dir(
@@ -408,6 +612,28 @@ impl Sandbox {
             commands: Mutex::default(),
             hook: Mutex::default(),
         }
+    }
+
+    /// The entries of a sandbox map (see [`System::map_query`]).
+    fn sandbox_map(
+        &self,
+        map: &Path,
+    ) -> Result<std::collections::BTreeMap<String, String>, SystemError> {
+        let text = self.read(&lmdb_path(map))?.unwrap_or_default();
+        Ok(String::from_utf8_lossy(&text)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect())
+    }
+
+    fn write_sandbox_map(
+        &self,
+        path: &Path,
+        entries: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), SystemError> {
+        let text = lines(entries.iter().map(|(k, v)| format!("{k} {v}")));
+        self.write_atomic(path, text.as_bytes(), 0o644)
     }
 
     /// Where `path` lives inside the sandbox.
@@ -498,6 +724,14 @@ impl System for Sandbox {
         fs::write_replacing(&self.host_path(path), bytes, mode, false)
     }
 
+    fn modified_secs(&self, path: &Path) -> Result<Option<i64>, SystemError> {
+        fs::modified_secs(&self.host_path(path))
+    }
+
+    fn set_modified_secs(&self, path: &Path, secs: i64) -> Result<(), SystemError> {
+        fs::set_modified_secs(&self.host_path(path), secs)
+    }
+
     fn sync(&self, dirs: &[&Path]) -> Result<(), SystemError> {
         let host: Vec<PathBuf> = dirs.iter().map(|d| self.host_path(d)).collect();
         fs::sync(&host.iter().map(PathBuf::as_path).collect::<Vec<_>>())
@@ -551,6 +785,98 @@ impl System for Sandbox {
         fs::remove_tree(&self.host_path(home))
     }
 
+    fn run_with_input(
+        &self,
+        program: &Path,
+        args: &[&str],
+        _input: &[u8],
+    ) -> Result<String, SystemError> {
+        self.run(program, args)
+    }
+
+    fn chown(&self, path: &Path, owner: &str, group: &str) -> Result<(), SystemError> {
+        self.record(format!("chown {owner}:{group} {}", path.display()))
+            .map(drop)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> Result<bool, SystemError> {
+        self.record(format!("mv {} {}", from.display(), to.display()))?;
+        fs::rename(&self.host_path(from), &self.host_path(to))
+    }
+
+    fn ensure_service_user(&self, name: &str, home: &Path) -> Result<(u32, u32), SystemError> {
+        let etc = self.host_path(Path::new("/etc"));
+        let find = || -> Result<Option<(u32, u32)>, SystemError> {
+            let text = self.read(Path::new("/etc/passwd"))?.unwrap_or_default();
+            Ok(crate::userdb::parse_passwd(&String::from_utf8_lossy(&text))
+                .get(name)
+                .map(|u| (u.uid, u.gid)))
+        };
+        if let Some(ids) = find()? {
+            return Ok(ids);
+        }
+        for file in ["passwd", "shadow", "group", "gshadow"] {
+            let path = etc.join(file);
+            if !path.exists() {
+                fs::write_atomic(&path, b"", 0o644)?;
+            }
+        }
+        self.record(format!("useradd --home-dir {} {name}", home.display()))?;
+        let user = crate::userdb::NewUser {
+            name,
+            home,
+            shell: crate::owners::SHELL,
+        };
+        crate::userdb::add_users(&etc, &[user]).map_err(userdb_error)?;
+        find()?.ok_or_else(|| userdb_error(crate::userdb::UserDbError::Missing(name.to_owned())))
+    }
+
+    /// A sandbox map is a text file `<map>.lmdb` of `key value` lines, sorted.
+    fn map_query(
+        &self,
+        _postmap: &Path,
+        map: &Path,
+        keys: &[String],
+    ) -> Result<Vec<Option<String>>, SystemError> {
+        let entries = self.sandbox_map(map)?;
+        Ok(keys.iter().map(|k| entries.get(k).cloned()).collect())
+    }
+
+    fn map_update(
+        &self,
+        postmap: &Path,
+        map: &Path,
+        set: &[(String, String)],
+        delete: &[String],
+    ) -> Result<(), SystemError> {
+        let arg = format!("lmdb:{}", map.display());
+        let mut entries = self.sandbox_map(map)?;
+        if !set.is_empty() {
+            self.run(postmap, &["-i", &arg])?;
+        }
+        if !delete.is_empty() {
+            self.run(postmap, &["-d", "-", &arg])?;
+        }
+        for (k, v) in set {
+            entries.insert(k.clone(), v.clone());
+        }
+        for k in delete {
+            entries.remove(k);
+        }
+        self.write_sandbox_map(&lmdb_path(map), &entries)
+    }
+
+    fn map_build(&self, postmap: &Path, source: &Path) -> Result<(), SystemError> {
+        self.run(postmap, &[&format!("lmdb:{}", source.display())])?;
+        let text = self.read(source)?.unwrap_or_default();
+        let entries = String::from_utf8_lossy(&text)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(k, v)| (k.to_owned(), v.trim_start().to_owned()))
+            .collect();
+        self.write_sandbox_map(&lmdb_path(source), &entries)
+    }
+
     /// A sandbox has no daemons: with a pid file (tests write one) the `kill` is recorded as
     /// usual; without one the signal is recorded against the pid file and succeeds.
     fn signal(&self, pid_file: &Path, signal: &str) -> Result<(), SystemError> {
@@ -580,6 +906,13 @@ impl System for Sandbox {
         ))
         .map(drop)
     }
+}
+
+/// The file of the lmdb map at `map`.
+fn lmdb_path(map: &Path) -> PathBuf {
+    let mut name = map.as_os_str().to_owned();
+    name.push(".lmdb");
+    PathBuf::from(name)
 }
 
 /// File operations shared by [`RealSystem`] and [`Sandbox`].
@@ -651,6 +984,40 @@ mod fs {
             }
         }
         Ok(())
+    }
+
+    pub(super) fn modified_secs(path: &Path) -> Result<Option<i64>, SystemError> {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(path) {
+            Ok(m) => Ok(Some(m.mtime())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(path)(e)),
+        }
+    }
+
+    pub(super) fn set_modified_secs(path: &Path, secs: i64) -> Result<(), SystemError> {
+        let time = u64::try_from(secs)
+            .ok()
+            .and_then(|s| std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(s)))
+            .ok_or_else(|| {
+                io(path)(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("no such time: {secs}"),
+                ))
+            })?;
+        let file = std::fs::File::open(path).map_err(io(path))?;
+        file.set_modified(time).map_err(io(path))
+    }
+
+    pub(super) fn rename(from: &Path, to: &Path) -> Result<bool, SystemError> {
+        if let Some(dir) = to.parent() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        match std::fs::rename(from, to) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(from)(e)),
+        }
     }
 
     pub(super) fn remove(path: &Path) -> Result<bool, SystemError> {

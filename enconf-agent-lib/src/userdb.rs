@@ -25,6 +25,8 @@ use crate::system::SystemUser;
 pub enum UserDbError {
     #[error("user or group {0} already exists")]
     Exists(String),
+    #[error("user {0} is not in the user database after it was added")]
+    Missing(String),
     #[error("no free user and group id left between {min} and {max}")]
     NoFreeIds { min: u32, max: u32 },
     #[error("{path}: locked by another program for more than {waited:?}")]

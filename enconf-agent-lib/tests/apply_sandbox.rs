@@ -290,12 +290,15 @@ fn the_mail_certificate_configures_the_mail_services_there_are() {
         )
     };
 
-    // No mail service here: refused, nothing written.
+    // No mail service here (the stand-ins taken away): refused, nothing written.
+    let host = |p: &str| a.system().host_path(Path::new(p));
+    for path in ["/etc/postfix/main.cf", "/etc/dovecot/dovecot.conf"] {
+        std::fs::remove_file(host(path)).unwrap();
+    }
     let before = snapshot(dir.path());
     assert!(matches!(put(&a), Err(ApplyError::Rejected { .. })));
     assert_eq!(snapshot(dir.path()), before);
 
-    let host = |p: &str| a.system().host_path(Path::new(p));
     for (path, text) in [
         ("/etc/postfix/main.cf", "myhostname = mx.example.com\n"),
         ("/etc/dovecot/dovecot.conf", "!include_try conf.d/*.conf\n"),

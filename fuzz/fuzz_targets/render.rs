@@ -32,7 +32,7 @@ fn layout() -> Layout {
 
 fn reference(spec: &AccountSpec) -> AccountSpec {
     let domains: Vec<String> = (0..spec.domains.iter().count()).map(|i| format!("d{i}.example")).collect();
-    AccountPut { username: Some("reference".into()), domains: Some(domains), php_version: None, php: None }
+    AccountPut { username: Some("reference".into()), domains: Some(domains), php_version: None, php: None, roles: None }
         .validate("", None)
         .expect("reference spec")
 }
@@ -42,6 +42,7 @@ fuzz_target!(|input: Input| {
         username: Some(input.username),
         domains: Some(input.domains),
         php_version: input.php_version,
+        roles: None,
         php: Some(PhpSettingsRaw {
             memory_limit_mb: input.memory_limit_mb,
             upload_max_mb: input.upload_max_mb,

@@ -5,6 +5,7 @@
 //!
 //! Adding a role is adding a module here and a line in [`modules`]; see ARCHITECTURE.md.
 
+pub mod mail;
 pub mod web;
 
 use enconf_core::domain::{AccountSpec, PhpVersion, Role, RoleSet};
@@ -53,6 +54,17 @@ pub trait AccountRole<S: System>: Send + Sync + std::fmt::Debug {
         plan: &mut Plan,
     ) -> Result<(), ApplyError>;
 
+    /// After a put went live: what may only change once the services no longer use it (the
+    /// mail role keeps aside the Maildirs of domains the account no longer has).
+    fn put_applied(
+        &self,
+        _exec: &Executor<S>,
+        _account: &AccountSpec,
+        _installed: Option<&Installed>,
+    ) -> Result<(), ApplyError> {
+        Ok(())
+    }
+
     /// After a removal went live: what may only go once nothing uses it any more (the web
     /// role's system user and home).
     fn removed(&self, _exec: &Executor<S>, _installed: &Installed) -> Result<(), ApplyError> {
@@ -63,14 +75,14 @@ pub trait AccountRole<S: System>: Send + Sync + std::fmt::Debug {
     fn status(&self, exec: &Executor<S>) -> RoleStatus;
 }
 
-/// The roles an agent can serve, each with its module. Mail, dns, db and backup record an
-/// account's place and report their services; their configuration arrives with their modules'
-/// issues.
+/// The roles an agent can serve, each with its module. Dns, db and backup record an account's
+/// place; their configuration arrives with their modules' issues.
 pub fn modules<S: System>(exec: &Executor<S>, served: RoleSet) -> Vec<Box<dyn AccountRole<S>>> {
     let mut out: Vec<Box<dyn AccountRole<S>>> = Vec::new();
     for role in served.iter() {
         match role {
             Role::Web => out.push(Box::new(web::Web::new(exec.layout()))),
+            Role::Mail => out.push(Box::new(mail::Mail)),
             other => out.push(Box::new(Placed { role: other })),
         }
     }

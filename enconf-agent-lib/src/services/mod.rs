@@ -2,6 +2,8 @@
 //! to validate a change on staged copies (a [`Check`](crate::executor::Check)) and how to make
 //! the service read it ([`Reload`](crate::executor::Reload)).
 
-pub mod mail;
+pub mod dovecot;
 pub mod nginx;
+pub mod opendkim;
 pub mod php_fpm;
+pub mod postfix;

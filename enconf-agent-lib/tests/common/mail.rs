@@ -154,35 +154,47 @@ impl Mail {
 
     /// The certificate Postfix presents after `STARTTLS` for `name`, trusting only `root`.
     pub fn smtp_certificate(&self, name: &str, root: &[u8]) -> Result<Vec<u8>, String> {
-        let stream = connect(self.smtp_port)?;
-        {
-            let mut reader = BufReader::new(&stream);
-            read_reply(&mut reader, "220 ")?;
-            (&stream)
-                .write_all(b"EHLO test.example\r\n")
-                .map_err(|e| e.to_string())?;
-            read_reply(&mut reader, "250 ")?;
-            (&stream)
-                .write_all(b"STARTTLS\r\n")
-                .map_err(|e| e.to_string())?;
-            read_reply(&mut reader, "220 ")?;
-        }
-        handshake(stream, name, root)
+        smtp_certificate(self.smtp_port, name, root)
     }
 
     /// The certificate Dovecot presents after IMAP `STARTTLS` for `name`, trusting only `root`.
     pub fn imap_certificate(&self, name: &str, root: &[u8]) -> Result<Vec<u8>, String> {
-        let stream = connect(self.imap_port)?;
-        {
-            let mut reader = BufReader::new(&stream);
-            read_reply(&mut reader, "* OK")?;
-            (&stream)
-                .write_all(b"a STARTTLS\r\n")
-                .map_err(|e| e.to_string())?;
-            read_reply(&mut reader, "a OK")?;
-        }
-        handshake(stream, name, root)
+        imap_certificate(self.imap_port, name, root)
     }
+}
+
+/// The certificate the SMTP server on `port` presents after `STARTTLS` for `name`, trusting
+/// only `root`.
+pub fn smtp_certificate(port: u16, name: &str, root: &[u8]) -> Result<Vec<u8>, String> {
+    let stream = connect(port)?;
+    {
+        let mut reader = BufReader::new(&stream);
+        read_reply(&mut reader, "220 ")?;
+        (&stream)
+            .write_all(b"EHLO test.example\r\n")
+            .map_err(|e| e.to_string())?;
+        read_reply(&mut reader, "250 ")?;
+        (&stream)
+            .write_all(b"STARTTLS\r\n")
+            .map_err(|e| e.to_string())?;
+        read_reply(&mut reader, "220 ")?;
+    }
+    handshake(stream, name, root)
+}
+
+/// The certificate the IMAP server on `port` presents after `STARTTLS` for `name`, trusting
+/// only `root`.
+pub fn imap_certificate(port: u16, name: &str, root: &[u8]) -> Result<Vec<u8>, String> {
+    let stream = connect(port)?;
+    {
+        let mut reader = BufReader::new(&stream);
+        read_reply(&mut reader, "* OK")?;
+        (&stream)
+            .write_all(b"a STARTTLS\r\n")
+            .map_err(|e| e.to_string())?;
+        read_reply(&mut reader, "a OK")?;
+    }
+    handshake(stream, name, root)
 }
 
 fn connect(port: u16) -> Result<TcpStream, String> {

@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod mail;
+pub mod mailhost;
 pub mod pebble;
 pub mod services;
 
@@ -110,7 +111,9 @@ pub fn sandbox_applier(dir: &Path) -> Applier<Sandbox> {
         std::fs::create_dir_all(host.parent().unwrap()).unwrap();
         std::fs::write(host, format!("{pid}\n")).unwrap();
     }
-    let applier = Applier::new(layout(Path::new("/srv")), sandbox);
+    let layout = layout(Path::new("/srv"));
+    enconf_agent_lib::stand_ins::install_mail(&sandbox, &layout).unwrap();
+    let applier = Applier::new(layout, sandbox);
     applier.start().unwrap();
     applier.system().clear_commands();
     applier

@@ -52,7 +52,12 @@ fn main() -> ExitCode {
         Mode::Sandbox => {
             let root = config.sandbox_root.clone();
             tracing::info!(root = %root.display(), "sandbox mode: files go under the root, commands are recorded, not run");
-            runtime.block_on(run(config, Sandbox::new(root)))
+            let sandbox = Sandbox::new(root);
+            if let Err(e) = enconf_agent_lib::stand_ins::install_mail(&sandbox, &config.layout) {
+                tracing::error!("cannot write the sandbox's stand-in mail files: {e}");
+                return ExitCode::FAILURE;
+            }
+            runtime.block_on(run(config, sandbox))
         }
     };
     match result {

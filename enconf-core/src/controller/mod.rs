@@ -22,6 +22,7 @@ mod accounts;
 pub mod api;
 pub mod health;
 pub mod install;
+pub mod mail;
 pub mod once;
 mod roles;
 pub mod ssl;
@@ -90,6 +91,9 @@ pub enum ControllerError {
         #[source]
         source: TransportError,
     },
+    /// A fault of the controller itself (not the request's): logged, answered `500`.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<ControllerError> for ErrorBody {
@@ -114,6 +118,10 @@ impl From<ControllerError> for ErrorBody {
                 }
             },
             ControllerError::Issue(_) => ErrorBody::new(ErrorCode::AgentError, e.to_string()),
+            ControllerError::Internal(ref what) => {
+                tracing::error!(error = %what, "internal error");
+                ErrorBody::new(ErrorCode::Internal, "internal error")
+            }
             ControllerError::Offline { .. } => {
                 ErrorBody::new(ErrorCode::AgentOffline, e.to_string())
             }

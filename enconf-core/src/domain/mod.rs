@@ -2,6 +2,7 @@
 //! value that exists is valid; everything downstream takes the type, never a `String`.
 
 mod account;
+mod mail;
 mod name;
 mod php;
 mod role;
@@ -13,6 +14,10 @@ mod user;
 
 pub use account::{
     Account, AccountId, AccountSpec, AccountStatus, Domains, NewAccount, RoleServers,
+};
+pub use mail::{
+    Alias, Destinations, ListError, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, MailAddress, MailPassword,
+    Mailbox, PasswordHash, QuotaMb, alias_loop,
 };
 pub use name::DomainName;
 pub use php::{PhpSettings, PhpSettingsRaw, PhpVersion};

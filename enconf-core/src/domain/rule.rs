@@ -101,6 +101,28 @@ pub enum Rule {
     SecretKeyFormat,
     #[error("must be between {min} and {max}")]
     OutOfRange { min: u64, max: u64 },
+    #[error("must be an address like local@example.com")]
+    MailAddressFormat,
+    #[error("may hold letters, digits, '.', '-', '_' and '+' before the '@' ({0:?} is not one)")]
+    LocalPartChar(char),
+    #[error("must not start or end with '.', nor hold '..', before the '@'")]
+    LocalPartDots,
+    #[error("must have at most {max} characters before the '@'")]
+    LocalPartTooLong { max: usize },
+    #[error(
+        "is not a password hash in a scheme the mail server reads ({{ARGON2ID}} or {{SHA512-CRYPT}})"
+    )]
+    HashScheme,
+    #[error("is not one of the account's domains")]
+    NotAccountDomain,
+    #[error("must not deliver to itself")]
+    AliasToItself,
+    #[error("would make a loop of aliases: {0}")]
+    AliasLoop(String),
+    #[error("must match the address in the path")]
+    PathMismatch,
+    #[error("belongs to an account without the mail role")]
+    NoMailRole,
 }
 
 impl Rule {

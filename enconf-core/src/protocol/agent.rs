@@ -11,6 +11,13 @@
 //! | `PUT /v1/certificates/{panel\|mail}` | [`CertificatePut`] | 200 [`Applied`] |
 //! | `PUT /v1/acme-challenge/{token}` | [`ChallengePut`] | 200 [`Applied`] |
 //! | `DELETE /v1/acme-challenge/{token}` | — | 200 [`Applied`] |
+//! | `GET /v1/mail/{username}` | — | 200 [`AgentMail`](super::mail::AgentMail) |
+//! | `PUT /v1/mail/{username}` | [`MailPut`](super::mail::MailPut) | 200 [`Applied`] |
+//! | `PUT /v1/mail/{username}/mailboxes/{address}` | [`MailboxPut`](super::mail::MailboxPut) | 200 [`Applied`] |
+//! | `DELETE /v1/mail/{username}/mailboxes/{address}` | — | 200 [`Applied`] |
+//! | `PUT /v1/mail/{username}/aliases/{address}` | [`AliasPut`](super::mail::AliasPut) | 200 [`Applied`] |
+//! | `DELETE /v1/mail/{username}/aliases/{address}` | — | 200 [`Applied`] |
+//! | `GET /v1/mail/{username}/dkim` | — | 200 `[`[`DkimRecord`](super::mail::DkimRecord)`]` |
 //!
 //! A put is idempotent: the same account put twice answers `{"changed": false}` the second time
 //! and touches nothing. A batch is applied with one validation and one reload; when any item is

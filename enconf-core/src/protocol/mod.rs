@@ -18,6 +18,7 @@ use crate::placement::{PlacementError, Unfit};
 use crate::store::StoreError;
 
 pub mod agent;
+pub mod mail;
 
 /// Error codes of both APIs.
 #[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
@@ -40,6 +41,8 @@ pub enum ErrorCode {
     ConfigRejected,
     /// The agent does not serve a role the request is for; nothing was changed.
     RoleNotServed,
+    /// A domain an account change would drop still has mailboxes or aliases.
+    DomainInUse,
     AgentError,
     AgentOffline,
     /// The controller's store cannot be reached now; try again.
@@ -60,7 +63,8 @@ impl ErrorCode {
             | ErrorCode::ServerHasAccounts
             | ErrorCode::RolesInUse
             | ErrorCode::NoServerAvailable
-            | ErrorCode::RoleNotServed => 409,
+            | ErrorCode::RoleNotServed
+            | ErrorCode::DomainInUse => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Invalid | ErrorCode::ConfigRejected => 422,
             ErrorCode::AgentError => 502,
@@ -174,6 +178,13 @@ impl From<StoreError> for ErrorBody {
                 ErrorBody::new(ErrorCode::Duplicate, e.to_string()).with_field("agent_url")
             }
             StoreError::Placement(p) => p.into(),
+            StoreError::AddressNotFound { .. } => {
+                ErrorBody::new(ErrorCode::NotFound, e.to_string())
+            }
+            StoreError::Invalid(v) => v.into(),
+            StoreError::DomainInUse { .. } => {
+                ErrorBody::new(ErrorCode::DomainInUse, e.to_string()).with_field("domains")
+            }
             StoreError::Unavailable(_) => ErrorBody::new(
                 ErrorCode::StoreUnavailable,
                 "the store is unavailable: try again",

@@ -56,6 +56,9 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("one_name_has_one_owner", |s| {
         Box::pin(one_name_has_one_owner(s))
     }),
+    ("mail_belongs_to_its_account", |s| {
+        Box::pin(mail_belongs_to_its_account(s))
+    }),
     ("one_agent_is_one_server", |s| {
         Box::pin(one_agent_is_one_server(s))
     }),
@@ -851,4 +854,220 @@ pub async fn one_agent_is_one_server(store: Arc<dyn Store>) {
     let second = store.record_health(&second, seen_as(agent)).await.unwrap();
     assert!(second.health.reachable, "{:?}", second.health);
     assert_eq!(second.health.agent_id.as_deref(), Some(agent));
+}
+
+fn mailbox(address: &str) -> crate::domain::Mailbox {
+    crate::domain::Mailbox {
+        address: address.parse().unwrap(),
+        password_hash: "{ARGON2ID}$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
+            .parse()
+            .unwrap(),
+        quota: Some(crate::domain::QuotaMb::new(100).unwrap()),
+        created_at: NOW,
+    }
+}
+
+fn alias(address: &str, to: &[&str]) -> crate::domain::Alias {
+    crate::domain::Alias {
+        address: address.parse().unwrap(),
+        destinations: crate::domain::Destinations::parse("destinations", to).unwrap(),
+    }
+}
+
+/// Mailboxes and aliases live on the account's domains, an address is one of them once, the
+/// aliases make no loop, a domain with mail stays with its account, and the mail goes with
+/// the account.
+pub async fn mail_belongs_to_its_account(store: Arc<dyn Store>) {
+    use crate::domain::Rule;
+    let server = online_server(&*store, "mx1", "web,mail").await;
+    let acc = store
+        .create_account(
+            account_with(
+                "shop",
+                &["shop.example", "shop.example.net"],
+                "web,mail",
+                Default::default(),
+            ),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let other = store
+        .create_account(account("other", &["other.example"], Some(server)), NOW)
+        .await
+        .unwrap();
+    fn invalid<T: std::fmt::Debug>(r: Result<T, StoreError>) -> Rule {
+        match r {
+            Err(StoreError::Invalid(v)) => v.rule,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    store
+        .add_mailbox(acc.id, mailbox("info@shop.example"))
+        .await
+        .unwrap();
+    store
+        .add_mailbox(acc.id, mailbox("b@shop.example"))
+        .await
+        .unwrap();
+    let list = store.mailboxes(acc.id).await.unwrap();
+    assert_eq!(
+        list.iter()
+            .map(|m| m.address.to_string())
+            .collect::<Vec<_>>(),
+        ["b@shop.example", "info@shop.example"]
+    );
+    assert_eq!(list[1], mailbox("info@shop.example"));
+    assert!(matches!(
+        store.add_mailbox(acc.id, mailbox("info@shop.example")).await,
+        Err(StoreError::Duplicate { ref field, .. }) if field == "address"
+    ));
+    // Another account's domain, or nobody's.
+    assert_eq!(
+        invalid(store.add_mailbox(acc.id, mailbox("x@other.example")).await),
+        Rule::NotAccountDomain
+    );
+    assert_eq!(
+        invalid(store.add_mailbox(other.id, mailbox("x@shop.example")).await),
+        Rule::NotAccountDomain
+    );
+    assert!(store.mailboxes(other.id).await.unwrap().is_empty());
+
+    // Aliases: not over a mailbox, no loops, replaced by put.
+    assert!(matches!(
+        store
+            .put_alias(
+                acc.id,
+                alias("info@shop.example", &["x@elsewhere.example"]),
+                false
+            )
+            .await,
+        Err(StoreError::Duplicate { .. })
+    ));
+    assert!(matches!(
+        store
+            .add_mailbox(acc.id, mailbox("sales@shop.example"))
+            .await,
+        Ok(())
+    ));
+    store
+        .delete_mailbox(acc.id, &"sales@shop.example".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .put_alias(
+                acc.id,
+                alias("sales@shop.example", &["info@shop.example"]),
+                true
+            )
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(matches!(
+        store
+            .add_mailbox(acc.id, mailbox("sales@shop.example"))
+            .await,
+        Err(StoreError::Duplicate { .. })
+    ));
+    assert!(matches!(
+        store
+            .put_alias(
+                acc.id,
+                alias("sales@shop.example", &["b@shop.example"]),
+                true
+            )
+            .await,
+        Err(StoreError::Duplicate { .. })
+    ));
+    store
+        .put_alias(
+            acc.id,
+            alias("a@shop.example.net", &["c@shop.example.net"]),
+            true,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        invalid(
+            store
+                .put_alias(acc.id, alias("c@shop.example.net", &["a@shop.example.net"]), true)
+                .await
+        ),
+        Rule::AliasLoop(path) if path == "a@shop.example.net -> c@shop.example.net -> a@shop.example.net"
+            || path == "c@shop.example.net -> a@shop.example.net -> c@shop.example.net"
+    ));
+    let previous = store
+        .put_alias(
+            acc.id,
+            alias("sales@shop.example", &["b@shop.example", "out@x.example"]),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        previous,
+        Some(alias("sales@shop.example", &["info@shop.example"]))
+    );
+    assert_eq!(store.aliases(acc.id).await.unwrap().len(), 2);
+
+    // Changes and deletes.
+    let mut changed = mailbox("info@shop.example");
+    changed.quota = None;
+    let old = store
+        .replace_mailbox(acc.id, changed.clone())
+        .await
+        .unwrap();
+    assert_eq!(old, mailbox("info@shop.example"));
+    assert!(store.mailboxes(acc.id).await.unwrap().contains(&changed));
+    assert!(matches!(
+        store
+            .replace_mailbox(acc.id, mailbox("nobody@shop.example"))
+            .await,
+        Err(StoreError::AddressNotFound {
+            kind: Kind::Mailbox,
+            ..
+        })
+    ));
+    assert!(matches!(
+        store
+            .delete_alias(acc.id, &"nobody@shop.example".parse().unwrap())
+            .await,
+        Err(StoreError::AddressNotFound {
+            kind: Kind::Alias,
+            ..
+        })
+    ));
+    assert!(matches!(
+        store.mailboxes(AccountId(999)).await,
+        Err(StoreError::NotFound {
+            kind: Kind::Account,
+            ..
+        })
+    ));
+
+    // A domain with mail stays; one without goes.
+    let mut spec = acc.spec.clone();
+    spec.domains = Domains::parse("domains", &["shop.example"]).unwrap();
+    assert!(matches!(
+        store.update_account(acc.id, spec.clone()).await,
+        Err(StoreError::DomainInUse { ref domain, count: 1 }) if domain == "shop.example.net"
+    ));
+    store
+        .delete_alias(acc.id, &"a@shop.example.net".parse().unwrap())
+        .await
+        .unwrap();
+    store.update_account(acc.id, spec).await.unwrap();
+
+    // The mail goes with the account: the domain's next owner starts with none.
+    store.delete_account(acc.id).await.unwrap();
+    let next = store
+        .create_account(account("next", &["shop.example"], Some(server)), NOW)
+        .await
+        .unwrap();
+    assert!(store.mailboxes(next.id).await.unwrap().is_empty());
+    assert!(store.aliases(next.id).await.unwrap().is_empty());
+    assert!(store.mailboxes(acc.id).await.is_err());
 }

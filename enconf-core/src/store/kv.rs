@@ -25,10 +25,14 @@ pub enum Table {
     MailHostnames,
     /// An agent's identity (from its health) → server id.
     AgentIds,
+    /// Account id ++ address → mailbox.
+    Mailboxes,
+    /// Account id ++ address → alias.
+    MailAliases,
 }
 
 impl Table {
-    pub const ALL: [Table; 11] = [
+    pub const ALL: [Table; 13] = [
         Table::Meta,
         Table::Servers,
         Table::ServerNames,
@@ -40,6 +44,8 @@ impl Table {
         Table::Settings,
         Table::MailHostnames,
         Table::AgentIds,
+        Table::Mailboxes,
+        Table::MailAliases,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -55,6 +61,8 @@ impl Table {
             Table::Settings => "settings",
             Table::MailHostnames => "mail_hostnames",
             Table::AgentIds => "agent_ids",
+            Table::Mailboxes => "mailboxes",
+            Table::MailAliases => "mail_aliases",
         }
     }
 }
@@ -111,6 +119,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
 /// Copies every table of `from` into `to`, which must hold nothing yet, in one write
 /// transaction, then reads `to` back and compares the number of entries of each table.
 /// Returns, per table, how many entries were copied.
+#[cfg(any(feature = "redb", feature = "postgres"))]
 pub(crate) fn copy_tables(
     from: &impl Backend,
     to: &impl Backend,

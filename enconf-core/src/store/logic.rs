@@ -81,7 +81,8 @@ impl<B: Backend> KvStore<B> {
                 Some(found) if found == SCHEMA_VERSION => Ok(()),
                 found => {
                     // Schema 3 only adds what schema 2 records are read as (accounts with
-                    // one server are web accounts): nothing to rewrite.
+                    // one server are web accounts), schema 4 the mail tables (empty in an
+                    // older store): nothing to rewrite.
                     if found.is_some_and(|v| v < 2) {
                         migrate_to_2(tx, &sealer)?;
                     }
@@ -96,7 +97,7 @@ impl<B: Backend> KvStore<B> {
     }
 
     /// Runs a read transaction off the async runtime's threads.
-    async fn read<R: Send + 'static>(
+    pub(super) async fn read<R: Send + 'static>(
         &self,
         f: impl FnOnce(&dyn ReadTxn, &Sealer) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
@@ -107,7 +108,7 @@ impl<B: Backend> KvStore<B> {
     }
 
     /// Runs a write transaction off the async runtime's threads.
-    async fn write<R: Send + 'static>(
+    pub(super) async fn write<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut dyn WriteTxn, &Sealer) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
@@ -205,7 +206,7 @@ struct ServerRecord {
     health: Health,
 }
 
-fn id_key(id: u64) -> [u8; 8] {
+pub(super) fn id_key(id: u64) -> [u8; 8] {
     id.to_be_bytes()
 }
 
@@ -216,11 +217,11 @@ fn decode_u64(bytes: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(arr))
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(StoreError::backend)
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+pub(super) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(StoreError::backend)
 }
 
@@ -317,7 +318,7 @@ struct StoredAccount {
     created_at: OffsetDateTime,
 }
 
-fn load_account(tx: &dyn ReadTxn, id: AccountId) -> Result<Account, StoreError> {
+pub(super) fn load_account(tx: &dyn ReadTxn, id: AccountId) -> Result<Account, StoreError> {
     let bytes = tx
         .get(Table::Accounts, &id_key(id.0))?
         .ok_or(StoreError::NotFound {
@@ -752,6 +753,7 @@ fn update_account(
     }
     for old in &account.spec.domains {
         if !spec.domains.iter().any(|d| d == old) {
+            super::mail::check_domain_unused(tx, id, old)?;
             tx.delete(Table::Domains, old.as_str().as_bytes())?;
         }
     }
@@ -830,6 +832,7 @@ fn delete_account(tx: &mut dyn WriteTxn, id: AccountId) -> Result<Account, Store
         tx.delete(Table::Domains, domain.as_str().as_bytes())?;
     }
     reindex_account(tx, id, &account.servers, &RoleServers::default())?;
+    super::mail::forget_account(tx, id)?;
     Ok(account)
 }
 

@@ -233,6 +233,76 @@ impl<'a> AgentClient<'a> {
             .await
     }
 
+    /// `GET /v1/mail/{username}`.
+    pub async fn mail(
+        &self,
+        username: &UserName,
+    ) -> Result<crate::protocol::mail::AgentMail, TransportError> {
+        self.call(Method::Get, mail_path(username, ""), None::<&()>)
+            .await
+    }
+
+    /// `GET /v1/mail/{username}/dkim`.
+    pub async fn dkim(
+        &self,
+        username: &UserName,
+    ) -> Result<Vec<crate::protocol::mail::DkimRecord>, TransportError> {
+        self.call(Method::Get, mail_path(username, "/dkim"), None::<&()>)
+            .await
+    }
+
+    /// `PUT /v1/mail/{username}`: the account's whole mail.
+    pub async fn put_mail(
+        &self,
+        username: &UserName,
+        put: &crate::protocol::mail::MailPut,
+    ) -> Result<Applied, TransportError> {
+        self.call(Method::Put, mail_path(username, ""), Some(put))
+            .await
+    }
+
+    /// `PUT /v1/mail/{username}/mailboxes/{address}`.
+    pub async fn put_mailbox(
+        &self,
+        username: &UserName,
+        address: &crate::domain::MailAddress,
+        put: &crate::protocol::mail::MailboxPut,
+    ) -> Result<Applied, TransportError> {
+        let path = mail_path(username, &format!("/mailboxes/{address}"));
+        self.call(Method::Put, path, Some(put)).await
+    }
+
+    /// `DELETE /v1/mail/{username}/mailboxes/{address}`.
+    pub async fn delete_mailbox(
+        &self,
+        username: &UserName,
+        address: &crate::domain::MailAddress,
+    ) -> Result<Applied, TransportError> {
+        let path = mail_path(username, &format!("/mailboxes/{address}"));
+        self.call(Method::Delete, path, None::<&()>).await
+    }
+
+    /// `PUT /v1/mail/{username}/aliases/{address}`.
+    pub async fn put_alias(
+        &self,
+        username: &UserName,
+        address: &crate::domain::MailAddress,
+        put: &crate::protocol::mail::AliasPut,
+    ) -> Result<Applied, TransportError> {
+        let path = mail_path(username, &format!("/aliases/{address}"));
+        self.call(Method::Put, path, Some(put)).await
+    }
+
+    /// `DELETE /v1/mail/{username}/aliases/{address}`.
+    pub async fn delete_alias(
+        &self,
+        username: &UserName,
+        address: &crate::domain::MailAddress,
+    ) -> Result<Applied, TransportError> {
+        let path = mail_path(username, &format!("/aliases/{address}"));
+        self.call(Method::Delete, path, None::<&()>).await
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -265,6 +335,12 @@ impl<'a> AgentClient<'a> {
 /// A user name is `[a-z_][a-z0-9_-]*`: safe in a path as it is.
 fn account_path(username: &UserName) -> String {
     format!("/v1/accounts/{}", username.as_str())
+}
+
+/// A user name and a mail address (`[a-z0-9._+-]@` and a domain name) are safe in a path as
+/// they are.
+fn mail_path(username: &UserName, rest: &str) -> String {
+    format!("/v1/mail/{}{rest}", username.as_str())
 }
 
 /// A challenge token in a path: only base64url characters may pass.

@@ -24,6 +24,8 @@ use crate::protocol::{
 };
 use crate::ssl::CertKind;
 
+mod mail;
+
 /// The default request body limit (1 MiB: a certificate chain with its key fits many times).
 /// Operations that need less have their own, lower limit.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
@@ -77,6 +79,23 @@ pub fn router(controller: Controller, config: ApiConfig) -> Router {
             get(get_account).patch(patch_account).delete(delete_account),
         )
         .route("/api/v1/accounts/{id}/migrate", post(migrate_account))
+        .route(
+            "/api/v1/accounts/{id}/mailboxes",
+            get(mail::list_mailboxes).post(mail::create_mailbox),
+        )
+        .route(
+            "/api/v1/accounts/{id}/mailboxes/{address}",
+            axum::routing::patch(mail::patch_mailbox).delete(mail::delete_mailbox),
+        )
+        .route(
+            "/api/v1/accounts/{id}/mail-aliases",
+            get(mail::list_aliases).post(mail::create_alias),
+        )
+        .route(
+            "/api/v1/accounts/{id}/mail-aliases/{address}",
+            axum::routing::put(mail::put_alias).delete(mail::delete_alias),
+        )
+        .route("/api/v1/accounts/{id}/dkim", get(mail::dkim))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(Arc::clone(&api), auth));
     Router::new()
@@ -104,10 +123,10 @@ pub fn router(controller: Controller, config: ApiConfig) -> Router {
 }
 
 /// The web page (Settings > Servers), embedded in the binary: no build step, no files to find.
-const WEB_INDEX: &str = include_str!("web/index.html");
-const WEB_APP: &str = include_str!("web/app.js");
-const WEB_STYLE: &str = include_str!("web/style.css");
-const WEB_ICON: &str = include_str!("web/favicon.svg");
+const WEB_INDEX: &str = include_str!("../web/index.html");
+const WEB_APP: &str = include_str!("../web/app.js");
+const WEB_STYLE: &str = include_str!("../web/style.css");
+const WEB_ICON: &str = include_str!("../web/favicon.svg");
 
 /// A file of the web page. It needs no token (the page asks for it and sends it to the API);
 /// scripts and styles come from this origin only.
@@ -168,6 +187,14 @@ fn input_rules() -> Vec<(&'static str, &'static [&'static str], serde_json::Valu
     let domains = json!({"type": "array", "minItems": 1, "maxItems": 100,
         "items": {"type": "string", "format": "idn-hostname", "minLength": 1}});
     let php_version = json!({"type": ["string", "null"], "pattern": "^[5-9]\\.(0|[1-9][0-9]?)$"});
+    // Letters, digits, `.-_+` before the `@` (no dot at either end, no `..`), a domain after.
+    let address = json!({"type": "string", "maxLength": 64 + 1 + 253,
+        "pattern": "^[A-Za-z0-9_+-]+(\\.[A-Za-z0-9_+-]+)*@[^@\\s]+$"});
+    let password = json!({"type": "string", "minLength": crate::domain::MIN_PASSWORD_LEN,
+        "maxLength": crate::domain::MAX_PASSWORD_LEN, "writeOnly": true,
+        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"});
+    let quota = json!({"type": ["integer", "null"], "minimum": 1,
+        "maximum": crate::domain::QuotaMb::MAX});
     vec![
         (
             "ServerInput",
@@ -209,6 +236,23 @@ fn input_rules() -> Vec<(&'static str, &'static [&'static str], serde_json::Valu
             "SslInput",
             &["mode"],
             json!({"mode": {"type": "string", "enum": ["letsencrypt", "custom", "selfsigned"]}}),
+        ),
+        (
+            "MailboxInput",
+            &["address", "password"],
+            json!({"address": address, "password": password, "quota_mb": quota}),
+        ),
+        (
+            "MailboxPatch",
+            &[],
+            json!({"password": password, "quota_mb": quota}),
+        ),
+        (
+            "AliasInput",
+            &["destinations"],
+            json!({"address": address,
+                "destinations": {"type": "array", "minItems": 1, "maxItems": 100,
+                    "uniqueItems": true, "items": address}}),
         ),
     ]
 }
@@ -316,6 +360,15 @@ fn refine(doc: &mut serde_json::Value) {
         patch_account,
         delete_account,
         migrate_account,
+        mail::list_mailboxes,
+        mail::create_mailbox,
+        mail::patch_mailbox,
+        mail::delete_mailbox,
+        mail::list_aliases,
+        mail::create_alias,
+        mail::put_alias,
+        mail::delete_alias,
+        mail::dkim,
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCode, SslState, SslInput)),
     modifiers(&BearerAuth),

@@ -29,6 +29,8 @@ pub use enconf_core::http::{ConnectionLimits, ServeError, serve, tls_acceptor};
 use crate::apply::{Applier, ApplyError};
 use crate::system::System;
 
+mod mail;
+
 /// How many queued requests one apply takes at most.
 const MAX_COALESCED: usize = 4096;
 
@@ -148,6 +150,7 @@ fn apply_error(e: ApplyError) -> ErrorBody {
         ApplyError::RoleNotServed { .. } => {
             ErrorBody::new(ErrorCode::RoleNotServed, e.to_string()).with_field("roles")
         }
+        ApplyError::UnknownAccount(_) => ErrorBody::new(ErrorCode::NotFound, e.to_string()),
         ApplyError::System(_) | ApplyError::State(_) => {
             tracing::error!(error = %e, "apply failed");
             internal(&e.to_string())
@@ -171,6 +174,19 @@ pub fn router<S: System>(agent: Arc<Agent<S>>) -> Router {
         .route(
             "/v1/acme-challenge/{token}",
             axum::routing::put(put_challenge::<S>).delete(delete_challenge::<S>),
+        )
+        .route(
+            "/v1/mail/{username}",
+            get(mail::get_mail::<S>).put(mail::put_mail::<S>),
+        )
+        .route("/v1/mail/{username}/dkim", get(mail::get_dkim::<S>))
+        .route(
+            "/v1/mail/{username}/mailboxes/{address}",
+            axum::routing::put(mail::put_mailbox::<S>).delete(mail::delete_mailbox::<S>),
+        )
+        .route(
+            "/v1/mail/{username}/aliases/{address}",
+            axum::routing::put(mail::put_alias::<S>).delete(mail::delete_alias::<S>),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
