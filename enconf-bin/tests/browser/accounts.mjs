@@ -94,6 +94,63 @@ try {
   assert.equal(await cell("DB"), "—");
   await page.screenshot({ path: `${SHOTS}/accounts.png` });
 
+  step("the account's mail: mailboxes and aliases added, changed and removed; DKIM records");
+  await page.getByRole("button", { name: "Mail of shop" }).click();
+  const mail = page.locator("#mail-dialog");
+  await mail.waitFor();
+  await page.locator("#no-mailboxes").waitFor();
+  const dkim = page.locator('#dkim-list li[data-domain="shop.example"]');
+  await dkim.waitFor();
+  assert.match(await dkim.textContent(), /^enconf\._domainkey\.shop\.examplev=DKIM1; k=rsa; p=MII/);
+  const mbForm = page.locator("#mailbox-form");
+  await mbForm.getByLabel("Address").fill("in:fo@shop.example");
+  await mbForm.getByLabel("Password").fill("correct horse 1");
+  await page.getByRole("button", { name: "Add Mailbox" }).click();
+  const addressError = mbForm.locator('.error[data-for="address"]');
+  await addressError.waitFor();
+  assert.match(await addressError.textContent(), /address/);
+  assert.equal(await mbForm.getByLabel("Address").getAttribute("aria-invalid"), "true");
+  await mbForm.getByLabel("Address").fill("info@shop.example");
+  await page.getByRole("button", { name: "Add Mailbox" }).click();
+  const info = page.locator('#mailbox-table tr[data-address="info@shop.example"]');
+  await info.waitFor();
+  assert.equal(await info.locator('td[data-label="Quota"]').textContent(), "default");
+  assert.equal(await mbForm.getByLabel("Password").inputValue(), "", "the form forgets the password");
+  assert.ok(!(await page.content()).includes("correct horse 1"), "no password in the page");
+  await page.getByRole("button", { name: "Change info@shop.example" }).click();
+  assert.equal(await mbForm.getByLabel("Address").isDisabled(), true);
+  await mbForm.getByLabel("Quota (MB)").fill("0");
+  await page.getByRole("button", { name: "Save", exact: true }).click();
+  await mbForm.locator('.error[data-for="quota_mb"]').waitFor();
+  await mbForm.getByLabel("Quota (MB)").fill("250");
+  await page.getByRole("button", { name: "Save", exact: true }).click();
+  await page.waitForFunction(() => document.querySelector('#mailbox-table tr[data-address="info@shop.example"] td[data-label="Quota"]')?.textContent === "250 MB");
+
+  const alForm = page.locator("#alias-form");
+  await alForm.getByLabel("Alias address").fill("team@shop.example");
+  await alForm.getByLabel("Destinations").fill("team@shop.example");
+  await page.getByRole("button", { name: "Add Alias" }).click();
+  await alForm.locator('.error[data-for="destinations"]').waitFor();
+  await alForm.getByLabel("Destinations").fill("info@shop.example, boss@elsewhere.example");
+  await page.getByRole("button", { name: "Add Alias" }).click();
+  const team = page.locator('#alias-table tr[data-address="team@shop.example"]');
+  await team.waitFor();
+  assert.equal(await team.locator('td[data-label="Destinations"]').textContent(), "info@shop.example, boss@elsewhere.example");
+  await page.getByRole("button", { name: "Change alias team@shop.example" }).click();
+  await alForm.getByLabel("Destinations").fill("info@shop.example");
+  await page.getByRole("button", { name: "Save", exact: true }).click();
+  await page.waitForFunction(() => document.querySelector('#alias-table tr[data-address="team@shop.example"] td[data-label="Destinations"]')?.textContent === "info@shop.example");
+  await page.screenshot({ path: `${SHOTS}/mail.png`, fullPage: true });
+  for (const label of ["Delete alias team@shop.example", "Delete info@shop.example"]) {
+    page.once("dialog", (d) => d.accept());
+    await page.getByRole("button", { name: label }).click();
+  }
+  await team.waitFor({ state: "detached" });
+  await info.waitFor({ state: "detached" });
+  await page.locator("#no-mailboxes").waitFor();
+  await page.getByRole("button", { name: "Close" }).click();
+  await mail.waitFor({ state: "hidden" });
+
   step("migrate the web role: errors beside the field, then done");
   await page.getByRole("button", { name: "Migrate shop" }).click();
   const migrate = page.locator("#migrate-dialog");
@@ -132,7 +189,7 @@ try {
   await page.setViewportSize({ width: 375, height: 800 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
-  for (const label of ["Migrate shop", "Delete shop"]) {
+  for (const label of ["Mail of shop", "Migrate shop", "Delete shop"]) {
     const button = page.getByRole("button", { name: label });
     await button.scrollIntoViewIfNeeded();
     const box = await button.boundingBox();

@@ -132,6 +132,7 @@ const ICONS = {
   lock: "M18 8h-1V6a5 5 0 0 0-10 0v2H6a2 2 0 0 0-2 2v10a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V10a2 2 0 0 0-2-2zm-6 9a2 2 0 1 1 0-4 2 2 0 0 1 0 4zm3.1-9H8.9V6a3.1 3.1 0 0 1 6.2 0v2z",
   trash: "M6 19a2 2 0 0 0 2 2h8a2 2 0 0 0 2-2V7H6v12zM19 4h-3.5l-1-1h-5l-1 1H5v2h14V4z",
   move: "M16 13v-2H7V8l-4 4 4 4v-3h9zm4-9h-8v2h8v12h-8v2h8a2 2 0 0 0 2-2V6a2 2 0 0 0-2-2z",
+  mail: "M20 4H4a2 2 0 0 0-2 2v12a2 2 0 0 0 2 2h16a2 2 0 0 0 2-2V6a2 2 0 0 0-2-2zm0 4-8 5-8-5V6l8 5 8-5v2z",
 };
 
 function icon(name) {
@@ -453,6 +454,7 @@ function renderAccounts() {
     };
     const td = (label, content) => el("td", { "data-label": label }, content);
     const actions = el("td", { class: "row-actions actions-col", "data-label": "" });
+    if (a.servers.mail != null) actions.append(iconButton(`Mail of ${a.username}`, "mail", () => openMail(a)));
     if (a.servers.web != null) actions.append(iconButton(`Migrate ${a.username}`, "move", () => openMigrate(a)));
     actions.append(iconButton(`Delete ${a.username}`, "trash", () => removeAccount(a)));
     return el("tr", { "data-account": String(a.id), "data-name": a.username },
@@ -531,6 +533,194 @@ $("#account-form").addEventListener("submit", async (e) => {
     showError(form, err, $("#account-form-error"));
   }
 });
+
+// ---- mail of an account ---------------------------------------------------------------------
+
+let mailAccount = null;
+let changingMailbox = null; // the address being changed, or null when adding
+let changingAlias = null;
+
+const addresses = (text) => text.split(/[\s,]+/).filter(Boolean);
+const mailPath = (rest) => `/accounts/${mailAccount.id}${rest}`;
+
+/** The Roundcube address of the account's mail server, or null when it serves none. */
+function webmailUrl(address) {
+  const server = servers.find((s) => s.id === mailAccount.servers.mail);
+  if (!server?.roundcube_path) return null;
+  return `https://${server.hostname}${server.roundcube_path}/?_user=${encodeURIComponent(address)}`;
+}
+
+async function openMail(a) {
+  mailAccount = a;
+  $("#mail-title").textContent = `Mail of ${a.username}`;
+  resetMailboxForm();
+  resetAliasForm();
+  $("#mail-dialog").showModal();
+  await loadMail();
+  $("#mb-address").focus();
+}
+
+async function loadMail() {
+  try {
+    const [boxes, aliases] = await Promise.all([api("GET", mailPath("/mailboxes")), api("GET", mailPath("/mail-aliases"))]);
+    $("#mail-error").textContent = "";
+    renderMailboxes(boxes);
+    renderAliases(aliases);
+  } catch (err) {
+    $("#mail-error").textContent = `Cannot load the mail: ${err.message}`;
+  }
+  try {
+    const records = await api("GET", mailPath("/dkim"));
+    $("#dkim-list").replaceChildren(...records.map((r) => el("li", { "data-domain": r.domain },
+      el("strong", {}, r.name), el("code", {}, r.value))));
+  } catch (err) {
+    $("#dkim-list").replaceChildren(el("li", {}, `Cannot load the DKIM records: ${err.message}`));
+  }
+}
+
+function renderMailboxes(boxes) {
+  const td = (label, content) => el("td", { "data-label": label }, content);
+  replaceRows($("#mailbox-table tbody"), boxes.map((m) => {
+    const url = webmailUrl(m.address);
+    const actions = el("td", { class: "row-actions actions-col", "data-label": "" },
+      iconButton(`Change ${m.address}`, "edit", () => startMailboxChange(m)),
+      iconButton(`Delete ${m.address}`, "trash", () => removeMailbox(m)));
+    return el("tr", { "data-address": m.address },
+      td("Address", m.address),
+      td("Quota", m.quota_mb == null ? "default" : `${m.quota_mb} MB`),
+      td("Used", m.used_mb == null ? "—" : `${m.used_mb} MB`),
+      td("Webmail", url ? el("a", { href: url, target: "_blank", rel: "noopener" }, "Open") : "—"),
+      actions);
+  }));
+  $("#no-mailboxes").hidden = boxes.length > 0;
+}
+
+function renderAliases(aliases) {
+  const td = (label, content) => el("td", { "data-label": label }, content);
+  replaceRows($("#alias-table tbody"), aliases.map((a) => el("tr", { "data-address": a.address },
+    td("Address", a.address),
+    td("Destinations", a.destinations.join(", ")),
+    el("td", { class: "row-actions actions-col", "data-label": "" },
+      iconButton(`Change alias ${a.address}`, "edit", () => startAliasChange(a)),
+      iconButton(`Delete alias ${a.address}`, "trash", () => removeAlias(a))))));
+  $("#no-aliases").hidden = aliases.length > 0;
+}
+
+function resetMailboxForm() {
+  const form = $("#mailbox-form");
+  form.reset();
+  clearErrors(form);
+  changingMailbox = null;
+  form.elements.address.disabled = false;
+  $("#mailbox-form-title").textContent = "Add Mailbox";
+  $("#save-mailbox").textContent = "Add Mailbox";
+  $("#mb-password-hint").textContent = "8 to 1,024 characters. Only its hash is kept.";
+  $("#cancel-mailbox").hidden = true;
+}
+
+function startMailboxChange(m) {
+  resetMailboxForm();
+  const form = $("#mailbox-form");
+  changingMailbox = m.address;
+  form.elements.address.value = m.address;
+  form.elements.address.disabled = true;
+  form.elements.quota_mb.value = m.quota_mb ?? "";
+  $("#mailbox-form-title").textContent = `Change ${m.address}`;
+  $("#save-mailbox").textContent = "Save";
+  $("#mb-password-hint").textContent = "Leave empty to keep the password.";
+  $("#cancel-mailbox").hidden = false;
+  form.elements.password.focus();
+}
+
+$("#cancel-mailbox").addEventListener("click", resetMailboxForm);
+$("#mailbox-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const form = e.target;
+  clearErrors(form);
+  const password = form.elements.password.value;
+  const quota = form.elements.quota_mb.value.trim();
+  const quotaMb = quota === "" ? null : Number(quota);
+  try {
+    if (changingMailbox) {
+      const body = { quota_mb: quotaMb };
+      if (password) body.password = password;
+      await api("PATCH", mailPath(`/mailboxes/${encodeURIComponent(changingMailbox)}`), body);
+    } else {
+      await api("POST", mailPath("/mailboxes"), { address: form.elements.address.value.trim(), password, quota_mb: quotaMb });
+    }
+    resetMailboxForm();
+    await loadMail();
+  } catch (err) {
+    showError(form, err, $("#mailbox-form-error"));
+  }
+});
+
+async function removeMailbox(m) {
+  if (!confirm(`Delete the mailbox ${m.address}? Its stored mail is kept aside on the mail server.`)) return;
+  try {
+    await api("DELETE", mailPath(`/mailboxes/${encodeURIComponent(m.address)}`));
+    if (changingMailbox === m.address) resetMailboxForm();
+    await loadMail();
+  } catch (err) {
+    $("#mail-error").textContent = `Cannot delete ${m.address}: ${err.message}`;
+  }
+}
+
+function resetAliasForm() {
+  const form = $("#alias-form");
+  form.reset();
+  clearErrors(form);
+  changingAlias = null;
+  form.elements.address.disabled = false;
+  $("#alias-form-title").textContent = "Add Alias";
+  $("#save-alias").textContent = "Add Alias";
+  $("#cancel-alias").hidden = true;
+}
+
+function startAliasChange(a) {
+  resetAliasForm();
+  const form = $("#alias-form");
+  changingAlias = a.address;
+  form.elements.address.value = a.address;
+  form.elements.address.disabled = true;
+  form.elements.destinations.value = a.destinations.join(", ");
+  $("#alias-form-title").textContent = `Change ${a.address}`;
+  $("#save-alias").textContent = "Save";
+  $("#cancel-alias").hidden = false;
+  form.elements.destinations.focus();
+}
+
+$("#cancel-alias").addEventListener("click", resetAliasForm);
+$("#alias-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const form = e.target;
+  clearErrors(form);
+  const destinations = addresses(form.elements.destinations.value);
+  try {
+    if (changingAlias) {
+      await api("PUT", mailPath(`/mail-aliases/${encodeURIComponent(changingAlias)}`), { destinations });
+    } else {
+      await api("POST", mailPath("/mail-aliases"), { address: form.elements.address.value.trim(), destinations });
+    }
+    resetAliasForm();
+    await loadMail();
+  } catch (err) {
+    showError(form, err, $("#alias-form-error"));
+  }
+});
+
+async function removeAlias(a) {
+  if (!confirm(`Delete the alias ${a.address}?`)) return;
+  try {
+    await api("DELETE", mailPath(`/mail-aliases/${encodeURIComponent(a.address)}`));
+    if (changingAlias === a.address) resetAliasForm();
+    await loadMail();
+  } catch (err) {
+    $("#mail-error").textContent = `Cannot delete the alias ${a.address}: ${err.message}`;
+  }
+}
+
+$("#close-mail").addEventListener("click", () => $("#mail-dialog").close());
 
 let migrating = null;
 
