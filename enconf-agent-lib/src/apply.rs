@@ -109,6 +109,19 @@ impl<S: System> Applier<S> {
             tracing::warn!(error = %e, "the mail role is not ready");
         }
         let layout = self.layout();
+        // The server-wide server block (ACME answers, the panel): on a web server, and on any
+        // other whose nginx runs; a mail-only server without nginx starts without it.
+        if !self.served.contains(Role::Web)
+            && !self
+                .system()
+                .daemon_running(&layout.nginx_pid_file)
+                .unwrap_or(false)
+        {
+            tracing::info!(
+                "nginx does not run and the web role is not served: no server-wide server block"
+            );
+            return Ok(());
+        }
         let path = layout.nginx_sites_dir.join(HTTP_CONF_FILE);
         let wanted = render::http_conf(layout).into_bytes();
         if self.system().read(&path)?.as_deref() != Some(&wanted[..]) {

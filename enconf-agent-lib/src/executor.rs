@@ -94,6 +94,15 @@ pub fn same_check<T: Check>(other: Box<dyn Check>) -> Result<Box<T>, Box<dyn Che
         .map_err(|_| -> Box<dyn Check> { unreachable_check() })
 }
 
+/// Sleeps until the wall clock has entered the next second (at most one second).
+fn wait_for_next_second() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let rest = 1_000_000_000u32.saturating_sub(now.subsec_nanos());
+    std::thread::sleep(std::time::Duration::from_nanos(u64::from(rest) + 2_000_000));
+}
+
 /// Never called: `same_check` tested the type before converting.
 #[allow(clippy::panic)]
 fn unreachable_check() -> Box<dyn Check> {
@@ -116,9 +125,9 @@ pub struct Plan {
     settle: Vec<PathBuf>,
     /// The owner and group a written file is given (root's otherwise).
     owners: BTreeMap<PathBuf, (String, String)>,
-    /// Files whose readers notice a change by modification time and size (in seconds): each
-    /// new version's time is made later than the old one's.
-    watched: BTreeSet<PathBuf>,
+    /// Files whose readers notice a change by modification time and size (in seconds), with
+    /// the pid file of that reader: each new version's time is made later than the old one's.
+    watched: BTreeMap<PathBuf, PathBuf>,
     /// Postfix lmdb maps (by path, without `.lmdb`): each key's new value (`None`: delete).
     maps: BTreeMap<PathBuf, BTreeMap<String, Option<String>>>,
 }
@@ -135,12 +144,16 @@ impl Plan {
         self.write(path, bytes, mode);
     }
 
-    /// Marks a written file as watched by modification time: a daemon that re-reads the file
-    /// when its time (whole seconds) or size changed would miss a second version of the same
-    /// size written within the same second (Dovecot's passwd-files). Its new time is made at
-    /// least one second later than the old one's.
-    pub fn watched(&mut self, path: PathBuf) {
-        self.watched.insert(path);
+    /// Marks a written file as watched by modification time by the daemon of `pid_file`, which
+    /// re-reads it when its time (whole seconds) or size changed, looking at most once a second
+    /// (Dovecot's passwd-files):
+    /// - its new time is made at least one second later than the old one's, or a second
+    ///   version of the same size written within the same second would go unseen;
+    /// - when that daemon runs, the plan's map entries go live only once the second of the
+    ///   write has passed: from then on the daemon reads the new version, so Postfix never
+    ///   accepts an address that Dovecot does not know yet (it would bounce the message).
+    pub fn watched(&mut self, path: PathBuf, pid_file: PathBuf) {
+        self.watched.insert(path, pid_file);
     }
 
     pub fn remove(&mut self, path: PathBuf) {
@@ -710,7 +723,7 @@ impl<S: System> Executor<S> {
         for (path, content) in &plan.files {
             match content {
                 Some((bytes, mode)) => {
-                    let before = if plan.watched.contains(path) {
+                    let before = if plan.watched.contains_key(path) {
                         self.system.modified_secs(path)?
                     } else {
                         None
@@ -732,6 +745,14 @@ impl<S: System> Executor<S> {
                     self.system.remove(path)?;
                 }
             }
+        }
+        if !plan.maps.is_empty()
+            && plan.watched.iter().any(|(path, pid_file)| {
+                plan.files.contains_key(path)
+                    && self.system.daemon_running(pid_file).unwrap_or(false)
+            })
+        {
+            wait_for_next_second();
         }
         for (map, edits) in &plan.maps {
             self.update_map(map, edits)?;

@@ -46,9 +46,9 @@ fn fixture() -> Option<Arc<Fixture>> {
     let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let config = common::config(root.path(), &extra);
     let applier = Applier::new(config.layout, RealSystem::new()).with_roles(config.roles);
-    // The role's set-up (`Applier::start` runs it; here without the nginx of the panel's
-    // server block) writes its settings into the services' files before they start.
-    applier.setup_mail().unwrap();
+    // The start runs the role's set-up, which writes its settings into the services' files
+    // before they start (a mail-only server without nginx starts without its server block).
+    applier.start().unwrap();
     host.start();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

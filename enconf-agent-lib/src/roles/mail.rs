@@ -127,7 +127,7 @@ fn plan_domain<S: System>(
                 ("root", layout.dovecot_group.as_str()),
             );
             // Dovecot re-reads it when its time or size changed.
-            plan.watched(path);
+            plan.watched(path, layout.dovecot_pid_file.clone());
         }
         let map = postfix::mailboxes_map(layout);
         for address in new

@@ -165,7 +165,10 @@ fn edit_system_main_cf(edit: impl FnOnce(&str) -> String) {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let text = std::fs::read_to_string(SYSTEM_MAIN_CF).unwrap_or_default();
-    std::fs::write(SYSTEM_MAIN_CF, edit(&text)).unwrap();
+    // Replaced, not rewritten in place: postmap reads it at any moment.
+    let tmp = format!("{SYSTEM_MAIN_CF}.enconf-test");
+    std::fs::write(&tmp, edit(&text)).unwrap();
+    std::fs::rename(&tmp, SYSTEM_MAIN_CF).unwrap();
 }
 
 fn chown(owner: &str, path: &Path) {
