@@ -105,6 +105,60 @@ fn controller_and_two_agents_end_to_end() {
         "{agent_log}"
     );
 
+    // The sandbox mail server serves the mail role: its certificate, an account's mailbox
+    // (the sandbox's Dovecot passwd-file holds the hash, never the password) and DKIM record.
+    let (status, ssl) = api(
+        api_port,
+        "PUT",
+        &format!("/api/v1/servers/{mail_id}/ssl/mail"),
+        Some(json!({"mode": "selfsigned"})),
+    );
+    assert_eq!(status, 200, "{ssl}");
+    assert_eq!(ssl["status"], "active", "{ssl}");
+    let (status, post) = api(
+        api_port,
+        "POST",
+        "/api/v1/accounts",
+        Some(json!({"username": "post", "domains": ["post.example"], "roles": ["mail"]})),
+    );
+    assert_eq!(status, 201, "{post}");
+    assert_eq!(post["servers"]["mail"], mail_id);
+    let mailboxes = format!("/api/v1/accounts/{}/mailboxes", post["id"]);
+    let (status, mailbox) = api(
+        api_port,
+        "POST",
+        &mailboxes,
+        Some(json!({"address": "info@post.example", "password": "correct horse 1"})),
+    );
+    assert_eq!(status, 201, "{mailbox}");
+    assert!(mailbox.get("password").is_none(), "{mailbox}");
+    let passwd =
+        std::fs::read_to_string(d.join("mail/etc/dovecot/enconf-users/post.example")).unwrap();
+    assert!(
+        passwd.starts_with("info@post.example:{ARGON2ID}$argon2id$"),
+        "{passwd}"
+    );
+    assert!(!passwd.contains("correct horse"));
+    let (status, dkim) = api(
+        api_port,
+        "GET",
+        &format!("/api/v1/accounts/{}/dkim", post["id"]),
+        None,
+    );
+    assert_eq!(status, 200, "{dkim}");
+    assert_eq!(dkim[0]["name"], "enconf._domainkey.post.example", "{dkim}");
+    let (status, _) = api(
+        api_port,
+        "DELETE",
+        &format!("/api/v1/accounts/{}", post["id"]),
+        None,
+    );
+    assert_eq!(status, 204);
+    assert!(
+        !d.join("mail/etc/dovecot/enconf-users/post.example")
+            .exists()
+    );
+
     // The web agent stops: the monitor sees it within an interval, and operations on it are
     // refused with 503 and change nothing.
     web.stop();
