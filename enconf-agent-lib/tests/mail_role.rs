@@ -240,6 +240,13 @@ fn a_mailbox_receives_reads_forwards_is_held_to_its_quota_and_goes() {
     assert!(inbox.iter().any(|m| m.contains("Subject: to-the-team")));
     let inbox = host.inbox(&sales, "battery staple 2", 1);
     assert!(inbox[0].contains("Subject: to-the-team"));
+    // The list says how full each mailbox is (megabytes, rounded up: a few small messages).
+    let boxes = f.runtime.block_on(f.controller.mailboxes(id)).unwrap();
+    let used: Vec<_> = boxes
+        .iter()
+        .map(|b| (b.address.as_str(), b.used_mb))
+        .collect();
+    assert_eq!(used, [(info.as_str(), Some(1)), (sales.as_str(), Some(1))]);
 
     // A message that would exceed the quota (1 MB) is refused at RCPT time.
     let mut smtp = host.smtp();

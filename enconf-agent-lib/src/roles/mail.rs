@@ -710,6 +710,38 @@ pub fn put_all<S: System>(
     Ok(true)
 }
 
+/// The megabytes (rounded up) a mailbox's messages take, from the sizes Dovecot writes into
+/// Maildir file names (`…,S=1234…`) in `cur` and `new` of the inbox and of each folder;
+/// `None` when the Maildir cannot be read or a name carries no size.
+fn used_mb<S: System>(exec: &Executor<S>, address: &MailAddress) -> Option<u64> {
+    let maildir = exec
+        .layout()
+        .vmail_dir
+        .join(address.domain().as_str())
+        .join(address.local())
+        .join("Maildir");
+    let system = exec.system();
+    let mut folders = vec![maildir.clone()];
+    for name in system.list(&maildir).ok()? {
+        if name.starts_with('.') && name != "." && name != ".." {
+            folders.push(maildir.join(name));
+        }
+    }
+    let mut bytes: u64 = 0;
+    for folder in folders {
+        for sub in ["cur", "new"] {
+            for file in system.list(&folder.join(sub)).ok()? {
+                let size = file
+                    .split(',')
+                    .find_map(|part| part.strip_prefix("S="))
+                    .map(|n| n.split(':').next().unwrap_or(n))?;
+                bytes = bytes.saturating_add(size.parse::<u64>().ok()?);
+            }
+        }
+    }
+    Some(bytes.div_ceil(1 << 20))
+}
+
 /// The account's mailboxes (without hashes) and aliases.
 pub fn list<S: System>(exec: &Executor<S>, spec: &AccountSpec) -> Result<AgentMail, ApplyError> {
     let mut out = AgentMail::default();
@@ -721,7 +753,7 @@ pub fn list<S: System>(exec: &Executor<S>, spec: &AccountSpec) -> Result<AgentMa
                 .map(|(address, (_, quota))| AgentMailbox {
                     address: address.to_string(),
                     quota_mb: quota.map(QuotaMb::get),
-                    used_mb: None,
+                    used_mb: used_mb(exec, address),
                 }),
         );
         out.aliases

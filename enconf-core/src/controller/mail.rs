@@ -76,9 +76,34 @@ impl Controller {
     }
 
     /// The account's mailboxes.
+    /// The account's mailboxes, with the space each takes as its mail server reports it
+    /// (`used_mb` null when the server cannot be asked now: the list is answered anyway).
     pub async fn mailboxes(&self, id: AccountId) -> Result<Vec<MailboxView>> {
         let list = self.store.mailboxes(id).await?;
-        Ok(list.iter().map(|m| MailboxView::new(m, None)).collect())
+        let mut used = std::collections::HashMap::new();
+        if !list.is_empty()
+            && let Ok((account, server)) = self.mail_server(id).await
+            && server.health.reachable
+        {
+            let endpoint = AgentEndpoint::from(&server);
+            let client = AgentClient::new(&*self.transport, &endpoint);
+            match client.mail(&account.spec.username).await {
+                Ok(mail) => {
+                    used = mail
+                        .mailboxes
+                        .into_iter()
+                        .filter_map(|m| Some((m.address, m.used_mb?)))
+                        .collect();
+                }
+                Err(e) => {
+                    tracing::warn!(account = %id, server = %server.id, error = %e, "the mail server did not say how full the mailboxes are");
+                }
+            }
+        }
+        Ok(list
+            .iter()
+            .map(|m| MailboxView::new(m, used.get(&m.address.to_string()).copied()))
+            .collect())
     }
 
     /// Creates a mailbox (see the module documentation).
