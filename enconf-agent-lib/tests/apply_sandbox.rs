@@ -384,3 +384,55 @@ fn users_are_removed_only_when_the_agent_created_them() {
             .any(|c| c.starts_with("userdel"))
     );
 }
+
+#[test]
+fn a_mail_change_postmap_refuses_leaves_every_file_as_it_was() {
+    use enconf_core::domain::{MailAddress, PasswordHash};
+    use enconf_core::protocol::mail::MailboxPut;
+    let dir = tempfile::tempdir().unwrap();
+    let a = applier(dir.path()).with_roles("web,mail".parse().unwrap());
+    let mut post = spec("post", &["post.example"]);
+    post.roles = "mail".parse().unwrap();
+    assert_eq!(a.put(&[post]).unwrap(), vec![true]);
+    let user = UserName::parse("post").unwrap();
+    let put = || MailboxPut {
+        password_hash: PasswordHash::parse(
+            "{ARGON2ID}$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+        )
+        .unwrap(),
+        quota_mb: None,
+    };
+    let info = MailAddress::parse("info@post.example").unwrap();
+    assert!(a.put_mailbox(&user, &info, put()).unwrap());
+    let passwd = read(&a, "/etc/dovecot/enconf-users/post.example").unwrap();
+    assert!(
+        passwd.starts_with("info@post.example:{ARGON2ID}"),
+        "{passwd}"
+    );
+
+    // The staged map does not build: refused, and nothing changed but the command log.
+    let without_log = |dir: &Path| {
+        let mut files = snapshot(dir);
+        files.retain(|k, _| !k.ends_with("commands.log"));
+        files
+    };
+    let before = without_log(dir.path());
+    a.system().on_command(|line| {
+        if line.contains("postmap") && line.contains("/check/") {
+            Err("postmap: fatal: the staged map is bogus".into())
+        } else {
+            Ok(String::new())
+        }
+    });
+    let sales = MailAddress::parse("sales@post.example").unwrap();
+    let err = a.put_mailbox(&user, &sales, put()).unwrap_err();
+    assert!(
+        matches!(&err, ApplyError::Rejected { message, .. } if message.contains("bogus")),
+        "{err:?}"
+    );
+    assert_eq!(without_log(dir.path()), before);
+    assert_eq!(
+        read(&a, "/etc/dovecot/enconf-users/post.example").unwrap(),
+        passwd
+    );
+}
