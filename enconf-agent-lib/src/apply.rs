@@ -360,6 +360,18 @@ impl<S: System> Applier<S> {
         crate::certs::put(&self.exec, kind, names, chain_pem, key_pem)
     }
 
+    /// Serves Roundcube at `path` of the panel's HTTPS server block, or nothing (see
+    /// [`crate::webmail::put`]). Only on a server that serves the mail role.
+    pub fn put_webmail(
+        &self,
+        path: Option<enconf_core::domain::UrlPath>,
+    ) -> Result<bool, ApplyError> {
+        if path.is_some() && !self.served.contains(Role::Mail) {
+            return Err(ApplyError::RoleNotServed { role: Role::Mail });
+        }
+        crate::webmail::put(&self.exec, path)
+    }
+
     /// Serves an ACME HTTP-01 answer (see [`crate::acme::put`]).
     pub fn put_challenge(
         &self,

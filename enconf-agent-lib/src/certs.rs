@@ -38,6 +38,7 @@ pub fn put<S: System>(
             let site = PanelSite {
                 names: names.to_vec(),
                 tls: true,
+                ..crate::panel::site(exec)?
             };
             if !crate::panel::plan(exec, &mut plan, &site)? && pair_changed {
                 // A new certificate under the same server blocks: nginx must read it.

@@ -81,6 +81,15 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ),
     ("AGENT_OPENDKIM_USER", Some("opendkim")),
     ("AGENT_DKIM_SELECTOR", Some("enconf")),
+    ("AGENT_MAIL_IMAP_PORT", Some("143")),
+    (
+        "AGENT_ROUNDCUBE_DIR",
+        Some("/var/lib/roundcube/public_html"),
+    ),
+    (
+        "AGENT_ROUNDCUBE_CONFIG",
+        Some("/etc/roundcube/config.inc.php"),
+    ),
 ];
 
 /// A configuration error; the message names the line or the key.
@@ -188,6 +197,11 @@ pub struct Layout {
     /// The user OpenDKIM runs as: it owns the keys.
     pub opendkim_user: String,
     pub dkim_selector: String,
+    /// The port of this server's own IMAP (Dovecot), which webmail logs in over.
+    pub mail_imap_port: u16,
+    /// Roundcube's document root and its settings file (Debian's package).
+    pub roundcube_dir: PathBuf,
+    pub roundcube_config: PathBuf,
 }
 
 impl Layout {
@@ -517,6 +531,9 @@ impl AgentConfig {
             opendkim_pid_file: path("AGENT_OPENDKIM_PID_FILE")?,
             opendkim_user: user_name("AGENT_OPENDKIM_USER")?,
             dkim_selector: dkim_selector.to_owned(),
+            mail_imap_port: port("AGENT_MAIL_IMAP_PORT")?,
+            roundcube_dir: path("AGENT_ROUNDCUBE_DIR")?,
+            roundcube_config: path("AGENT_ROUNDCUBE_CONFIG")?,
         };
         Ok(Self {
             token,

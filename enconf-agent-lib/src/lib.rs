@@ -50,3 +50,4 @@ pub mod stand_ins;
 pub mod system;
 pub mod transport;
 pub mod userdb;
+pub mod webmail;

@@ -72,6 +72,49 @@ pub struct PanelSite {
     pub names: Vec<DomainName>,
     /// Whether `panel.crt` / `panel.key` are installed.
     pub tls: bool,
+    /// Where Roundcube is served in the HTTPS server block (`/webmail`), if anywhere.
+    #[serde(default)]
+    pub webmail: Option<enconf_core::domain::UrlPath>,
+}
+
+/// The PHP-FPM pool that runs Roundcube, as the web server's user.
+pub const WEBMAIL_POOL_FILE: &str = "enconf-webmail.conf";
+
+/// The socket of the webmail pool.
+pub fn webmail_socket(layout: &Layout) -> PathBuf {
+    layout.php_fpm_socket_dir.join("enconf-webmail.sock")
+}
+
+/// The PHP-FPM pool of Roundcube: the web server's user (Debian's Roundcube files and
+/// database belong to it), on-demand workers.
+pub fn webmail_pool(layout: &Layout) -> String {
+    format!(
+        "; Managed by enconf: webmail. Do not edit: the agent rewrites this file.\n\
+         [enconf-webmail]\nuser = {web}\ngroup = {web}\nlisten = {socket}\n\
+         listen.owner = {web}\nlisten.group = {web}\nlisten.mode = 0660\n\
+         pm = ondemand\npm.max_children = 10\npm.process_idle_timeout = 10s\n\
+         php_admin_value[upload_max_filesize] = 25M\nphp_admin_value[post_max_size] = 26M\n",
+        web = layout.web_server_user,
+        socket = webmail_socket(layout).display(),
+    )
+}
+
+/// The webmail locations of the panel's HTTPS server block: `path` redirects to `path/`, where
+/// Roundcube's document root is served and its PHP runs in the webmail pool.
+fn webmail_locations(layout: &Layout, path: &enconf_core::domain::UrlPath) -> String {
+    format!(
+        "\n    location = {path} {{\n        return 301 {path}/;\n    }}\n\n    \
+         location ^~ {path}/ {{\n        alias {dir}/;\n        index index.php;\n        \
+         client_max_body_size 26m;\n        \
+         location ~ \\.php$ {{\n            include {params};\n            \
+         fastcgi_param SCRIPT_FILENAME $request_filename;\n            \
+         fastcgi_param HTTPS on;\n            \
+         fastcgi_pass unix:{socket};\n        }}\n    }}\n",
+        path = path.as_str(),
+        dir = layout.roundcube_dir.display(),
+        params = layout.nginx_fastcgi_params.display(),
+        socket = webmail_socket(layout).display(),
+    )
 }
 
 /// The certificate and key paths of a kind (`panel`, `mail`).
@@ -116,10 +159,15 @@ pub fn panel_vhost(layout: &Layout, site: &PanelSite) -> String {
         out.push_str(&format!(
             "server {{\n    listen {https} ssl;\n    server_name{names};\n    \
              ssl_certificate {cert};\n    ssl_certificate_key {key};\n    \
-             ssl_protocols TLSv1.2 TLSv1.3;\n\n    location / {{\n        {upstream}\n    }}\n}}\n",
+             ssl_protocols TLSv1.2 TLSv1.3;\n{webmail}\n    location / {{\n        {upstream}\n    }}\n}}\n",
             https = layout.https_port,
             cert = cert.display(),
             key = key.display(),
+            webmail = site
+                .webmail
+                .as_ref()
+                .map(|p| webmail_locations(layout, p))
+                .unwrap_or_default(),
         ));
     }
     out

@@ -1,5 +1,5 @@
 //! The sandbox's stand-ins for the services' own files: a sandbox agent has no Postfix,
-//! Dovecot or OpenDKIM installed, so the files their packages would have written are written
+//! Dovecot, OpenDKIM or Roundcube installed, so the files their packages would have written are written
 //! under the sandbox root (when missing) for the mail role to edit as it would on a server.
 //! Nothing here runs on a real system.
 
@@ -16,6 +16,9 @@ smtpd_tls_security_level = may\n";
 const DOVECOT_CONF: &str = "# Stand-in for Dovecot's dovecot.conf (sandbox)\n\
 !include_try /usr/share/dovecot/protocols.d/*.protocol\n\
 !include conf.d/*.conf\n";
+const ROUNDCUBE_CONF: &str = "<?php\n// Stand-in for Roundcube's config.inc.php (sandbox)\n\
+$config = [];\n\
+$config['imap_host'] = [\"localhost:143\"];\n";
 const OPENDKIM_CONF: &str = "# Stand-in for OpenDKIM's opendkim.conf (sandbox)\n\
 Syslog yes\n\
 Socket inet:8891@127.0.0.1\n";
@@ -27,6 +30,7 @@ pub fn install_mail(sandbox: &Sandbox, layout: &Layout) -> Result<(), SystemErro
         (main_cf.as_path(), MAIN_CF),
         (layout.dovecot_config.as_path(), DOVECOT_CONF),
         (layout.opendkim_config.as_path(), OPENDKIM_CONF),
+        (layout.roundcube_config.as_path(), ROUNDCUBE_CONF),
     ] {
         write_missing(sandbox, path, text)?;
     }

@@ -579,3 +579,56 @@ async fn a_single_server_keeps_every_role_and_an_unserved_role_is_refused() {
     assert_eq!(common::snapshot(web_only.dir.path()), before);
     assert_eq!(controller.accounts().await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_servers_roundcube_path_reaches_its_agent() {
+    use enconf_core::protocol::ServerPatch;
+    let transport = Arc::new(InProcess::new());
+    let mail = node_serving(&transport, 50031, "mail");
+    let web = node_serving(&transport, 50032, "web");
+    let controller = Controller::new(
+        Arc::new(MemoryStore::new_in_memory()),
+        transport.clone(),
+        ControllerConfig::default(),
+    );
+    let webmail = |node: &Node| {
+        let path = node.dir.path().join("box/srv/state/panel.json");
+        std::fs::read(path)
+            .ok()
+            .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap()["webmail"].clone())
+    };
+    let mut input = server("mx1", &mail, &["mail"]);
+    input.roundcube_path = Some("/webmail".into());
+    let added = controller.add_server(&input).await.unwrap();
+    assert_eq!(webmail(&mail), Some(serde_json::json!("/webmail")));
+    let roundcube =
+        std::fs::read_to_string(mail.dir.path().join("box/etc/roundcube/config.inc.php")).unwrap();
+    assert!(
+        roundcube.contains("$config['imap_host'] = [\"127.0.0.1:143\"];"),
+        "{roundcube}"
+    );
+
+    let patch = |v: serde_json::Value| -> ServerPatch { serde_json::from_value(v).unwrap() };
+    controller
+        .patch_server(
+            added.id,
+            &patch(serde_json::json!({"roundcube_path": "/mail"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(webmail(&mail), Some(serde_json::json!("/mail")));
+    controller
+        .patch_server(
+            added.id,
+            &patch(serde_json::json!({"roundcube_path": null})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(webmail(&mail), Some(serde_json::Value::Null));
+
+    // A server without the mail role is not asked (its agent would refuse: 409).
+    let mut input = server("www1", &web, &["web"]);
+    input.roundcube_path = Some("/webmail".into());
+    controller.add_server(&input).await.unwrap();
+    assert_eq!(webmail(&web), None);
+}

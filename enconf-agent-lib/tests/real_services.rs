@@ -633,3 +633,155 @@ fn an_account_changed_through_the_controller_serves_its_new_domain_and_limits() 
     svc.nginx_config_ok().unwrap();
     runtime.block_on(controller.delete_account(id)).unwrap();
 }
+
+/// Logs in to Roundcube at `path` of the panel's HTTPS block: the status of the login form's
+/// page, and of the login (`302 …_task=mail` when it worked).
+fn roundcube_login(port: u16, host: &str, path: &str, user: &str, password: &str) -> String {
+    const SCRIPT: &str = r#"
+import http.client, re, ssl, sys, urllib.parse
+port, host, path, user, password = sys.argv[1:6]
+ctx = ssl._create_unverified_context()
+cookies = {}
+def request(method, url, body=None):
+    c = http.client.HTTPSConnection("127.0.0.1", int(port), context=ctx, timeout=30)
+    headers = {"Host": host}
+    if cookies:
+        headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    if body is not None:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    c.request(method, url, body=body, headers=headers)
+    r = c.getresponse()
+    text = r.read().decode("utf-8", "replace")
+    for cookie in r.headers.get_all("Set-Cookie") or []:
+        name, _, rest = cookie.partition("=")
+        cookies[name] = rest.split(";")[0]
+    return r.status, r.getheader("Location") or "", text
+status, _, page = request("GET", f"{path}/")
+found = re.search(r'name="_token" value="([^"]+)"', page)
+if status != 200 or not found:
+    print(f"form {status}")
+    sys.exit(0)
+body = urllib.parse.urlencode({"_token": found.group(1), "_task": "login", "_action": "login",
+    "_timezone": "UTC", "_url": "", "_user": user, "_pass": password})
+status, location, _ = request("POST", f"{path}/?_task=login", body)
+print(f"form 200, login {status} {location}")
+"#;
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", SCRIPT, &port.to_string(), host, path, user, password])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn roundcube_is_served_at_the_webmail_path_and_logs_in_over_this_servers_imap() {
+    use enconf_core::domain::{MailAddress, PasswordHash, UrlPath};
+    use enconf_core::protocol::mail::MailboxPut;
+    use enconf_core::ssl::CertKind;
+    const ROUNDCUBE_CONFIG: &str = "/etc/roundcube/config.inc.php";
+    let Some(mut svc) = services::start() else {
+        return;
+    };
+    if !std::path::Path::new(ROUNDCUBE_CONFIG).exists() {
+        services::skip_or_fail("Roundcube (roundcube-core) is not installed");
+        return;
+    }
+    let Some(mut host) = common::mailhost::prepare() else {
+        return;
+    };
+    // The agent sets Roundcube's IMAP host to this test's Dovecot: put the file back after.
+    struct Restore(Vec<u8>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = std::fs::write(ROUNDCUBE_CONFIG, &self.0);
+        }
+    }
+    let _restore = Restore(std::fs::read(ROUNDCUBE_CONFIG).unwrap());
+    let imap = host.imap_port.to_string();
+    let mut settings: Vec<(&str, String)> = host
+        .agent_settings()
+        .into_iter()
+        .filter(|(k, _)| *k != "AGENT_ROLES")
+        .collect();
+    settings.push(("AGENT_ROLES", "web,mail".into()));
+    settings.push(("AGENT_MAIL_IMAP_PORT", imap));
+    let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let config = svc.config(&extra);
+    let a = Applier::new(config.layout, RealSystem::new()).with_roles(config.roles);
+    a.start().unwrap();
+    host.start();
+
+    let name: enconf_core::domain::DomainName = "mx.enconf-test.example".parse().unwrap();
+    let pair = enconf_core::ssl::cert::self_signed(
+        std::slice::from_ref(&name),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    assert!(
+        a.put_certificate(
+            CertKind::Panel,
+            std::slice::from_ref(&name),
+            &pair.chain_pem,
+            &pair.key_pem
+        )
+        .unwrap()
+    );
+    let user = svc.user("w");
+    let domain = format!("{user}.mail-test.example");
+    let mut account = spec(&user, &[&domain]);
+    account.roles = "mail".parse().unwrap();
+    assert_eq!(a.put(&[account]).unwrap(), vec![true]);
+    let hash = Command::new("doveadm")
+        .args(["pw", "-s", "ARGON2ID", "-p", "correct horse 1"])
+        .output()
+        .unwrap();
+    let hash = PasswordHash::parse(String::from_utf8_lossy(&hash.stdout).trim()).unwrap();
+    let address = format!("info@{domain}");
+    let mail = MailAddress::parse(&address).unwrap();
+    let username = UserName::parse(&user).unwrap();
+    a.put_mailbox(
+        &username,
+        &mail,
+        MailboxPut {
+            password_hash: hash,
+            quota_mb: None,
+        },
+    )
+    .unwrap();
+
+    let webmail = UrlPath::parse("/webmail").unwrap();
+    assert!(a.put_webmail(Some(webmail.clone())).unwrap());
+    assert!(
+        !a.put_webmail(Some(webmail)).unwrap(),
+        "the same again changes nothing"
+    );
+    let port = svc.https_port;
+    let mut answer = String::new();
+    services::wait_for("roundcube's login form", || {
+        answer = roundcube_login(port, name.as_str(), "/webmail", &address, "correct horse 1");
+        answer.starts_with("form 200")
+    });
+    assert!(
+        answer.starts_with("form 200, login 302") && answer.contains("_task=mail"),
+        "{answer}\n{}",
+        svc.nginx_log()
+    );
+    let wrong = roundcube_login(port, name.as_str(), "/webmail", &address, "wrong horse 1");
+    assert!(wrong.starts_with("form 200, login 401"), "{wrong}");
+
+    // With the path null, nothing is served there.
+    let workers = svc.nginx_workers();
+    assert!(a.put_webmail(None).unwrap());
+    svc.wait_nginx_reloaded(&workers);
+    let gone = roundcube_login(port, name.as_str(), "/webmail", &address, "correct horse 1");
+    assert_eq!(gone, "form 404");
+    assert!(
+        !svc.path(&format!("php/{}/pool.d/enconf-webmail.conf", svc.php))
+            .exists()
+    );
+}

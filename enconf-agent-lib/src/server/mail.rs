@@ -11,7 +11,9 @@ use enconf_core::domain::{MailAddress, UserName};
 use enconf_core::http::{ApiResult, json_body};
 use enconf_core::protocol::ErrorBody;
 use enconf_core::protocol::agent::Applied;
-use enconf_core::protocol::mail::{AgentMail, AliasPut, DkimRecord, MailPut, MailboxPut};
+use enconf_core::protocol::mail::{
+    AgentMail, AliasPut, DkimRecord, MailPut, MailboxPut, WebmailPut,
+};
 
 use super::{Agent, apply_error, internal};
 use crate::system::System;
@@ -20,6 +22,19 @@ use crate::system::System;
 pub const MAX_MAILBOX_PUT_BYTES: usize = 4 * 1024;
 /// The largest body of one alias put: 100 destinations of 318 characters fit.
 pub const MAX_ALIAS_PUT_BYTES: usize = 64 * 1024;
+/// The largest body of a webmail put (a path).
+pub const MAX_WEBMAIL_PUT_BYTES: usize = 4 * 1024;
+
+/// `PUT /v1/webmail`: where Roundcube is served (see [`crate::webmail`]).
+pub(super) async fn put_webmail<S: System>(
+    State(agent): State<Arc<Agent<S>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Applied> {
+    let put: WebmailPut = json_body(agent.limit(MAX_WEBMAIL_PUT_BYTES), &headers, body).await?;
+    let changed = agent.run(move |a| a.put_webmail(put.path)).await?;
+    Ok(axum::Json(Applied { changed }))
+}
 
 fn user(username: &str) -> Result<UserName, ErrorBody> {
     UserName::parse(username).map_err(|r| r.at("username").into())

@@ -175,6 +175,7 @@ pub fn router<S: System>(agent: Arc<Agent<S>>) -> Router {
             "/v1/acme-challenge/{token}",
             axum::routing::put(put_challenge::<S>).delete(delete_challenge::<S>),
         )
+        .route("/v1/webmail", axum::routing::put(mail::put_webmail::<S>))
         .route(
             "/v1/mail/{username}",
             get(mail::get_mail::<S>).put(mail::put_mail::<S>),

@@ -1,7 +1,7 @@
 //! A private Postfix and Dovecot on loopback ports, each with its own configuration in a
-//! temporary directory, for the mail certificate. Stopped when dropped; the one line added to
-//! `/etc/postfix/main.cf` (Postfix only runs a configuration directory listed there) is
-//! removed again.
+//! temporary directory, for the mail certificate. Stopped when dropped; its directory, listed
+//! in `/etc/postfix/main.cf` (Postfix only runs a configuration directory listed there), is
+//! taken out again.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -17,10 +17,9 @@ pub struct Mail {
     pub imap_port: u16,
     postfix: Child,
     dovecot: Child,
+    /// The directory listed in the system's `main.cf` for this instance.
     system_main_cf: String,
 }
-
-const SYSTEM_MAIN_CF: &str = "/etc/postfix/main.cf";
 
 pub fn start() -> Option<Mail> {
     for bin in [
@@ -77,12 +76,8 @@ pub fn start() -> Option<Mail> {
         .args(["-c", &pf_arg, "-F", "*/*/chroot = n"])
         .status()
         .unwrap();
-    let system_main_cf = std::fs::read_to_string(SYSTEM_MAIN_CF).unwrap_or_default();
-    std::fs::write(
-        SYSTEM_MAIN_CF,
-        format!("{system_main_cf}\nalternate_config_directories = {pf_arg}\n"),
-    )
-    .unwrap();
+    super::mailhost::edit_system_main_cf(|dirs| dirs.push(pf_arg.clone()));
+    let system_main_cf = pf_arg.clone();
     let postfix = Command::new("postfix")
         .args(["-c", &pf_arg, "start-fg"])
         .stdout(Stdio::null())
@@ -246,7 +241,8 @@ impl Drop for Mail {
             .stderr(Stdio::null())
             .status();
         let _ = self.postfix.wait();
-        let _ = std::fs::write(SYSTEM_MAIN_CF, &self.system_main_cf);
+        let dir = self.system_main_cf.clone();
+        super::mailhost::edit_system_main_cf(|dirs| dirs.retain(|d| *d != dir));
         let _ = self.dovecot.kill();
         let _ = self.dovecot.wait();
     }

@@ -30,7 +30,7 @@ pub struct MailHost {
     pub auth_port: u16,
     pub milter_port: u16,
     daemons: Vec<(&'static str, Child)>,
-    /// The line this instance added to the system's `main.cf`.
+    /// The directory this instance listed in the system's `main.cf`.
     system_main_cf: Option<String>,
 }
 
@@ -157,17 +157,42 @@ pub fn prepare() -> Option<MailHost> {
     Some(host)
 }
 
-/// Changes the system's `main.cf` (each instance adds and removes its own line; instances of
-/// one test binary may overlap).
-fn edit_system_main_cf(edit: impl FnOnce(&str) -> String) {
+/// Changes the directories the system's `main.cf` lists in its one
+/// `alternate_config_directories` line (instances of one test binary, or of two, may overlap:
+/// Postfix reads only the last of several lines). Replaced, not rewritten in place: postmap
+/// reads it at any moment.
+pub fn edit_system_main_cf(edit: impl FnOnce(&mut Vec<String>)) {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _held = LOCK
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    const KEY: &str = "alternate_config_directories";
     let text = std::fs::read_to_string(SYSTEM_MAIN_CF).unwrap_or_default();
-    // Replaced, not rewritten in place: postmap reads it at any moment.
-    let tmp = format!("{SYSTEM_MAIN_CF}.enconf-test");
-    std::fs::write(&tmp, edit(&text)).unwrap();
+    let mut dirs = Vec::new();
+    let mut out = String::new();
+    for line in text.lines() {
+        match line
+            .strip_prefix(KEY)
+            .and_then(|r| r.trim_start().strip_prefix('='))
+        {
+            Some(value) => dirs.extend(
+                value
+                    .split([' ', ','])
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_owned),
+            ),
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    edit(&mut dirs);
+    if !dirs.is_empty() {
+        out.push_str(&format!("{KEY} = {}\n", dirs.join(" ")));
+    }
+    let tmp = format!("{SYSTEM_MAIN_CF}.enconf-test.{}", std::process::id());
+    std::fs::write(&tmp, out).unwrap();
     std::fs::rename(&tmp, SYSTEM_MAIN_CF).unwrap();
 }
 
@@ -215,9 +240,8 @@ impl MailHost {
     pub fn start(&mut self) {
         let d = self.dir.path().to_path_buf();
         let pf = d.join("postfix").display().to_string();
-        let line = format!("alternate_config_directories = {pf}");
-        edit_system_main_cf(|text| format!("{text}{line}\n"));
-        self.system_main_cf = Some(line);
+        edit_system_main_cf(|dirs| dirs.push(pf.clone()));
+        self.system_main_cf = Some(pf.clone());
         let quiet = |c: &mut Command| {
             c.stdout(Stdio::null()).stderr(Stdio::null());
         };
@@ -488,13 +512,8 @@ impl Drop for MailHost {
             }
             let _ = child.wait();
         }
-        if let Some(line) = &self.system_main_cf {
-            edit_system_main_cf(|text| {
-                text.lines()
-                    .filter(|l| l != line)
-                    .map(|l| format!("{l}\n"))
-                    .collect()
-            });
+        if let Some(dir) = &self.system_main_cf {
+            edit_system_main_cf(|dirs| dirs.retain(|d| d != dir));
         }
     }
 }

@@ -245,6 +245,13 @@ impl Controller {
         let health = self.probe(&endpoint, &Health::default()).await;
         let server = self.store.insert_server(spec, token, health).await?;
         tracing::info!(server = %server.id, name = %server.spec.name, reachable = server.health.reachable, "server added");
+        if server.spec.roundcube_path.is_some()
+            && server.spec.roles.contains(crate::domain::Role::Mail)
+            && server.health.reachable
+            && let Err(e) = self.send_webmail(&server).await
+        {
+            tracing::warn!(server = %server.id, error = %e, "webmail is not served: change the server's roundcube_path to try again");
+        }
         Ok(self.view(&server))
     }
 
@@ -272,6 +279,22 @@ impl Controller {
                 return Err(StoreError::SameAgent { server: other.id }.into());
             }
         }
+        // Webmail changes on the mail server first: a path it cannot serve is not recorded.
+        if spec.roundcube_path != current.spec.roundcube_path
+            && (spec.roles.contains(crate::domain::Role::Mail)
+                || current.spec.roles.contains(crate::domain::Role::Mail))
+            && current.health.reachable
+        {
+            let mut next = current.clone();
+            next.spec = spec.clone();
+            if let Some(t) = &token {
+                next.token = t.clone();
+            }
+            if !next.spec.roles.contains(crate::domain::Role::Mail) {
+                next.spec.roundcube_path = None;
+            }
+            self.send_webmail(&next).await?;
+        }
         let server = self.store.update_server(id, spec, token).await?;
         tracing::info!(server = %id, "server changed");
         let server = if reach_changed {
@@ -283,6 +306,24 @@ impl Controller {
     }
 
     /// Deletes a server that hosts no accounts (`409 server_has_accounts` otherwise).
+    /// Tells a mail server where to serve Roundcube (its `roundcube_path`, or nowhere).
+    async fn send_webmail(&self, server: &Server) -> Result<()> {
+        let endpoint = AgentEndpoint::from(server);
+        let client = AgentClient::new(&*self.transport, &endpoint);
+        let put = crate::protocol::mail::WebmailPut {
+            path: server.spec.roundcube_path.clone(),
+        };
+        match client.put_webmail(&put).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if e.is_offline() {
+                    self.mark_unreachable(server, &e).await;
+                }
+                Err(Self::agent_error(server.id, e))
+            }
+        }
+    }
+
     pub async fn delete_server(&self, id: ServerId) -> Result<()> {
         self.store.delete_server(id).await?;
         self.forget_ssl(id).await;

@@ -17,6 +17,7 @@
 //! | `DELETE /v1/mail/{username}/mailboxes/{address}` | — | 200 [`Applied`] |
 //! | `PUT /v1/mail/{username}/aliases/{address}` | [`AliasPut`](super::mail::AliasPut) | 200 [`Applied`] |
 //! | `DELETE /v1/mail/{username}/aliases/{address}` | — | 200 [`Applied`] |
+//! | `PUT /v1/webmail` | [`WebmailPut`](super::mail::WebmailPut) | 200 [`Applied`] |
 //! | `GET /v1/mail/{username}/dkim` | — | 200 `[`[`DkimRecord`](super::mail::DkimRecord)`]` |
 //!
 //! A put is idempotent: the same account put twice answers `{"changed": false}` the second time

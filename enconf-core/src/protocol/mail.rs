@@ -249,3 +249,11 @@ pub struct AgentMail {
     pub mailboxes: Vec<AgentMailbox>,
     pub aliases: Vec<AliasView>,
 }
+
+/// Agent API: `PUT /v1/webmail`: where the server's panel HTTPS block serves Roundcube
+/// (`null`: nowhere).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebmailPut {
+    pub path: Option<crate::domain::UrlPath>,
+}

@@ -251,6 +251,15 @@ impl<'a> AgentClient<'a> {
             .await
     }
 
+    /// `PUT /v1/webmail`: where Roundcube is served.
+    pub async fn put_webmail(
+        &self,
+        put: &crate::protocol::mail::WebmailPut,
+    ) -> Result<Applied, TransportError> {
+        self.call(Method::Put, "/v1/webmail".to_owned(), Some(put))
+            .await
+    }
+
     /// `PUT /v1/mail/{username}`: the account's whole mail.
     pub async fn put_mail(
         &self,

@@ -459,11 +459,15 @@ async fn get_server(State(api): Shared, Path(id): Path<String>) -> ApiResult<Ser
     Ok(axum::Json(api.controller.server(server_id(&id)?).await?))
 }
 
-/// Changes some fields of a server. `agent_token` is changed only when given.
+/// Changes some fields of a server. `agent_token` is changed only when given. A new
+/// `roundcube_path` of a mail server is put in use by its agent first (refused: nothing
+/// recorded).
 #[utoipa::path(patch, path = "/api/v1/servers/{id}", tag = "servers", request_body = ServerPatch,
     params(("id" = u64, Path, description = "server id")),
     responses((status = 200, body = ServerView), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 502, description = "the mail server refused the webmail path", body = ErrorBody),
+        (status = 503, description = "`agent_offline`: the mail server cannot be reached", body = ErrorBody)))]
 async fn patch_server(
     State(api): Shared,
     Path(id): Path<String>,
