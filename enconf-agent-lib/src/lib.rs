@@ -13,7 +13,8 @@
 //!   reload, barrier, rollback, recovery.
 //! - [`roles`]: what each role (web, mail, dns, db, backup) does for an account;
 //!   [`services`]: how each service is validated and reloaded; [`certs`], [`acme`],
-//!   [`panel`]: the server's own certificates, ACME answers and names; [`settings`]: editing
+//!   [`panel`]: the server's own certificates, ACME answers and names; [`webmail`]: Roundcube
+//!   at the server's webmail path; [`settings`]: editing
 //!   the settings files the agent shares with the administrator; [`stand_ins`]: the files a
 //!   sandbox agent's mail role edits in place of installed services'.
 //! - [`apply`]: the operations, split by role and module onto the executor.
