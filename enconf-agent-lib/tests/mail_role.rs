@@ -553,8 +553,12 @@ fn hostile_addresses_are_refused_and_the_services_keep_serving() {
     let passwd = host.path(&format!("dovecot/users/{domain}"));
     std::fs::remove_file(&passwd).unwrap();
     drop(host);
+    let report = f.runtime.block_on(f.controller.reconcile(f.server)).unwrap();
+    assert!(report.differing.contains(&user), "{report:?}");
     assert!(f.runtime.block_on(f.controller.resend_mail(id)).unwrap());
     assert!(!f.runtime.block_on(f.controller.resend_mail(id)).unwrap());
+    let report = f.runtime.block_on(f.controller.reconcile(f.server)).unwrap();
+    assert!(report.in_sync.contains(&user), "{report:?}");
     let host = f.host();
     assert!(passwd.exists());
     common::services::wait_for("the mailbox back", || {

@@ -369,7 +369,11 @@ impl Controller {
             let expected = spec_for(&account, account.servers.roles_on(id));
             let (status, list) = match on_agent.remove(&name) {
                 None => (AccountStatus::Failed, &mut report.missing_on_agent),
-                Some(a) if same_account(&expected, &a) => {
+                Some(a)
+                    if same_account(&expected, &a)
+                        && (account.servers.one(Role::Mail) != Some(id)
+                            || self.mail_in_sync(&client, id, &account).await?) =>
+                {
                     (AccountStatus::Active, &mut report.in_sync)
                 }
                 Some(_) => (AccountStatus::Failed, &mut report.differing),

@@ -281,6 +281,47 @@ impl Controller {
         Ok(())
     }
 
+    /// Whether the account's mail server has its mailboxes (addresses and quotas) and aliases
+    /// as recorded. An agent that answers with an error does not; one that cannot be reached
+    /// is an error.
+    pub(super) async fn mail_in_sync(
+        &self,
+        client: &AgentClient<'_>,
+        server: crate::domain::ServerId,
+        account: &Account,
+    ) -> Result<bool> {
+        let on_agent = match client.mail(&account.spec.username).await {
+            Ok(mail) => mail,
+            Err(TransportError::Agent { .. }) => return Ok(false),
+            Err(e) => return Err(ControllerError::Agent { server, source: e }),
+        };
+        let mut recorded: Vec<(String, Option<u32>)> = self
+            .store
+            .mailboxes(account.id)
+            .await?
+            .iter()
+            .map(|m| (m.address.to_string(), m.quota.map(|q| q.get())))
+            .collect();
+        let mut reported: Vec<(String, Option<u32>)> = on_agent
+            .mailboxes
+            .into_iter()
+            .map(|m| (m.address, m.quota_mb))
+            .collect();
+        recorded.sort();
+        reported.sort();
+        let mut aliases: Vec<AliasView> = self
+            .store
+            .aliases(account.id)
+            .await?
+            .iter()
+            .map(AliasView::from)
+            .collect();
+        let mut reported_aliases = on_agent.aliases;
+        aliases.sort_by(|a, b| a.address.cmp(&b.address));
+        reported_aliases.sort_by(|a, b| a.address.cmp(&b.address));
+        Ok(recorded == reported && aliases == reported_aliases)
+    }
+
     /// Sends the account's whole mail as recorded to its mail server (what the server has and
     /// the record does not is removed there; removed mailboxes' mail is kept aside): the repair
     /// after a mail server was restored or its files were changed by hand. Whether anything

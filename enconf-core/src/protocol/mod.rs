@@ -817,7 +817,8 @@ pub struct Reconciliation {
     pub in_sync: Vec<String>,
     /// Recorded, but the agent does not have them (now `failed`).
     pub missing_on_agent: Vec<String>,
-    /// Recorded, but the agent has them with other domains or PHP settings (now `failed`).
+    /// Recorded, but the agent has them with other domains or PHP settings, or (on their mail
+    /// server) other mailboxes, quotas or aliases (now `failed`; `resend_mail` repairs mail).
     pub differing: Vec<String>,
     /// On the agent, but not recorded for this server. Left in place: never deleted by a
     /// reconciliation.
