@@ -553,15 +553,90 @@ fn hostile_addresses_are_refused_and_the_services_keep_serving() {
     let passwd = host.path(&format!("dovecot/users/{domain}"));
     std::fs::remove_file(&passwd).unwrap();
     drop(host);
-    let report = f.runtime.block_on(f.controller.reconcile(f.server)).unwrap();
+    let report = f
+        .runtime
+        .block_on(f.controller.reconcile(f.server))
+        .unwrap();
     assert!(report.differing.contains(&user), "{report:?}");
     assert!(f.runtime.block_on(f.controller.resend_mail(id)).unwrap());
     assert!(!f.runtime.block_on(f.controller.resend_mail(id)).unwrap());
-    let report = f.runtime.block_on(f.controller.reconcile(f.server)).unwrap();
+    let report = f
+        .runtime
+        .block_on(f.controller.reconcile(f.server))
+        .unwrap();
     assert!(report.in_sync.contains(&user), "{report:?}");
     let host = f.host();
     assert!(passwd.exists());
     common::services::wait_for("the mailbox back", || {
         host.imap(&info, "correct horse 1").is_ok()
     });
+}
+
+/// Sends to `to` over port 25's stand-in from the internet (127.0.0.2): STARTTLS, then AUTH
+/// when `login` is given. The SMTP code of the answer to the mail, or of the login.
+fn submit(port: u16, login: Option<(&str, &str)>, from: &str, to: &str) -> String {
+    const SCRIPT: &str = r#"
+import smtplib, ssl, sys
+port, user, password, sender, rcpt = sys.argv[1:6]
+s = smtplib.SMTP("127.0.0.1", int(port), local_hostname="client.example", source_address=("127.0.0.2", 0), timeout=20)
+s.ehlo()
+s.starttls(context=ssl._create_unverified_context())
+s.ehlo()
+try:
+    if user:
+        s.login(user, password)
+    s.sendmail(sender, [rcpt], f"From: <{sender}>\r\nTo: <{rcpt}>\r\nSubject: submitted\r\n\r\nsubmitted\r\n")
+    print("250")
+except smtplib.SMTPAuthenticationError as e:
+    print(f"login {e.smtp_code}")
+except smtplib.SMTPRecipientsRefused as e:
+    print(" ".join(str(code) for code, _ in e.recipients.values()))
+"#;
+    let (user, password) = login.unwrap_or(("", ""));
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", SCRIPT, &port.to_string(), user, password, from, to])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn a_mailbox_sends_through_the_server_after_logging_in_over_tls() {
+    let Some(f) = fixture() else {
+        return;
+    };
+    // SMTP AUTH is offered over TLS only: the server needs its mail certificate.
+    let input = serde_json::from_value(json!({"mode": "selfsigned"})).unwrap();
+    f.runtime
+        .block_on(
+            f.controller
+                .set_ssl(f.server, enconf_core::ssl::CertKind::Mail, &input),
+        )
+        .unwrap();
+    let (user, domain) = names("s");
+    let id = f.account(&user, &domain);
+    let info = format!("info@{domain}");
+    f.mailbox(id, &info, "correct horse 1", None);
+    let port = f.host().smtp_port;
+    let outside = "someone@elsewhere.example";
+    let mut answer = String::new();
+    // Dovecot's auth looks at the passwd-file at most once a second.
+    common::services::wait_for("SMTP AUTH with the mailbox's password", || {
+        answer = submit(port, Some((&info, "correct horse 1")), &info, outside);
+        answer == "250"
+    });
+    assert_eq!(
+        submit(port, Some((&info, "wrong horse 1")), &info, outside),
+        "login 535"
+    );
+    assert_eq!(
+        submit(port, None, &info, outside),
+        "454",
+        "no relaying without a login"
+    );
 }
