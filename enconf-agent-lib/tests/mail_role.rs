@@ -29,6 +29,8 @@ struct Fixture {
     _agent: Arc<Agent<RealSystem>>,
     host: Mutex<MailHost>,
     root: tempfile::TempDir,
+    /// The mail certificate (DER), put once for the tests that need it.
+    certificate: Mutex<Option<Vec<u8>>>,
 }
 
 /// The mail server shared by the tests that run at the same time.
@@ -81,12 +83,39 @@ fn fixture() -> Option<Arc<Fixture>> {
         _agent: agent,
         host: Mutex::new(host),
         root,
+        certificate: Mutex::new(None),
     });
     *slot = Arc::downgrade(&fixture);
     Some(fixture)
 }
 
 impl Fixture {
+    /// Puts a self-signed mail certificate through the controller, once: the tests that use it
+    /// run at the same time, and a second one would replace the first under the other's feet.
+    fn mail_certificate(&self) -> Vec<u8> {
+        let mut slot = self
+            .certificate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(der) = &*slot {
+            return der.clone();
+        }
+        let input = serde_json::from_value(json!({"mode": "selfsigned"})).unwrap();
+        let state = self
+            .runtime
+            .block_on(self.controller.set_ssl(
+                self.server,
+                enconf_core::ssl::CertKind::Mail,
+                &input,
+            ))
+            .unwrap();
+        assert_eq!(state.subject_names, ["mx.enconf-test.example"]);
+        let cert = std::fs::read_to_string(self.root.path().join("ssl/mail.crt")).unwrap();
+        let der = enconf_core::ssl::cert::parse_chain(&cert).unwrap()[0].to_vec();
+        *slot = Some(der.clone());
+        der
+    }
+
     fn host(&self) -> std::sync::MutexGuard<'_, MailHost> {
         self.host
             .lock()
@@ -412,17 +441,7 @@ fn starttls_on_smtp_and_imap_presents_the_mail_certificate() {
     let Some(f) = fixture() else {
         return;
     };
-    let input = serde_json::from_value(json!({"mode": "selfsigned"})).unwrap();
-    let state = f
-        .runtime
-        .block_on(
-            f.controller
-                .set_ssl(f.server, enconf_core::ssl::CertKind::Mail, &input),
-        )
-        .unwrap();
-    assert_eq!(state.subject_names, ["mx.enconf-test.example"]);
-    let cert = std::fs::read_to_string(f.root.path().join("ssl/mail.crt")).unwrap();
-    let der = enconf_core::ssl::cert::parse_chain(&cert).unwrap()[0].to_vec();
+    let der = f.mail_certificate();
     let host = f.host();
     let name = "mx.enconf-test.example";
     let mut smtp = Err(String::new());
@@ -611,13 +630,7 @@ fn a_mailbox_sends_through_the_server_after_logging_in_over_tls() {
         return;
     };
     // SMTP AUTH is offered over TLS only: the server needs its mail certificate.
-    let input = serde_json::from_value(json!({"mode": "selfsigned"})).unwrap();
-    f.runtime
-        .block_on(
-            f.controller
-                .set_ssl(f.server, enconf_core::ssl::CertKind::Mail, &input),
-        )
-        .unwrap();
+    f.mail_certificate();
     let (user, domain) = names("s");
     let id = f.account(&user, &domain);
     let info = format!("info@{domain}");
