@@ -361,6 +361,21 @@ impl RealSystem {
         })
     }
 
+    /// The uid of `owner` and gid of `group`, for giving them `path`; an error naming the
+    /// one that does not exist.
+    fn ids(&self, path: &Path, owner: &str, group: &str) -> Result<(u32, u32), SystemError> {
+        let unknown = |what: &str, name: &str| SystemError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no such {what}: {name}"),
+            ),
+        };
+        let uid = self.uid(owner)?.ok_or_else(|| unknown("user", owner))?;
+        let gid = self.gid(group)?.ok_or_else(|| unknown("group", group))?;
+        Ok((uid, gid))
+    }
+
     fn uid(&self, name: &str) -> Result<Option<u32>, SystemError> {
         Ok(self.cache()?.users()?.get(name).map(|u| u.uid))
     }
@@ -533,15 +548,7 @@ impl System for RealSystem {
     }
 
     fn chown(&self, path: &Path, owner: &str, group: &str) -> Result<(), SystemError> {
-        let unknown = |what: &str, name: &str| SystemError::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("no such {what}: {name}"),
-            ),
-        };
-        let uid = self.uid(owner)?.ok_or_else(|| unknown("user", owner))?;
-        let gid = self.gid(group)?.ok_or_else(|| unknown("group", group))?;
+        let (uid, gid) = self.ids(path, owner, group)?;
         std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io(path))
     }
 
@@ -571,15 +578,7 @@ impl System for RealSystem {
         mode: u32,
     ) -> Result<(), SystemError> {
         use std::os::unix::fs::PermissionsExt;
-        let unknown = |what: &str, name: &str| SystemError::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("no such {what}: {name}"),
-            ),
-        };
-        let uid = self.uid(owner)?.ok_or_else(|| unknown("user", owner))?;
-        let gid = self.gid(group)?.ok_or_else(|| unknown("group", group))?;
+        let (uid, gid) = self.ids(path, owner, group)?;
         std::fs::create_dir_all(path).map_err(io(path))?;
         std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io(path))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io(path))

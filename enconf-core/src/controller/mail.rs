@@ -130,8 +130,7 @@ impl Controller {
             })
             .await
         {
-            self.undo_mailbox(&account, &server, &mailbox, None, &e)
-                .await;
+            self.undo_mailbox(&account, &mailbox, None, &e).await;
             return Err(e);
         }
         tracing::info!(account = %id, address = %mailbox.address, "mailbox created");
@@ -143,12 +142,10 @@ impl Controller {
     async fn undo_mailbox(
         &self,
         account: &Account,
-        server: &Server,
         mailbox: &Mailbox,
         previous: Option<&Mailbox>,
         error: &ControllerError,
     ) {
-        let user = &account.spec.username;
         let maybe =
             matches!(error, ControllerError::Agent { source, .. } if source.maybe_applied());
         let restored = match previous {
@@ -167,21 +164,7 @@ impl Controller {
             tracing::error!(account = %account.id, address = %mailbox.address, error = %e, "could not put the mailbox record back");
         }
         if maybe {
-            let endpoint = AgentEndpoint::from(server);
-            let client = AgentClient::new(&*self.transport, &endpoint);
-            let undone = match previous {
-                None => client.delete_mailbox(user, &mailbox.address).await,
-                Some(p) => {
-                    let put = MailboxPut {
-                        password_hash: p.password_hash.clone(),
-                        quota_mb: p.quota,
-                    };
-                    client.put_mailbox(user, &p.address, &put).await
-                }
-            };
-            if let Err(e) = undone {
-                tracing::error!(account = %account.id, address = %mailbox.address, error = %e, "the mail server may hold a change that was not recorded: reconcile it");
-            }
+            self.resend_after_failure(account, &mailbox.address).await;
         }
     }
 
@@ -228,7 +211,7 @@ impl Controller {
             })
             .await
         {
-            self.undo_mailbox(&account, &server, &next, Some(&previous), &e)
+            self.undo_mailbox(&account, &next, Some(&previous), &e)
                 .await;
             return Err(e);
         }
@@ -322,6 +305,14 @@ impl Controller {
         Ok(recorded == reported && aliases == reported_aliases)
     }
 
+    /// After a change that may have reached the mail server but is not recorded: the server
+    /// gets the account's mail as recorded again (what it took is undone).
+    async fn resend_after_failure(&self, account: &Account, address: &MailAddress) {
+        if let Err(e) = self.resend_mail(account.id).await {
+            tracing::error!(account = %account.id, %address, error = %e, "the mail server may hold a change that was not recorded: reconcile it");
+        }
+    }
+
     /// Sends the account's whole mail as recorded to its mail server (what the server has and
     /// the record does not is removed there; removed mailboxes' mail is kept aside): the repair
     /// after a mail server was restored or its files were changed by hand. Whether anything
@@ -378,7 +369,7 @@ impl Controller {
             .on_mail_server(&server, async |c| c.put_alias(&user, &address, &put).await)
             .await
         {
-            self.undo_alias(&account, &server, &alias, previous.as_ref(), &e)
+            self.undo_alias(&account, &alias, previous.as_ref(), &e)
                 .await;
             return Err(e);
         }
@@ -389,12 +380,10 @@ impl Controller {
     async fn undo_alias(
         &self,
         account: &Account,
-        server: &Server,
         alias: &Alias,
         previous: Option<&Alias>,
         error: &ControllerError,
     ) {
-        let user = &account.spec.username;
         let maybe =
             matches!(error, ControllerError::Agent { source, .. } if source.maybe_applied());
         let restored = match previous {
@@ -413,20 +402,7 @@ impl Controller {
             tracing::error!(account = %account.id, address = %alias.address, error = %e, "could not put the alias record back");
         }
         if maybe {
-            let endpoint = AgentEndpoint::from(server);
-            let client = AgentClient::new(&*self.transport, &endpoint);
-            let undone = match previous {
-                None => client.delete_alias(user, &alias.address).await,
-                Some(p) => {
-                    let put = AliasPut {
-                        destinations: p.destinations.clone(),
-                    };
-                    client.put_alias(user, &p.address, &put).await
-                }
-            };
-            if let Err(e) = undone {
-                tracing::error!(account = %account.id, address = %alias.address, error = %e, "the mail server may hold a change that was not recorded: reconcile it");
-            }
+            self.resend_after_failure(account, &alias.address).await;
         }
     }
 
