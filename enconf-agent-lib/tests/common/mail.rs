@@ -40,42 +40,8 @@ pub fn start() -> Option<Mail> {
 
     // Postfix.
     let pf = d.join("postfix");
-    for sub in ["spool", "data"] {
-        std::fs::create_dir_all(pf.join(sub)).unwrap();
-    }
-    Command::new("chown")
-        .arg("postfix")
-        .arg(pf.join("data"))
-        .status()
-        .unwrap();
-    std::fs::write(
-        pf.join("main.cf"),
-        format!(
-            "compatibility_level = 3.6\nqueue_directory = {dd}/postfix/spool\n\
-             data_directory = {dd}/postfix/data\nmail_owner = postfix\n\
-             myhostname = mx.enconf-test.example\ninet_interfaces = 127.0.0.1\n\
-             inet_protocols = ipv4\nmaillog_file = {dd}/postfix/maillog\n\
-             maillog_file_prefixes = {dd}\nmydestination =\n"
-        ),
-    )
-    .unwrap();
-    let master = std::fs::read_to_string("/etc/postfix/master.cf").unwrap();
-    let master: String = master
-        .lines()
-        .map(|l| {
-            if l.starts_with("smtp ") && l.contains(" inet ") {
-                format!("127.0.0.1:{smtp_port} inet n - n - - smtpd\n")
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    std::fs::write(pf.join("master.cf"), master).unwrap();
+    super::mailhost::private_postfix(&pf, smtp_port, "");
     let pf_arg = pf.display().to_string();
-    Command::new("postconf")
-        .args(["-c", &pf_arg, "-F", "*/*/chroot = n"])
-        .status()
-        .unwrap();
     super::mailhost::edit_system_main_cf(|dirs| dirs.push(pf_arg.clone()));
     let system_main_cf = pf_arg.clone();
     let postfix = Command::new("postfix")

@@ -85,41 +85,11 @@ pub fn prepare() -> Option<MailHost> {
     let dd = d.display();
 
     // Postfix, as a private instance.
-    let pf = d.join("postfix");
-    for sub in ["spool", "data"] {
-        std::fs::create_dir_all(pf.join(sub)).unwrap();
-    }
-    chown("postfix", &pf.join("data"));
-    std::fs::write(
-        pf.join("main.cf"),
-        format!(
-            "compatibility_level = 3.6\nqueue_directory = {dd}/postfix/spool\n\
-             data_directory = {dd}/postfix/data\nmail_owner = postfix\n\
-             myhostname = mx.enconf-test.example\ninet_interfaces = 127.0.0.1\n\
-             inet_protocols = ipv4\nmaillog_file = {dd}/postfix/maillog\n\
-             maillog_file_prefixes = {dd}\nmydestination =\nmynetworks = 127.0.0.1/32\n\
-             smtpd_tls_security_level = may\n"
-        ),
-    )
-    .unwrap();
-    let master = std::fs::read_to_string("/etc/postfix/master.cf").unwrap();
-    let smtp_port = host.smtp_port;
-    let master: String = master
-        .lines()
-        .map(|l| {
-            if l.starts_with("smtp ") && l.contains(" inet ") {
-                format!("127.0.0.1:{smtp_port} inet n - n - - smtpd\n")
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    std::fs::write(pf.join("master.cf"), master).unwrap();
-    let status = Command::new("postconf")
-        .args(["-c", &pf.display().to_string(), "-F", "*/*/chroot = n"])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    private_postfix(
+        &d.join("postfix"),
+        host.smtp_port,
+        "mynetworks = 127.0.0.1/32\nsmtpd_tls_security_level = may\n",
+    );
 
     // Dovecot: IMAP and LMTP, no user database (the role brings its own).
     let dv = d.join("dovecot");
@@ -194,6 +164,45 @@ pub fn edit_system_main_cf(edit: impl FnOnce(&mut Vec<String>)) {
     let tmp = format!("{SYSTEM_MAIN_CF}.enconf-test.{}", std::process::id());
     std::fs::write(&tmp, out).unwrap();
     std::fs::rename(&tmp, SYSTEM_MAIN_CF).unwrap();
+}
+
+/// Writes the configuration of a private Postfix in `pf` (its queue and data under it, chroot
+/// off, SMTP on 127.0.0.1:`smtp_port`, its log in `pf/maillog`), with `extra` settings.
+pub fn private_postfix(pf: &Path, smtp_port: u16, extra: &str) {
+    for sub in ["spool", "data"] {
+        std::fs::create_dir_all(pf.join(sub)).unwrap();
+    }
+    chown("postfix", &pf.join("data"));
+    let p = pf.display();
+    let top = pf.parent().unwrap().display();
+    std::fs::write(
+        pf.join("main.cf"),
+        format!(
+            "compatibility_level = 3.6\nqueue_directory = {p}/spool\n\
+             data_directory = {p}/data\nmail_owner = postfix\n\
+             myhostname = mx.enconf-test.example\ninet_interfaces = 127.0.0.1\n\
+             inet_protocols = ipv4\nmaillog_file = {p}/maillog\n\
+             maillog_file_prefixes = {top}\nmydestination =\n{extra}"
+        ),
+    )
+    .unwrap();
+    let master = std::fs::read_to_string("/etc/postfix/master.cf").unwrap();
+    let master: String = master
+        .lines()
+        .map(|l| {
+            if l.starts_with("smtp ") && l.contains(" inet ") {
+                format!("127.0.0.1:{smtp_port} inet n - n - - smtpd\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(pf.join("master.cf"), master).unwrap();
+    let status = Command::new("postconf")
+        .args(["-c", &p.to_string(), "-F", "*/*/chroot = n"])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 fn chown(owner: &str, path: &Path) {
