@@ -94,6 +94,7 @@ fn specs(n: usize) -> Vec<AccountSpec> {
                 php_version: None,
                 php: None,
                 roles: None,
+                zones: None,
             }
             .validate("", None)
             .unwrap()

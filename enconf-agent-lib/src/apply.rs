@@ -275,6 +275,12 @@ impl<S: System> Applier<S> {
                 php_version: i.php_version.to_string(),
                 php: i.spec.php,
                 roles: i.spec.roles,
+                zones: i
+                    .spec
+                    .zones
+                    .iter()
+                    .map(|z| (z.name.to_string(), z.serial))
+                    .collect(),
             })
             .collect())
     }
@@ -339,6 +345,17 @@ impl<S: System> Applier<S> {
     }
 
     /// The DKIM records of the account `user`'s mail domains.
+    /// The serial each zone of the account `user` is served with here.
+    pub fn dns_served(
+        &self,
+        user: &UserName,
+    ) -> Result<std::collections::BTreeMap<String, u32>, ApplyError> {
+        let Some((_, installed)) = self.load_installed(user)? else {
+            return Err(ApplyError::UnknownAccount(user.clone()));
+        };
+        roles::dns::served(&self.exec, &installed)
+    }
+
     pub fn dkim(&self, user: &UserName) -> Result<Vec<DkimRecord>, ApplyError> {
         let spec = self.installed_spec(user)?;
         roles::mail::dkim(&self.exec, &spec)

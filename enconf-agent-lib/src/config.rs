@@ -90,6 +90,14 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
         "AGENT_ROUNDCUBE_CONFIG",
         Some("/etc/roundcube/config.inc.php"),
     ),
+    ("AGENT_PDNS_CONFIG_DIR", Some("/etc/powerdns")),
+    ("AGENT_PDNSUTIL_BIN", Some("/usr/bin/pdnsutil")),
+    ("AGENT_PDNS_CONTROL_BIN", Some("/usr/bin/pdns_control")),
+    ("AGENT_PDNS_PID_FILE", Some("/run/pdns/pdns.pid")),
+    (
+        "AGENT_DNS_ZONES_DIR",
+        Some("/var/lib/netcell-webpanel-agent/zones"),
+    ),
 ];
 
 /// A configuration error; the message names the line or the key.
@@ -202,6 +210,15 @@ pub struct Layout {
     /// Roundcube's document root and its settings file (Debian's package).
     pub roundcube_dir: PathBuf,
     pub roundcube_config: PathBuf,
+    /// PowerDNS's configuration directory (`pdns.conf`, naming its gsqlite3 database and the
+    /// control socket's directory), passed to `pdnsutil` and `pdns_control`.
+    pub pdns_config_dir: PathBuf,
+    pub pdnsutil_bin: PathBuf,
+    pub pdns_control_bin: PathBuf,
+    pub pdns_pid_file: PathBuf,
+    /// The zone files the agent keeps (`<zone>.zone`, and `<zone>.key`, 0600, when signed):
+    /// what PowerDNS is made to serve.
+    pub dns_zones_dir: PathBuf,
 }
 
 impl Layout {
@@ -534,6 +551,11 @@ impl AgentConfig {
             mail_imap_port: port("AGENT_MAIL_IMAP_PORT")?,
             roundcube_dir: path("AGENT_ROUNDCUBE_DIR")?,
             roundcube_config: path("AGENT_ROUNDCUBE_CONFIG")?,
+            pdns_config_dir: path("AGENT_PDNS_CONFIG_DIR")?,
+            pdnsutil_bin: path("AGENT_PDNSUTIL_BIN")?,
+            pdns_control_bin: path("AGENT_PDNS_CONTROL_BIN")?,
+            pdns_pid_file: path("AGENT_PDNS_PID_FILE")?,
+            dns_zones_dir: path("AGENT_DNS_ZONES_DIR")?,
         };
         Ok(Self {
             token,

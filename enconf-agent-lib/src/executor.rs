@@ -53,6 +53,9 @@ pub enum ApplyError {
     /// does not have here.
     #[error("this agent does not serve the role {role}")]
     RoleNotServed { role: enconf_core::domain::Role },
+    /// A zone the account asks for is served here for another account.
+    #[error("the zone {zone} is served here for the account {owner}")]
+    ZoneTaken { zone: String, owner: String },
     /// The account is not on this agent.
     #[error("no account {0} on this server")]
     UnknownAccount(UserName),
@@ -69,6 +72,10 @@ pub enum Reload {
         args: Vec<String>,
         validator: String,
     },
+    /// PowerDNS made to serve a zone as its zone file says (or not at all, without one):
+    /// [`crate::services::pdns::sync`]. It reads the files only, so it is the same forward,
+    /// in a rollback and after a crash.
+    Zone { zone: String },
 }
 
 /// A validation of a plan's new files, run before anything live changes. Implemented by the
@@ -796,6 +803,9 @@ impl<S: System> Executor<S> {
                     self.system
                         .run(program, &args)
                         .map_err(|e| rejected(validator, e))?;
+                }
+                Reload::Zone { zone } => {
+                    crate::services::pdns::sync(&self.system, &self.layout, zone)?
                 }
             }
         }

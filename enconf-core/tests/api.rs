@@ -975,7 +975,7 @@ async fn offline_and_failing_agents_never_leave_an_account_recorded_as_done() {
     // broke too, so the record stayed, failed); a3 was refused.
     assert_eq!(
         report,
-        json!({"in_sync": [], "missing_on_agent": ["a2", "a3"], "differing": [], "unknown_to_controller": []})
+        json!({"in_sync": [], "missing_on_agent": ["a2", "a3"], "differing": [], "unknown_to_controller": [], "repaired": []})
     );
     assert_eq!(
         h.call("GET", "/api/v1/accounts/2", None).await.1["status"],

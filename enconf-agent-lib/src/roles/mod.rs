@@ -5,6 +5,7 @@
 //!
 //! Adding a role is adding a module here and a line in [`modules`]; see ARCHITECTURE.md.
 
+pub mod dns;
 pub mod mail;
 pub mod web;
 
@@ -75,7 +76,7 @@ pub trait AccountRole<S: System>: Send + Sync + std::fmt::Debug {
     fn status(&self, exec: &Executor<S>) -> RoleStatus;
 }
 
-/// The roles an agent can serve, each with its module. Dns, db and backup record an account's
+/// The roles an agent can serve, each with its module. Db and backup record an account's
 /// place; their configuration arrives with their modules' issues.
 pub fn modules<S: System>(exec: &Executor<S>, served: RoleSet) -> Vec<Box<dyn AccountRole<S>>> {
     let mut out: Vec<Box<dyn AccountRole<S>>> = Vec::new();
@@ -83,6 +84,7 @@ pub fn modules<S: System>(exec: &Executor<S>, served: RoleSet) -> Vec<Box<dyn Ac
         match role {
             Role::Web => out.push(Box::new(web::Web::new(exec.layout()))),
             Role::Mail => out.push(Box::new(mail::Mail)),
+            Role::Dns => out.push(Box::new(dns::Dns)),
             other => out.push(Box::new(Placed { role: other })),
         }
     }
@@ -132,7 +134,8 @@ pub fn status_of<S: System>(exec: &Executor<S>, role: Role) -> RoleStatus {
     let daemons: Vec<(&str, &std::path::Path)> = match role {
         Role::Web => vec![("nginx", &layout.nginx_pid_file)],
         Role::Mail => vec![("dovecot", &layout.dovecot_pid_file)],
-        Role::Dns | Role::Db | Role::Backup => Vec::new(),
+        Role::Dns => vec![("pdns", &layout.pdns_pid_file)],
+        Role::Db | Role::Backup => Vec::new(),
     };
     let mut services: Vec<(String, bool)> = daemons
         .into_iter()

@@ -151,6 +151,9 @@ fn apply_error(e: ApplyError) -> ErrorBody {
             ErrorBody::new(ErrorCode::RoleNotServed, e.to_string()).with_field("roles")
         }
         ApplyError::UnknownAccount(_) => ErrorBody::new(ErrorCode::NotFound, e.to_string()),
+        ApplyError::ZoneTaken { .. } => {
+            ErrorBody::new(ErrorCode::Duplicate, e.to_string()).with_field("zones")
+        }
         ApplyError::System(_) | ApplyError::State(_) => {
             tracing::error!(error = %e, "apply failed");
             internal(&e.to_string())
@@ -181,6 +184,7 @@ pub fn router<S: System>(agent: Arc<Agent<S>>) -> Router {
             get(mail::get_mail::<S>).put(mail::put_mail::<S>),
         )
         .route("/v1/mail/{username}/dkim", get(mail::get_dkim::<S>))
+        .route("/v1/dns/{username}", get(get_zones::<S>))
         .route(
             "/v1/mail/{username}/mailboxes/{address}",
             axum::routing::put(mail::put_mailbox::<S>).delete(mail::delete_mailbox::<S>),
@@ -237,7 +241,45 @@ async fn health<S: System>(State(agent): State<Arc<Agent<S>>>) -> axum::Json<Age
         agent_id: agent.agent_id.clone(),
         roles: Some(roles),
         php_versions: php_versions.map(|v| v.iter().map(ToString::to_string).collect()),
+        addresses: seen_addresses(),
     })
+}
+
+/// `GET /v1/dns/{username}`: the serial each zone of the account is served with here.
+async fn get_zones<S: System>(
+    State(agent): State<Arc<Agent<S>>>,
+    axum::extract::Path(username): axum::extract::Path<String>,
+) -> ApiResult<enconf_core::protocol::dns::AgentZones> {
+    let user = enconf_core::domain::UserName::parse(&username)
+        .map_err(|r| ErrorBody::from(r.at("username")))?;
+    let applier = Arc::clone(&agent.applier);
+    let zones = tokio::task::spawn_blocking(move || applier.dns_served(&user))
+        .await
+        .map_err(|_| internal("reading the zones failed"))?
+        .map_err(apply_error)?;
+    Ok(axum::Json(enconf_core::protocol::dns::AgentZones { zones }))
+}
+
+/// The addresses this server is reached at as far as it can tell: the source address of its
+/// route to the internet, for IPv4 and IPv6 (a UDP socket is connected, nothing is sent).
+/// None without such a route.
+fn seen_addresses() -> Vec<String> {
+    let mut out = Vec::new();
+    for (bind, target) in [
+        ("0.0.0.0:0", "192.0.2.1:53"),
+        ("[::]:0", "[2001:db8::1]:53"),
+    ] {
+        let seen = std::net::UdpSocket::bind(bind)
+            .and_then(|s| s.connect(target).map(|()| s))
+            .and_then(|s| s.local_addr());
+        if let Ok(addr) = seen
+            && !addr.ip().is_loopback()
+            && !addr.ip().is_unspecified()
+        {
+            out.push(addr.ip().to_string());
+        }
+    }
+    out
 }
 
 async fn list<S: System>(State(agent): State<Arc<Agent<S>>>) -> ApiResult<AccountList> {
@@ -465,6 +507,7 @@ fn put_run<S: System>(applier: &Applier<S>, run: Vec<PutRequest>) {
             Err(
                 ApplyError::Rejected { .. }
                 | ApplyError::UserTaken { .. }
+                | ApplyError::ZoneTaken { .. }
                 | ApplyError::Invalid(_)
                 | ApplyError::RoleNotServed { .. },
             ) => {}

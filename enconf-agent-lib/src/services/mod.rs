@@ -5,5 +5,6 @@
 pub mod dovecot;
 pub mod nginx;
 pub mod opendkim;
+pub mod pdns;
 pub mod php_fpm;
 pub mod postfix;

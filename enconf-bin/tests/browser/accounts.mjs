@@ -151,6 +151,45 @@ try {
   await page.getByRole("button", { name: "Close" }).click();
   await mail.waitFor({ state: "hidden" });
 
+  step("the account's zone: enconf's records, one of its own added, changed and removed, signed");
+  await page.getByRole("button", { name: "DNS of shop" }).click();
+  const dns = page.locator("#dns-dialog");
+  await dns.waitFor();
+  assert.equal(await page.getByLabel("Zone").inputValue(), "shop.example");
+  const managedNs = page.locator('#record-table tr[data-managed="true"]', { hasText: "mail1.example.com." });
+  await managedNs.first().waitFor();
+  assert.equal(await managedNs.first().locator('td[data-label="Made by"]').textContent(), "enconf");
+  assert.equal(await managedNs.first().getByRole("button").count(), 0, "enconf's records cannot be changed by hand");
+  const recForm = page.locator("#record-form");
+  await recForm.getByLabel("Record name").fill("blog");
+  await recForm.getByLabel("Type").selectOption("MX");
+  await recForm.getByLabel("Content").fill("192.0.2.20");
+  await recForm.getByLabel("Priority").fill("10");
+  await page.getByRole("button", { name: "Add Record" }).click();
+  const contentError = recForm.locator('.error[data-for="content"]');
+  await contentError.waitFor();
+  assert.match(await contentError.textContent(), /host/);
+  await recForm.getByLabel("Type").selectOption("A");
+  await recForm.getByLabel("Priority").fill("");
+  await page.getByRole("button", { name: "Add Record" }).click();
+  const blog = page.locator('#record-table tr[data-managed="false"]', { hasText: "192.0.2.20" });
+  await blog.waitFor();
+  assert.equal(await blog.locator('td[data-label="Name"]').textContent(), "blog");
+  await page.getByRole("button", { name: "Change record blog A" }).click();
+  await recForm.getByLabel("Content").fill("192.0.2.21");
+  await page.getByRole("button", { name: "Save", exact: true }).click();
+  await page.locator('#record-table tr[data-managed="false"]', { hasText: "192.0.2.21" }).waitFor();
+  await page.getByRole("button", { name: "Sign with DNSSEC" }).click();
+  await page.locator("#ds-box").waitFor();
+  assert.match(await page.locator("#ds-list").textContent(), /^shop\.example\. IN DS \d+ 13 2 [0-9a-f]{64}$/);
+  await page.getByRole("button", { name: "Stop signing" }).waitFor();
+  await page.screenshot({ path: `${SHOTS}/dns.png`, fullPage: true });
+  page.once("dialog", (d) => d.accept());
+  await page.getByRole("button", { name: "Delete record blog A" }).click();
+  await page.locator('#record-table tr[data-managed="false"]').first().waitFor({ state: "detached" });
+  await page.getByRole("button", { name: "Close" }).click();
+  await dns.waitFor({ state: "hidden" });
+
   step("migrate the web role: errors beside the field, then done");
   await page.getByRole("button", { name: "Migrate shop" }).click();
   const migrate = page.locator("#migrate-dialog");
@@ -189,7 +228,7 @@ try {
   await page.setViewportSize({ width: 375, height: 800 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
-  for (const label of ["Mail of shop", "Migrate shop", "Delete shop"]) {
+  for (const label of ["Mail of shop", "DNS of shop", "Migrate shop", "Delete shop"]) {
     const button = page.getByRole("button", { name: label });
     await button.scrollIntoViewIfNeeded();
     const box = await button.boundingBox();

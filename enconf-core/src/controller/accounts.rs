@@ -49,12 +49,29 @@ impl Controller {
             .create_account(new, OffsetDateTime::now_utc())
             .await
             .map_err(|e| pin_error(e, input))?;
-        let servers = self.servers_of(&account.servers).await?;
+        let prepared = async {
+            self.refresh_managed(&account, None).await?;
+            let zones = self.zones_of(&account).await?;
+            Ok::<_, ControllerError>((self.servers_of(&account.servers).await?, zones))
+        }
+        .await;
+        let (servers, zones) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                if let Err(store) = self.store.delete_account(account.id).await {
+                    tracing::error!(account = %account.id, error = %store, "could not drop the record of an account not set up");
+                }
+                return Err(e);
+            }
+        };
         let mut done: Vec<&Server> = Vec::new();
         for (server, roles) in &servers {
             let endpoint = AgentEndpoint::from(server);
             let client = AgentClient::new(&*self.transport, &endpoint);
-            if let Err(e) = client.put_account(&spec_for(&account, *roles)).await {
+            if let Err(e) = client
+                .put_account(&spec_for(&account, *roles, &zones))
+                .await
+            {
                 if e.is_offline() {
                     self.mark_unreachable(server, &e).await;
                 }
@@ -84,6 +101,9 @@ impl Controller {
             .set_account_status(account.id, AccountStatus::Active)
             .await?;
         tracing::info!(account = %account.id, user = %account.spec.username, servers = ?account.servers.servers(), "account created");
+        if account.spec.roles.contains(Role::Mail) {
+            self.follow_mail(&account).await;
+        }
         Ok(AccountView::from(&account))
     }
 
@@ -112,12 +132,29 @@ impl Controller {
                 .at("php_version")
                 .into());
         }
+        let old_zones = self.zones_of(&account).await?;
         let updated = self.store.update_account(id, spec).await?;
+        let zones = match self.refresh_managed(&updated, None).await {
+            Ok(_) => self.zones_of(&updated).await,
+            Err(e) => Err(e),
+        };
+        let zones = match zones {
+            Ok(z) => z,
+            Err(e) => {
+                if let Err(store) = self.store.update_account(id, account.spec.clone()).await {
+                    tracing::error!(account = %id, error = %store, "could not put the record back");
+                }
+                return Err(e);
+            }
+        };
         let mut done: Vec<&Server> = Vec::new();
         for (server, roles) in &servers {
             let endpoint = AgentEndpoint::from(server);
             let client = AgentClient::new(&*self.transport, &endpoint);
-            if let Err(e) = client.put_account(&spec_for(&updated, *roles)).await {
+            if let Err(e) = client
+                .put_account(&spec_for(&updated, *roles, &zones))
+                .await
+            {
                 if e.is_offline() {
                     self.mark_unreachable(server, &e).await;
                 }
@@ -133,19 +170,31 @@ impl Controller {
                     let roles = account.servers.roles_on(server.id);
                     let endpoint = AgentEndpoint::from(server);
                     let client = AgentClient::new(&*self.transport, &endpoint);
-                    if let Err(e) = client.put_account(&spec_for(&account, roles)).await {
+                    if let Err(e) = client
+                        .put_account(&spec_for(&account, roles, &old_zones))
+                        .await
+                    {
                         tracing::error!(account = %id, server = %server.id, error = %e,
                             "could not put a refused change back; the next reconciliation reports it");
                         clean = false;
                     }
                 }
                 let recorded = match self.store.update_account(id, account.spec.clone()).await {
-                    Ok(_) if !clean => self
-                        .store
-                        .set_account_status(id, AccountStatus::Failed)
-                        .await
-                        .map(drop),
-                    other => other.map(drop),
+                    Ok(restored) => {
+                        // The zones the change made or changed follow the record again.
+                        if let Err(e) = self.refresh_managed(&restored, None).await {
+                            tracing::error!(account = %id, error = %e, "could not put the zones back");
+                        }
+                        match clean {
+                            true => Ok(()),
+                            false => self
+                                .store
+                                .set_account_status(id, AccountStatus::Failed)
+                                .await
+                                .map(drop),
+                        }
+                    }
+                    Err(e) => Err(e),
                 };
                 if let Err(store) = recorded {
                     tracing::error!(account = %id, error = %store, "could not record the failure");
@@ -155,6 +204,9 @@ impl Controller {
             done.push(server);
         }
         tracing::info!(account = %id, user = %updated.spec.username, "account changed");
+        if updated.spec.roles.contains(Role::Mail) {
+            self.follow_mail(&updated).await;
+        }
         Ok(AccountView::from(&updated))
     }
 
@@ -297,6 +349,17 @@ impl Controller {
         }
         let moved = self.store.move_role(id, Role::Web, target.id).await?;
         tracing::info!(account = %id, from = %source.id, to = %target.id, "web role migrated");
+        // The zones' A and AAAA records follow the site.
+        let followed = async {
+            if self.refresh_managed(&moved, None).await? {
+                self.push_zones(id).await?;
+            }
+            Ok::<(), ControllerError>(())
+        }
+        .await;
+        if let Err(e) = followed {
+            tracing::warn!(account = %id, error = %e, "the zones could not follow the migration; a reconciliation of the dns servers brings them up to date");
+        }
         Ok(AccountView::from(&moved))
     }
 
@@ -314,10 +377,19 @@ impl Controller {
                 .delete_account(&account.spec.username)
                 .await
                 .map(drop),
-            false => client
-                .put_account(&spec_for(account, roles))
-                .await
-                .map(drop),
+            false => {
+                let zones = match roles.contains(Role::Dns) {
+                    true => self
+                        .zones_of(account)
+                        .await
+                        .map_err(|e| TransportError::Unreachable(e.to_string()))?,
+                    false => Vec::new(),
+                };
+                client
+                    .put_account(&spec_for(account, roles, &zones))
+                    .await
+                    .map(drop)
+            }
         };
         if let Err(e) = &result
             && e.is_offline()
@@ -366,8 +438,40 @@ impl Controller {
         let mut report = Reconciliation::default();
         for account in self.store.accounts_on(id).await? {
             let name = account.spec.username.to_string();
-            let expected = spec_for(&account, account.servers.roles_on(id));
-            let (status, list) = match on_agent.remove(&name) {
+            let roles = account.servers.roles_on(id);
+            let zones = match roles.contains(Role::Dns) {
+                true => self.zones_of(&account).await?,
+                false => Vec::new(),
+            };
+            let expected = spec_for(&account, roles, &zones);
+            let found = on_agent.remove(&name);
+            // A dns server that missed changes (it was offline, or is new) is brought up to
+            // date: it serves what is recorded, as every other dns server does.
+            if roles.contains(Role::Dns)
+                && found.as_ref().is_none_or(|a| !same_account(&expected, a))
+            {
+                match client.put_account(&expected).await {
+                    Ok(_) => {
+                        tracing::info!(account = %account.id, server = %id, "zones brought up to date");
+                        report.repaired.push(name.clone());
+                        let mail_ok = account.servers.one(Role::Mail) != Some(id)
+                            || self.mail_in_sync(&client, id, &account).await?;
+                        let (status, list) = match mail_ok {
+                            true => (AccountStatus::Active, &mut report.in_sync),
+                            false => (AccountStatus::Failed, &mut report.differing),
+                        };
+                        list.push(name);
+                        if account.status != status {
+                            self.store.set_account_status(account.id, status).await?;
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(account = %account.id, server = %id, error = %e, "the zones could not be brought up to date");
+                    }
+                }
+            }
+            let (status, list) = match found {
                 None => (AccountStatus::Failed, &mut report.missing_on_agent),
                 Some(a)
                     if same_account(&expected, &a)
@@ -385,6 +489,7 @@ impl Controller {
         }
         report.unknown_to_controller = on_agent.into_keys().collect();
         report.in_sync.sort();
+        report.repaired.sort();
         report.missing_on_agent.sort();
         report.differing.sort();
         Ok(report)
@@ -420,6 +525,14 @@ fn pin_field_static(role: Role) -> &'static str {
 /// version of `None` accepts the agent's default).
 fn same_account(expected: &crate::domain::AccountSpec, agent: &AgentAccount) -> bool {
     let web = expected.roles.contains(Role::Web);
+    let zones: BTreeMap<String, u32> = expected
+        .zones
+        .iter()
+        .map(|z| (z.name.to_string(), z.serial))
+        .collect();
+    if zones != agent.zones {
+        return false;
+    }
     expected
         .domains
         .iter()

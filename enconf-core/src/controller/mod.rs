@@ -20,6 +20,7 @@
 
 mod accounts;
 pub mod api;
+pub mod dns;
 pub mod health;
 pub mod install;
 pub mod mail;
@@ -386,9 +387,27 @@ impl Controller {
                 "agent reachability changed"
             );
         }
+        let back = health.reachable && !server.health.reachable;
         // Not recorded when the URL or token was edited while the check ran (the edit runs a
         // check of its own): the store compares them in the recording transaction.
-        Ok(self.store.record_health(&server, health).await?)
+        let recorded = self.store.record_health(&server, health).await?;
+        // A dns server back online may have missed zone changes: brought up to date at once,
+        // off the health round.
+        if back && recorded.spec.roles.contains(crate::domain::Role::Dns) {
+            let controller = self.clone();
+            let id = recorded.id;
+            tokio::spawn(async move {
+                match controller.reconcile(id).await {
+                    Ok(report) => {
+                        tracing::info!(server = %id, repaired = report.repaired.len(), "dns server back online: zones brought up to date")
+                    }
+                    Err(e) => {
+                        tracing::warn!(server = %id, error = %e, "dns server back online: zones not brought up to date")
+                    }
+                }
+            });
+        }
+        Ok(recorded)
     }
 
     /// What the agent at `endpoint` says of itself now (within the configured timeout);
@@ -414,7 +433,15 @@ impl Controller {
                         Some(format!("the agent reports version {:?}: {e}", h.version)),
                     ),
                 };
+                let addresses = h
+                    .addresses
+                    .iter()
+                    .filter_map(|a| a.parse::<std::net::IpAddr>().ok())
+                    .filter(|a| !a.is_loopback() && !a.is_unspecified() && !a.is_multicast())
+                    .take(8)
+                    .collect();
                 Health {
+                    addresses,
                     agent_version,
                     reachable: true,
                     last_seen: Some(now),

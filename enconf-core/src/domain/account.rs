@@ -119,6 +119,10 @@ pub struct AccountSpec {
     /// The roles the account uses (records before roles existed used the web role only).
     #[serde(default = "AccountSpec::web_only")]
     pub roles: RoleSet,
+    /// The zones a dns server serves for the account (what the controller sends it; the
+    /// controller keeps them in a table of their own, so its records leave this empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<super::dns::ZoneData>,
 }
 
 impl AccountSpec {

@@ -123,6 +123,32 @@ pub enum Rule {
     PathMismatch,
     #[error("belongs to an account without the mail role")]
     NoMailRole,
+    #[error("is a public suffix (like co.uk): it has no zone of its own")]
+    PublicSuffix,
+    #[error("is not a zone; its zone is {0}")]
+    NotAZone(String),
+    #[error("is outside the zone {0}")]
+    OutsideZone(String),
+    #[error("must be one of A, AAAA, CNAME, MX, TXT, SRV, CAA")]
+    RecordType,
+    #[error("is only given for MX and SRV records")]
+    PriorityNotTaken,
+    #[error("must look like {0}")]
+    RecordFormat(&'static str),
+    #[error("must name a host, not an address")]
+    AddressNotHost,
+    #[error("has a string longer than 255 octets; split it into \"quoted\" strings")]
+    StringTooLong,
+    #[error("cannot be a CNAME at the zone's apex")]
+    CnameAtApex,
+    #[error("already has other records; a CNAME must be alone at its name")]
+    CnameConflict,
+    #[error("is already a record of the zone")]
+    DuplicateRecord,
+    #[error("belongs to an account without the dns role")]
+    NoDnsRole,
+    #[error("is made by enconf and follows the account; it cannot be changed by hand")]
+    ManagedRecord,
 }
 
 impl Rule {

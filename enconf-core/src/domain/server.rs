@@ -67,6 +67,11 @@ pub struct ServerSpec {
     pub roundcube_path: Option<UrlPath>,
     /// Whether the server takes new accounts.
     pub active: bool,
+    /// The addresses its A and AAAA records point to (`None`: the ones its agent reports).
+    #[serde(default)]
+    pub ipv4: Option<std::net::Ipv4Addr>,
+    #[serde(default)]
+    pub ipv6: Option<std::net::Ipv6Addr>,
 }
 
 /// What the health monitor last saw of a server's agent.
@@ -87,6 +92,9 @@ pub struct Health {
     /// The PHP versions the agent says the server offers (`None`: not known).
     #[serde(default)]
     pub php_versions: Option<Vec<super::PhpVersion>>,
+    /// The public addresses the agent says the server has.
+    #[serde(default)]
+    pub addresses: Vec<std::net::IpAddr>,
 }
 
 impl Health {
@@ -112,6 +120,26 @@ pub struct Server {
 }
 
 impl Server {
+    /// The address A records point to: the administrator's, or the first the agent reports.
+    pub fn ipv4(&self) -> Option<std::net::Ipv4Addr> {
+        self.spec.ipv4.or_else(|| {
+            self.health.addresses.iter().find_map(|a| match a {
+                std::net::IpAddr::V4(v4) => Some(*v4),
+                std::net::IpAddr::V6(_) => None,
+            })
+        })
+    }
+
+    /// The address AAAA records point to: the administrator's, or the first the agent reports.
+    pub fn ipv6(&self) -> Option<std::net::Ipv6Addr> {
+        self.spec.ipv6.or_else(|| {
+            self.health.addresses.iter().find_map(|a| match a {
+                std::net::IpAddr::V6(v6) => Some(*v6),
+                std::net::IpAddr::V4(_) => None,
+            })
+        })
+    }
+
     /// Whether the agent runs an older release than `newest`; `false` while its version is
     /// unknown.
     pub fn update_available(&self, newest: &semver::Version) -> bool {

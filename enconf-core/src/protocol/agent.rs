@@ -19,6 +19,7 @@
 //! | `DELETE /v1/mail/{username}/aliases/{address}` | — | 200 [`Applied`] |
 //! | `PUT /v1/webmail` | [`WebmailPut`](super::mail::WebmailPut) | 200 [`Applied`] |
 //! | `GET /v1/mail/{username}/dkim` | — | 200 `[`[`DkimRecord`](super::mail::DkimRecord)`]` |
+//! | `GET /v1/dns/{username}` | — | 200 [`AgentZones`](super::dns::AgentZones) |
 //!
 //! A put is idempotent: the same account put twice answers `{"changed": false}` the second time
 //! and touches nothing. A batch is applied with one validation and one reload; when any item is
@@ -28,8 +29,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The largest body of one account put: 100 domains of 253 characters fit with room to spare.
-pub const MAX_ACCOUNT_PUT_BYTES: usize = 64 * 1024;
+/// The largest body of one account put: 100 domains of 253 characters, and (dns) the zones of
+/// those domains with their records (1,500 records of about 100 bytes per zone), fit.
+pub const MAX_ACCOUNT_PUT_BYTES: usize = 4 * 1024 * 1024;
 /// The largest body of a certificate put: a long chain and an RSA-8192 key fit.
 pub const MAX_CERTIFICATE_PUT_BYTES: usize = 256 * 1024;
 /// The largest body of an ACME challenge answer.
@@ -55,6 +57,9 @@ pub struct AccountPut {
     /// The roles of the account this agent serves (absent: the web role).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles: Option<Vec<String>>,
+    /// The account's zones, whole (dns role only; absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zones: Option<Vec<super::dns::ZonePut>>,
 }
 
 impl AccountPut {
@@ -66,6 +71,12 @@ impl AccountPut {
             php_version: spec.php_version.map(|v| v.to_string()),
             php: Some(spec.php.into()),
             roles: Some(spec.roles.iter().map(|r| r.to_string()).collect()),
+            zones: (!spec.zones.is_empty()).then(|| {
+                spec.zones
+                    .iter()
+                    .map(super::dns::ZonePut::from_zone)
+                    .collect()
+            }),
         }
     }
 
@@ -106,12 +117,35 @@ impl AccountPut {
                 None => rule.at(field("roles")),
             })?,
         };
+        let mut zones = Vec::new();
+        if let Some(list) = &self.zones {
+            if !roles.contains(crate::domain::Role::Dns) && !list.is_empty() {
+                return Err(Rule::NoDnsRole.at(field("zones")));
+            }
+            let own = crate::domain::dns::zones_of(domains.iter())
+                .map_err(|(i, rule)| rule.at(field(&format!("domains[{i}]"))))?;
+            for (i, zone) in list.iter().enumerate() {
+                let at = field(&format!("zones[{i}]."));
+                let zone = zone.validate(&at)?;
+                if !own.contains(&zone.name) {
+                    return Err(Rule::NotAccountDomain.at(format!("{at}name")));
+                }
+                if zones
+                    .iter()
+                    .any(|z: &crate::domain::dns::ZoneData| z.name == zone.name)
+                {
+                    return Err(Rule::DuplicateOf(zone.name.to_string()).at(format!("{at}name")));
+                }
+                zones.push(zone);
+            }
+        }
         Ok(AccountSpec {
             username,
             domains,
             php_version,
             php,
             roles,
+            zones,
         })
     }
 }
@@ -214,6 +248,9 @@ pub struct AgentAccount {
     /// The roles this agent serves for the account (agents before roles: the web role).
     #[serde(default = "AccountSpec::web_only")]
     pub roles: RoleSet,
+    /// The serial of each zone the agent serves for the account (dns role).
+    #[serde(default)]
+    pub zones: std::collections::BTreeMap<String, u32>,
 }
 
 /// `GET /v1/accounts`.

@@ -18,6 +18,7 @@ use crate::placement::{PlacementError, Unfit};
 use crate::store::StoreError;
 
 pub mod agent;
+pub mod dns;
 pub mod mail;
 
 /// Error codes of both APIs.
@@ -332,6 +333,15 @@ pub struct ServerInput {
     pub phpmyadmin_path: Option<String>,
     pub roundcube_path: Option<String>,
     pub active: Option<bool>,
+    /// The address the server's A records point to; absent or null: the one its agent
+    /// reports.
+    #[cfg_attr(feature = "controller", schema(example = "192.0.2.10"))]
+    #[serde(default)]
+    pub ipv4: Option<String>,
+    /// The address the server's AAAA records point to; absent or null: the one its agent
+    /// reports.
+    #[serde(default)]
+    pub ipv6: Option<String>,
 }
 
 impl ServerInput {
@@ -382,7 +392,17 @@ impl ServerInput {
             "roundcube_path",
             UrlPath::parse,
         )?;
+        let ipv4 = optional(self.ipv4.as_deref(), "ipv4", |s| {
+            s.parse::<std::net::Ipv4Addr>()
+                .map_err(|_| Rule::BadAddress)
+        })?;
+        let ipv6 = optional(self.ipv6.as_deref(), "ipv6", |s| {
+            s.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| Rule::BadAddress)
+        })?;
         Ok(ServerSpec {
+            ipv4,
+            ipv6,
             name,
             hostname,
             mail_hostname,
@@ -410,6 +430,8 @@ impl ServerInput {
             phpmyadmin_path: spec.phpmyadmin_path.as_ref().map(ToString::to_string),
             roundcube_path: spec.roundcube_path.as_ref().map(ToString::to_string),
             active: Some(spec.active),
+            ipv4: spec.ipv4.map(|a| a.to_string()),
+            ipv6: spec.ipv6.map(|a| a.to_string()),
         }
     }
 }
@@ -463,6 +485,12 @@ pub struct ServerPatch {
     #[serde(default, deserialize_with = "present")]
     #[cfg_attr(feature = "controller", schema(value_type = Option<bool>))]
     pub active: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "controller", schema(value_type = Option<String>))]
+    pub ipv4: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "controller", schema(value_type = Option<String>))]
+    pub ipv6: Option<Option<String>>,
 }
 
 impl ServerPatch {
@@ -486,6 +514,8 @@ impl ServerPatch {
         set(&mut input.panel_url, &self.panel_url);
         set(&mut input.phpmyadmin_path, &self.phpmyadmin_path);
         set(&mut input.roundcube_path, &self.roundcube_path);
+        set(&mut input.ipv4, &self.ipv4);
+        set(&mut input.ipv6, &self.ipv6);
         if let Some(active) = self.active {
             input.active = Some(active.ok_or_else(|| Rule::Required.at("active"))?);
         }
@@ -525,6 +555,10 @@ pub struct ServerView {
     pub last_error: Option<String>,
     pub update_available: bool,
     pub accounts: u32,
+    /// The address A records point to: the administrator's, or the one the agent reports.
+    pub ipv4: Option<String>,
+    /// The address AAAA records point to: the administrator's, or the one the agent reports.
+    pub ipv6: Option<String>,
 }
 
 impl ServerView {
@@ -553,6 +587,8 @@ impl ServerView {
             last_error: server.health.last_error.clone(),
             update_available: server.update_available(newest_agent),
             accounts: server.accounts,
+            ipv4: server.ipv4().map(|a| a.to_string()),
+            ipv6: server.ipv6().map(|a| a.to_string()),
         }
     }
 }
@@ -634,6 +670,7 @@ impl AccountInput {
                 php_version,
                 php,
                 roles,
+                zones: Vec::new(),
             },
             pins,
         })
@@ -823,6 +860,10 @@ pub struct Reconciliation {
     /// On the agent, but not recorded for this server. Left in place: never deleted by a
     /// reconciliation.
     pub unknown_to_controller: Vec<String>,
+    /// Accounts whose zones this dns server did not serve as recorded: sent to it again, and
+    /// now in sync (also listed in `in_sync`).
+    #[serde(default)]
+    pub repaired: Vec<String>,
 }
 
 /// How a server's certificate is obtained.
@@ -955,6 +996,10 @@ pub struct AgentHealth {
     /// the web role.
     #[serde(default)]
     pub php_versions: Option<Vec<String>>,
+    /// The addresses the server is reached at, as the agent sees them (the source address of
+    /// its outgoing IPv4 and IPv6 routes). Agents before the dns role do not send it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
 }
 
 /// Whether a role's services run on an agent.
@@ -999,6 +1044,8 @@ mod tests {
             phpmyadmin_path: Some("/phpmyadmin".into()),
             roundcube_path: Some("/webmail".into()),
             active: None,
+            ipv4: Some("192.0.2.10".into()),
+            ipv6: None,
         }
     }
 

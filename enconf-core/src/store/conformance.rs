@@ -62,6 +62,9 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("one_agent_is_one_server", |s| {
         Box::pin(one_agent_is_one_server(s))
     }),
+    ("zones_belong_to_their_account", |s| {
+        Box::pin(zones_belong_to_their_account(s))
+    }),
 ];
 
 const NOW: OffsetDateTime = datetime!(2026-11-25 12:00 UTC);
@@ -79,6 +82,8 @@ pub fn spec(name: &str, roles: &str) -> ServerSpec {
         phpmyadmin_path: None,
         roundcube_path: None,
         active: true,
+        ipv4: None,
+        ipv6: None,
     }
 }
 
@@ -109,6 +114,7 @@ pub fn account_with(
             php_version: Some("8.2".parse().unwrap()),
             php: Default::default(),
             roles: roles.parse().unwrap(),
+            zones: Vec::new(),
         },
         pins,
     }
@@ -123,6 +129,7 @@ fn online() -> Health {
         agent_id: None,
         agent_roles: None,
         php_versions: None,
+        addresses: Vec::new(),
     }
 }
 
@@ -1070,4 +1077,204 @@ pub async fn mail_belongs_to_its_account(store: Arc<dyn Store>) {
     assert!(store.mailboxes(next.id).await.unwrap().is_empty());
     assert!(store.aliases(next.id).await.unwrap().is_empty());
     assert!(store.mailboxes(acc.id).await.is_err());
+}
+
+pub async fn zones_belong_to_their_account(store: Arc<dyn Store>) {
+    use crate::domain::Rule;
+    use crate::domain::dns::{RecordData, RecordName, RecordSpec, RecordType, ZoneName};
+    online_server(&*store, "ns1", "web,dns").await;
+    let zone = ZoneName::parse("shop.example").unwrap();
+    let rec = |name: &str, kind: RecordType, content: &str| RecordSpec {
+        name: RecordName::parse(name, &zone).unwrap(),
+        ttl: 3600,
+        data: RecordData::parse(kind, content, kind.has_priority().then_some(10)).unwrap(),
+    };
+    let shop = store
+        .create_account(
+            account_with(
+                "shop",
+                &["shop.example", "www.shop.example"],
+                "web,dns",
+                Default::default(),
+            ),
+            NOW,
+        )
+        .await
+        .unwrap();
+    // One zone for both names; made with the account.
+    let zones = store.zones(shop.id).await.unwrap();
+    assert_eq!(zones.len(), 1);
+    assert_eq!(zones[0].zone.name, zone);
+    assert!(zones[0].key_pem.is_none());
+    let first = zones[0].zone.serial;
+
+    // A name in that zone is another account's zone: refused, nothing recorded.
+    let taken = store
+        .create_account(
+            account_with(
+                "blog",
+                &["blog.shop.example"],
+                "web,dns",
+                Default::default(),
+            ),
+            NOW,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&taken, StoreError::Duplicate { field, value } if field == "domains[0]" && value == "shop.example"),
+        "{taken:?}"
+    );
+    assert_eq!(store.accounts().await.unwrap().len(), 1);
+    // Without the dns role the same name is an ordinary domain.
+    store
+        .create_account(
+            account_with("blog", &["blog.shop.example"], "web", Default::default()),
+            NOW,
+        )
+        .await
+        .unwrap();
+    // A public suffix has no zone.
+    let suffix = store
+        .create_account(
+            account_with("uk", &["co.uk"], "web,dns", Default::default()),
+            NOW,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&suffix, StoreError::Invalid(v) if v.rule == Rule::PublicSuffix),
+        "{suffix:?}"
+    );
+
+    // enconf's records: the serial moves only when they change.
+    let managed = vec![
+        rec("@", RecordType::A, "192.0.2.10"),
+        rec("www", RecordType::A, "192.0.2.10"),
+    ];
+    let row = store
+        .set_managed(shop.id, &zone, managed.clone(), 20261202)
+        .await
+        .unwrap();
+    assert!(row.serial > first);
+    let again = store
+        .set_managed(shop.id, &zone, managed, 20261202)
+        .await
+        .unwrap();
+    assert_eq!(again.serial, row.serial);
+
+    // The account's own records: checked against the zone, ids never reused.
+    let (row, id1) = store
+        .add_record(
+            shop.id,
+            &zone,
+            rec("blog", RecordType::Cname, "www.shop.example"),
+            20261202,
+        )
+        .await
+        .unwrap();
+    assert!(row.serial > again.serial);
+    let conflict = store
+        .add_record(
+            shop.id,
+            &zone,
+            rec("www", RecordType::Cname, "x.example"),
+            20261202,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&conflict, StoreError::Invalid(v) if v.rule == Rule::CnameConflict),
+        "{conflict:?}"
+    );
+    let duplicate = store
+        .add_record(
+            shop.id,
+            &zone,
+            rec("blog", RecordType::Cname, "www.shop.example"),
+            20261202,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&duplicate, StoreError::Invalid(v) if v.field == "name"),
+        "{duplicate:?}"
+    );
+    let row = store
+        .change_record(shop.id, &zone, id1, None, 20261202)
+        .await
+        .unwrap();
+    assert!(row.records.is_empty());
+    let (_, id2) = store
+        .add_record(
+            shop.id,
+            &zone,
+            rec("mail", RecordType::Mx, "mx.example.net"),
+            20261202,
+        )
+        .await
+        .unwrap();
+    assert!(id2 > id1);
+    let missing = store
+        .change_record(shop.id, &zone, id1, None, 20261202)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        missing,
+        StoreError::NotFound {
+            kind: Kind::Record,
+            ..
+        }
+    ));
+    // Another account's zone is not found through this one.
+    let blog = store.accounts().await.unwrap()[1].id;
+    assert!(
+        store
+            .set_managed(blog, &zone, Vec::new(), 20261202)
+            .await
+            .is_err()
+    );
+
+    // The key is sealed and opened again.
+    let pem = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n".to_owned();
+    store
+        .set_zone_key(shop.id, &zone, Some(pem.clone()), 20261202)
+        .await
+        .unwrap();
+    let zones = store.zones(shop.id).await.unwrap();
+    assert!(zones[0].zone.dnssec());
+    assert_eq!(zones[0].key_pem.as_deref(), Some(pem.as_str()));
+
+    // A restored zone has its old records and a newer serial.
+    let before = zones[0].clone();
+    store
+        .add_record(
+            shop.id,
+            &zone,
+            rec("x", RecordType::A, "192.0.2.1"),
+            20261202,
+        )
+        .await
+        .unwrap();
+    let serial = store.zones(shop.id).await.unwrap()[0].zone.serial;
+    store.restore_zone(before.clone(), 20261202).await.unwrap();
+    let restored = store.zones(shop.id).await.unwrap()[0].clone();
+    assert_eq!(restored.zone.records, before.zone.records);
+    assert!(restored.zone.serial > serial);
+
+    // The zone goes with its last domain, and with the account.
+    let mut spec = shop.spec.clone();
+    spec.domains = Domains::parse("domains", &["shop2.example"]).unwrap();
+    store.update_account(shop.id, spec).await.unwrap();
+    let zones = store.zones(shop.id).await.unwrap();
+    assert_eq!(zones.len(), 1);
+    assert_eq!(zones[0].zone.name.as_str(), "shop2.example");
+    store.delete_account(shop.id).await.unwrap();
+    store
+        .create_account(
+            account_with("shop3", &["shop.example"], "web,dns", Default::default()),
+            NOW,
+        )
+        .await
+        .unwrap();
 }

@@ -29,10 +29,12 @@ pub enum Table {
     Mailboxes,
     /// Account id ++ address → alias.
     MailAliases,
+    /// Zone name → zone (its account, serial, records).
+    DnsZones,
 }
 
 impl Table {
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 14] = [
         Table::Meta,
         Table::Servers,
         Table::ServerNames,
@@ -46,6 +48,7 @@ impl Table {
         Table::AgentIds,
         Table::Mailboxes,
         Table::MailAliases,
+        Table::DnsZones,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -63,6 +66,7 @@ impl Table {
             Table::AgentIds => "agent_ids",
             Table::Mailboxes => "mailboxes",
             Table::MailAliases => "mail_aliases",
+            Table::DnsZones => "dns_zones",
         }
     }
 }

@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 use super::kv::{Backend, ReadTxn, Table, WriteTxn};
 use super::{Kind, LISTED_ACCOUNTS, MemoryBackend, SCHEMA_VERSION, Store, StoreError};
 use crate::domain::{
-    Account, AccountId, AccountStatus, AgentToken, Health, NewAccount, Role, RoleServers, RoleSet,
-    Server, ServerId, ServerSpec,
+    Account, AccountId, AccountSpec, AccountStatus, AgentToken, Health, NewAccount, Role,
+    RoleServers, RoleSet, Server, ServerId, ServerSpec,
 };
 use crate::placement::{self, Candidate};
 use crate::secret::{Sealer, SecretKey};
@@ -82,7 +82,7 @@ impl<B: Backend> KvStore<B> {
                 found => {
                     // Schema 3 only adds what schema 2 records are read as (accounts with
                     // one server are web accounts), schema 4 the mail tables (empty in an
-                    // older store): nothing to rewrite.
+                    // older store), schema 5 the dns zones (likewise): nothing to rewrite.
                     if found.is_some_and(|v| v < 2) {
                         migrate_to_2(tx, &sealer)?;
                     }
@@ -727,6 +727,7 @@ fn create_account(
         write_u64(tx, Table::Domains, domain.as_str().as_bytes(), account.id.0)?;
     }
     reindex_account(tx, account.id, &RoleServers::default(), &account.servers)?;
+    super::dns::claim_zones(tx, account.id, None, &account.spec)?;
     Ok(account)
 }
 
@@ -760,6 +761,7 @@ fn update_account(
     for domain in &spec.domains {
         write_u64(tx, Table::Domains, domain.as_str().as_bytes(), id.0)?;
     }
+    super::dns::claim_zones(tx, id, Some(&account.spec), &spec)?;
     account.spec = spec;
     save_account(tx, &account)?;
     Ok(account)
@@ -833,6 +835,15 @@ fn delete_account(tx: &mut dyn WriteTxn, id: AccountId) -> Result<Account, Store
     }
     reindex_account(tx, id, &account.servers, &RoleServers::default())?;
     super::mail::forget_account(tx, id)?;
+    super::dns::claim_zones(
+        tx,
+        id,
+        Some(&account.spec),
+        &AccountSpec {
+            roles: RoleSet::EMPTY,
+            ..account.spec.clone()
+        },
+    )?;
     Ok(account)
 }
 

@@ -16,6 +16,7 @@
 //! # });
 //! ```
 
+mod dns;
 mod kv;
 mod logic;
 mod mail;
@@ -42,6 +43,7 @@ use crate::domain::{
 use crate::placement::PlacementError;
 use crate::secret::SecretKey;
 
+pub use dns::{DnsStore, ZoneRow, ZoneWithKey};
 pub use kv::Backend;
 pub use logic::KvStore;
 pub use mail::MailStore;
@@ -61,14 +63,14 @@ pub type RedbStore = KvStore<RedbBackend>;
 pub type PostgresStore = KvStore<PostgresBackend>;
 
 /// The version of the data layout this build writes. A file with a newer one is refused.
-pub const SCHEMA_VERSION: u64 = 4;
+pub const SCHEMA_VERSION: u64 = 5;
 
 /// What the controller keeps: servers, accounts, counters and settings.
 ///
 /// Methods that change state are atomic: they either happen whole or not at all. Methods that
 /// read a [`Server`] fill in its account count from the same transaction.
 #[async_trait]
-pub trait Store: MailStore + Send + Sync + fmt::Debug {
+pub trait Store: MailStore + DnsStore + Send + Sync + fmt::Debug {
     /// Adds a server with what a first check of its agent saw. Its name (ignoring case) must
     /// be unused; its hostname and mail hostname must not be another server's names or an
     /// account's domain; its agent (by the identity in `health`) must not be another
@@ -165,6 +167,8 @@ pub enum Kind {
     Account,
     Mailbox,
     Alias,
+    Zone,
+    Record,
 }
 
 impl fmt::Display for Kind {
@@ -174,6 +178,8 @@ impl fmt::Display for Kind {
             Kind::Account => "account",
             Kind::Mailbox => "mailbox",
             Kind::Alias => "alias",
+            Kind::Zone => "zone",
+            Kind::Record => "record",
         })
     }
 }

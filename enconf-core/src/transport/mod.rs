@@ -34,6 +34,7 @@
 //!     php_version: None,
 //!     php: PhpSettings::default(),
 //!     roles: AccountSpec::web_only(),
+//!     zones: Vec::new(),
 //! };
 //! let applied = agent.put_account(&site).await?;
 //! assert!(applied.changed);
@@ -249,6 +250,19 @@ impl<'a> AgentClient<'a> {
     ) -> Result<Vec<crate::protocol::mail::DkimRecord>, TransportError> {
         self.call(Method::Get, mail_path(username, "/dkim"), None::<&()>)
             .await
+    }
+
+    /// `GET /v1/dns/{username}`: the serial of each zone the agent serves for the account.
+    pub async fn dns(
+        &self,
+        username: &UserName,
+    ) -> Result<crate::protocol::dns::AgentZones, TransportError> {
+        self.call(
+            Method::Get,
+            format!("/v1/dns/{}", username.as_str()),
+            None::<&()>,
+        )
+        .await
     }
 
     /// `PUT /v1/webmail`: where Roundcube is served.

@@ -24,6 +24,7 @@ use crate::protocol::{
 };
 use crate::ssl::CertKind;
 
+mod dns;
 mod mail;
 
 /// The default request body limit (1 MiB: a certificate chain with its key fits many times).
@@ -96,6 +97,19 @@ pub fn router(controller: Controller, config: ApiConfig) -> Router {
             axum::routing::put(mail::put_alias).delete(mail::delete_alias),
         )
         .route("/api/v1/accounts/{id}/dkim", get(mail::dkim))
+        .route("/api/v1/accounts/{id}/dns/zones", get(dns::list_zones))
+        .route(
+            "/api/v1/accounts/{id}/dns/zones/{zone}",
+            get(dns::get_zone).patch(dns::patch_zone),
+        )
+        .route(
+            "/api/v1/accounts/{id}/dns/zones/{zone}/records",
+            post(dns::create_record),
+        )
+        .route(
+            "/api/v1/accounts/{id}/dns/zones/{zone}/records/{record_id}",
+            axum::routing::put(dns::put_record).delete(dns::delete_record),
+        )
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(Arc::clone(&api), auth));
     Router::new()
@@ -369,6 +383,12 @@ fn refine(doc: &mut serde_json::Value) {
         mail::put_alias,
         mail::delete_alias,
         mail::dkim,
+        dns::list_zones,
+        dns::get_zone,
+        dns::patch_zone,
+        dns::create_record,
+        dns::put_record,
+        dns::delete_record,
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCode, SslState, SslInput)),
     modifiers(&BearerAuth),

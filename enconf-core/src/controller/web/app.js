@@ -133,6 +133,7 @@ const ICONS = {
   trash: "M6 19a2 2 0 0 0 2 2h8a2 2 0 0 0 2-2V7H6v12zM19 4h-3.5l-1-1h-5l-1 1H5v2h14V4z",
   move: "M16 13v-2H7V8l-4 4 4 4v-3h9zm4-9h-8v2h8v12h-8v2h8a2 2 0 0 0 2-2V6a2 2 0 0 0-2-2z",
   mail: "M20 4H4a2 2 0 0 0-2 2v12a2 2 0 0 0 2 2h16a2 2 0 0 0 2-2V6a2 2 0 0 0-2-2zm0 4-8 5-8-5V6l8 5 8-5v2z",
+  dns: "M12 2a10 10 0 1 0 0 20 10 10 0 0 0 0-20zm6.9 6h-2.9a15.7 15.7 0 0 0-1.4-3.6A8 8 0 0 1 18.9 8zM12 4c.8 1.2 1.5 2.5 1.9 4h-3.8c.4-1.4 1.1-2.8 1.9-4zM4.3 14a8.2 8.2 0 0 1 0-4h3.4a16.5 16.5 0 0 0 0 4H4.3zm.8 2h3a15.7 15.7 0 0 0 1.4 3.6A8 8 0 0 1 5.1 16zM8 8H5.1a8 8 0 0 1 4.3-3.6C8.8 5.5 8.4 6.7 8 8zm4 12c-.8-1.2-1.5-2.5-1.9-4h3.8c-.4 1.4-1.1 2.8-1.9 4zm2.3-6H9.7a14.7 14.7 0 0 1 0-4h4.6a14.7 14.7 0 0 1 0 4zm.3 5.6c.6-1.1 1.1-2.3 1.4-3.6h3a8 8 0 0 1-4.4 3.6zM16.3 14a16.5 16.5 0 0 0 0-4h3.4a8.2 8.2 0 0 1 0 4h-3.4z",
 };
 
 function icon(name) {
@@ -455,6 +456,7 @@ function renderAccounts() {
     const td = (label, content) => el("td", { "data-label": label }, content);
     const actions = el("td", { class: "row-actions actions-col", "data-label": "" });
     if (a.servers.mail != null) actions.append(iconButton(`Mail of ${a.username}`, "mail", () => openMail(a)));
+    if (a.servers.dns != null) actions.append(iconButton(`DNS of ${a.username}`, "dns", () => openDns(a)));
     if (a.servers.web != null) actions.append(iconButton(`Migrate ${a.username}`, "move", () => openMigrate(a)));
     actions.append(iconButton(`Delete ${a.username}`, "trash", () => removeAccount(a)));
     return el("tr", { "data-account": String(a.id), "data-name": a.username },
@@ -721,6 +723,134 @@ async function removeAlias(a) {
 }
 
 $("#close-mail").addEventListener("click", () => $("#mail-dialog").close());
+
+// ---- dns of an account ----------------------------------------------------------------------
+
+let dnsAccount = null;
+let dnsZone = null; // the zone shown (its last answer)
+let changingRecord = null; // the id of the record being changed, or null when adding
+
+const zonePath = (rest = "") =>
+  `/accounts/${dnsAccount.id}/dns/zones/${encodeURIComponent($("#dns-zone").value)}${rest}`;
+
+async function openDns(a) {
+  dnsAccount = a;
+  $("#dns-title").textContent = `DNS of ${a.username}`;
+  $("#dns-error").textContent = "";
+  resetRecordForm();
+  $("#dns-dialog").showModal();
+  try {
+    const zones = await api("GET", `/accounts/${a.id}/dns/zones`);
+    $("#dns-zone").replaceChildren(...zones.map((z) => el("option", { value: z.name }, z.name)));
+    await loadZone();
+  } catch (err) {
+    $("#dns-error").textContent = `Cannot load the zones: ${err.message}`;
+  }
+}
+
+async function loadZone() {
+  if (!$("#dns-zone").value) return;
+  try {
+    dnsZone = await api("GET", zonePath());
+    $("#dns-error").textContent = "";
+  } catch (err) {
+    $("#dns-error").textContent = `Cannot load the zone: ${err.message}`;
+    return;
+  }
+  const z = dnsZone;
+  $("#zone-summary").textContent = `Serial ${z.serial}, served by ${z.servers.map(serverName).join(", ")}: `
+    + (z.in_sync ? "every server answers with it." : "not every server answers with it yet.");
+  $("#toggle-dnssec").textContent = z.dnssec ? "Stop signing" : "Sign with DNSSEC";
+  $("#ds-box").hidden = !z.dnssec;
+  $("#ds-list").replaceChildren(...z.ds.map((d) => el("li", {}, el("code", {}, d))));
+  const td = (label, content) => el("td", { "data-label": label }, content);
+  replaceRows($("#record-table tbody"), z.records.map((r) => {
+    const actions = el("td", { class: "row-actions actions-col", "data-label": "" });
+    if (!r.managed) {
+      actions.append(iconButton(`Change record ${r.name} ${r.type}`, "edit", () => startRecordChange(r)),
+        iconButton(`Delete record ${r.name} ${r.type}`, "trash", () => removeRecord(r)));
+    }
+    return el("tr", { "data-record": String(r.id), "data-managed": String(r.managed) },
+      td("Name", r.name), td("Type", r.type), td("TTL", String(r.ttl)),
+      td("Content", el("code", {}, r.priority == null ? r.content : `${r.priority} ${r.content}`)),
+      td("Made by", r.managed ? "enconf" : "account"), actions);
+  }));
+}
+
+function resetRecordForm() {
+  const form = $("#record-form");
+  form.reset();
+  clearErrors(form);
+  changingRecord = null;
+  $("#record-form-title").textContent = "Add Record";
+  $("#save-record").textContent = "Add Record";
+  $("#cancel-record").hidden = true;
+}
+
+function startRecordChange(r) {
+  resetRecordForm();
+  const form = $("#record-form");
+  changingRecord = r.id;
+  form.elements.name.value = r.name;
+  form.elements.type.value = r.type;
+  form.elements.ttl.value = String(r.ttl);
+  form.elements.priority.value = r.priority == null ? "" : String(r.priority);
+  form.elements.content.value = r.content;
+  $("#record-form-title").textContent = `Change ${r.name} ${r.type}`;
+  $("#save-record").textContent = "Save";
+  $("#cancel-record").hidden = false;
+  form.elements.content.focus();
+}
+
+async function removeRecord(r) {
+  if (!confirm(`Delete the record ${r.name} ${r.type} ${r.content}?`)) return;
+  try {
+    await api("DELETE", zonePath(`/records/${r.id}`));
+    if (changingRecord === r.id) resetRecordForm();
+    await loadZone();
+  } catch (err) {
+    $("#dns-error").textContent = `Cannot delete the record: ${err.message}`;
+  }
+}
+
+$("#dns-zone").addEventListener("change", () => { resetRecordForm(); loadZone(); });
+$("#cancel-record").addEventListener("click", resetRecordForm);
+$("#record-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const form = e.target;
+  clearErrors(form);
+  const number = (v) => (v.trim() === "" ? null : Number(v));
+  const body = {
+    name: form.elements.name.value.trim(),
+    type: form.elements.type.value,
+    ttl: number(form.elements.ttl.value),
+    content: form.elements.content.value,
+    priority: number(form.elements.priority.value),
+  };
+  try {
+    if (changingRecord != null) {
+      await api("PUT", zonePath(`/records/${changingRecord}`), body);
+    } else {
+      await api("POST", zonePath("/records"), body);
+    }
+    resetRecordForm();
+    await loadZone();
+  } catch (err) {
+    showError(form, err, $("#record-form-error"));
+  }
+});
+
+$("#toggle-dnssec").addEventListener("click", async () => {
+  if (!dnsZone) return;
+  try {
+    await api("PATCH", zonePath(), { dnssec: !dnsZone.dnssec });
+    await loadZone();
+  } catch (err) {
+    $("#dns-error").textContent = `Cannot change the signing: ${err.message}`;
+  }
+});
+
+$("#close-dns").addEventListener("click", () => $("#dns-dialog").close());
 
 let migrating = null;
 
