@@ -56,34 +56,17 @@ fn cluster() -> Option<Cluster> {
     .unwrap();
     runtime.block_on(controller.add_server(&input)).unwrap();
 
-    let mut dns = Vec::new();
-    for (i, host) in hosts.into_iter().enumerate() {
-        let root = tempfile::tempdir().unwrap();
-        let settings = host.agent_settings(&root.path().join("zones"));
-        let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let config = common::config(root.path(), &extra);
-        let applier = Applier::new(config.layout, RealSystem::new()).with_roles(config.roles);
-        applier.start().unwrap();
-        let agent = runtime
-            .block_on(async { Agent::new(AgentToken::parse(TOKEN).unwrap(), applier, 1 << 22) });
-        let url: AgentUrl = format!("http://127.0.0.1:{}", 50091 + i).parse().unwrap();
-        transport.add(url.clone(), router(agent));
-        let input = serde_json::from_value(json!({
-            "name": format!("dns{}", i + 1), "hostname": format!("ns{}.host.example", i + 1),
-            "agent_url": url.to_string(), "agent_token": TOKEN, "roles": ["dns"],
-        }))
-        .unwrap();
-        let server = runtime.block_on(controller.add_server(&input)).unwrap();
-        assert!(server.reachable, "{server:?}");
-        dns.push((host, url, server.id, root));
-    }
-    Some(Cluster {
+    let mut c = Cluster {
         controller,
         transport,
         runtime,
-        dns,
+        dns: Vec::new(),
         _web: web,
-    })
+    };
+    for host in hosts {
+        c.add_dns_server(host);
+    }
+    Some(c)
 }
 
 fn record(value: serde_json::Value) -> RecordInput {
@@ -91,6 +74,34 @@ fn record(value: serde_json::Value) -> RecordInput {
 }
 
 impl Cluster {
+    /// A dns agent driving `host`, registered as the next dns server.
+    fn add_dns_server(&mut self, host: DnsHost) -> ServerId {
+        let i = self.dns.len() + 1;
+        let root = tempfile::tempdir().unwrap();
+        let settings = host.agent_settings(&root.path().join("zones"));
+        let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let config = common::config(root.path(), &extra);
+        let applier = Applier::new(config.layout, RealSystem::new()).with_roles(config.roles);
+        applier.start().unwrap();
+        let agent = self
+            .runtime
+            .block_on(async { Agent::new(AgentToken::parse(TOKEN).unwrap(), applier, 1 << 22) });
+        let url: AgentUrl = format!("http://127.0.0.1:{}", 50090 + i).parse().unwrap();
+        self.transport.add(url.clone(), router(agent));
+        let input = serde_json::from_value(json!({
+            "name": format!("dns{i}"), "hostname": format!("ns{i}.host.example"),
+            "agent_url": url.to_string(), "agent_token": TOKEN, "roles": ["dns"],
+        }))
+        .unwrap();
+        let server = self
+            .runtime
+            .block_on(self.controller.add_server(&input))
+            .unwrap();
+        assert!(server.reachable, "{server:?}");
+        self.dns.push((host, url, server.id, root));
+        server.id
+    }
+
     fn account(&self, user: &str, domains: &[&str]) -> AccountId {
         let input = serde_json::from_value(json!({
             "username": user, "domains": domains, "roles": ["web", "mail", "dns"],
@@ -325,7 +336,7 @@ fn an_account_resolves_the_same_on_every_dns_server() {
 
 #[test]
 fn a_change_reaches_every_dns_server_or_none() {
-    let Some(c) = cluster() else { return };
+    let Some(mut c) = cluster() else { return };
     let id = c.account("blog", &["blog.example"]);
     let zone = "blog.example";
     let serial = c.serial_of(id, zone);
@@ -373,4 +384,33 @@ fn a_change_reaches_every_dns_server_or_none() {
     let now = c.serial_of(id, zone);
     assert_eq!(c.serials(zone), [Some(now), Some(now)]);
     assert_eq!(c.dig("www.blog.example", "A"), ["192.0.2.30"]);
+
+    // A dns server added later serves the zone too (its reconciliation joins it to the
+    // account, the NS records name it, and every server has the new serial).
+    let Some(third) = DnsHost::start() else {
+        return;
+    };
+    let id3 = c.add_dns_server(third);
+    let report = c.runtime.block_on(c.controller.reconcile(id3)).unwrap();
+    assert_eq!(report.in_sync, ["blog"], "{report:?}");
+    let account = c.runtime.block_on(c.controller.account(id)).unwrap();
+    assert_eq!(
+        account.servers.of(enconf_core::domain::Role::Dns).len(),
+        3,
+        "{account:?}"
+    );
+    let latest = c.serial_of(id, zone);
+    assert!(latest > now);
+    for (host, ..) in &c.dns {
+        assert_eq!(host.serial(zone), Some(latest));
+        assert_eq!(
+            host.dig("blog.example", "NS"),
+            [
+                "ns1.host.example.",
+                "ns2.host.example.",
+                "ns3.host.example."
+            ]
+        );
+        assert_eq!(host.dig("www.blog.example", "A"), ["192.0.2.30"]);
+    }
 }

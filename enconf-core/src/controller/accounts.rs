@@ -417,6 +417,24 @@ impl Controller {
     pub async fn reconcile(&self, id: ServerId) -> Result<Reconciliation> {
         let server = self.store.server(id).await?;
         Self::require_online(&server)?;
+        // A dns server added (or made active) after accounts with the dns role serves their
+        // zones from now on: it joins them, their NS records name it, and every dns server of
+        // theirs gets the zones (best effort here; this server is repaired below either way).
+        for account in self.store.join_dns(id).await? {
+            let joined = async {
+                self.refresh_managed(&account, None).await?;
+                self.push_zones(account.id).await
+            }
+            .await;
+            match joined {
+                Ok(()) => {
+                    tracing::info!(account = %account.id, server = %id, "dns server joined the account's zones")
+                }
+                Err(e) => {
+                    tracing::warn!(account = %account.id, server = %id, error = %e, "dns server joined the account, but not every dns server has the new zones yet")
+                }
+            }
+        }
         let endpoint = AgentEndpoint::from(&server);
         let client = AgentClient::new(&*self.transport, &endpoint);
         let reported = match client.accounts().await {

@@ -1269,6 +1269,13 @@ pub async fn zones_belong_to_their_account(store: Arc<dyn Store>) {
     let zones = store.zones(shop.id).await.unwrap();
     assert_eq!(zones.len(), 1);
     assert_eq!(zones[0].zone.name.as_str(), "shop2.example");
+    // A dns server added later joins every account with the dns role, once.
+    let ns2 = online_server(&*store, "ns2", "dns").await;
+    let joined = store.join_dns(ns2).await.unwrap();
+    assert_eq!(joined.iter().map(|a| a.id).collect::<Vec<_>>(), [shop.id]);
+    assert_eq!(joined[0].servers.of(Role::Dns).len(), 2);
+    assert!(store.join_dns(ns2).await.unwrap().is_empty());
+    assert_eq!(store.accounts_on(ns2).await.unwrap().len(), 1);
     store.delete_account(shop.id).await.unwrap();
     store
         .create_account(

@@ -12,12 +12,15 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::kv::{Backend, ReadTxn, Table, WriteTxn};
-use super::logic::{KvStore, decode, encode, load_account};
+use super::logic::{
+    KvStore, decode, decode_account, encode, load_account, load_record, reindex_account,
+    save_account,
+};
 use super::{Kind, StoreError};
 use crate::domain::dns::{
     MAX_USER_RECORDS, Record, RecordSpec, ZoneName, check_beside, next_serial, zones_of,
 };
-use crate::domain::{AccountId, AccountSpec, Role, Rule};
+use crate::domain::{Account, AccountId, AccountSpec, Role, Rule, ServerId};
 use crate::secret::Sealer;
 
 /// A zone as the store keeps it.
@@ -122,6 +125,10 @@ pub trait DnsStore: Send + Sync {
     /// Puts a zone's records and key back as `previous` had them (a change an agent refused),
     /// with a serial above the one it has now.
     async fn restore_zone(&self, previous: ZoneWithKey, today: u32) -> Result<(), StoreError>;
+    /// Makes the dns server `server` (active, with the dns role) one of the dns servers of
+    /// every account with the dns role it does not serve yet (it was added, or made active,
+    /// after them); returns those accounts as they are now.
+    async fn join_dns(&self, server: ServerId) -> Result<Vec<Account>, StoreError>;
 }
 
 fn key_context(zone: &ZoneName) -> Vec<u8> {
@@ -394,5 +401,32 @@ impl<B: Backend> DnsStore for KvStore<B> {
         })
         .await
         .map(drop)
+    }
+
+    async fn join_dns(&self, server: ServerId) -> Result<Vec<Account>, StoreError> {
+        self.write(move |tx, _| {
+            let record = load_record(tx, server)?;
+            if !record.spec.active || !record.spec.roles.contains(Role::Dns) {
+                return Ok(Vec::new());
+            }
+            let mut joined = Vec::new();
+            for (_, value) in tx.scan(Table::Accounts, b"")? {
+                let mut account = decode_account(&value)?;
+                let dns = account.servers.of(Role::Dns);
+                if !account.spec.roles.contains(Role::Dns) || dns.contains(&server) {
+                    continue;
+                }
+                let before = account.servers.clone();
+                let mut list = dns.to_vec();
+                list.push(server);
+                list.sort();
+                account.servers.set(Role::Dns, list);
+                reindex_account(tx, account.id, &before, &account.servers)?;
+                save_account(tx, &account)?;
+                joined.push(account);
+            }
+            Ok(joined)
+        })
+        .await
     }
 }

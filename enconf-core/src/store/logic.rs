@@ -200,8 +200,8 @@ impl StoredToken {
 
 /// A server as stored (id and account count live elsewhere).
 #[derive(Serialize, Deserialize)]
-struct ServerRecord {
-    spec: ServerSpec,
+pub(super) struct ServerRecord {
+    pub(super) spec: ServerSpec,
     token: StoredToken,
     health: Health,
 }
@@ -270,7 +270,7 @@ fn to_server(
     })
 }
 
-fn load_record(tx: &dyn ReadTxn, id: ServerId) -> Result<ServerRecord, StoreError> {
+pub(super) fn load_record(tx: &dyn ReadTxn, id: ServerId) -> Result<ServerRecord, StoreError> {
     let bytes = tx
         .get(Table::Servers, &id_key(id.0))?
         .ok_or(StoreError::NotFound {
@@ -328,7 +328,7 @@ pub(super) fn load_account(tx: &dyn ReadTxn, id: AccountId) -> Result<Account, S
     decode_account(&bytes)
 }
 
-fn decode_account(bytes: &[u8]) -> Result<Account, StoreError> {
+pub(super) fn decode_account(bytes: &[u8]) -> Result<Account, StoreError> {
     let stored: StoredAccount = decode(bytes)?;
     let mut servers = stored.servers;
     if let (true, Some(web)) = (servers.servers().is_empty(), stored.server_id) {
@@ -343,7 +343,7 @@ fn decode_account(bytes: &[u8]) -> Result<Account, StoreError> {
     })
 }
 
-fn save_account(tx: &mut dyn WriteTxn, account: &Account) -> Result<(), StoreError> {
+pub(super) fn save_account(tx: &mut dyn WriteTxn, account: &Account) -> Result<(), StoreError> {
     tx.put(Table::Accounts, &id_key(account.id.0), &encode(account)?)
 }
 
@@ -385,7 +385,7 @@ fn accounts_on(tx: &dyn ReadTxn, server: ServerId) -> Result<Vec<Account>, Store
 
 /// Makes the index and the account counts say what `after` says of where `id` is served,
 /// given what `before` said.
-fn reindex_account(
+pub(super) fn reindex_account(
     tx: &mut dyn WriteTxn,
     id: AccountId,
     before: &RoleServers,
