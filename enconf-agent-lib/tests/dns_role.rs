@@ -313,6 +313,24 @@ fn an_account_resolves_the_same_on_every_dns_server() {
     }
     assert_eq!(c.dig("shop.example", "DNSKEY").len(), 1);
 
+    // The web server's address changes: the A records follow on both servers.
+    let web = c
+        .runtime
+        .block_on(c.controller.servers())
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "web1")
+        .unwrap();
+    let patch = serde_json::from_value(json!({"ipv4": "192.0.2.99"})).unwrap();
+    c.runtime
+        .block_on(c.controller.patch_server(web.id, &patch))
+        .unwrap();
+    common::services::wait_for("the A records following the web server", || {
+        c.dns
+            .iter()
+            .all(|(h, ..)| h.dig("www.shop.example", "A") == ["192.0.2.99"])
+    });
+
     // A second account cannot take the zone, nor a name inside it.
     let input = serde_json::from_value(json!({
         "username": "other", "domains": ["blog.shop.example"], "roles": ["web", "dns"],

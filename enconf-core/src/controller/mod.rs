@@ -296,6 +296,14 @@ impl Controller {
             }
             self.send_webmail(&next).await?;
         }
+        let dns = crate::domain::Role::Dns;
+        let joins_dns = spec.active
+            && spec.roles.contains(dns)
+            && !(current.spec.active && current.spec.roles.contains(dns));
+        let names_changed = spec.hostname != current.spec.hostname
+            || spec.mail_hostname != current.spec.mail_hostname
+            || spec.ipv4 != current.spec.ipv4
+            || spec.ipv6 != current.spec.ipv6;
         let server = self.store.update_server(id, spec, token).await?;
         tracing::info!(server = %id, "server changed");
         let server = if reach_changed {
@@ -303,7 +311,43 @@ impl Controller {
         } else {
             server
         };
+        // Off the request: zones follow what changed (a dns server made active serves every
+        // account's zones; a changed address or host name changes the records naming it).
+        if (joins_dns || names_changed) && server.health.reachable {
+            let controller = self.clone();
+            tokio::spawn(async move { controller.zones_follow_server(id, joins_dns).await });
+        }
         Ok(self.view(&server))
+    }
+
+    /// Brings the zones of the accounts using server `id` in step with it (and, with `join`,
+    /// makes it serve every account's zones): best effort, logged.
+    async fn zones_follow_server(&self, id: ServerId, join: bool) {
+        if join && let Err(e) = self.reconcile(id).await {
+            tracing::warn!(server = %id, error = %e, "the dns server does not serve every zone yet");
+        }
+        let accounts = match self.store.accounts_on(id).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(server = %id, error = %e, "zones not brought in step with the server");
+                return;
+            }
+        };
+        for account in accounts
+            .iter()
+            .filter(|a| a.spec.roles.contains(crate::domain::Role::Dns))
+        {
+            let followed = async {
+                if self.refresh_managed(account, None).await? {
+                    self.push_zones(account.id).await?;
+                }
+                Ok::<(), ControllerError>(())
+            }
+            .await;
+            if let Err(e) = followed {
+                tracing::warn!(account = %account.id, server = %id, error = %e, "the zones could not follow the server; a reconciliation of the dns servers brings them up to date");
+            }
+        }
     }
 
     /// Deletes a server that hosts no accounts (`409 server_has_accounts` otherwise).
