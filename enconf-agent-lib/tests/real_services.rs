@@ -656,7 +656,13 @@ def request(method, url, body=None):
         name, _, rest = cookie.partition("=")
         cookies[name] = rest.split(";")[0]
     return r.status, r.getheader("Location") or "", text
-status, _, page = request("GET", f"{path}/")
+try:
+    status, _, page = request("GET", f"{path}/")
+except ConnectionRefusedError:
+    # nginx opens the HTTPS listener when it has read the new configuration (a HUP is
+    # asynchronous): not yet listening is "not ready", not a failure.
+    print("not listening")
+    sys.exit(0)
 found = re.search(r'name="_token" value="([^"]+)"', page)
 if status != 200 or not found:
     print(f"form {status}")
