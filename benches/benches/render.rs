@@ -95,6 +95,7 @@ fn specs(n: usize) -> Vec<AccountSpec> {
                 php: None,
                 roles: None,
                 zones: None,
+                db: None,
             }
             .validate("", None)
             .unwrap()

@@ -356,6 +356,15 @@ impl<S: System> Applier<S> {
         roles::dns::served(&self.exec, &installed)
     }
 
+    /// What each database of the account `user` takes on disk here.
+    pub fn db_sizes(
+        &self,
+        user: &UserName,
+    ) -> Result<std::collections::BTreeMap<String, u64>, ApplyError> {
+        let spec = self.installed_spec(user)?;
+        crate::services::mariadb::sizes(self.system(), self.layout(), &spec.db.databases)
+    }
+
     pub fn dkim(&self, user: &UserName) -> Result<Vec<DkimRecord>, ApplyError> {
         let spec = self.installed_spec(user)?;
         roles::mail::dkim(&self.exec, &spec)
@@ -387,6 +396,18 @@ impl<S: System> Applier<S> {
             return Err(ApplyError::RoleNotServed { role: Role::Mail });
         }
         crate::webmail::put(&self.exec, path)
+    }
+
+    /// Serves phpMyAdmin at `path` of the panel's HTTPS server block, or nothing (see
+    /// [`crate::phpmyadmin::put`]). Only on a server that serves the db role.
+    pub fn put_phpmyadmin(
+        &self,
+        path: Option<enconf_core::domain::UrlPath>,
+    ) -> Result<bool, ApplyError> {
+        if path.is_some() && !self.served.contains(Role::Db) {
+            return Err(ApplyError::RoleNotServed { role: Role::Db });
+        }
+        crate::phpmyadmin::put(&self.exec, path)
     }
 
     /// Serves an ACME HTTP-01 answer (see [`crate::acme::put`]).

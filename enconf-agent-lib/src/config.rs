@@ -98,6 +98,16 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
         "AGENT_DNS_ZONES_DIR",
         Some("/var/lib/netcell-webpanel-agent/zones"),
     ),
+    ("AGENT_DB_SOCKET", Some("/run/mysqld/mysqld.sock")),
+    ("AGENT_DB_ADMIN_USER", Some("root")),
+    ("AGENT_MARIADB_PID_FILE", Some("/run/mysqld/mysqld.pid")),
+    ("AGENT_DB_LISTEN", Some("127.0.0.1")),
+    (
+        "AGENT_MARIADB_CONFIG",
+        Some("/etc/mysql/mariadb.conf.d/90-enconf.cnf"),
+    ),
+    ("AGENT_PHPMYADMIN_DIR", Some("/usr/share/phpmyadmin")),
+    ("AGENT_PHPMYADMIN_CONF_D", Some("/etc/phpmyadmin/conf.d")),
 ];
 
 /// A configuration error; the message names the line or the key.
@@ -219,6 +229,21 @@ pub struct Layout {
     /// The zone files the agent keeps (`<zone>.zone`, and `<zone>.key`, 0600, when signed):
     /// what PowerDNS is made to serve.
     pub dns_zones_dir: PathBuf,
+    /// MariaDB's unix socket, and the user the agent logs in as over it (socket
+    /// authentication: no password anywhere).
+    pub db_socket: PathBuf,
+    pub db_admin_user: String,
+    pub mariadb_pid_file: PathBuf,
+    /// The address MariaDB is set to listen on (`bind-address` in [`Layout::mariadb_config`]).
+    /// A loopback address (the default) keeps it local: database users may then connect
+    /// from this machine only, and a grant for another host is refused.
+    pub db_listen: IpAddr,
+    /// The MariaDB option file the agent writes (its listening address).
+    pub mariadb_config: PathBuf,
+    /// phpMyAdmin's document root and the directory of settings it reads last (Debian's
+    /// package).
+    pub phpmyadmin_dir: PathBuf,
+    pub phpmyadmin_conf_d: PathBuf,
 }
 
 impl Layout {
@@ -556,6 +581,15 @@ impl AgentConfig {
             pdns_control_bin: path("AGENT_PDNS_CONTROL_BIN")?,
             pdns_pid_file: path("AGENT_PDNS_PID_FILE")?,
             dns_zones_dir: path("AGENT_DNS_ZONES_DIR")?,
+            db_socket: path("AGENT_DB_SOCKET")?,
+            db_admin_user: user_name("AGENT_DB_ADMIN_USER")?,
+            mariadb_pid_file: path("AGENT_MARIADB_PID_FILE")?,
+            db_listen: required("AGENT_DB_LISTEN")?
+                .parse()
+                .map_err(|_| bad("AGENT_DB_LISTEN", "must be an IP address".into()))?,
+            mariadb_config: path("AGENT_MARIADB_CONFIG")?,
+            phpmyadmin_dir: path("AGENT_PHPMYADMIN_DIR")?,
+            phpmyadmin_conf_d: path("AGENT_PHPMYADMIN_CONF_D")?,
         };
         Ok(Self {
             token,

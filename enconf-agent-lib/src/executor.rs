@@ -56,6 +56,9 @@ pub enum ApplyError {
     /// A zone the account asks for is served here for another account.
     #[error("the zone {zone} is served here for the account {owner}")]
     ZoneTaken { zone: String, owner: String },
+    /// A database or user the account asks for exists here and is not the account's.
+    #[error("{name}: {reason}")]
+    DbTaken { name: String, reason: String },
     /// The account is not on this agent.
     #[error("no account {0} on this server")]
     UnknownAccount(UserName),
@@ -76,6 +79,9 @@ pub enum Reload {
     /// [`crate::services::pdns::sync`]. It reads the files only, so it is the same forward,
     /// in a rollback and after a crash.
     Zone { zone: String },
+    /// MariaDB made to hold the databases and users the account's record says:
+    /// [`crate::services::mariadb::sync`]. It reads the files only, like `Zone`.
+    Database { user: String },
 }
 
 /// A validation of a plan's new files, run before anything live changes. Implemented by the
@@ -806,6 +812,9 @@ impl<S: System> Executor<S> {
                 }
                 Reload::Zone { zone } => {
                     crate::services::pdns::sync(&self.system, &self.layout, zone)?
+                }
+                Reload::Database { user } => {
+                    crate::services::mariadb::sync(&self.system, &self.layout, user)?
                 }
             }
         }

@@ -52,3 +52,36 @@ pub fn plan<S: System>(
     plan.reload(nginx::reload(exec.layout()));
     Ok(true)
 }
+
+/// Adds to `plan` the PHP-FPM pool `file` of a server-wide application served in the panel's
+/// HTTPS block (webmail, phpMyAdmin) as `text`, or its removal (`None`), checked and reloaded.
+pub fn plan_app_pool<S: System>(
+    exec: &Executor<S>,
+    plan: &mut Plan,
+    file: &str,
+    text: Option<String>,
+) -> Result<(), ApplyError> {
+    let layout = exec.layout();
+    let version = layout.php_default_version;
+    let pool = layout.php_fpm_pool_dir(version).join(file);
+    let installed = exec.system().read(&pool)?;
+    match text {
+        Some(text) => {
+            let text = text.into_bytes();
+            if installed.as_deref() != Some(&text[..]) {
+                plan.write(pool.clone(), text, 0o644);
+                plan.check(crate::services::php_fpm::FpmCheck {
+                    version,
+                    pools: vec![pool],
+                });
+                plan.reload(crate::services::php_fpm::reload(layout, version));
+            }
+        }
+        None if installed.is_some() => {
+            plan.remove(pool);
+            plan.reload(crate::services::php_fpm::reload(layout, version));
+        }
+        None => {}
+    }
+    Ok(())
+}

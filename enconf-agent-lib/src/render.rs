@@ -75,6 +75,9 @@ pub struct PanelSite {
     /// Where Roundcube is served in the HTTPS server block (`/webmail`), if anywhere.
     #[serde(default)]
     pub webmail: Option<enconf_core::domain::UrlPath>,
+    /// Where phpMyAdmin is served in the HTTPS server block (`/phpmyadmin`), if anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phpmyadmin: Option<enconf_core::domain::UrlPath>,
 }
 
 /// The PHP-FPM pool that runs Roundcube, as the web server's user.
@@ -88,20 +91,59 @@ pub fn webmail_socket(layout: &Layout) -> PathBuf {
 /// The PHP-FPM pool of Roundcube: the web server's user (Debian's Roundcube files and
 /// database belong to it), on-demand workers.
 pub fn webmail_pool(layout: &Layout) -> String {
+    app_pool(layout, "webmail", &webmail_socket(layout))
+}
+
+/// The PHP-FPM pool that runs phpMyAdmin, as the web server's user.
+pub const PHPMYADMIN_POOL_FILE: &str = "enconf-phpmyadmin.conf";
+
+/// The socket of the phpMyAdmin pool.
+pub fn phpmyadmin_socket(layout: &Layout) -> PathBuf {
+    layout.php_fpm_socket_dir.join("enconf-phpmyadmin.sock")
+}
+
+/// The PHP-FPM pool of phpMyAdmin: the web server's user (Debian's phpMyAdmin settings and
+/// its temporary directory belong to it), on-demand workers.
+pub fn phpmyadmin_pool(layout: &Layout) -> String {
+    app_pool(layout, "phpmyadmin", &phpmyadmin_socket(layout))
+}
+
+/// The pool `enconf-<app>` of a server-wide PHP application, on `socket`.
+fn app_pool(layout: &Layout, app: &str, socket: &std::path::Path) -> String {
     format!(
-        "; Managed by enconf: webmail. Do not edit: the agent rewrites this file.\n\
-         [enconf-webmail]\nuser = {web}\ngroup = {web}\nlisten = {socket}\n\
+        "; Managed by enconf: {app}. Do not edit: the agent rewrites this file.\n\
+         [enconf-{app}]\nuser = {web}\ngroup = {web}\nlisten = {socket}\n\
          listen.owner = {web}\nlisten.group = {web}\nlisten.mode = 0660\n\
          pm = ondemand\npm.max_children = 10\npm.process_idle_timeout = 10s\n\
          php_admin_value[upload_max_filesize] = 25M\nphp_admin_value[post_max_size] = 26M\n",
         web = layout.web_server_user,
-        socket = webmail_socket(layout).display(),
+        socket = socket.display(),
     )
 }
 
 /// The webmail locations of the panel's HTTPS server block: `path` redirects to `path/`, where
 /// Roundcube's document root is served and its PHP runs in the webmail pool.
 fn webmail_locations(layout: &Layout, path: &enconf_core::domain::UrlPath) -> String {
+    app_locations(layout, path, &layout.roundcube_dir, &webmail_socket(layout))
+}
+
+/// The phpMyAdmin locations, as the webmail ones.
+fn phpmyadmin_locations(layout: &Layout, path: &enconf_core::domain::UrlPath) -> String {
+    app_locations(
+        layout,
+        path,
+        &layout.phpmyadmin_dir,
+        &phpmyadmin_socket(layout),
+    )
+}
+
+/// `path` redirects to `path/`, where `dir` is served and its PHP runs on `socket`.
+fn app_locations(
+    layout: &Layout,
+    path: &enconf_core::domain::UrlPath,
+    dir: &std::path::Path,
+    socket: &std::path::Path,
+) -> String {
     format!(
         "\n    location = {path} {{\n        return 301 {path}/;\n    }}\n\n    \
          location ^~ {path}/ {{\n        alias {dir}/;\n        index index.php;\n        \
@@ -111,9 +153,9 @@ fn webmail_locations(layout: &Layout, path: &enconf_core::domain::UrlPath) -> St
          fastcgi_param HTTPS on;\n            \
          fastcgi_pass unix:{socket};\n        }}\n    }}\n",
         path = path.as_str(),
-        dir = layout.roundcube_dir.display(),
+        dir = dir.display(),
         params = layout.nginx_fastcgi_params.display(),
-        socket = webmail_socket(layout).display(),
+        socket = socket.display(),
     )
 }
 
@@ -159,7 +201,7 @@ pub fn panel_vhost(layout: &Layout, site: &PanelSite) -> String {
         out.push_str(&format!(
             "server {{\n    listen {https} ssl;\n    server_name{names};\n    \
              ssl_certificate {cert};\n    ssl_certificate_key {key};\n    \
-             ssl_protocols TLSv1.2 TLSv1.3;\n{webmail}\n    location / {{\n        {upstream}\n    }}\n}}\n",
+             ssl_protocols TLSv1.2 TLSv1.3;\n{webmail}{phpmyadmin}\n    location / {{\n        {upstream}\n    }}\n}}\n",
             https = layout.https_port,
             cert = cert.display(),
             key = key.display(),
@@ -167,6 +209,11 @@ pub fn panel_vhost(layout: &Layout, site: &PanelSite) -> String {
                 .webmail
                 .as_ref()
                 .map(|p| webmail_locations(layout, p))
+                .unwrap_or_default(),
+            phpmyadmin = site
+                .phpmyadmin
+                .as_ref()
+                .map(|p| phpmyadmin_locations(layout, p))
                 .unwrap_or_default(),
         ));
     }

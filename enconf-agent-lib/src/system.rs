@@ -66,6 +66,14 @@ pub trait System: Send + Sync + fmt::Debug + 'static {
     fn list(&self, dir: &Path) -> Result<Vec<String>, SystemError>;
     /// Runs a program and returns what it printed; a non-zero exit is an error.
     fn run(&self, program: &Path, args: &[&str]) -> Result<String, SystemError>;
+    /// Runs statements in order on the local MariaDB (its unix `socket`, as `user`), stopping
+    /// at the first error; each statement's rows ([`crate::sql`]).
+    fn sql(
+        &self,
+        socket: &Path,
+        user: &str,
+        statements: &[crate::sql::Sql],
+    ) -> Result<Vec<crate::sql::Rows>, SystemError>;
     /// The user of that name in the machine's user database, if there is one.
     fn user(&self, user: &UserName) -> Result<Option<SystemUser>, SystemError>;
     /// Whether a group of that name exists.
@@ -485,6 +493,15 @@ impl System for RealSystem {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    fn sql(
+        &self,
+        socket: &Path,
+        user: &str,
+        statements: &[crate::sql::Sql],
+    ) -> Result<Vec<crate::sql::Rows>, SystemError> {
+        crate::sql::run(socket, user, statements)
+    }
+
     fn user(&self, user: &UserName) -> Result<Option<SystemUser>, SystemError> {
         Ok(self.cache()?.users()?.get(user.as_str()).cloned())
     }
@@ -754,6 +771,21 @@ impl System for Sandbox {
             line.push_str(a);
         }
         self.record(line)
+    }
+
+    fn sql(
+        &self,
+        socket: &Path,
+        _user: &str,
+        statements: &[crate::sql::Sql],
+    ) -> Result<Vec<crate::sql::Rows>, SystemError> {
+        statements
+            .iter()
+            .map(|s| {
+                self.record(format!("mariadb --socket={} {s}", socket.display()))
+                    .map(|_| Vec::new())
+            })
+            .collect()
     }
 
     fn user(&self, user: &UserName) -> Result<Option<SystemUser>, SystemError> {

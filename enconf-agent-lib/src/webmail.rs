@@ -7,7 +7,6 @@ use enconf_core::domain::UrlPath;
 
 use crate::executor::{ApplyError, Executor, Plan};
 use crate::render::{WEBMAIL_POOL_FILE, webmail_pool};
-use crate::services::php_fpm::{self, FpmCheck};
 use crate::system::System;
 
 /// The key of Roundcube's settings the agent manages: the IMAP server it logs in to.
@@ -46,9 +45,6 @@ pub fn put<S: System>(exec: &Executor<S>, path: Option<UrlPath>) -> Result<bool,
     site.webmail = path.clone();
     let mut plan = Plan::default();
     crate::panel::plan(exec, &mut plan, &site)?;
-    let version = layout.php_default_version;
-    let pool = layout.php_fpm_pool_dir(version).join(WEBMAIL_POOL_FILE);
-    let installed_pool = system.read(&pool)?;
     if path.is_some() {
         let Some(conf) = system.read(&layout.roundcube_config)? else {
             return Err(ApplyError::Rejected {
@@ -70,19 +66,13 @@ pub fn put<S: System>(exec: &Executor<S>, path: Option<UrlPath>) -> Result<bool,
                 ("root", layout.web_server_user.as_str()),
             );
         }
-        let text = webmail_pool(layout).into_bytes();
-        if installed_pool.as_deref() != Some(&text[..]) {
-            plan.write(pool.clone(), text, 0o644);
-            plan.check(FpmCheck {
-                version,
-                pools: vec![pool],
-            });
-            plan.reload(php_fpm::reload(layout, version));
-        }
-    } else if installed_pool.is_some() {
-        plan.remove(pool);
-        plan.reload(php_fpm::reload(layout, version));
     }
+    crate::panel::plan_app_pool(
+        exec,
+        &mut plan,
+        WEBMAIL_POOL_FILE,
+        path.is_some().then(|| webmail_pool(layout)),
+    )?;
     if plan.is_empty() {
         return Ok(false);
     }

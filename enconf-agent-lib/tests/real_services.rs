@@ -638,31 +638,6 @@ fn an_account_changed_through_the_controller_serves_its_new_domain_and_limits() 
 /// page, and of the login (`302 …_task=mail` when it worked).
 fn roundcube_login(port: u16, host: &str, path: &str, user: &str, password: &str) -> String {
     const SCRIPT: &str = r#"
-import http.client, re, ssl, sys, urllib.parse
-port, host, path, user, password = sys.argv[1:6]
-ctx = ssl._create_unverified_context()
-cookies = {}
-def request(method, url, body=None):
-    c = http.client.HTTPSConnection("127.0.0.1", int(port), context=ctx, timeout=30)
-    headers = {"Host": host}
-    if cookies:
-        headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
-    if body is not None:
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
-    c.request(method, url, body=body, headers=headers)
-    r = c.getresponse()
-    text = r.read().decode("utf-8", "replace")
-    for cookie in r.headers.get_all("Set-Cookie") or []:
-        name, _, rest = cookie.partition("=")
-        cookies[name] = rest.split(";")[0]
-    return r.status, r.getheader("Location") or "", text
-try:
-    status, _, page = request("GET", f"{path}/")
-except ConnectionRefusedError:
-    # nginx opens the HTTPS listener when it has read the new configuration (a HUP is
-    # asynchronous): not yet listening is "not ready", not a failure.
-    print("not listening")
-    sys.exit(0)
 found = re.search(r'name="_token" value="([^"]+)"', page)
 if status != 200 or not found:
     print(f"form {status}")
@@ -672,16 +647,7 @@ body = urllib.parse.urlencode({"_token": found.group(1), "_task": "login", "_act
 status, location, _ = request("POST", f"{path}/?_task=login", body)
 print(f"form 200, login {status} {location}")
 "#;
-    let out = Command::new("/usr/bin/python3")
-        .args(["-c", SCRIPT, &port.to_string(), host, path, user, password])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    login_script(SCRIPT, port, host, path, user, password)
 }
 
 #[test]
@@ -790,4 +756,191 @@ fn roundcube_is_served_at_the_webmail_path_and_logs_in_over_this_servers_imap() 
         !svc.path(&format!("php/{}/pool.d/enconf-webmail.conf", svc.php))
             .exists()
     );
+}
+
+/// Logs in to phpMyAdmin at `path` with its cookie form: `form <status>` when the form is not
+/// there, else `form 200, login <status> <location>`.
+fn phpmyadmin_login(port: u16, host: &str, path: &str, user: &str, password: &str) -> String {
+    const SCRIPT: &str = r#"
+token = re.search(r'name="token" value="([^"]+)"', page)
+session = re.search(r'name="set_session" value="([^"]+)"', page)
+if status != 200 or not token:
+    print(f"form {status}")
+    sys.exit(0)
+fields = {"token": token.group(1), "pma_username": user, "pma_password": password,
+    "server": "1", "route": "/"}
+if session:
+    fields["set_session"] = session.group(1)
+status, location, page = request("POST", f"{path}/index.php?route=/", urllib.parse.urlencode(fields))
+denied = "denied" if "Access denied" in page or "Cannot log in" in page else ""
+print(f"form 200, login {status} {location} {denied}".strip())
+"#;
+    login_script(SCRIPT, port, host, path, user, password)
+}
+
+#[test]
+fn phpmyadmin_is_served_at_its_path_and_logs_in_to_the_local_mariadb() {
+    use enconf_core::domain::UrlPath;
+    use enconf_core::domain::db::{DbHost, DbName, DbSpec, DbUserName, DbUserSpec, NativeHash};
+    use enconf_core::ssl::CertKind;
+    const CONF_D: &str = "/etc/phpmyadmin/conf.d";
+    let Some(mut svc) = services::start() else {
+        return;
+    };
+    if !std::path::Path::new("/usr/share/phpmyadmin/index.php").exists() {
+        services::skip_or_fail("phpMyAdmin (phpmyadmin) is not installed");
+        return;
+    }
+    let Some(db) = common::dbhost::DbHost::start() else {
+        return;
+    };
+    // The agent writes its settings into phpMyAdmin's conf.d: take them out after.
+    struct Remove;
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(format!("{CONF_D}/enconf.php"));
+        }
+    }
+    let _remove = Remove;
+    let socket = db.socket().display().to_string();
+    let pid = db.root.path().join("mysqld.pid").display().to_string();
+    let config = svc.config(&[
+        ("AGENT_ROLES", "web,db"),
+        ("AGENT_DB_SOCKET", socket.as_str()),
+        ("AGENT_MARIADB_PID_FILE", pid.as_str()),
+    ]);
+    let a = Applier::new(config.layout, RealSystem::new()).with_roles(config.roles);
+    a.start().unwrap();
+
+    let name: enconf_core::domain::DomainName = "db.enconf-test.example".parse().unwrap();
+    let pair = enconf_core::ssl::cert::self_signed(
+        std::slice::from_ref(&name),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    assert!(
+        a.put_certificate(
+            CertKind::Panel,
+            std::slice::from_ref(&name),
+            &pair.chain_pem,
+            &pair.key_pem
+        )
+        .unwrap()
+    );
+    // An account with a database and a user, as the controller sends it.
+    let user = svc.user("d");
+    let mut account = spec(&user, &[&format!("{user}.enconf-test.example")]);
+    account.roles = "web,db".parse().unwrap();
+    let dbname = DbName::parse_full(&format!("{user}_data")).unwrap();
+    let dbuser = format!("{user}_pma");
+    account.db = DbSpec {
+        databases: vec![dbname.clone()],
+        users: vec![DbUserSpec {
+            name: DbUserName::parse_full(&dbuser).unwrap(),
+            hash: NativeHash::of("pma-secret-1"),
+            databases: vec![dbname],
+            hosts: vec![DbHost::Localhost],
+        }],
+    };
+    a.put(&[account]).unwrap();
+
+    let path = UrlPath::parse("/phpmyadmin").unwrap();
+    assert!(a.put_phpmyadmin(Some(path.clone())).unwrap());
+    assert!(
+        !a.put_phpmyadmin(Some(path)).unwrap(),
+        "the same again changes nothing"
+    );
+    let port = svc.https_port;
+    let mut answer = String::new();
+    services::wait_for("phpMyAdmin's login form", || {
+        answer = phpmyadmin_login(port, name.as_str(), "/phpmyadmin", &dbuser, "pma-secret-1");
+        answer.starts_with("form 200")
+    });
+    assert!(
+        answer.starts_with("form 200, login 302") && !answer.contains("denied"),
+        "{answer}\n{}",
+        svc.nginx_log()
+    );
+    let wrong = phpmyadmin_login(port, name.as_str(), "/phpmyadmin", &dbuser, "wrong-secret");
+    assert!(
+        wrong.contains("denied") && !wrong.contains("login 302"),
+        "{wrong}"
+    );
+    // Root never logs in through it.
+    let root = phpmyadmin_login(port, name.as_str(), "/phpmyadmin", "root", "");
+    assert!(
+        !root.contains("login 302") || root.contains("denied"),
+        "{root}"
+    );
+
+    // With the path null, nothing is served there.
+    let workers = svc.nginx_workers();
+    assert!(a.put_phpmyadmin(None).unwrap());
+    svc.wait_nginx_reloaded(&workers);
+    let gone = phpmyadmin_login(port, name.as_str(), "/phpmyadmin", &dbuser, "pma-secret-1");
+    assert_eq!(gone, "form 404");
+    assert!(
+        !svc.path(&format!("php/{}/pool.d/enconf-phpmyadmin.conf", svc.php))
+            .exists()
+    );
+}
+
+/// The start of a Python login script: an HTTPS client with cookies (`request`) for the panel's
+/// server block, and the first `GET path/` (a refused connection prints "not listening" and
+/// ends the script: nginx opens the listener when it has read the new configuration, and a
+/// HUP is asynchronous, so that is "not ready", not a failure). Arguments: port, host, path,
+/// user, password.
+const LOGIN_PRELUDE: &str = r#"
+import http.client, re, ssl, sys, urllib.parse
+port, host, path, user, password = sys.argv[1:6]
+ctx = ssl._create_unverified_context()
+cookies = {}
+def request(method, url, body=None):
+    c = http.client.HTTPSConnection("127.0.0.1", int(port), context=ctx, timeout=30)
+    headers = {"Host": host}
+    if cookies:
+        headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    if body is not None:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    c.request(method, url, body=body, headers=headers)
+    r = c.getresponse()
+    text = r.read().decode("utf-8", "replace")
+    for cookie in r.headers.get_all("Set-Cookie") or []:
+        name, _, rest = cookie.partition("=")
+        cookies[name] = rest.split(";")[0]
+    return r.status, r.getheader("Location") or "", text
+try:
+    status, _, page = request("GET", f"{path}/")
+except ConnectionRefusedError:
+    print("not listening")
+    sys.exit(0)
+"#;
+
+/// Runs `LOGIN_PRELUDE` then `script`; what it printed.
+fn login_script(
+    script: &str,
+    port: u16,
+    host: &str,
+    path: &str,
+    user: &str,
+    password: &str,
+) -> String {
+    let out = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            &format!("{LOGIN_PRELUDE}{script}"),
+            &port.to_string(),
+            host,
+            path,
+            user,
+            password,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

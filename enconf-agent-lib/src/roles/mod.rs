@@ -5,6 +5,7 @@
 //!
 //! Adding a role is adding a module here and a line in [`modules`]; see ARCHITECTURE.md.
 
+pub mod db;
 pub mod dns;
 pub mod mail;
 pub mod web;
@@ -76,8 +77,8 @@ pub trait AccountRole<S: System>: Send + Sync + std::fmt::Debug {
     fn status(&self, exec: &Executor<S>) -> RoleStatus;
 }
 
-/// The roles an agent can serve, each with its module. Db and backup record an account's
-/// place; their configuration arrives with their modules' issues.
+/// The roles an agent can serve, each with its module. Backup records an account's place;
+/// its configuration arrives with its module's issue.
 pub fn modules<S: System>(exec: &Executor<S>, served: RoleSet) -> Vec<Box<dyn AccountRole<S>>> {
     let mut out: Vec<Box<dyn AccountRole<S>>> = Vec::new();
     for role in served.iter() {
@@ -85,6 +86,7 @@ pub fn modules<S: System>(exec: &Executor<S>, served: RoleSet) -> Vec<Box<dyn Ac
             Role::Web => out.push(Box::new(web::Web::new(exec.layout()))),
             Role::Mail => out.push(Box::new(mail::Mail)),
             Role::Dns => out.push(Box::new(dns::Dns)),
+            Role::Db => out.push(Box::new(db::Db)),
             other => out.push(Box::new(Placed { role: other })),
         }
     }
@@ -135,7 +137,8 @@ pub fn status_of<S: System>(exec: &Executor<S>, role: Role) -> RoleStatus {
         Role::Web => vec![("nginx", &layout.nginx_pid_file)],
         Role::Mail => vec![("dovecot", &layout.dovecot_pid_file)],
         Role::Dns => vec![("pdns", &layout.pdns_pid_file)],
-        Role::Db | Role::Backup => Vec::new(),
+        Role::Db => vec![("mariadb", &layout.mariadb_pid_file)],
+        Role::Backup => Vec::new(),
     };
     let mut services: Vec<(String, bool)> = daemons
         .into_iter()

@@ -36,6 +36,18 @@ pub(super) async fn put_webmail<S: System>(
     Ok(axum::Json(Applied { changed }))
 }
 
+/// `PUT /v1/phpmyadmin`: where phpMyAdmin is served (see [`crate::phpmyadmin`]).
+pub(super) async fn put_phpmyadmin<S: System>(
+    State(agent): State<Arc<Agent<S>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Applied> {
+    let put: enconf_core::protocol::db::PhpMyAdminPut =
+        json_body(agent.limit(MAX_WEBMAIL_PUT_BYTES), &headers, body).await?;
+    let changed = agent.run(move |a| a.put_phpmyadmin(put.path)).await?;
+    Ok(axum::Json(Applied { changed }))
+}
+
 fn user(username: &str) -> Result<UserName, ErrorBody> {
     UserName::parse(username).map_err(|r| r.at("username").into())
 }

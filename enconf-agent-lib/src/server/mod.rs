@@ -154,6 +154,9 @@ fn apply_error(e: ApplyError) -> ErrorBody {
         ApplyError::ZoneTaken { .. } => {
             ErrorBody::new(ErrorCode::Duplicate, e.to_string()).with_field("zones")
         }
+        ApplyError::DbTaken { .. } => {
+            ErrorBody::new(ErrorCode::Duplicate, e.to_string()).with_field("db")
+        }
         ApplyError::System(_) | ApplyError::State(_) => {
             tracing::error!(error = %e, "apply failed");
             internal(&e.to_string())
@@ -180,11 +183,16 @@ pub fn router<S: System>(agent: Arc<Agent<S>>) -> Router {
         )
         .route("/v1/webmail", axum::routing::put(mail::put_webmail::<S>))
         .route(
+            "/v1/phpmyadmin",
+            axum::routing::put(mail::put_phpmyadmin::<S>),
+        )
+        .route(
             "/v1/mail/{username}",
             get(mail::get_mail::<S>).put(mail::put_mail::<S>),
         )
         .route("/v1/mail/{username}/dkim", get(mail::get_dkim::<S>))
         .route("/v1/dns/{username}", get(get_zones::<S>))
+        .route("/v1/db/{username}", get(get_databases::<S>))
         .route(
             "/v1/mail/{username}/mailboxes/{address}",
             axum::routing::put(mail::put_mailbox::<S>).delete(mail::delete_mailbox::<S>),
@@ -258,6 +266,23 @@ async fn get_zones<S: System>(
         .map_err(|_| internal("reading the zones failed"))?
         .map_err(apply_error)?;
     Ok(axum::Json(enconf_core::protocol::dns::AgentZones { zones }))
+}
+
+/// `GET /v1/db/{username}`: what each database of the account takes on disk here.
+async fn get_databases<S: System>(
+    State(agent): State<Arc<Agent<S>>>,
+    axum::extract::Path(username): axum::extract::Path<String>,
+) -> ApiResult<enconf_core::protocol::db::AgentDatabases> {
+    let user = enconf_core::domain::UserName::parse(&username)
+        .map_err(|r| ErrorBody::from(r.at("username")))?;
+    let applier = Arc::clone(&agent.applier);
+    let sizes = tokio::task::spawn_blocking(move || applier.db_sizes(&user))
+        .await
+        .map_err(|_| internal("reading the databases failed"))?
+        .map_err(apply_error)?;
+    Ok(axum::Json(enconf_core::protocol::db::AgentDatabases {
+        sizes,
+    }))
 }
 
 /// The addresses this server is reached at as far as it can tell: the source address of its
@@ -508,6 +533,7 @@ fn put_run<S: System>(applier: &Applier<S>, run: Vec<PutRequest>) {
                 ApplyError::Rejected { .. }
                 | ApplyError::UserTaken { .. }
                 | ApplyError::ZoneTaken { .. }
+                | ApplyError::DbTaken { .. }
                 | ApplyError::Invalid(_)
                 | ApplyError::RoleNotServed { .. },
             ) => {}

@@ -3,6 +3,7 @@
 //! the service read it ([`Reload`](crate::executor::Reload)).
 
 pub mod dovecot;
+pub mod mariadb;
 pub mod nginx;
 pub mod opendkim;
 pub mod pdns;

@@ -1,6 +1,7 @@
 //! Helpers shared by the agent's integration tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod dbhost;
 pub mod dnshost;
 pub mod mail;
 pub mod mailhost;
@@ -61,6 +62,7 @@ pub fn spec(user: &str, domains: &[&str]) -> AccountSpec {
         php: PhpSettings::default(),
         roles: AccountSpec::web_only(),
         zones: Vec::new(),
+        db: Default::default(),
     }
 }
 

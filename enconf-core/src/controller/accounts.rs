@@ -51,11 +51,11 @@ impl Controller {
             .map_err(|e| pin_error(e, input))?;
         let prepared = async {
             self.refresh_managed(&account, None).await?;
-            let zones = self.zones_of(&account).await?;
-            Ok::<_, ControllerError>((self.servers_of(&account.servers).await?, zones))
+            let parts = self.parts_of(&account).await?;
+            Ok::<_, ControllerError>((self.servers_of(&account.servers).await?, parts))
         }
         .await;
-        let (servers, zones) = match prepared {
+        let (servers, parts) = match prepared {
             Ok(p) => p,
             Err(e) => {
                 if let Err(store) = self.store.delete_account(account.id).await {
@@ -69,7 +69,7 @@ impl Controller {
             let endpoint = AgentEndpoint::from(server);
             let client = AgentClient::new(&*self.transport, &endpoint);
             if let Err(e) = client
-                .put_account(&spec_for(&account, *roles, &zones))
+                .put_account(&spec_for(&account, *roles, &parts))
                 .await
             {
                 if e.is_offline() {
@@ -132,13 +132,13 @@ impl Controller {
                 .at("php_version")
                 .into());
         }
-        let old_zones = self.zones_of(&account).await?;
+        let old_parts = self.parts_of(&account).await?;
         let updated = self.store.update_account(id, spec).await?;
         let zones = match self.refresh_managed(&updated, None).await {
-            Ok(_) => self.zones_of(&updated).await,
+            Ok(_) => self.parts_of(&updated).await,
             Err(e) => Err(e),
         };
-        let zones = match zones {
+        let parts = match zones {
             Ok(z) => z,
             Err(e) => {
                 if let Err(store) = self.store.update_account(id, account.spec.clone()).await {
@@ -152,7 +152,7 @@ impl Controller {
             let endpoint = AgentEndpoint::from(server);
             let client = AgentClient::new(&*self.transport, &endpoint);
             if let Err(e) = client
-                .put_account(&spec_for(&updated, *roles, &zones))
+                .put_account(&spec_for(&updated, *roles, &parts))
                 .await
             {
                 if e.is_offline() {
@@ -171,7 +171,7 @@ impl Controller {
                     let endpoint = AgentEndpoint::from(server);
                     let client = AgentClient::new(&*self.transport, &endpoint);
                     if let Err(e) = client
-                        .put_account(&spec_for(&account, roles, &old_zones))
+                        .put_account(&spec_for(&account, roles, &old_parts))
                         .await
                     {
                         tracing::error!(account = %id, server = %server.id, error = %e,
@@ -251,8 +251,10 @@ impl Controller {
 
     /// Deletes an account on every server it uses (all must be online first), then from the
     /// store. When a server fails, the account is kept, `failed`: deleting again finishes.
-    pub async fn delete_account(&self, id: AccountId) -> Result<()> {
+    /// Its databases stay on the db server (see [`super::db`]): what was kept is answered.
+    pub async fn delete_account(&self, id: AccountId) -> Result<Option<super::db::KeptData>> {
         let account = self.store.account(id).await?;
+        let kept = self.kept_on_delete(&account).await?;
         let servers = self.servers_of(&account.servers).await?;
         for (server, _) in &servers {
             let endpoint = AgentEndpoint::from(server);
@@ -274,8 +276,8 @@ impl Controller {
             }
         }
         self.store.delete_account(id).await?;
-        tracing::info!(account = %id, user = %account.spec.username, "account deleted");
-        Ok(())
+        tracing::info!(account = %id, user = %account.spec.username, kept_databases = kept.as_ref().map_or(0, |k| k.databases.len()), "account deleted");
+        Ok(kept)
     }
 
     /// Moves an account's web role (user, PHP pool, vhost) to another server: set up on the
@@ -360,6 +362,8 @@ impl Controller {
         if let Err(e) = followed {
             tracing::warn!(account = %id, error = %e, "the zones could not follow the migration; a reconciliation of the dns servers brings them up to date");
         }
+        // The database users' grants name the web server's address: they follow too.
+        self.db_follow_web(&moved).await;
         Ok(AccountView::from(&moved))
     }
 
@@ -378,15 +382,12 @@ impl Controller {
                 .await
                 .map(drop),
             false => {
-                let zones = match roles.contains(Role::Dns) {
-                    true => self
-                        .zones_of(account)
-                        .await
-                        .map_err(|e| TransportError::Unreachable(e.to_string()))?,
-                    false => Vec::new(),
-                };
+                let parts = self
+                    .parts_of(account)
+                    .await
+                    .map_err(|e| TransportError::Unreachable(e.to_string()))?;
                 client
-                    .put_account(&spec_for(account, roles, &zones))
+                    .put_account(&spec_for(account, roles, &parts))
                     .await
                     .map(drop)
             }
@@ -457,11 +458,8 @@ impl Controller {
         for account in self.store.accounts_on(id).await? {
             let name = account.spec.username.to_string();
             let roles = account.servers.roles_on(id);
-            let zones = match roles.contains(Role::Dns) {
-                true => self.zones_of(&account).await?,
-                false => Vec::new(),
-            };
-            let expected = spec_for(&account, roles, &zones);
+            let parts = self.parts_of(&account).await?;
+            let expected = spec_for(&account, roles, &parts);
             let found = on_agent.remove(&name);
             // A dns server that missed changes (it was offline, or is new) is brought up to
             // date: it serves what is recorded, as every other dns server does.

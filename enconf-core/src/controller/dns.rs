@@ -16,7 +16,7 @@
 
 use time::OffsetDateTime;
 
-use super::roles::spec_for;
+use super::roles::{Parts, spec_for};
 use super::{Controller, ControllerError, Result};
 use crate::domain::dns::{
     RecordData, RecordName, RecordSpec, ZoneData, ZoneKey, ZoneName, ds_record, split_txt,
@@ -289,14 +289,14 @@ impl Controller {
     async fn send_zones(
         &self,
         account: &Account,
-        zones: &[ZoneData],
+        parts: &Parts,
         servers: &[Server],
     ) -> std::result::Result<(), (Vec<usize>, usize, crate::transport::TransportError)> {
         let mut done = Vec::new();
         for (i, server) in servers.iter().enumerate() {
             let endpoint = AgentEndpoint::from(server);
             let client = AgentClient::new(&*self.transport, &endpoint);
-            let spec = spec_for(account, account.servers.roles_on(server.id), zones);
+            let spec = spec_for(account, account.servers.roles_on(server.id), parts);
             if let Err(e) = client.put_account(&spec).await {
                 if e.is_offline() {
                     self.mark_unreachable(server, &e).await;
@@ -312,8 +312,8 @@ impl Controller {
     pub(super) async fn push_zones(&self, id: AccountId) -> Result<()> {
         let account = self.store.account(id).await?;
         let servers = self.dns_servers(&account).await?;
-        let zones = self.zones_of(&account).await?;
-        self.send_zones(&account, &zones, &servers)
+        let parts = self.parts_of(&account).await?;
+        self.send_zones(&account, &parts, &servers)
             .await
             .map_err(|(_, i, e)| {
                 let server = servers.get(i).map_or(crate::domain::ServerId(0), |s| s.id);
@@ -341,8 +341,8 @@ impl Controller {
             .into_iter()
             .find(|z| &z.zone.name == zone);
         let row = change().await?;
-        let zones = self.zones_of(&account).await?;
-        if let Err((done, failed, e)) = self.send_zones(&account, &zones, &servers).await {
+        let parts = self.parts_of(&account).await?;
+        if let Err((done, failed, e)) = self.send_zones(&account, &parts, &servers).await {
             tracing::warn!(account = %id, %zone, error = %e, "a zone change did not reach every dns server; it is undone");
             if let Some(before) = before
                 && let Err(store) = self.store.restore_zone(before, today()).await
@@ -358,7 +358,7 @@ impl Controller {
             {
                 undo.push(s.clone());
             }
-            let restored = self.zones_of(&account).await.unwrap_or(zones);
+            let restored = self.parts_of(&account).await.unwrap_or(parts);
             if !undo.is_empty()
                 && let Err((_, _, again)) = self.send_zones(&account, &restored, &undo).await
             {

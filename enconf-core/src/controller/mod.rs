@@ -20,6 +20,7 @@
 
 mod accounts;
 pub mod api;
+pub mod db;
 pub mod dns;
 pub mod health;
 pub mod install;
@@ -253,6 +254,13 @@ impl Controller {
         {
             tracing::warn!(server = %server.id, error = %e, "webmail is not served: change the server's roundcube_path to try again");
         }
+        if server.spec.phpmyadmin_path.is_some()
+            && server.spec.roles.contains(crate::domain::Role::Db)
+            && server.health.reachable
+            && let Err(e) = self.send_phpmyadmin(&server).await
+        {
+            tracing::warn!(server = %server.id, error = %e, "phpMyAdmin is not served: change the server's phpmyadmin_path to try again");
+        }
         Ok(self.view(&server))
     }
 
@@ -295,6 +303,22 @@ impl Controller {
                 next.spec.roundcube_path = None;
             }
             self.send_webmail(&next).await?;
+        }
+        // phpMyAdmin likewise, on the db server.
+        if spec.phpmyadmin_path != current.spec.phpmyadmin_path
+            && (spec.roles.contains(crate::domain::Role::Db)
+                || current.spec.roles.contains(crate::domain::Role::Db))
+            && current.health.reachable
+        {
+            let mut next = current.clone();
+            next.spec = spec.clone();
+            if let Some(t) = &token {
+                next.token = t.clone();
+            }
+            if !next.spec.roles.contains(crate::domain::Role::Db) {
+                next.spec.phpmyadmin_path = None;
+            }
+            self.send_phpmyadmin(&next).await?;
         }
         let dns = crate::domain::Role::Dns;
         let joins_dns = spec.active
@@ -351,14 +375,27 @@ impl Controller {
     }
 
     /// Deletes a server that hosts no accounts (`409 server_has_accounts` otherwise).
-    /// Tells a mail server where to serve Roundcube (its `roundcube_path`, or nowhere).
-    async fn send_webmail(&self, server: &Server) -> Result<()> {
+    /// Tells a db server where to serve phpMyAdmin (its `phpmyadmin_path`, or nowhere).
+    async fn send_phpmyadmin(&self, server: &Server) -> Result<()> {
+        let put = crate::protocol::db::PhpMyAdminPut {
+            path: server.spec.phpmyadmin_path.clone(),
+        };
+        self.send_server_app(server, async |c| c.put_phpmyadmin(&put).await)
+            .await
+    }
+
+    /// Sends a server-wide setting (webmail, phpMyAdmin) to a server's agent.
+    async fn send_server_app(
+        &self,
+        server: &Server,
+        call: impl AsyncFnOnce(
+            AgentClient<'_>,
+        )
+            -> std::result::Result<crate::protocol::agent::Applied, TransportError>,
+    ) -> Result<()> {
         let endpoint = AgentEndpoint::from(server);
         let client = AgentClient::new(&*self.transport, &endpoint);
-        let put = crate::protocol::mail::WebmailPut {
-            path: server.spec.roundcube_path.clone(),
-        };
-        match client.put_webmail(&put).await {
+        match call(client).await {
             Ok(_) => Ok(()),
             Err(e) => {
                 if e.is_offline() {
@@ -367,6 +404,15 @@ impl Controller {
                 Err(Self::agent_error(server.id, e))
             }
         }
+    }
+
+    /// Tells a mail server where to serve Roundcube (its `roundcube_path`, or nowhere).
+    async fn send_webmail(&self, server: &Server) -> Result<()> {
+        let put = crate::protocol::mail::WebmailPut {
+            path: server.spec.roundcube_path.clone(),
+        };
+        self.send_server_app(server, async |c| c.put_webmail(&put).await)
+            .await
     }
 
     pub async fn delete_server(&self, id: ServerId) -> Result<()> {

@@ -5,6 +5,8 @@
 //! Adding a role's controller side is adding a [`RolePart`] here (and, for its own API, a
 //! module beside it); see ARCHITECTURE.md.
 
+use super::{Controller, Result};
+use crate::domain::db::DbSpec;
 use crate::domain::dns::ZoneData;
 use crate::domain::{Account, AccountSpec, PhpSettings, Role, RoleSet};
 
@@ -31,7 +33,7 @@ impl RolePart for Web {
     }
 }
 
-/// Roles whose part is the account itself (user name and domains): mail, db and backup until
+/// Roles whose part is the account itself (user name and domains): mail and backup until
 /// their own parts exist (mail's mailboxes go through their own agent API).
 #[derive(Debug)]
 struct Base(Role);
@@ -57,19 +59,50 @@ impl RolePart for Dns {
     fn add_part(&self, _account: &Account, _spec: &mut AccountSpec) {}
 }
 
-fn parts() -> [Box<dyn RolePart>; 5] {
+/// The db role: the account's databases and users, whole (`db` is filled by [`spec_for`]
+/// from the store, with the hosts each user may connect from).
+#[derive(Debug)]
+struct Db;
+
+impl RolePart for Db {
+    fn role(&self) -> Role {
+        Role::Db
+    }
+
+    fn add_part(&self, _account: &Account, _spec: &mut AccountSpec) {}
+}
+
+fn role_parts() -> [Box<dyn RolePart>; 5] {
     [
         Box::new(Web),
         Box::new(Base(Role::Mail)),
         Box::new(Dns),
-        Box::new(Base(Role::Db)),
+        Box::new(Db),
         Box::new(Base(Role::Backup)),
     ]
 }
 
+/// What the roles that live apart from the account record hold for it: its zones (dns) and
+/// its databases and users (db), as recorded.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Parts {
+    pub zones: Vec<ZoneData>,
+    pub db: DbSpec,
+}
+
+impl Controller {
+    /// The zones and databases of `account` as its servers are sent them.
+    pub(super) async fn parts_of(&self, account: &Account) -> Result<Parts> {
+        Ok(Parts {
+            zones: self.zones_of(account).await?,
+            db: self.db_spec(account).await?,
+        })
+    }
+}
+
 /// What a server serving `roles` of `account` is sent: the account's user name and domains,
-/// those roles, each role's part, and (dns) `zones`, the account's zones as recorded.
-pub(super) fn spec_for(account: &Account, roles: RoleSet, zones: &[ZoneData]) -> AccountSpec {
+/// those roles, each role's part, and what `parts` holds for the roles among them.
+pub(super) fn spec_for(account: &Account, roles: RoleSet, parts: &Parts) -> AccountSpec {
     let mut spec = AccountSpec {
         username: account.spec.username.clone(),
         domains: account.spec.domains.clone(),
@@ -77,11 +110,15 @@ pub(super) fn spec_for(account: &Account, roles: RoleSet, zones: &[ZoneData]) ->
         php: PhpSettings::default(),
         roles,
         zones: match roles.contains(Role::Dns) {
-            true => zones.to_vec(),
+            true => parts.zones.clone(),
             false => Vec::new(),
         },
+        db: match roles.contains(Role::Db) {
+            true => parts.db.clone(),
+            false => DbSpec::default(),
+        },
     };
-    for part in parts().iter().filter(|p| roles.contains(p.role())) {
+    for part in role_parts().iter().filter(|p| roles.contains(p.role())) {
         part.add_part(account, &mut spec);
     }
     spec

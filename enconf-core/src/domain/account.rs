@@ -123,6 +123,10 @@ pub struct AccountSpec {
     /// controller keeps them in a table of their own, so its records leave this empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub zones: Vec<super::dns::ZoneData>,
+    /// The databases and database users a db server keeps for the account (what the
+    /// controller sends it; the controller keeps them in a table of their own).
+    #[serde(default, skip_serializing_if = "super::db::DbSpec::is_empty")]
+    pub db: super::db::DbSpec,
 }
 
 impl AccountSpec {

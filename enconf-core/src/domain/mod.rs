@@ -2,6 +2,7 @@
 //! value that exists is valid; everything downstream takes the type, never a `String`.
 
 mod account;
+pub mod db;
 pub mod dns;
 mod mail;
 mod name;

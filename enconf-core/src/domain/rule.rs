@@ -149,6 +149,20 @@ pub enum Rule {
     NoDnsRole,
     #[error("is made by enconf and follows the account; it cannot be changed by hand")]
     ManagedRecord,
+    #[error(
+        "must be lowercase letters, digits and '_' after the account's prefix ({0:?} is not one)"
+    )]
+    DbNameChar(char),
+    #[error("needs a name after the account's prefix {0:?}")]
+    EmptyAfterPrefix(String),
+    #[error("belongs to an account without the db role")]
+    NoDbRole,
+    #[error("is not one of the account's databases")]
+    NotAccountDatabase,
+    #[error("must be \"localhost\" or an IP address")]
+    DbHost,
+    #[error("must be a MariaDB native password hash ('*' and 40 uppercase hexadecimal digits)")]
+    NativeHash,
 }
 
 impl Rule {

@@ -60,6 +60,9 @@ pub struct AccountPut {
     /// The account's zones, whole (dns role only; absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zones: Option<Vec<super::dns::ZonePut>>,
+    /// The account's databases and database users, whole (db role only; absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db: Option<super::db::DbPut>,
 }
 
 impl AccountPut {
@@ -77,6 +80,7 @@ impl AccountPut {
                     .map(super::dns::ZonePut::from_zone)
                     .collect()
             }),
+            db: (!spec.db.is_empty()).then(|| super::db::DbPut::from_spec(&spec.db)),
         }
     }
 
@@ -139,6 +143,15 @@ impl AccountPut {
                 zones.push(zone);
             }
         }
+        let db = match &self.db {
+            None => crate::domain::db::DbSpec::default(),
+            Some(put) => {
+                if !roles.contains(crate::domain::Role::Db) && *put != super::db::DbPut::default() {
+                    return Err(Rule::NoDbRole.at(field("db")));
+                }
+                put.validate(&field("db."), &username)?
+            }
+        };
         Ok(AccountSpec {
             username,
             domains,
@@ -146,6 +159,7 @@ impl AccountPut {
             php,
             roles,
             zones,
+            db,
         })
     }
 }

@@ -18,6 +18,7 @@ use crate::placement::{PlacementError, Unfit};
 use crate::store::StoreError;
 
 pub mod agent;
+pub mod db;
 pub mod dns;
 pub mod mail;
 
@@ -671,6 +672,7 @@ impl AccountInput {
                 php,
                 roles,
                 zones: Vec::new(),
+                db: Default::default(),
             },
             pins,
         })

@@ -65,6 +65,9 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("zones_belong_to_their_account", |s| {
         Box::pin(zones_belong_to_their_account(s))
     }),
+    ("databases_belong_to_their_account", |s| {
+        Box::pin(databases_belong_to_their_account(s))
+    }),
 ];
 
 const NOW: OffsetDateTime = datetime!(2026-11-25 12:00 UTC);
@@ -115,6 +118,7 @@ pub fn account_with(
             php: Default::default(),
             roles: roles.parse().unwrap(),
             zones: Vec::new(),
+            db: Default::default(),
         },
         pins,
     }
@@ -1282,6 +1286,143 @@ pub async fn zones_belong_to_their_account(store: Arc<dyn Store>) {
             account_with("shop3", &["shop.example"], "web,dns", Default::default()),
             NOW,
         )
+        .await
+        .unwrap();
+}
+
+/// Databases and their users: only with the db role, one owner per name across accounts
+/// (prefixes overlap: `shop` and `shop_x`), grants only on the account's own databases, the
+/// hash kept (sealed) and given back, a deleted database leaves every grant, and the account's
+/// delete forgets them and frees the names.
+pub async fn databases_belong_to_their_account(store: Arc<dyn Store>) {
+    use crate::domain::Rule;
+    use crate::domain::db::{DbName, DbUserName, NativeHash};
+    use crate::store::DbUser;
+    online_server(&*store, "db1", "web,db").await;
+    let shop = store
+        .create_account(
+            account_with("shop", &["shop.example"], "web,db", Default::default()),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let shop_x = store
+        .create_account(
+            account_with("shop_x", &["x.example"], "web,db", Default::default()),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let web_only = store
+        .create_account(account("plain", &["plain.example"], None), NOW)
+        .await
+        .unwrap();
+    let db = |s: &str| DbName::parse_full(s).unwrap();
+    let user = |s: &str, dbs: &[&str]| DbUser {
+        name: DbUserName::parse_full(s).unwrap(),
+        hash: NativeHash::of("password"),
+        databases: dbs.iter().map(|d| db(d)).collect(),
+        created_at: NOW,
+    };
+
+    assert!(store.db(shop.id).await.unwrap().databases.is_empty());
+    store
+        .add_database(shop.id, db("shop_x_a"), NOW)
+        .await
+        .unwrap();
+    // The same name from the account whose prefix also fits it is a duplicate.
+    let err = store
+        .add_database(shop_x.id, db("shop_x_a"), NOW)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Duplicate { .. }), "{err:?}");
+    let err = store
+        .add_database(shop.id, db("shop_x_a"), NOW)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Duplicate { .. }), "{err:?}");
+    let err = store
+        .add_database(web_only.id, db("plain_a"), NOW)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid(v) if v.rule == Rule::NoDbRole),
+        "{err:?}"
+    );
+
+    store
+        .add_database(shop.id, db("shop_b"), NOW)
+        .await
+        .unwrap();
+    let err = store
+        .add_db_user(shop.id, user("shop_u", &["shop_b", "shop_x_z"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Invalid(v) if v.field == "databases[1]"),
+        "{err:?}"
+    );
+    let record = store
+        .add_db_user(shop.id, user("shop_u", &["shop_x_a", "shop_b"]))
+        .await
+        .unwrap();
+    assert_eq!(record.users[0].hash, NativeHash::of("password"));
+    store
+        .add_db_user(shop.id, user("shop_x_v", &[]))
+        .await
+        .unwrap();
+    let err = store
+        .add_db_user(shop_x.id, user("shop_x_v", &[]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Duplicate { .. }), "{err:?}");
+    // A name without the account's prefix is refused.
+    let err = store
+        .add_db_user(shop_x.id, user("shop_u2", &[]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+
+    // A new hash, then the database taken from the user's grants when deleted.
+    let name = DbUserName::parse_full("shop_u").unwrap();
+    store
+        .change_db_user(shop.id, &name, Some(NativeHash::of("other")), None)
+        .await
+        .unwrap();
+    let record = store.delete_database(shop.id, &db("shop_b")).await.unwrap();
+    assert_eq!(record.users[0].databases, [db("shop_x_a")]);
+    assert_eq!(record.users[0].hash, NativeHash::of("other"));
+    assert_eq!(store.db(shop.id).await.unwrap(), record);
+    let err = store
+        .delete_database(shop.id, &db("shop_b"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AddressNotFound { .. }), "{err:?}");
+
+    // An undo puts the record back whole, names included.
+    let before = store.db(shop.id).await.unwrap();
+    store.delete_db_user(shop.id, &name).await.unwrap();
+    store.restore_db(shop.id, before.clone()).await.unwrap();
+    assert_eq!(store.db(shop.id).await.unwrap(), before);
+    let err = store
+        .add_db_user(shop_x.id, user("shop_x_v", &[]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Duplicate { .. }), "{err:?}");
+
+    // The account's delete forgets them and frees the names.
+    store.delete_account(shop.id).await.unwrap();
+    store
+        .add_database(shop_x.id, db("shop_x_a"), NOW)
+        .await
+        .unwrap();
+    store
+        .add_db_user(shop_x.id, user("shop_u", &["shop_x_a"]))
+        .await
+        .map(drop)
+        .unwrap_err();
+    store
+        .add_db_user(shop_x.id, user("shop_x_v", &["shop_x_a"]))
         .await
         .unwrap();
 }

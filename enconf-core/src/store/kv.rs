@@ -31,10 +31,14 @@ pub enum Table {
     MailAliases,
     /// Zone name → zone (its account, serial, records).
     DnsZones,
+    /// Account id → its databases and database users.
+    DbAccounts,
+    /// `d/<database>` or `u/<database user>` → account id: one owner per name.
+    DbNames,
 }
 
 impl Table {
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 16] = [
         Table::Meta,
         Table::Servers,
         Table::ServerNames,
@@ -49,6 +53,8 @@ impl Table {
         Table::Mailboxes,
         Table::MailAliases,
         Table::DnsZones,
+        Table::DbAccounts,
+        Table::DbNames,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -67,6 +73,8 @@ impl Table {
             Table::Mailboxes => "mailboxes",
             Table::MailAliases => "mail_aliases",
             Table::DnsZones => "dns_zones",
+            Table::DbAccounts => "db_accounts",
+            Table::DbNames => "db_names",
         }
     }
 }

@@ -82,7 +82,8 @@ impl<B: Backend> KvStore<B> {
                 found => {
                     // Schema 3 only adds what schema 2 records are read as (accounts with
                     // one server are web accounts), schema 4 the mail tables (empty in an
-                    // older store), schema 5 the dns zones (likewise): nothing to rewrite.
+                    // older store), schema 5 the dns zones and schema 6 the databases (likewise):
+                    // nothing to rewrite.
                     if found.is_some_and(|v| v < 2) {
                         migrate_to_2(tx, &sealer)?;
                     }
@@ -826,8 +827,13 @@ fn move_role(
     Ok(account)
 }
 
-fn delete_account(tx: &mut dyn WriteTxn, id: AccountId) -> Result<Account, StoreError> {
+fn delete_account(
+    tx: &mut dyn WriteTxn,
+    sealer: &Sealer,
+    id: AccountId,
+) -> Result<Account, StoreError> {
     let account = load_account(tx, id)?;
+    super::db::forget_account(tx, sealer, id)?;
     tx.delete(Table::Accounts, &id_key(id.0))?;
     tx.delete(Table::Usernames, account.spec.username.as_str().as_bytes())?;
     for domain in &account.spec.domains {
@@ -951,7 +957,8 @@ impl<B: Backend> Store for KvStore<B> {
     }
 
     async fn delete_account(&self, id: AccountId) -> Result<Account, StoreError> {
-        self.write(move |tx, _| delete_account(tx, id)).await
+        self.write(move |tx, sealer| delete_account(tx, sealer, id))
+            .await
     }
 
     async fn setting(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {

@@ -16,6 +16,7 @@
 //! # });
 //! ```
 
+mod db;
 mod dns;
 mod kv;
 mod logic;
@@ -43,6 +44,7 @@ use crate::domain::{
 use crate::placement::PlacementError;
 use crate::secret::SecretKey;
 
+pub use db::{Database, DbRecord, DbStore, DbUser};
 pub use dns::{DnsStore, ZoneRow, ZoneWithKey};
 pub use kv::Backend;
 pub use logic::KvStore;
@@ -63,14 +65,14 @@ pub type RedbStore = KvStore<RedbBackend>;
 pub type PostgresStore = KvStore<PostgresBackend>;
 
 /// The version of the data layout this build writes. A file with a newer one is refused.
-pub const SCHEMA_VERSION: u64 = 5;
+pub const SCHEMA_VERSION: u64 = 6;
 
 /// What the controller keeps: servers, accounts, counters and settings.
 ///
 /// Methods that change state are atomic: they either happen whole or not at all. Methods that
 /// read a [`Server`] fill in its account count from the same transaction.
 #[async_trait]
-pub trait Store: MailStore + DnsStore + Send + Sync + fmt::Debug {
+pub trait Store: MailStore + DnsStore + DbStore + Send + Sync + fmt::Debug {
     /// Adds a server with what a first check of its agent saw. Its name (ignoring case) must
     /// be unused; its hostname and mail hostname must not be another server's names or an
     /// account's domain; its agent (by the identity in `health`) must not be another
@@ -169,6 +171,8 @@ pub enum Kind {
     Alias,
     Zone,
     Record,
+    Database,
+    DbUser,
 }
 
 impl fmt::Display for Kind {
@@ -180,6 +184,8 @@ impl fmt::Display for Kind {
             Kind::Alias => "alias",
             Kind::Zone => "zone",
             Kind::Record => "record",
+            Kind::Database => "database",
+            Kind::DbUser => "database user",
         })
     }
 }

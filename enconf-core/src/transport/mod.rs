@@ -35,6 +35,7 @@
 //!     php: PhpSettings::default(),
 //!     roles: AccountSpec::web_only(),
 //!     zones: Vec::new(),
+//!     db: Default::default(),
 //! };
 //! let applied = agent.put_account(&site).await?;
 //! assert!(applied.changed);
@@ -265,12 +266,34 @@ impl<'a> AgentClient<'a> {
         .await
     }
 
+    /// `GET /v1/db/{username}`: what each database of the account takes on disk.
+    pub async fn db(
+        &self,
+        username: &UserName,
+    ) -> Result<crate::protocol::db::AgentDatabases, TransportError> {
+        self.call(
+            Method::Get,
+            format!("/v1/db/{}", username.as_str()),
+            None::<&()>,
+        )
+        .await
+    }
+
     /// `PUT /v1/webmail`: where Roundcube is served.
     pub async fn put_webmail(
         &self,
         put: &crate::protocol::mail::WebmailPut,
     ) -> Result<Applied, TransportError> {
         self.call(Method::Put, "/v1/webmail".to_owned(), Some(put))
+            .await
+    }
+
+    /// `PUT /v1/phpmyadmin`: where phpMyAdmin is served.
+    pub async fn put_phpmyadmin(
+        &self,
+        put: &crate::protocol::db::PhpMyAdminPut,
+    ) -> Result<Applied, TransportError> {
+        self.call(Method::Put, "/v1/phpmyadmin".to_owned(), Some(put))
             .await
     }
 

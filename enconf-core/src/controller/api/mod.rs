@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use utoipa::OpenApi;
 
 use super::Controller;
+use super::db::KeptData;
 use crate::domain::{AccountId, AdminToken, ServerId};
 use crate::http::{
     ApiError, ApiResult, authorize, json_body, log_request, method_not_allowed, not_found,
@@ -24,6 +25,7 @@ use crate::protocol::{
 };
 use crate::ssl::CertKind;
 
+mod db;
 mod dns;
 mod mail;
 
@@ -98,6 +100,22 @@ pub fn router(controller: Controller, config: ApiConfig) -> Router {
         )
         .route("/api/v1/accounts/{id}/dkim", get(mail::dkim))
         .route("/api/v1/accounts/{id}/dns/zones", get(dns::list_zones))
+        .route(
+            "/api/v1/accounts/{id}/databases",
+            get(db::list_databases).post(db::create_database),
+        )
+        .route(
+            "/api/v1/accounts/{id}/databases/{name}",
+            axum::routing::delete(db::delete_database),
+        )
+        .route(
+            "/api/v1/accounts/{id}/database-users",
+            get(db::list_users).post(db::create_user),
+        )
+        .route(
+            "/api/v1/accounts/{id}/database-users/{name}",
+            axum::routing::patch(db::patch_user).delete(db::delete_user),
+        )
         .route(
             "/api/v1/accounts/{id}/dns/zones/{zone}",
             get(dns::get_zone).patch(dns::patch_zone),
@@ -389,6 +407,13 @@ fn refine(doc: &mut serde_json::Value) {
         dns::create_record,
         dns::put_record,
         dns::delete_record,
+        db::list_databases,
+        db::create_database,
+        db::delete_database,
+        db::list_users,
+        db::create_user,
+        db::patch_user,
+        db::delete_user,
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCode, SslState, SslInput)),
     modifiers(&BearerAuth),
@@ -634,17 +659,22 @@ async fn patch_account(
     Ok(axum::Json(api.controller.patch_account(id, &patch).await?))
 }
 
-/// Deletes an account on its server, then from the records.
+/// Deletes an account on its servers, then from the records. Its databases and database
+/// users stay on the db server until a final backup of them exists: then the answer is 200
+/// and says what was kept.
 #[utoipa::path(delete, path = "/api/v1/accounts/{id}", tag = "accounts",
     params(("id" = u64, Path, description = "account id")),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody),
+    responses((status = 204, description = "deleted; nothing kept"),
+        (status = 200, description = "deleted; its databases are kept", body = KeptData),
+        (status = 404, body = ErrorBody), (status = 502, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
-async fn delete_account(
-    State(api): Shared,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    api.controller.delete_account(account_id(&id)?).await?;
-    Ok(StatusCode::NO_CONTENT)
+async fn delete_account(State(api): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(
+        match api.controller.delete_account(account_id(&id)?).await? {
+            None => StatusCode::NO_CONTENT.into_response(),
+            Some(kept) => (StatusCode::OK, axum::Json(kept)).into_response(),
+        },
+    )
 }
 
 /// Moves an account's configuration to another server (site files are not copied).
