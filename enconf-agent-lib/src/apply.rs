@@ -108,6 +108,11 @@ impl<S: System> Applier<S> {
             // The agent serves its other roles; mail operations try again and say why.
             tracing::warn!(error = %e, "the mail role is not ready");
         }
+        if self.served.contains(Role::Db)
+            && let Err(e) = crate::services::mariadb::setup(&self.exec)
+        {
+            tracing::warn!(error = %e, "the db role is not ready");
+        }
         let layout = self.layout();
         // The server-wide server block (ACME answers, the panel): on a web server, and on any
         // other whose nginx runs; a mail-only server without nginx starts without it.

@@ -455,6 +455,52 @@ pub fn lock<S: System>(system: &S, layout: &Layout, user: &str) -> Result<(), Ap
     Ok(())
 }
 
+/// MariaDB's option file as the agent writes it: where it listens (`AGENT_DB_LISTEN`).
+pub fn option_file(layout: &Layout) -> String {
+    format!(
+        "# Managed by enconf: where MariaDB listens (AGENT_DB_LISTEN). Do not edit: the agent\n\
+         # rewrites this file. MariaDB reads it when it starts.\n[mariadbd]\nbind-address = {}\n",
+        layout.db_listen
+    )
+}
+
+/// Start-up on a db server: MariaDB's option file says `AGENT_DB_LISTEN` (written through the
+/// executor when it differs, and only where MariaDB's configuration directory exists); a
+/// running MariaDB that listens elsewhere is reported (it reads the file when restarted).
+pub fn setup<S: System>(exec: &crate::executor::Executor<S>) -> Result<(), ApplyError> {
+    let (system, layout) = (exec.system(), exec.layout());
+    let path = &layout.mariadb_config;
+    let wanted = option_file(layout).into_bytes();
+    let dir_exists = path
+        .parent()
+        .map(|d| system.list(d).map(|l| !l.is_empty()))
+        .transpose()?
+        .unwrap_or(false);
+    if dir_exists && system.read(path)?.as_deref() != Some(&wanted[..]) {
+        let mut plan = crate::executor::Plan::default();
+        plan.write(path.clone(), wanted, 0o644);
+        exec.execute(plan)?;
+        tracing::warn!(path = %path.display(), listen = %layout.db_listen, "MariaDB's listening address was written: restart MariaDB to apply it");
+    }
+    match run(system, layout, &[Sql::new("SELECT @@bind_address")]) {
+        Ok(rows) => {
+            let running = rows
+                .first()
+                .and_then(|r| r.first())
+                .and_then(|r| r.first().cloned().flatten())
+                .unwrap_or_default();
+            if !running
+                .split(',')
+                .any(|a| a.trim() == layout.db_listen.to_string())
+            {
+                tracing::warn!(running = %running, configured = %layout.db_listen, "MariaDB does not listen where AGENT_DB_LISTEN says: restart it");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "MariaDB cannot be asked now"),
+    }
+    Ok(())
+}
+
 /// What each of `databases` takes on disk (data and indexes), by name; a database that does
 /// not exist is absent, one without tables is 0.
 pub fn sizes<S: System>(

@@ -40,6 +40,7 @@ pub fn config(root: &Path, extra: &[(&str, &str)]) -> AgentConfig {
         ("AGENT_HTTP_PORT", "8080".to_owned()),
         ("AGENT_CERT_DIR", format!("{r}/ssl")),
         ("AGENT_ACME_ROOT", format!("{r}/acme")),
+        ("AGENT_MARIADB_CONFIG", format!("{r}/mariadb/90-enconf.cnf")),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -77,9 +77,10 @@ try {
   assert.match(await pinError.textContent(), /lacks the role\(s\) mail/);
   await page.screenshot({ path: `${SHOTS}/account-form-error.png` });
 
-  step("an account with web, mail and dns: each role on its server");
+  step("an account with web, mail, dns and db: each role on its server");
   await page.getByLabel("Mail server").selectOption({ label: "Automatic" });
   await dialog.getByLabel("dns", { exact: true }).check();
+  await dialog.getByLabel("db", { exact: true }).check();
   await page.getByLabel("Domains").fill("shop.example, www.shop.example");
   await page.getByRole("button", { name: "Create" }).click();
   await dialog.waitFor({ state: "hidden" });
@@ -91,7 +92,7 @@ try {
   assert.equal(await cell("Web"), "Web 1", "the least loaded web server");
   assert.equal(await cell("Mail"), "Mail 1");
   assert.equal(await cell("DNS"), "Mail 1");
-  assert.equal(await cell("DB"), "—");
+  assert.equal(await cell("DB"), "Web 1");
   await page.screenshot({ path: `${SHOTS}/accounts.png` });
 
   step("the account's mail: mailboxes and aliases added, changed and removed; DKIM records");
@@ -190,6 +191,49 @@ try {
   await page.getByRole("button", { name: "Close" }).click();
   await dns.waitFor({ state: "hidden" });
 
+  step("the account's databases: a database and a user added, the user changed, both removed");
+  await page.getByRole("button", { name: "Databases of shop" }).click();
+  const db = page.locator("#db-dialog");
+  await db.waitFor();
+  await page.locator("#no-databases").waitFor();
+  const dbForm = page.locator("#database-form");
+  await dbForm.getByLabel("Database name").fill("word press");
+  await page.getByRole("button", { name: "Add Database", exact: true }).click();
+  const nameError = dbForm.locator('.error[data-for="name"]');
+  await nameError.waitFor();
+  assert.match(await nameError.textContent(), /' '/);
+  await dbForm.getByLabel("Database name").fill("wp");
+  await page.getByRole("button", { name: "Add Database", exact: true }).click();
+  await page.locator('#database-table tr[data-database="shop_wp"]').waitFor();
+  const userForm = page.locator("#db-user-form");
+  await userForm.getByLabel("Database user").fill("app");
+  await userForm.getByLabel("Password").fill("short");
+  await userForm.getByLabel("shop_wp").check();
+  await page.getByRole("button", { name: "Add Database User" }).click();
+  const passwordError = userForm.locator('.error[data-for="password"]');
+  await passwordError.waitFor();
+  assert.match(await passwordError.textContent(), /at least 8/);
+  await userForm.getByLabel("Password").fill("a-long-secret-1");
+  await page.getByRole("button", { name: "Add Database User" }).click();
+  const app = page.locator('#db-user-table tr[data-db-user="shop_app"]');
+  await app.waitFor();
+  assert.equal(await app.locator('td[data-label="Databases"]').textContent(), "shop_wp");
+  assert.equal(await app.locator('td[data-label="Connects from"]').textContent(), "localhost, 127.0.0.1",
+    "web and db are on one server");
+  await page.screenshot({ path: `${SHOTS}/databases.png`, fullPage: true });
+  await page.getByRole("button", { name: "Change database user shop_app" }).click();
+  await userForm.getByLabel("shop_wp").uncheck();
+  await page.getByRole("button", { name: "Save", exact: true }).click();
+  await page.waitForFunction(() => document.querySelector('#db-user-table tr[data-db-user="shop_app"] td[data-label="Databases"]')?.textContent === "—");
+  page.once("dialog", (d) => d.accept());
+  await page.getByRole("button", { name: "Delete database user shop_app" }).click();
+  await app.waitFor({ state: "detached" });
+  page.once("dialog", (d) => d.accept());
+  await page.getByRole("button", { name: "Delete database shop_wp" }).click();
+  await page.locator('#database-table tr[data-database="shop_wp"]').waitFor({ state: "detached" });
+  await page.getByRole("button", { name: "Close" }).click();
+  await db.waitFor({ state: "hidden" });
+
   step("migrate the web role: errors beside the field, then done");
   await page.getByRole("button", { name: "Migrate shop" }).click();
   const migrate = page.locator("#migrate-dialog");
@@ -228,7 +272,7 @@ try {
   await page.setViewportSize({ width: 375, height: 800 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
-  for (const label of ["Mail of shop", "DNS of shop", "Migrate shop", "Delete shop"]) {
+  for (const label of ["Mail of shop", "DNS of shop", "Databases of shop", "Migrate shop", "Delete shop"]) {
     const button = page.getByRole("button", { name: label });
     await button.scrollIntoViewIfNeeded();
     const box = await button.boundingBox();

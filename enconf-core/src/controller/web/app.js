@@ -133,6 +133,7 @@ const ICONS = {
   trash: "M6 19a2 2 0 0 0 2 2h8a2 2 0 0 0 2-2V7H6v12zM19 4h-3.5l-1-1h-5l-1 1H5v2h14V4z",
   move: "M16 13v-2H7V8l-4 4 4 4v-3h9zm4-9h-8v2h8v12h-8v2h8a2 2 0 0 0 2-2V6a2 2 0 0 0-2-2z",
   mail: "M20 4H4a2 2 0 0 0-2 2v12a2 2 0 0 0 2 2h16a2 2 0 0 0 2-2V6a2 2 0 0 0-2-2zm0 4-8 5-8-5V6l8 5 8-5v2z",
+  db: "M12 2C7.6 2 4 3.8 4 6v12c0 2.2 3.6 4 8 4s8-1.8 8-4V6c0-2.2-3.6-4-8-4zm0 2c3.9 0 6 1.5 6 2s-2.1 2-6 2-6-1.5-6-2 2.1-2 6-2zm6 14c0 .5-2.1 2-6 2s-6-1.5-6-2v-2.3c1.5.8 3.6 1.3 6 1.3s4.5-.5 6-1.3V18zm0-5c0 .5-2.1 2-6 2s-6-1.5-6-2v-2.3c1.5.8 3.6 1.3 6 1.3s4.5-.5 6-1.3V13z",
   dns: "M12 2a10 10 0 1 0 0 20 10 10 0 0 0 0-20zm6.9 6h-2.9a15.7 15.7 0 0 0-1.4-3.6A8 8 0 0 1 18.9 8zM12 4c.8 1.2 1.5 2.5 1.9 4h-3.8c.4-1.4 1.1-2.8 1.9-4zM4.3 14a8.2 8.2 0 0 1 0-4h3.4a16.5 16.5 0 0 0 0 4H4.3zm.8 2h3a15.7 15.7 0 0 0 1.4 3.6A8 8 0 0 1 5.1 16zM8 8H5.1a8 8 0 0 1 4.3-3.6C8.8 5.5 8.4 6.7 8 8zm4 12c-.8-1.2-1.5-2.5-1.9-4h3.8c-.4 1.4-1.1 2.8-1.9 4zm2.3-6H9.7a14.7 14.7 0 0 1 0-4h4.6a14.7 14.7 0 0 1 0 4zm.3 5.6c.6-1.1 1.1-2.3 1.4-3.6h3a8 8 0 0 1-4.4 3.6zM16.3 14a16.5 16.5 0 0 0 0-4h3.4a8.2 8.2 0 0 1 0 4h-3.4z",
 };
 
@@ -457,6 +458,7 @@ function renderAccounts() {
     const actions = el("td", { class: "row-actions actions-col", "data-label": "" });
     if (a.servers.mail != null) actions.append(iconButton(`Mail of ${a.username}`, "mail", () => openMail(a)));
     if (a.servers.dns != null) actions.append(iconButton(`DNS of ${a.username}`, "dns", () => openDns(a)));
+    if (a.servers.db != null) actions.append(iconButton(`Databases of ${a.username}`, "db", () => openDb(a)));
     if (a.servers.web != null) actions.append(iconButton(`Migrate ${a.username}`, "move", () => openMigrate(a)));
     actions.append(iconButton(`Delete ${a.username}`, "trash", () => removeAccount(a)));
     return el("tr", { "data-account": String(a.id), "data-name": a.username },
@@ -474,8 +476,11 @@ function renderAccounts() {
 async function removeAccount(a) {
   if (!confirm(`Delete the account ${a.username} on every server it uses?`)) return;
   try {
-    await api("DELETE", `/accounts/${a.id}`);
-    $("#accounts-error").textContent = "";
+    const kept = await api("DELETE", `/accounts/${a.id}`);
+    // Its databases stay on the db server until a final backup: say so.
+    $("#accounts-error").textContent = kept?.databases?.length
+      ? `${a.username} is deleted; kept on its db server: ${kept.databases.join(", ")}. ${kept.message}`
+      : "";
     await refreshAccounts();
   } catch (err) {
     $("#accounts-error").textContent = `Cannot delete ${a.username}: ${err.message}`;
@@ -883,3 +888,163 @@ $("#migrate-form").addEventListener("submit", async (e) => {
 });
 
 show();
+
+// ---- databases of an account ------------------------------------------------------------------
+
+let dbAccount = null;
+let dbNames = []; // the account's databases, for the user form's checkboxes
+let changingDbUser = null; // the user being changed, or null when adding
+const dbPath = (rest) => `/accounts/${dbAccount.id}${rest}`;
+
+function formatBytes(n) {
+  if (n == null) return "—";
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+}
+
+async function openDb(a) {
+  dbAccount = a;
+  $("#db-title").textContent = `Databases of ${a.username}`;
+  $("#db-name-hint").replaceChildren("Lowercase letters, digits and ", el("code", {}, "_"),
+    "; the prefix ", el("code", {}, `${a.username}_`), " is added.");
+  $("#database-form").reset();
+  clearErrors($("#database-form"));
+  resetDbUserForm();
+  $("#db-dialog").showModal();
+  await loadDb();
+  $("#db-name").focus();
+}
+
+async function loadDb() {
+  try {
+    const [dbs, users] = await Promise.all([api("GET", dbPath("/databases")), api("GET", dbPath("/database-users"))]);
+    $("#db-error").textContent = "";
+    dbNames = dbs.map((d) => d.name);
+    renderDatabases(dbs);
+    renderDbUsers(users);
+    renderDbChoices(changingDbUser?.databases ?? []);
+  } catch (err) {
+    $("#db-error").textContent = `Cannot load the databases: ${err.message}`;
+  }
+}
+
+function renderDatabases(dbs) {
+  const td = (label, content) => el("td", { "data-label": label }, content);
+  replaceRows($("#database-table tbody"), dbs.map((d) => el("tr", { "data-database": d.name },
+    td("Name", d.name),
+    td("Size", formatBytes(d.size_bytes)),
+    el("td", { class: "row-actions actions-col", "data-label": "" },
+      iconButton(`Delete database ${d.name}`, "trash", () => removeDatabase(d))))));
+  $("#no-databases").hidden = dbs.length > 0;
+}
+
+function renderDbUsers(users) {
+  const td = (label, content) => el("td", { "data-label": label }, content);
+  replaceRows($("#db-user-table tbody"), users.map((u) => el("tr", { "data-db-user": u.name },
+    td("Name", u.name),
+    td("Databases", u.databases.length ? u.databases.join(", ") : "—"),
+    td("Connects from", u.hosts.join(", ")),
+    td("phpMyAdmin", u.phpmyadmin_url ? el("a", { href: u.phpmyadmin_url, target: "_blank", rel: "noopener" }, "Open") : "—"),
+    el("td", { class: "row-actions actions-col", "data-label": "" },
+      iconButton(`Change database user ${u.name}`, "edit", () => startDbUserChange(u)),
+      iconButton(`Delete database user ${u.name}`, "trash", () => removeDbUser(u))))));
+  $("#no-db-users").hidden = users.length > 0;
+}
+
+/** One checkbox per database of the account, `checked` ticked. */
+function renderDbChoices(checked) {
+  const box = $("#dbu-databases");
+  const error = box.querySelector(".error");
+  const choices = dbNames.map((name) => el("label", {},
+    el("input", Object.assign({ type: "checkbox", name: "databases", value: name }, checked.includes(name) ? { checked: "" } : {})),
+    ` ${name}`));
+  box.replaceChildren(el("legend", {}, "All privileges on"),
+    ...(choices.length ? choices : [el("p", { class: "hint" }, "Add a database first, or grant later.")]), error);
+}
+
+function resetDbUserForm() {
+  const form = $("#db-user-form");
+  form.reset();
+  clearErrors(form);
+  changingDbUser = null;
+  form.elements.name.disabled = false;
+  $("#db-user-form-title").textContent = "Add Database User";
+  $("#save-db-user").textContent = "Add Database User";
+  $("#dbu-password-hint").textContent = "8 to 1,024 characters. Only its hash is kept.";
+  $("#cancel-db-user").hidden = true;
+  renderDbChoices([]);
+}
+
+function startDbUserChange(u) {
+  resetDbUserForm();
+  const form = $("#db-user-form");
+  changingDbUser = u;
+  form.elements.name.value = u.name;
+  form.elements.name.disabled = true;
+  renderDbChoices(u.databases);
+  $("#db-user-form-title").textContent = `Change ${u.name}`;
+  $("#save-db-user").textContent = "Save";
+  $("#dbu-password-hint").textContent = "Leave empty to keep the password.";
+  $("#cancel-db-user").hidden = false;
+  form.elements.password.focus();
+}
+
+$("#database-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const form = e.target;
+  clearErrors(form);
+  try {
+    await api("POST", dbPath("/databases"), { name: form.elements.name.value.trim() });
+    form.reset();
+    await loadDb();
+  } catch (err) {
+    showError(form, err, $("#database-form-error"));
+  }
+});
+
+async function removeDatabase(d) {
+  if (!confirm(`Delete the database ${d.name} and all its data?`)) return;
+  try {
+    await api("DELETE", dbPath(`/databases/${encodeURIComponent(d.name)}`));
+    await loadDb();
+  } catch (err) {
+    $("#db-error").textContent = `Cannot delete ${d.name}: ${err.message}`;
+  }
+}
+
+$("#cancel-db-user").addEventListener("click", resetDbUserForm);
+$("#db-user-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const form = e.target;
+  clearErrors(form);
+  const password = form.elements.password.value;
+  const databases = [...form.querySelectorAll('input[name="databases"]:checked')].map((c) => c.value);
+  try {
+    if (changingDbUser) {
+      const body = { databases };
+      if (password) body.password = password;
+      await api("PATCH", dbPath(`/database-users/${encodeURIComponent(changingDbUser.name)}`), body);
+    } else {
+      await api("POST", dbPath("/database-users"), { name: form.elements.name.value.trim(), password, databases });
+    }
+    resetDbUserForm();
+    await loadDb();
+  } catch (err) {
+    showError(form, err, $("#db-user-form-error"));
+  }
+});
+
+async function removeDbUser(u) {
+  if (!confirm(`Delete the database user ${u.name}? Its open sessions end at once.`)) return;
+  try {
+    await api("DELETE", dbPath(`/database-users/${encodeURIComponent(u.name)}`));
+    if (changingDbUser?.name === u.name) resetDbUserForm();
+    await loadDb();
+  } catch (err) {
+    $("#db-error").textContent = `Cannot delete ${u.name}: ${err.message}`;
+  }
+}
+
+$("#close-db").addEventListener("click", () => $("#db-dialog").close());
