@@ -286,6 +286,7 @@ impl<S: System> Applier<S> {
                     .iter()
                     .map(|z| (z.name.to_string(), z.serial))
                     .collect(),
+                db: (!i.spec.db.is_empty()).then(|| i.spec.db.digest()),
             })
             .collect())
     }

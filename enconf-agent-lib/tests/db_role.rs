@@ -252,6 +252,14 @@ fn each_account_reaches_its_own_databases_from_its_web_server_and_nothing_else()
     )
     .unwrap();
 
+    // The db server has every account's databases as recorded (compared by fingerprint).
+    let report = c
+        .runtime
+        .block_on(c.controller.reconcile(c.db_server))
+        .unwrap();
+    assert_eq!(report.in_sync, ["alpha", "beta"], "{report:?}");
+    assert!(report.differing.is_empty(), "{report:?}");
+
     // Deleting a user ends its open session and its logins at once.
     let mut open =
         c.db.client(Some("127.0.0.3"), "beta_u", "beta-secret-1")
@@ -326,7 +334,6 @@ fn each_account_reaches_its_own_databases_from_its_web_server_and_nothing_else()
     let err = c.database(again, "data").unwrap_err();
     assert_eq!(err.error.code, ErrorCode::Duplicate, "{err:?}");
     assert!(err.error.message.contains("kept"), "{err:?}");
-    let _ = c.db_server;
 }
 
 #[test]

@@ -549,6 +549,9 @@ fn same_account(expected: &crate::domain::AccountSpec, agent: &AgentAccount) -> 
     if zones != agent.zones {
         return false;
     }
+    if (!expected.db.is_empty()).then(|| expected.db.digest()) != agent.db {
+        return false;
+    }
     expected
         .domains
         .iter()

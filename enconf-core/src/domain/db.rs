@@ -316,6 +316,14 @@ impl DbSpec {
         self.databases.is_empty() && self.users.is_empty()
     }
 
+    /// A fingerprint of the whole part (names, grants, hosts and hashes): what an agent
+    /// reports of it, so that a reconciliation compares without the hashes travelling back.
+    pub fn digest(&self) -> String {
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Every name belongs to `account`, every grant is on one of its databases, nothing twice:
     /// what an agent checks before it touches its MariaDB.
     pub fn check(&self, account: &UserName) -> Result<(), super::ValidationError> {

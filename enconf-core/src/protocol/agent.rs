@@ -265,6 +265,10 @@ pub struct AgentAccount {
     /// The serial of each zone the agent serves for the account (dns role).
     #[serde(default)]
     pub zones: std::collections::BTreeMap<String, u32>,
+    /// The fingerprint of the account's databases and users as the agent has them (db role;
+    /// [`crate::domain::db::DbSpec::digest`]); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db: Option<String>,
 }
 
 /// `GET /v1/accounts`.

@@ -857,7 +857,8 @@ pub struct Reconciliation {
     /// Recorded, but the agent does not have them (now `failed`).
     pub missing_on_agent: Vec<String>,
     /// Recorded, but the agent has them with other domains or PHP settings, or (on their mail
-    /// server) other mailboxes, quotas or aliases (now `failed`; `resend_mail` repairs mail).
+    /// server) other mailboxes, quotas or aliases, or (on their db server) other databases,
+    /// users, grants or passwords (now `failed`; `resend_mail` repairs mail).
     pub differing: Vec<String>,
     /// On the agent, but not recorded for this server. Left in place: never deleted by a
     /// reconciliation.
