@@ -310,6 +310,20 @@ fn each_account_reaches_its_own_databases_from_its_web_server_and_nothing_else()
         "1130",
     );
 
+    // The web server's address changes: the grants follow (off the request).
+    let patch = serde_json::from_value(json!({ "ipv4": "127.0.0.5" })).unwrap();
+    c.runtime
+        .block_on(c.controller.patch_server(c.web[1], &patch))
+        .unwrap();
+    common::services::wait_for("the grant for the new address", || {
+        c.db.customer(Some("127.0.0.5"), "alpha_u", "alpha-secret-2", "SELECT 1")
+            .is_ok()
+    });
+    refused(
+        c.db.customer(Some("127.0.0.4"), "alpha_u", "alpha-secret-2", "SELECT 1"),
+        "1130",
+    );
+
     // Deleting a database drops it and its grants.
     c.runtime
         .block_on(c.controller.delete_database(beta, "data"))
@@ -326,7 +340,7 @@ fn each_account_reaches_its_own_databases_from_its_web_server_and_nothing_else()
     assert_eq!(kept.database_users, ["alpha_u"]);
     assert_eq!(c.db.admin("SELECT COUNT(*) FROM alpha_data.t"), ["1"]);
     refused(
-        c.db.customer(Some("127.0.0.4"), "alpha_u", "alpha-secret-2", "SELECT 1"),
+        c.db.customer(Some("127.0.0.5"), "alpha_u", "alpha-secret-2", "SELECT 1"),
         "4151",
     );
     // A new account of that user name does not take them over.

@@ -336,7 +336,8 @@ impl Controller {
             server
         };
         // Off the request: zones follow what changed (a dns server made active serves every
-        // account's zones; a changed address or host name changes the records naming it).
+        // account's zones; a changed address or host name changes the records naming it), and
+        // so do the grants of database users who connect from this server.
         if (joins_dns || names_changed) && server.health.reachable {
             let controller = self.clone();
             tokio::spawn(async move { controller.zones_follow_server(id, joins_dns).await });
@@ -371,6 +372,14 @@ impl Controller {
             if let Err(e) = followed {
                 tracing::warn!(account = %account.id, server = %id, error = %e, "the zones could not follow the server; a reconciliation of the dns servers brings them up to date");
             }
+        }
+        for account in accounts.iter().filter(|a| {
+            a.servers.one(crate::domain::Role::Web) == Some(id)
+                && a.servers
+                    .one(crate::domain::Role::Db)
+                    .is_some_and(|db| db != id)
+        }) {
+            self.db_follow_web(account).await;
         }
     }
 
