@@ -436,3 +436,60 @@ fn a_mail_change_postmap_refuses_leaves_every_file_as_it_was() {
         passwd
     );
 }
+
+#[test]
+fn the_db_role_plans_statements_and_never_logs_a_hash() {
+    use enconf_core::domain::db::{DbHost, DbName, DbSpec, DbUserName, DbUserSpec, NativeHash};
+    let dir = tempfile::tempdir().unwrap();
+    let a = applier(dir.path()).with_roles("web,db".parse().unwrap());
+    let hash = NativeHash::of("a-long-secret-1");
+    let mut shop = spec("shop", &["shop.example"]);
+    shop.roles = "web,db".parse().unwrap();
+    let data = DbName::parse_full("shop_my_data").unwrap();
+    shop.db = DbSpec {
+        databases: vec![data.clone()],
+        users: vec![DbUserSpec {
+            name: DbUserName::parse_full("shop_app").unwrap(),
+            hash: hash.clone(),
+            databases: vec![data],
+            hosts: vec![DbHost::Localhost],
+        }],
+    };
+    a.put(std::slice::from_ref(&shop)).unwrap();
+    let cmds = a.system().commands().join("\n");
+    assert!(
+        cmds.contains("CREATE DATABASE IF NOT EXISTS `shop_my_data`"),
+        "{cmds}"
+    );
+    assert!(
+        cmds.contains("CREATE USER 'shop_app'@'localhost' IDENTIFIED BY PASSWORD '***'"),
+        "{cmds}"
+    );
+    assert!(
+        cmds.contains("GRANT ALL PRIVILEGES ON `shop\\_my\\_data`.* TO 'shop_app'@'localhost'"),
+        "{cmds}"
+    );
+    let log = std::fs::read_to_string(dir.path().join("box/commands.log")).unwrap();
+    assert!(
+        !log.contains(&hash.expose_secret()[1..]),
+        "a hash was logged"
+    );
+    // The ledger names what was made; the same put again changes nothing.
+    let ledger = read(&a, "/srv/state/db/shop.json").unwrap();
+    assert!(
+        ledger.contains("shop_my_data") && ledger.contains("shop_app"),
+        "{ledger}"
+    );
+    a.system().clear_commands();
+    assert_eq!(a.put(std::slice::from_ref(&shop)).unwrap(), vec![false]);
+    assert!(a.system().commands().is_empty());
+    // A grant for another machine is refused while MariaDB listens on loopback only.
+    shop.db.users[0]
+        .hosts
+        .push(DbHost::Ip("192.0.2.7".parse().unwrap()));
+    let err = a.put(std::slice::from_ref(&shop)).unwrap_err();
+    assert!(
+        matches!(&err, ApplyError::Rejected { message, .. } if message.contains("AGENT_DB_LISTEN")),
+        "{err:?}"
+    );
+}

@@ -484,14 +484,15 @@ pub fn setup<S: System>(exec: &crate::executor::Executor<S>) -> Result<(), Apply
     }
     match run(system, layout, &[Sql::new("SELECT @@bind_address")]) {
         Ok(rows) => {
+            // No row: nothing answered (the sandbox records statements and answers none).
             let running = rows
                 .first()
                 .and_then(|r| r.first())
-                .and_then(|r| r.first().cloned().flatten())
-                .unwrap_or_default();
-            if !running
-                .split(',')
-                .any(|a| a.trim() == layout.db_listen.to_string())
+                .and_then(|r| r.first().cloned().flatten());
+            if let Some(running) = running
+                && !running
+                    .split(',')
+                    .any(|a| a.trim() == layout.db_listen.to_string())
             {
                 tracing::warn!(running = %running, configured = %layout.db_listen, "MariaDB does not listen where AGENT_DB_LISTEN says: restart it");
             }
