@@ -51,7 +51,7 @@ impl Controller {
             .map_err(|e| pin_error(e, input))?;
         let prepared = async {
             self.refresh_managed(&account, None).await?;
-            let parts = self.parts_of(&account).await?;
+            let parts = self.parts_of(&account, account.spec.roles).await?;
             Ok::<_, ControllerError>((self.servers_of(&account.servers).await?, parts))
         }
         .await;
@@ -132,10 +132,10 @@ impl Controller {
                 .at("php_version")
                 .into());
         }
-        let old_parts = self.parts_of(&account).await?;
+        let old_parts = self.parts_of(&account, account.spec.roles).await?;
         let updated = self.store.update_account(id, spec).await?;
         let zones = match self.refresh_managed(&updated, None).await {
-            Ok(_) => self.parts_of(&updated).await,
+            Ok(_) => self.parts_of(&updated, updated.spec.roles).await,
             Err(e) => Err(e),
         };
         let parts = match zones {
@@ -383,7 +383,7 @@ impl Controller {
                 .map(drop),
             false => {
                 let parts = self
-                    .parts_of(account)
+                    .parts_of(account, roles)
                     .await
                     .map_err(|e| TransportError::Unreachable(e.to_string()))?;
                 client
@@ -458,7 +458,7 @@ impl Controller {
         for account in self.store.accounts_on(id).await? {
             let name = account.spec.username.to_string();
             let roles = account.servers.roles_on(id);
-            let parts = self.parts_of(&account).await?;
+            let parts = self.parts_of(&account, roles).await?;
             let expected = spec_for(&account, roles, &parts);
             let found = on_agent.remove(&name);
             // A dns server that missed changes (it was offline, or is new) is brought up to

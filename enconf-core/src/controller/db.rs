@@ -112,7 +112,7 @@ impl Controller {
         server: &Server,
     ) -> std::result::Result<(), crate::transport::TransportError> {
         let parts = self
-            .parts_of(account)
+            .parts_of(account, account.servers.roles_on(server.id))
             .await
             .map_err(|e| crate::transport::TransportError::Unreachable(e.to_string()))?;
         let endpoint = AgentEndpoint::from(server);

@@ -312,7 +312,7 @@ impl Controller {
     pub(super) async fn push_zones(&self, id: AccountId) -> Result<()> {
         let account = self.store.account(id).await?;
         let servers = self.dns_servers(&account).await?;
-        let parts = self.parts_of(&account).await?;
+        let parts = self.parts_of(&account, account.spec.roles).await?;
         self.send_zones(&account, &parts, &servers)
             .await
             .map_err(|(_, i, e)| {
@@ -341,7 +341,7 @@ impl Controller {
             .into_iter()
             .find(|z| &z.zone.name == zone);
         let row = change().await?;
-        let parts = self.parts_of(&account).await?;
+        let parts = self.parts_of(&account, account.spec.roles).await?;
         if let Err((done, failed, e)) = self.send_zones(&account, &parts, &servers).await {
             tracing::warn!(account = %id, %zone, error = %e, "a zone change did not reach every dns server; it is undone");
             if let Some(before) = before
@@ -358,7 +358,10 @@ impl Controller {
             {
                 undo.push(s.clone());
             }
-            let restored = self.parts_of(&account).await.unwrap_or(parts);
+            let restored = self
+                .parts_of(&account, account.spec.roles)
+                .await
+                .unwrap_or(parts);
             if !undo.is_empty()
                 && let Err((_, _, again)) = self.send_zones(&account, &restored, &undo).await
             {

@@ -288,37 +288,28 @@ impl Controller {
                 return Err(StoreError::SameAgent { server: other.id }.into());
             }
         }
-        // Webmail changes on the mail server first: a path it cannot serve is not recorded.
-        if spec.roundcube_path != current.spec.roundcube_path
-            && (spec.roles.contains(crate::domain::Role::Mail)
-                || current.spec.roles.contains(crate::domain::Role::Mail))
-            && current.health.reachable
-        {
+        // Webmail (mail role) and phpMyAdmin (db role) change on the agent first: a path it
+        // cannot serve is not recorded. A role the server loses takes its application along.
+        if current.health.reachable {
+            use crate::domain::Role;
+            let either = |role| spec.roles.contains(role) || current.spec.roles.contains(role);
             let mut next = current.clone();
             next.spec = spec.clone();
             if let Some(t) = &token {
                 next.token = t.clone();
             }
-            if !next.spec.roles.contains(crate::domain::Role::Mail) {
+            if !next.spec.roles.contains(Role::Mail) {
                 next.spec.roundcube_path = None;
             }
-            self.send_webmail(&next).await?;
-        }
-        // phpMyAdmin likewise, on the db server.
-        if spec.phpmyadmin_path != current.spec.phpmyadmin_path
-            && (spec.roles.contains(crate::domain::Role::Db)
-                || current.spec.roles.contains(crate::domain::Role::Db))
-            && current.health.reachable
-        {
-            let mut next = current.clone();
-            next.spec = spec.clone();
-            if let Some(t) = &token {
-                next.token = t.clone();
-            }
-            if !next.spec.roles.contains(crate::domain::Role::Db) {
+            if !next.spec.roles.contains(Role::Db) {
                 next.spec.phpmyadmin_path = None;
             }
-            self.send_phpmyadmin(&next).await?;
+            if spec.roundcube_path != current.spec.roundcube_path && either(Role::Mail) {
+                self.send_webmail(&next).await?;
+            }
+            if spec.phpmyadmin_path != current.spec.phpmyadmin_path && either(Role::Db) {
+                self.send_phpmyadmin(&next).await?;
+            }
         }
         let dns = crate::domain::Role::Dns;
         let joins_dns = spec.active
@@ -340,14 +331,14 @@ impl Controller {
         // so do the grants of database users who connect from this server.
         if (joins_dns || names_changed) && server.health.reachable {
             let controller = self.clone();
-            tokio::spawn(async move { controller.zones_follow_server(id, joins_dns).await });
+            tokio::spawn(async move { controller.follow_server(id, joins_dns).await });
         }
         Ok(self.view(&server))
     }
 
     /// Brings the zones of the accounts using server `id` in step with it (and, with `join`,
     /// makes it serve every account's zones): best effort, logged.
-    async fn zones_follow_server(&self, id: ServerId, join: bool) {
+    async fn follow_server(&self, id: ServerId, join: bool) {
         if join && let Err(e) = self.reconcile(id).await {
             tracing::warn!(server = %id, error = %e, "the dns server does not serve every zone yet");
         }

@@ -33,8 +33,9 @@ impl RolePart for Web {
     }
 }
 
-/// Roles whose part is the account itself (user name and domains): mail and backup until
-/// their own parts exist (mail's mailboxes go through their own agent API).
+/// Roles whose part is the account itself (user name and domains): mail (its mailboxes go
+/// through their own agent API) and backup; and dns and db, whose zones and databases live in
+/// the store apart from the account and are filled in by [`spec_for`] from [`Parts`].
 #[derive(Debug)]
 struct Base(Role);
 
@@ -46,38 +47,12 @@ impl RolePart for Base {
     fn add_part(&self, _account: &Account, _spec: &mut AccountSpec) {}
 }
 
-/// The dns role: the account's zones, whole (`zones` is filled by [`spec_for`] from the
-/// store, where they live apart from the account).
-#[derive(Debug)]
-struct Dns;
-
-impl RolePart for Dns {
-    fn role(&self) -> Role {
-        Role::Dns
-    }
-
-    fn add_part(&self, _account: &Account, _spec: &mut AccountSpec) {}
-}
-
-/// The db role: the account's databases and users, whole (`db` is filled by [`spec_for`]
-/// from the store, with the hosts each user may connect from).
-#[derive(Debug)]
-struct Db;
-
-impl RolePart for Db {
-    fn role(&self) -> Role {
-        Role::Db
-    }
-
-    fn add_part(&self, _account: &Account, _spec: &mut AccountSpec) {}
-}
-
 fn role_parts() -> [Box<dyn RolePart>; 5] {
     [
         Box::new(Web),
         Box::new(Base(Role::Mail)),
-        Box::new(Dns),
-        Box::new(Db),
+        Box::new(Base(Role::Dns)),
+        Box::new(Base(Role::Db)),
         Box::new(Base(Role::Backup)),
     ]
 }
@@ -91,11 +66,18 @@ pub(super) struct Parts {
 }
 
 impl Controller {
-    /// The zones and databases of `account` as its servers are sent them.
-    pub(super) async fn parts_of(&self, account: &Account) -> Result<Parts> {
+    /// What of `account`'s zones and databases a server serving `roles` of it is sent (only
+    /// what those roles need is read from the store).
+    pub(super) async fn parts_of(&self, account: &Account, roles: RoleSet) -> Result<Parts> {
         Ok(Parts {
-            zones: self.zones_of(account).await?,
-            db: self.db_spec(account).await?,
+            zones: match roles.contains(Role::Dns) {
+                true => self.zones_of(account).await?,
+                false => Vec::new(),
+            },
+            db: match roles.contains(Role::Db) {
+                true => self.db_spec(account).await?,
+                false => DbSpec::default(),
+            },
         })
     }
 }
