@@ -82,11 +82,11 @@ impl<S: System> Applier<S> {
     }
 
     fn accounts_dir(&self) -> PathBuf {
-        self.layout().state_dir.join("accounts")
+        roles::accounts_dir(self.layout())
     }
 
     fn record_path(&self, user: &UserName) -> PathBuf {
-        self.accounts_dir().join(format!("{user}.json"))
+        roles::record_path(self.layout(), user.as_str())
     }
 
     fn module(&self, role: Role) -> Result<&dyn AccountRole<S>, ApplyError> {

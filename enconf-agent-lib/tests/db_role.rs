@@ -10,7 +10,7 @@ use std::io::{BufRead, Write};
 use std::sync::Arc;
 
 use common::TOKEN;
-use common::dbhost::DbHost;
+use common::mariadb::MariaDb;
 use enconf_agent_lib::apply::Applier;
 use enconf_agent_lib::server::{Agent, router};
 use enconf_agent_lib::system::RealSystem;
@@ -24,14 +24,14 @@ use serde_json::json;
 struct Cluster {
     controller: Controller,
     runtime: tokio::runtime::Runtime,
-    db: DbHost,
+    db: MariaDb,
     db_server: ServerId,
     web: Vec<ServerId>,
     _dirs: Vec<tempfile::TempDir>,
 }
 
 fn cluster() -> Option<Cluster> {
-    let db = DbHost::start()?;
+    let db = MariaDb::start()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -68,8 +68,15 @@ fn cluster() -> Option<Cluster> {
     // addresses, which are granted too).
     extra.push(("AGENT_DB_LISTEN", "0.0.0.0"));
     let config = common::config(dir.path(), &extra);
+    // MariaDB's option directory: the agent writes where MariaDB listens into it at start.
+    std::fs::create_dir(dir.path().join("mariadb")).unwrap();
     let applier = Applier::new(config.layout, RealSystem::new()).with_roles(config.roles);
     applier.start().unwrap();
+    let options = std::fs::read_to_string(dir.path().join("mariadb/90-enconf.cnf")).unwrap();
+    assert!(
+        options.contains("[mariadbd]\nbind-address = 0.0.0.0\n"),
+        "{options}"
+    );
     let agent =
         runtime.block_on(async { Agent::new(AgentToken::parse(TOKEN).unwrap(), applier, 1 << 22) });
     let url: AgentUrl = "http://127.0.0.1:50079".parse().unwrap();
@@ -142,7 +149,7 @@ impl Cluster {
     }
 }
 
-fn refused(r: Result<(), common::dbhost::Refused>, code: &str) {
+fn refused(r: Result<(), common::mariadb::Refused>, code: &str) {
     match r {
         Ok(()) => panic!("allowed; expected error {code}"),
         Err(e) => assert!(e.0.contains(code), "expected {code}, got {}", e.0),

@@ -654,7 +654,6 @@ print(f"form 200, login {status} {location}")
 fn roundcube_is_served_at_the_webmail_path_and_logs_in_over_this_servers_imap() {
     use enconf_core::domain::{MailAddress, PasswordHash, UrlPath};
     use enconf_core::protocol::mail::MailboxPut;
-    use enconf_core::ssl::CertKind;
     const ROUNDCUBE_CONFIG: &str = "/etc/roundcube/config.inc.php";
     let Some(mut svc) = services::start() else {
         return;
@@ -688,21 +687,7 @@ fn roundcube_is_served_at_the_webmail_path_and_logs_in_over_this_servers_imap() 
     a.start().unwrap();
     host.start();
 
-    let name: enconf_core::domain::DomainName = "mx.enconf-test.example".parse().unwrap();
-    let pair = enconf_core::ssl::cert::self_signed(
-        std::slice::from_ref(&name),
-        time::OffsetDateTime::now_utc(),
-    )
-    .unwrap();
-    assert!(
-        a.put_certificate(
-            CertKind::Panel,
-            std::slice::from_ref(&name),
-            &pair.chain_pem,
-            &pair.key_pem
-        )
-        .unwrap()
-    );
+    let name = panel_certificate(&a, "mx.enconf-test.example");
     let user = svc.user("w");
     let domain = format!("{user}.mail-test.example");
     let mut account = spec(&user, &[&domain]);
@@ -782,7 +767,6 @@ print(f"form 200, login {status} {location} {denied}".strip())
 fn phpmyadmin_is_served_at_its_path_and_logs_in_to_the_local_mariadb() {
     use enconf_core::domain::UrlPath;
     use enconf_core::domain::db::{DbHost, DbName, DbSpec, DbUserName, DbUserSpec, NativeHash};
-    use enconf_core::ssl::CertKind;
     const CONF_D: &str = "/etc/phpmyadmin/conf.d";
     let Some(mut svc) = services::start() else {
         return;
@@ -791,7 +775,7 @@ fn phpmyadmin_is_served_at_its_path_and_logs_in_to_the_local_mariadb() {
         services::skip_or_fail("phpMyAdmin (phpmyadmin) is not installed");
         return;
     }
-    let Some(db) = common::dbhost::DbHost::start() else {
+    let Some(db) = common::mariadb::MariaDb::start() else {
         return;
     };
     // The agent writes its settings into phpMyAdmin's conf.d: take them out after.
@@ -812,21 +796,7 @@ fn phpmyadmin_is_served_at_its_path_and_logs_in_to_the_local_mariadb() {
     let a = Applier::new(config.layout, RealSystem::new()).with_roles(config.roles);
     a.start().unwrap();
 
-    let name: enconf_core::domain::DomainName = "db.enconf-test.example".parse().unwrap();
-    let pair = enconf_core::ssl::cert::self_signed(
-        std::slice::from_ref(&name),
-        time::OffsetDateTime::now_utc(),
-    )
-    .unwrap();
-    assert!(
-        a.put_certificate(
-            CertKind::Panel,
-            std::slice::from_ref(&name),
-            &pair.chain_pem,
-            &pair.key_pem
-        )
-        .unwrap()
-    );
+    let name = panel_certificate(&a, "db.enconf-test.example");
     // An account with a database and a user, as the controller sends it.
     let user = svc.user("d");
     let mut account = spec(&user, &[&format!("{user}.enconf-test.example")]);
@@ -943,4 +913,25 @@ fn login_script(
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Installs a self-signed panel certificate for `name` (the panel's HTTPS server block, where
+/// webmail and phpMyAdmin are served); the name.
+fn panel_certificate(a: &Applier<RealSystem>, name: &str) -> enconf_core::domain::DomainName {
+    let name: enconf_core::domain::DomainName = name.parse().unwrap();
+    let pair = enconf_core::ssl::cert::self_signed(
+        std::slice::from_ref(&name),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    assert!(
+        a.put_certificate(
+            enconf_core::ssl::CertKind::Panel,
+            std::slice::from_ref(&name),
+            &pair.chain_pem,
+            &pair.key_pem
+        )
+        .unwrap()
+    );
+    name
 }

@@ -41,7 +41,7 @@ impl<S: System> AccountRole<S> for Db {
         }
         account
             .db
-            .check(&account.username)
+            .check(&account.username, "db.")
             .map_err(ApplyError::Invalid)?;
         mariadb::check_hosts(exec.layout(), &account.db)?;
         mariadb::conflicts(

@@ -25,6 +25,16 @@ pub struct Installed {
     pub php_version: PhpVersion,
 }
 
+/// Where the records of installed accounts are.
+pub fn accounts_dir(layout: &crate::config::Layout) -> std::path::PathBuf {
+    layout.state_dir.join("accounts")
+}
+
+/// The record of the installed account `user` ([`Installed`], JSON).
+pub fn record_path(layout: &crate::config::Layout, user: &str) -> std::path::PathBuf {
+    accounts_dir(layout).join(format!("{user}.json"))
+}
+
 /// Whether a role's services answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoleStatus {

@@ -310,10 +310,7 @@ fn kill_sessions<S: System>(
 /// Without a record (the account is gone, or has no db role here) nothing changes: a deleted
 /// account's databases stay (see [`lock`]).
 pub fn sync<S: System>(system: &S, layout: &Layout, user: &str) -> Result<(), ApplyError> {
-    let record = layout
-        .state_dir
-        .join("accounts")
-        .join(format!("{user}.json"));
+    let record = crate::roles::record_path(layout, user);
     let Some(bytes) = system.read(&record)? else {
         return Ok(());
     };
@@ -471,11 +468,10 @@ pub fn setup<S: System>(exec: &crate::executor::Executor<S>) -> Result<(), Apply
     let (system, layout) = (exec.system(), exec.layout());
     let path = &layout.mariadb_config;
     let wanted = option_file(layout).into_bytes();
-    let dir_exists = path
-        .parent()
-        .map(|d| system.list(d).map(|l| !l.is_empty()))
-        .transpose()?
-        .unwrap_or(false);
+    let dir_exists = match path.parent() {
+        Some(dir) => system.modified_secs(dir)?.is_some(),
+        None => false,
+    };
     if dir_exists && system.read(path)?.as_deref() != Some(&wanted[..]) {
         let mut plan = crate::executor::Plan::default();
         plan.write(path.clone(), wanted, 0o644);

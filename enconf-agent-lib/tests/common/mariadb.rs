@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 
 use super::services::{free_port, skip_or_fail, wait_for};
 
-pub struct DbHost {
+pub struct MariaDb {
     pub root: tempfile::TempDir,
     pub port: u16,
     server: Child,
@@ -26,7 +26,7 @@ pub struct DbHost {
 #[derive(Debug)]
 pub struct Refused(pub String);
 
-impl DbHost {
+impl MariaDb {
     /// Starts one, or says why not (a failure under `CI=true`).
     pub fn start() -> Option<Self> {
         let missing = [
@@ -195,7 +195,7 @@ impl DbHost {
         port
     }
 
-    /// Runs `sql` as a customer (see [`DbHost::client`]).
+    /// Runs `sql` as a customer (see [`MariaDb::client`]).
     pub fn customer(
         &self,
         from: Option<&str>,
@@ -217,7 +217,7 @@ impl DbHost {
     }
 }
 
-impl Drop for DbHost {
+impl Drop for MariaDb {
     fn drop(&mut self) {
         // Its data is thrown away with the directory: no need for a clean shutdown.
         let _ = self.server.kill();

@@ -1,10 +1,10 @@
 //! Helpers shared by the agent's integration tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-pub mod dbhost;
 pub mod dnshost;
 pub mod mail;
 pub mod mailhost;
+pub mod mariadb;
 pub mod pebble;
 pub mod services;
 

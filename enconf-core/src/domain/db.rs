@@ -143,29 +143,23 @@ impl DbName {
         format!("`{}`", self.0.replace('`', "``"))
     }
 
-    /// The name as a GRANT's database pattern, quoted: `_` and `%` are wildcards there, so
-    /// each is escaped (`` `shop\_data` ``): a grant on `shop_data` must not open `shopxdata`.
-    pub fn grant_pattern(&self) -> String {
+    /// The name as a GRANT's database pattern, as MariaDB keeps it in `mysql.db`: `_` and `%`
+    /// are wildcards there, so each is escaped (`shop\_data`): a grant on `shop_data` must not
+    /// open `shopxdata`.
+    pub fn grant_key(&self) -> String {
         let mut out = String::with_capacity(self.0.len() + 8);
-        out.push('`');
         for c in self.0.chars() {
-            match c {
-                '_' | '%' | '\\' => {
-                    out.push('\\');
-                    out.push(c);
-                }
-                '`' => out.push_str("``"),
-                c => out.push(c),
+            if matches!(c, '_' | '%' | '\\') {
+                out.push('\\');
             }
+            out.push(c);
         }
-        out.push('`');
         out
     }
 
-    /// The pattern as MariaDB keeps it in `mysql.db` (unquoted, escaped).
-    pub fn grant_key(&self) -> String {
-        let quoted = self.grant_pattern();
-        quoted[1..quoted.len() - 1].replace("``", "`")
+    /// [`DbName::grant_key`] quoted, for a GRANT statement (`` `shop\_data` ``).
+    pub fn grant_pattern(&self) -> String {
+        format!("`{}`", self.grant_key().replace('`', "``"))
     }
 }
 
@@ -325,35 +319,35 @@ impl DbSpec {
     }
 
     /// Every name belongs to `account`, every grant is on one of its databases, nothing twice:
-    /// what an agent checks before it touches its MariaDB.
-    pub fn check(&self, account: &UserName) -> Result<(), super::ValidationError> {
+    /// what an agent checks before it touches its MariaDB. `at` prefixes the field names
+    /// (`db.`).
+    pub fn check(&self, account: &UserName, at: &str) -> Result<(), super::ValidationError> {
         if self.databases.len() > MAX_DATABASES {
-            return Err(Rule::TooMany { max: MAX_DATABASES }.at("db.databases"));
+            return Err(Rule::TooMany { max: MAX_DATABASES }.at(format!("{at}databases")));
         }
         if self.users.len() > MAX_DB_USERS {
-            return Err(Rule::TooMany { max: MAX_DB_USERS }.at("db.users"));
+            return Err(Rule::TooMany { max: MAX_DB_USERS }.at(format!("{at}users")));
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, db) in self.databases.iter().enumerate() {
             if !db.belongs_to(account) {
                 return Err(
-                    Rule::EmptyAfterPrefix(format!("{account}_")).at(format!("db.databases[{i}]"))
+                    Rule::EmptyAfterPrefix(format!("{account}_")).at(format!("{at}databases[{i}]"))
                 );
             }
             if !seen.insert(db.as_str()) {
-                return Err(Rule::DuplicateOf(db.to_string()).at(format!("db.databases[{i}]")));
+                return Err(Rule::DuplicateOf(db.to_string()).at(format!("{at}databases[{i}]")));
             }
         }
         let mut users = std::collections::BTreeSet::new();
         for (i, user) in self.users.iter().enumerate() {
             if !user.name.belongs_to(account) {
-                return Err(
-                    Rule::EmptyAfterPrefix(format!("{account}_")).at(format!("db.users[{i}].name"))
-                );
+                return Err(Rule::EmptyAfterPrefix(format!("{account}_"))
+                    .at(format!("{at}users[{i}].name")));
             }
             if !users.insert(user.name.as_str()) {
                 return Err(
-                    Rule::DuplicateOf(user.name.to_string()).at(format!("db.users[{i}].name"))
+                    Rule::DuplicateOf(user.name.to_string()).at(format!("{at}users[{i}].name"))
                 );
             }
             if let Some(j) = user
@@ -361,7 +355,7 @@ impl DbSpec {
                 .iter()
                 .position(|d| !self.databases.contains(d))
             {
-                return Err(Rule::NotAccountDatabase.at(format!("db.users[{i}].databases[{j}]")));
+                return Err(Rule::NotAccountDatabase.at(format!("{at}users[{i}].databases[{j}]")));
             }
         }
         Ok(())
@@ -511,13 +505,16 @@ mod tests {
                 hosts: vec![DbHost::Localhost],
             }],
         };
-        assert!(spec.check(&shop()).is_ok());
+        assert!(spec.check(&shop(), "db.").is_ok());
         spec.users[0].databases.push(db("other_a"));
         assert_eq!(
-            spec.check(&shop()).unwrap_err().field,
+            spec.check(&shop(), "db.").unwrap_err().field,
             "db.users[0].databases[1]"
         );
         spec.databases.push(db("other_a"));
-        assert_eq!(spec.check(&shop()).unwrap_err().field, "db.databases[1]");
+        assert_eq!(
+            spec.check(&shop(), "db.").unwrap_err().field,
+            "db.databases[1]"
+        );
     }
 }

@@ -232,10 +232,7 @@ impl DbPut {
                 hosts,
             });
         }
-        spec.check(account).map_err(|e| {
-            let field = e.field.strip_prefix("db.").unwrap_or(&e.field).to_owned();
-            e.rule.at(format!("{at}{field}"))
-        })?;
+        spec.check(account, at)?;
         Ok(spec)
     }
 }
