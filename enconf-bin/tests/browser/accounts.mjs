@@ -156,6 +156,8 @@ try {
   await page.getByRole("button", { name: "DNS of shop" }).click();
   const dns = page.locator("#dns-dialog");
   await dns.waitFor();
+  // The dialog opens at once and fills the zone list when the API answers.
+  await page.locator('#dns-zone option[value="shop.example"]').waitFor({ state: "attached" });
   assert.equal(await page.getByLabel("Zone").inputValue(), "shop.example");
   const managedNs = page.locator('#record-table tr[data-managed="true"]', { hasText: "mail1.example.com." });
   await managedNs.first().waitFor();
