@@ -96,6 +96,7 @@ fn specs(n: usize) -> Vec<AccountSpec> {
                 roles: None,
                 zones: None,
                 db: None,
+                backup: None,
             }
             .validate("", None)
             .unwrap()

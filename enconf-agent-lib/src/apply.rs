@@ -291,11 +291,33 @@ impl<S: System> Applier<S> {
             .collect())
     }
 
-    /// The account `user` as installed here.
-    fn installed_spec(&self, user: &UserName) -> Result<AccountSpec, ApplyError> {
+    /// The account `user` as installed here (`409`-free: an unknown account is an error).
+    pub fn installed_spec(&self, user: &UserName) -> Result<AccountSpec, ApplyError> {
         self.load_installed(user)?
             .map(|(_, i)| i.spec)
             .ok_or_else(|| ApplyError::UnknownAccount(user.clone()))
+    }
+
+    /// Where the account's data is on this server, as the host sees it (what a backup or a
+    /// restore reads and writes).
+    pub fn backup_places(&self, user: &UserName) -> Result<crate::backup::Places, ApplyError> {
+        let spec = self.installed_spec(user)?;
+        let layout = self.layout();
+        let host = |p: &std::path::Path| self.system().data_path(p);
+        Ok(crate::backup::Places {
+            web_root: host(&layout.web_root_base.join(user.as_str())),
+            mail_domains: spec
+                .domains
+                .iter()
+                .map(|d| host(&layout.vmail_dir.join(d.as_str())))
+                .collect(),
+            vmail_dir: host(&layout.vmail_dir),
+        })
+    }
+
+    /// The programs and places backups use here.
+    pub fn backup_tools(&self) -> crate::backup::Tools {
+        crate::backup::Tools::of(self.layout(), |p| self.system().data_path(p))
     }
 
     /// Makes the server ready for the mail role (see [`roles::mail::setup`]).

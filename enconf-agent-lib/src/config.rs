@@ -108,6 +108,21 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ),
     ("AGENT_PHPMYADMIN_DIR", Some("/usr/share/phpmyadmin")),
     ("AGENT_PHPMYADMIN_CONF_D", Some("/etc/phpmyadmin/conf.d")),
+    ("AGENT_MARIADB_BIN", Some("/usr/bin/mariadb")),
+    ("AGENT_MARIADB_DUMP_BIN", Some("/usr/bin/mariadb-dump")),
+    ("AGENT_RESTIC_BIN", Some("/usr/bin/restic")),
+    ("AGENT_RCLONE_BIN", Some("/usr/bin/rclone")),
+    ("AGENT_RSYNC_BIN", Some("/usr/bin/rsync")),
+    (
+        "AGENT_BACKUP_DIR",
+        Some("/var/lib/netcell-webpanel-agent/backups"),
+    ),
+    (
+        "AGENT_BACKUP_HTPASSWD",
+        Some("/etc/netcell-webpanel-agent/backup.htpasswd"),
+    ),
+    ("AGENT_BACKUP_LISTEN", Some("0.0.0.0:50001")),
+    ("AGENT_BACKUP_URL", None),
 ];
 
 /// A configuration error; the message names the line or the key.
@@ -244,6 +259,23 @@ pub struct Layout {
     /// package).
     pub phpmyadmin_dir: PathBuf,
     pub phpmyadmin_conf_d: PathBuf,
+    /// The MariaDB client and dump programs (backups and restores of databases).
+    pub mariadb_bin: PathBuf,
+    pub mariadb_dump_bin: PathBuf,
+    /// restic (every role's backups; the backup server's pruning), rclone (the backup
+    /// server's append-only REST endpoint) and rsync (restores).
+    pub restic_bin: PathBuf,
+    pub rclone_bin: PathBuf,
+    pub rsync_bin: PathBuf,
+    /// The backup server's repositories, one directory per account.
+    pub backup_dir: PathBuf,
+    /// The backup server's password file (one bcrypt line per account).
+    pub backup_htpasswd: PathBuf,
+    /// Where the backup server serves the repositories.
+    pub backup_listen: std::net::SocketAddr,
+    /// The URL the account's servers reach that endpoint at (`http://host:port`); unset: the
+    /// host name and the port of `backup_listen`.
+    pub backup_url: Option<String>,
 }
 
 impl Layout {
@@ -590,6 +622,23 @@ impl AgentConfig {
             mariadb_config: path("AGENT_MARIADB_CONFIG")?,
             phpmyadmin_dir: path("AGENT_PHPMYADMIN_DIR")?,
             phpmyadmin_conf_d: path("AGENT_PHPMYADMIN_CONF_D")?,
+            mariadb_bin: path("AGENT_MARIADB_BIN")?,
+            mariadb_dump_bin: path("AGENT_MARIADB_DUMP_BIN")?,
+            restic_bin: path("AGENT_RESTIC_BIN")?,
+            rclone_bin: path("AGENT_RCLONE_BIN")?,
+            rsync_bin: path("AGENT_RSYNC_BIN")?,
+            backup_dir: path("AGENT_BACKUP_DIR")?,
+            backup_htpasswd: path("AGENT_BACKUP_HTPASSWD")?,
+            backup_listen: required("AGENT_BACKUP_LISTEN")?.parse().map_err(|_| {
+                bad(
+                    "AGENT_BACKUP_LISTEN",
+                    "must be an address and port (0.0.0.0:50001)".into(),
+                )
+            })?,
+            backup_url: match get("AGENT_BACKUP_URL") {
+                None => None,
+                Some(url) => Some(check_backup_url(url).map_err(|m| bad("AGENT_BACKUP_URL", m))?),
+            },
         };
         Ok(Self {
             token,
@@ -603,6 +652,23 @@ impl AgentConfig {
             layout,
         })
     }
+}
+
+/// `http(s)://host[:port]`, nothing after it, of safe characters.
+fn check_backup_url(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or("must start with http:// or https://")?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty()
+        || !rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    {
+        return Err("must be http(s)://host[:port] and nothing more".into());
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 /// An absolute path of safe characters, without `.`/`..` segments; `{version}` allowed in

@@ -36,6 +36,7 @@
 
 pub mod acme;
 pub mod apply;
+pub mod backup;
 pub mod certs;
 pub mod config;
 pub mod executor;

@@ -47,6 +47,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SystemError + '_ {
 pub trait System: Send + Sync + fmt::Debug + 'static {
     /// The file's bytes, or `None` when it does not exist.
     fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, SystemError>;
+    /// Where a path of the layout is for programs that read and write data themselves
+    /// (backups): the path itself, or under the sandbox's root.
+    fn data_path(&self, path: &Path) -> PathBuf {
+        path.to_path_buf()
+    }
     /// Replaces the file atomically (temporary file, fsync, rename, fsync of the directory),
     /// creating missing parent directories. `mode` is the file's permission bits.
     fn write_atomic(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), SystemError>;
@@ -714,6 +719,10 @@ impl Sandbox {
 }
 
 impl System for Sandbox {
+    fn data_path(&self, path: &Path) -> PathBuf {
+        self.host_path(path)
+    }
+
     fn daemon_running(&self, pid_file: &Path) -> Result<bool, SystemError> {
         Ok(self.read(pid_file)?.is_some())
     }

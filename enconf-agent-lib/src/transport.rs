@@ -81,6 +81,7 @@ impl AgentTransport for InProcess {
         let method = match request.method {
             Method::Get => axum::http::Method::GET,
             Method::Put => axum::http::Method::PUT,
+            Method::Post => axum::http::Method::POST,
             Method::Delete => axum::http::Method::DELETE,
         };
         let http_request = Request::builder()

@@ -98,7 +98,7 @@ proptest! {
         let Ok(domains) = Domains::parse("domains", &domains) else { return Ok(()) };
         let raw = PhpSettingsRaw { memory_limit_mb: Some(memory), max_children: Some(children), ..Default::default() };
         let Ok(php) = PhpSettings::from_raw(raw, "php.") else { return Ok(()) };
-        let spec = AccountSpec { username, domains, php_version: None, php, roles: AccountSpec::web_only(), zones: Vec::new(), db: Default::default() };
+        let spec = AccountSpec { username, domains, php_version: None, php, roles: AccountSpec::web_only(), zones: Vec::new(), db: Default::default(), backup: None };
         let l = layout(Path::new("/srv"));
         let reference = spec_like_reference(&spec);
         prop_assert_eq!(
@@ -125,5 +125,6 @@ fn spec_like_reference(spec: &AccountSpec) -> AccountSpec {
         roles: AccountSpec::web_only(),
         zones: Vec::new(),
         db: Default::default(),
+        backup: None,
     }
 }

@@ -5,6 +5,7 @@
 //!
 //! Adding a role is adding a module here and a line in [`modules`]; see ARCHITECTURE.md.
 
+pub mod backup;
 pub mod db;
 pub mod dns;
 pub mod mail;
@@ -87,8 +88,7 @@ pub trait AccountRole<S: System>: Send + Sync + std::fmt::Debug {
     fn status(&self, exec: &Executor<S>) -> RoleStatus;
 }
 
-/// The roles an agent can serve, each with its module. Backup records an account's place;
-/// its configuration arrives with its module's issue.
+/// The roles an agent can serve, each with its module.
 pub fn modules<S: System>(exec: &Executor<S>, served: RoleSet) -> Vec<Box<dyn AccountRole<S>>> {
     let mut out: Vec<Box<dyn AccountRole<S>>> = Vec::new();
     for role in served.iter() {
@@ -97,47 +97,10 @@ pub fn modules<S: System>(exec: &Executor<S>, served: RoleSet) -> Vec<Box<dyn Ac
             Role::Mail => out.push(Box::new(mail::Mail)),
             Role::Dns => out.push(Box::new(dns::Dns)),
             Role::Db => out.push(Box::new(db::Db)),
-            other => out.push(Box::new(Placed { role: other })),
+            Role::Backup => out.push(Box::new(backup::Backup)),
         }
     }
     out
-}
-
-/// A role whose configuration is not written by this release: the account's place is recorded
-/// (so the controller sees it in the list and in reconciliation) and nothing else is touched.
-/// Its services are reported by [`status_of`].
-#[derive(Debug)]
-struct Placed {
-    role: Role,
-}
-
-impl<S: System> AccountRole<S> for Placed {
-    fn role(&self) -> Role {
-        self.role
-    }
-
-    fn plan_put(
-        &self,
-        _exec: &Executor<S>,
-        _account: &AccountSpec,
-        _installed: Option<&Installed>,
-        _plan: &mut Plan,
-    ) -> Result<bool, ApplyError> {
-        Ok(false)
-    }
-
-    fn plan_remove(
-        &self,
-        _exec: &Executor<S>,
-        _installed: &Installed,
-        _plan: &mut Plan,
-    ) -> Result<(), ApplyError> {
-        Ok(())
-    }
-
-    fn status(&self, exec: &Executor<S>) -> RoleStatus {
-        status_of(exec, self.role)
-    }
 }
 
 /// The daemons a role runs on, by pid file, and whether each runs.

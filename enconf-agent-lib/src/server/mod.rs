@@ -29,6 +29,7 @@ pub use enconf_core::http::{ConnectionLimits, ServeError, serve, tls_acceptor};
 use crate::apply::{Applier, ApplyError};
 use crate::system::System;
 
+mod backup;
 mod mail;
 
 /// How many queued requests one apply takes at most.
@@ -56,6 +57,8 @@ pub struct Agent<S: System> {
     hostname: String,
     max_body_bytes: usize,
     agent_id: Option<String>,
+    /// The backups and restores running here.
+    tasks: crate::backup::Tasks,
 }
 
 impl<S: System> std::fmt::Debug for Agent<S> {
@@ -80,6 +83,9 @@ impl<S: System> Agent<S> {
                 None
             }
         };
+        if applier.served().contains(enconf_core::domain::Role::Backup) {
+            crate::backup::serve_repositories(applier.layout(), |p| applier.system().data_path(p));
+        }
         let applier = Arc::new(applier);
         let (jobs, rx) = mpsc::channel(MAX_COALESCED);
         tokio::spawn(worker(Arc::clone(&applier), rx));
@@ -91,6 +97,7 @@ impl<S: System> Agent<S> {
             hostname: hostname(),
             max_body_bytes,
             agent_id,
+            tasks: crate::backup::Tasks::default(),
         })
     }
 
@@ -193,6 +200,20 @@ pub fn router<S: System>(agent: Arc<Agent<S>>) -> Router {
         .route("/v1/mail/{username}/dkim", get(mail::get_dkim::<S>))
         .route("/v1/dns/{username}", get(get_zones::<S>))
         .route("/v1/db/{username}", get(get_databases::<S>))
+        .route("/v1/backup/{username}", get(backup::repository::<S>))
+        .route(
+            "/v1/backup/{username}/prune",
+            axum::routing::post(backup::prune::<S>),
+        )
+        .route(
+            "/v1/backup/{username}/run",
+            axum::routing::post(backup::run::<S>),
+        )
+        .route(
+            "/v1/backup/{username}/restore",
+            axum::routing::post(backup::restore::<S>),
+        )
+        .route("/v1/tasks/{id}", get(backup::task::<S>))
         .route(
             "/v1/mail/{username}/mailboxes/{address}",
             axum::routing::put(mail::put_mailbox::<S>).delete(mail::delete_mailbox::<S>),

@@ -64,6 +64,7 @@ pub fn spec(user: &str, domains: &[&str]) -> AccountSpec {
         roles: AccountSpec::web_only(),
         zones: Vec::new(),
         db: Default::default(),
+        backup: None,
     }
 }
 

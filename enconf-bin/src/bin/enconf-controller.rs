@@ -77,6 +77,13 @@ struct Args {
     /// Days before expiry an ACME or self-signed certificate is renewed.
     #[arg(long, env = "ENCONF_RENEW_BEFORE_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=365))]
     renew_before_days: u64,
+    /// How many backups each account's repository keeps: `daily=7,weekly=4,monthly=6`.
+    #[arg(long, env = "ENCONF_BACKUP_KEEP", default_value = "daily=7,weekly=4,monthly=6", value_parser = parse_retention)]
+    backup_keep: enconf_core::domain::backup::Retention,
+    /// The nightly window of scheduled backups, in UTC: `HH:MM-HH:MM`. Each account's backup
+    /// starts at its own offset in it.
+    #[arg(long, env = "ENCONF_BACKUP_WINDOW", default_value = "01:00-05:00", value_parser = parse_window)]
+    backup_window: (u32, u32),
     /// Where the controller keeps its state: `redb` (DATA_DIR/enconf.redb), `redb:PATH` (a
     /// redb file elsewhere), `memory` (lost at exit), or a `postgres://user@host:port/db` URL
     /// (`?sslmode=require` for TLS) that several controllers share.
@@ -123,6 +130,30 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+}
+
+fn parse_retention(s: &str) -> Result<enconf_core::domain::backup::Retention, String> {
+    enconf_core::domain::backup::Retention::parse(s).map_err(|r| r.to_string())
+}
+
+/// `HH:MM-HH:MM` → (start, length) in seconds; a window may pass midnight.
+fn parse_window(s: &str) -> Result<(u32, u32), String> {
+    let bad = || "must look like 01:00-05:00 (UTC, hours and minutes)".to_owned();
+    let at = |t: &str| -> Result<u32, String> {
+        let (h, m) = t.trim().split_once(':').ok_or_else(bad)?;
+        let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if h > 23 || m > 59 {
+            return Err(bad());
+        }
+        Ok(h * 3600 + m * 60)
+    };
+    let (from, to) = s.split_once('-').ok_or_else(bad)?;
+    let (from, to) = (at(from)?, at(to)?);
+    let length = (to + 86_400 - from) % 86_400;
+    if length == 0 {
+        return Err("the window must not be empty".into());
+    }
+    Ok((from, length))
 }
 
 /// jemalloc, whose background thread gives freed memory back to the system (within its 10 s
@@ -231,6 +262,9 @@ async fn run(args: Args) -> Result<(), Failure> {
         health_timeout: timeout,
         health_concurrency: usize::try_from(args.health_concurrency).unwrap_or(256),
         renew_before: Duration::from_secs(args.renew_before_days * 24 * 3600),
+        retention: args.backup_keep,
+        backup_window: args.backup_window,
+        ..ControllerConfig::default()
     };
     let mut controller = Controller::new(Arc::clone(&store), Arc::new(transport), config);
     if let Some(directory) = &args.acme_directory {

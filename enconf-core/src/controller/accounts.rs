@@ -256,6 +256,11 @@ impl Controller {
         let account = self.store.account(id).await?;
         let kept = self.kept_on_delete(&account).await?;
         let servers = self.servers_of(&account.servers).await?;
+        // The last state of the account is kept by its backup server (by the retention
+        // policy); without it nothing is deleted.
+        if account.spec.roles.contains(Role::Backup) {
+            self.final_backup(&account).await?;
+        }
         for (server, _) in &servers {
             let endpoint = AgentEndpoint::from(server);
             let client = AgentClient::new(&*self.transport, &endpoint);

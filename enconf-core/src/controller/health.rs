@@ -67,7 +67,9 @@ impl Controller {
     /// holds up health checks). The first round starts at once; a round that takes longer than
     /// the interval delays the next one rather than overlapping it. Of the controllers sharing
     /// a store, only the one holding the [monitor lease](super::once) runs rounds; it gives the
-    /// lease up when it stops.
+    /// lease up when it stops. When it takes the lease it runs again the jobs left unfinished
+    /// ([`resume_jobs`](Self::resume_jobs)), and after each round it starts the scheduled
+    /// backups that are due ([`schedule_backups`](Self::schedule_backups)).
     pub async fn monitor(&self, interval: Duration, shutdown: impl Future<Output = ()>) {
         let interval = interval.max(Duration::from_millis(100));
         let lease = super::once::monitor_lease(interval);
@@ -86,6 +88,14 @@ impl Controller {
                             "another controller runs the health monitor"
                         });
                         holding = held;
+                        // The holder runs the jobs a stopped controller left unfinished.
+                        if held {
+                            match self.resume_jobs().await {
+                                Ok(0) => {}
+                                Ok(n) => tracing::info!(jobs = n, "unfinished jobs run again"),
+                                Err(e) => tracing::error!(error = %e, "could not read the unfinished jobs"),
+                            }
+                        }
                     }
                     if !held {
                         continue;
@@ -94,6 +104,11 @@ impl Controller {
                     tracing::debug!(reachable = round.reachable, unreachable = round.unreachable, failed = round.failed, "health round");
                     let renewer = self.clone();
                     tokio::spawn(async move { renewer.renew_due().await });
+                    match self.schedule_backups().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(backups = n, "scheduled backups started"),
+                        Err(e) => tracing::warn!(error = %e, "could not start the scheduled backups"),
+                    }
                 }
                 () = &mut shutdown => break,
             }

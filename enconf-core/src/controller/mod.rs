@@ -20,10 +20,12 @@
 
 mod accounts;
 pub mod api;
+pub mod backup;
 pub mod db;
 pub mod dns;
 pub mod health;
 pub mod install;
+pub mod jobs;
 pub mod mail;
 pub mod once;
 mod roles;
@@ -50,6 +52,13 @@ pub struct ControllerConfig {
     pub health_concurrency: usize,
     /// How long before expiry an ACME or self-signed certificate is renewed.
     pub renew_before: Duration,
+    /// How many snapshots an account's repository keeps.
+    pub retention: crate::domain::backup::Retention,
+    /// The nightly window of scheduled backups: its start (seconds after midnight UTC) and
+    /// length; each account's backup starts at its own offset in it.
+    pub backup_window: (u32, u32),
+    /// How often a running job asks its agent how far it is.
+    pub job_poll: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -59,6 +68,9 @@ impl Default for ControllerConfig {
             health_timeout: Duration::from_secs(10),
             health_concurrency: 256,
             renew_before: Duration::from_secs(30 * 24 * 3600),
+            retention: crate::domain::backup::Retention::default(),
+            backup_window: (3600, 4 * 3600),
+            job_poll: Duration::from_secs(1),
         }
     }
 }

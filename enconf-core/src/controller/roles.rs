@@ -57,12 +57,13 @@ fn role_parts() -> [Box<dyn RolePart>; 5] {
     ]
 }
 
-/// What the roles that live apart from the account record hold for it: its zones (dns) and
-/// its databases and users (db), as recorded.
+/// What the roles that live apart from the account record hold for it: its zones (dns), its
+/// databases and users (db), as recorded, and its repository's access hash (backup).
 #[derive(Debug, Clone, Default)]
 pub(super) struct Parts {
     pub zones: Vec<ZoneData>,
     pub db: DbSpec,
+    pub backup: Option<crate::domain::backup::BackupSpec>,
 }
 
 impl Controller {
@@ -77,6 +78,10 @@ impl Controller {
             db: match roles.contains(Role::Db) {
                 true => self.db_spec(account).await?,
                 false => DbSpec::default(),
+            },
+            backup: match roles.contains(Role::Backup) {
+                true => Some(self.backup_spec(account).await?),
+                false => None,
             },
         })
     }
@@ -98,6 +103,10 @@ pub(super) fn spec_for(account: &Account, roles: RoleSet, parts: &Parts) -> Acco
         db: match roles.contains(Role::Db) {
             true => parts.db.clone(),
             false => DbSpec::default(),
+        },
+        backup: match roles.contains(Role::Backup) {
+            true => parts.backup.clone(),
+            false => None,
         },
     };
     for part in role_parts().iter().filter(|p| roles.contains(p.role())) {

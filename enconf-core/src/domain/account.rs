@@ -127,6 +127,9 @@ pub struct AccountSpec {
     /// controller sends it; the controller keeps them in a table of their own).
     #[serde(default, skip_serializing_if = "super::db::DbSpec::is_empty")]
     pub db: super::db::DbSpec,
+    /// What a backup server keeps for the account (sent by the controller; not recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<super::backup::BackupSpec>,
 }
 
 impl AccountSpec {

@@ -2,8 +2,10 @@
 //! value that exists is valid; everything downstream takes the type, never a `String`.
 
 mod account;
+pub mod backup;
 pub mod db;
 pub mod dns;
+pub mod job;
 mod mail;
 mod name;
 mod php;

@@ -85,6 +85,18 @@ pub enum Rule {
     TokenCharset,
     #[error("is required")]
     Required,
+    #[error("must look like daily=7,weekly=4,monthly=6 (each 0 to 1000, not all 0)")]
+    RetentionFormat,
+    #[error("is not a bcrypt hash")]
+    HashFormat,
+    #[error("must be one of files, databases, mail")]
+    UnknownPart,
+    #[error("is already in the list")]
+    Repeated,
+    #[error("is not in that snapshot")]
+    NotInSnapshot,
+    #[error("belongs to an account without the backup role")]
+    NoBackupRole,
     #[error("does not name an existing server")]
     UnknownServer,
     #[error("pins a role the account does not use (see roles)")]

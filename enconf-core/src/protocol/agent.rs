@@ -63,6 +63,9 @@ pub struct AccountPut {
     /// The account's databases and database users, whole (db role only; absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db: Option<super::db::DbPut>,
+    /// What the backup server keeps for the account (backup role only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<crate::domain::backup::BackupSpec>,
 }
 
 impl AccountPut {
@@ -81,6 +84,7 @@ impl AccountPut {
                     .collect()
             }),
             db: (!spec.db.is_empty()).then(|| super::db::DbPut::from_spec(&spec.db)),
+            backup: spec.backup.clone(),
         }
     }
 
@@ -152,6 +156,14 @@ impl AccountPut {
                 put.validate(&field("db."), &username)?
             }
         };
+        if let Some(backup) = &self.backup {
+            if !roles.contains(crate::domain::Role::Backup) {
+                return Err(Rule::RoleNotUsed.at(field("backup")));
+            }
+            backup
+                .check()
+                .map_err(|r| r.at(field("backup.access_hash")))?;
+        }
         Ok(AccountSpec {
             username,
             domains,
@@ -160,6 +172,7 @@ impl AccountPut {
             roles,
             zones,
             db,
+            backup: self.backup.clone(),
         })
     }
 }

@@ -18,6 +18,7 @@ use crate::placement::{PlacementError, Unfit};
 use crate::store::StoreError;
 
 pub mod agent;
+pub mod backup;
 pub mod db;
 pub mod dns;
 pub mod mail;
@@ -45,6 +46,8 @@ pub enum ErrorCode {
     RoleNotServed,
     /// A domain an account change would drop still has mailboxes or aliases.
     DomainInUse,
+    /// The account has a job that is not finished.
+    JobRunning,
     AgentError,
     AgentOffline,
     /// The controller's store cannot be reached now; try again.
@@ -66,7 +69,8 @@ impl ErrorCode {
             | ErrorCode::RolesInUse
             | ErrorCode::NoServerAvailable
             | ErrorCode::RoleNotServed
-            | ErrorCode::DomainInUse => 409,
+            | ErrorCode::DomainInUse
+            | ErrorCode::JobRunning => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Invalid | ErrorCode::ConfigRejected => 422,
             ErrorCode::AgentError => 502,
@@ -187,6 +191,7 @@ impl From<StoreError> for ErrorBody {
             StoreError::DomainInUse { .. } => {
                 ErrorBody::new(ErrorCode::DomainInUse, e.to_string()).with_field("domains")
             }
+            StoreError::JobRunning { .. } => ErrorBody::new(ErrorCode::JobRunning, e.to_string()),
             StoreError::Unavailable(_) => ErrorBody::new(
                 ErrorCode::StoreUnavailable,
                 "the store is unavailable: try again",
@@ -673,6 +678,7 @@ impl AccountInput {
                 roles,
                 zones: Vec::new(),
                 db: Default::default(),
+                backup: None,
             },
             pins,
         })

@@ -65,6 +65,9 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("zones_belong_to_their_account", |s| {
         Box::pin(zones_belong_to_their_account(s))
     }),
+    ("one_job_per_account_and_backup_keys_kept", |s| {
+        Box::pin(one_job_per_account_and_backup_keys_kept(s))
+    }),
     ("databases_belong_to_their_account", |s| {
         Box::pin(databases_belong_to_their_account(s))
     }),
@@ -119,6 +122,7 @@ pub fn account_with(
             roles: roles.parse().unwrap(),
             zones: Vec::new(),
             db: Default::default(),
+            backup: None,
         },
         pins,
     }
@@ -1425,4 +1429,109 @@ pub async fn databases_belong_to_their_account(store: Arc<dyn Store>) {
         .add_db_user(shop_x.id, user("shop_x_v", &["shop_x_a"]))
         .await
         .unwrap();
+}
+
+/// Jobs: at most one queued or running per account (checked in the write), freed when it
+/// finishes; backup keys made once, sealed, and kept after the account is deleted; backup sets
+/// listed and pruned.
+pub async fn one_job_per_account_and_backup_keys_kept(store: Arc<dyn Store>) {
+    use crate::domain::job::{BackupCause, BackupSet, JobId, JobStatus, JobWork, NewJob};
+    online_server(&*store, "b1", "web,backup").await;
+    let shop = store
+        .create_account(
+            account_with("shop", &["shop.example"], "web,backup", Default::default()),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let new = |account| NewJob {
+        account_id: Some(account),
+        server_id: None,
+        work: JobWork::Backup {
+            cause: BackupCause::Asked,
+        },
+    };
+    let first = store.insert_job(new(shop.id), NOW).await.unwrap();
+    assert_eq!(first.status, JobStatus::Queued);
+    match store.insert_job(new(shop.id), NOW).await {
+        Err(StoreError::JobRunning { job }) => assert_eq!(job, first.id),
+        other => panic!("a second job: {other:?}"),
+    }
+    // Concurrent inserts: exactly one wins.
+    let other = store
+        .create_account(
+            account_with("blog", &["blog.example"], "web,backup", Default::default()),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let tries: Vec<_> = (0..8)
+        .map(|_| {
+            let s = Arc::clone(&store);
+            tokio::spawn(async move { s.insert_job(new(other.id), NOW).await })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tries {
+        if t.await.unwrap().is_ok() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+    let mut running = first.clone();
+    running.status = JobStatus::Running;
+    store.update_job(running.clone()).await.unwrap();
+    assert!(store.insert_job(new(shop.id), NOW).await.is_err());
+    running.status = JobStatus::Failed;
+    running.error = Some("why".into());
+    store.update_job(running.clone()).await.unwrap();
+    assert_eq!(store.job(first.id).await.unwrap(), running);
+    let second = store.insert_job(new(shop.id), NOW).await.unwrap();
+    assert!(second.id > first.id);
+    let all = store.jobs().await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].id, second.id, "newest first");
+    assert!(matches!(
+        store.job(JobId(9999)).await,
+        Err(StoreError::NotFound {
+            kind: Kind::Job,
+            ..
+        })
+    ));
+
+    let keys = store.backup_keys(shop.id).await.unwrap();
+    assert_eq!(store.backup_keys(shop.id).await.unwrap(), keys);
+    assert_ne!(store.backup_keys(other.id).await.unwrap(), keys);
+    for set in [1, 2, 3] {
+        store
+            .record_backup_set(
+                shop.id,
+                BackupSet {
+                    set,
+                    time: NOW,
+                    size_bytes: set * 10,
+                    contents: vec![crate::domain::backup::Part::Files],
+                    databases: Vec::new(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    store.keep_backup_sets(shop.id, vec![2, 3]).await.unwrap();
+    let sets: Vec<u64> = store
+        .backup_sets(shop.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.set)
+        .collect();
+    assert_eq!(sets, [2, 3]);
+    assert!(store.backup_sets(other.id).await.unwrap().is_empty());
+    // The account goes; its keys and sets stay (its final backup stays readable).
+    let mut done = second.clone();
+    done.status = JobStatus::Succeeded;
+    store.update_job(done).await.unwrap();
+    store.delete_account(shop.id).await.unwrap();
+    assert_eq!(store.backup_keys(shop.id).await.unwrap(), keys);
+    assert_eq!(store.backup_sets(shop.id).await.unwrap().len(), 2);
 }

@@ -35,10 +35,18 @@ pub enum Table {
     DbAccounts,
     /// `d/<database>` or `u/<database user>` → account id: one owner per name.
     DbNames,
+    /// Job id → job.
+    Jobs,
+    /// Account id → its queued or running job's id.
+    ActiveJobs,
+    /// Account id → its repository's secrets, sealed.
+    BackupKeys,
+    /// Account id ++ set id → a finished backup set.
+    BackupSets,
 }
 
 impl Table {
-    pub const ALL: [Table; 16] = [
+    pub const ALL: [Table; 20] = [
         Table::Meta,
         Table::Servers,
         Table::ServerNames,
@@ -55,6 +63,10 @@ impl Table {
         Table::DnsZones,
         Table::DbAccounts,
         Table::DbNames,
+        Table::Jobs,
+        Table::ActiveJobs,
+        Table::BackupKeys,
+        Table::BackupSets,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -75,6 +87,10 @@ impl Table {
             Table::DnsZones => "dns_zones",
             Table::DbAccounts => "db_accounts",
             Table::DbNames => "db_names",
+            Table::Jobs => "jobs",
+            Table::ActiveJobs => "active_jobs",
+            Table::BackupKeys => "backup_keys",
+            Table::BackupSets => "backup_sets",
         }
     }
 }

@@ -82,7 +82,8 @@ impl<B: Backend> KvStore<B> {
                 found => {
                     // Schema 3 only adds what schema 2 records are read as (accounts with
                     // one server are web accounts), schema 4 the mail tables (empty in an
-                    // older store), schema 5 the dns zones and schema 6 the databases (likewise):
+                    // older store), schema 5 the dns zones, schema 6 the databases and schema 7 the jobs and
+                    // backups (likewise):
                     // nothing to rewrite.
                     if found.is_some_and(|v| v < 2) {
                         migrate_to_2(tx, &sealer)?;
@@ -234,7 +235,7 @@ fn write_u64(tx: &mut dyn WriteTxn, table: Table, key: &[u8], n: u64) -> Result<
     tx.put(table, key, &n.to_be_bytes())
 }
 
-fn next_id(tx: &mut dyn WriteTxn, counter: &[u8]) -> Result<u64, StoreError> {
+pub(super) fn next_id(tx: &mut dyn WriteTxn, counter: &[u8]) -> Result<u64, StoreError> {
     let next = read_u64(tx, Table::Meta, counter)?.unwrap_or(0) + 1;
     write_u64(tx, Table::Meta, counter, next)?;
     Ok(next)

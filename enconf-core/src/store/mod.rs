@@ -18,6 +18,7 @@
 
 mod db;
 mod dns;
+mod jobs;
 mod kv;
 mod logic;
 mod mail;
@@ -46,6 +47,7 @@ use crate::secret::SecretKey;
 
 pub use db::{Database, DbRecord, DbStore, DbUser};
 pub use dns::{DnsStore, ZoneRow, ZoneWithKey};
+pub use jobs::JobStore;
 pub use kv::Backend;
 pub use logic::KvStore;
 pub use mail::MailStore;
@@ -65,14 +67,14 @@ pub type RedbStore = KvStore<RedbBackend>;
 pub type PostgresStore = KvStore<PostgresBackend>;
 
 /// The version of the data layout this build writes. A file with a newer one is refused.
-pub const SCHEMA_VERSION: u64 = 6;
+pub const SCHEMA_VERSION: u64 = 7;
 
 /// What the controller keeps: servers, accounts, counters and settings.
 ///
 /// Methods that change state are atomic: they either happen whole or not at all. Methods that
 /// read a [`Server`] fill in its account count from the same transaction.
 #[async_trait]
-pub trait Store: MailStore + DnsStore + DbStore + Send + Sync + fmt::Debug {
+pub trait Store: MailStore + DnsStore + DbStore + JobStore + Send + Sync + fmt::Debug {
     /// Adds a server with what a first check of its agent saw. Its name (ignoring case) must
     /// be unused; its hostname and mail hostname must not be another server's names or an
     /// account's domain; its agent (by the identity in `health`) must not be another
@@ -173,6 +175,8 @@ pub enum Kind {
     Record,
     Database,
     DbUser,
+    Job,
+    Snapshot,
 }
 
 impl fmt::Display for Kind {
@@ -186,6 +190,8 @@ impl fmt::Display for Kind {
             Kind::Record => "record",
             Kind::Database => "database",
             Kind::DbUser => "database user",
+            Kind::Job => "job",
+            Kind::Snapshot => "snapshot",
         })
     }
 }
@@ -237,6 +243,9 @@ pub enum StoreError {
     /// A domain the update would take from an account still has its mailboxes or aliases.
     #[error("{domain} still has {count} mailbox(es) or alias(es): delete them first")]
     DomainInUse { domain: String, count: u64 },
+    /// The account already has a queued or running job.
+    #[error("job {job} of this account is not finished yet")]
+    JobRunning { job: crate::domain::job::JobId },
 }
 
 impl StoreError {

@@ -95,6 +95,7 @@ impl HttpTransport {
         let method = match request.method {
             Method::Get => hyper::Method::GET,
             Method::Put => hyper::Method::PUT,
+            Method::Post => hyper::Method::POST,
             Method::Delete => hyper::Method::DELETE,
         };
         // The token is validated visible ASCII, so it always makes a header value.

@@ -36,6 +36,7 @@
 //!     roles: AccountSpec::web_only(),
 //!     zones: Vec::new(),
 //!     db: Default::default(),
+//!     backup: None,
 //! };
 //! let applied = agent.put_account(&site).await?;
 //! assert!(applied.changed);
@@ -76,6 +77,7 @@ impl From<&Server> for AgentEndpoint {
 pub enum Method {
     Get,
     Put,
+    Post,
     Delete,
 }
 
@@ -84,6 +86,7 @@ impl Method {
         match self {
             Method::Get => "GET",
             Method::Put => "PUT",
+            Method::Post => "POST",
             Method::Delete => "DELETE",
         }
     }
@@ -349,6 +352,53 @@ impl<'a> AgentClient<'a> {
         self.call(Method::Delete, path, None::<&()>).await
     }
 
+    /// `GET /v1/backup/{username}` (backup server): where the account's repository is served.
+    pub async fn backup_repository(
+        &self,
+        username: &UserName,
+    ) -> Result<crate::protocol::backup::RepositoryInfo, TransportError> {
+        self.call(Method::Get, backup_path(username, ""), None::<&()>)
+            .await
+    }
+
+    /// `POST /v1/backup/{username}/run`: starts backing up what the server holds of the
+    /// account; the answer is the task to follow.
+    pub async fn start_backup(
+        &self,
+        username: &UserName,
+        run: &crate::protocol::backup::BackupRun,
+    ) -> Result<crate::protocol::backup::TaskView, TransportError> {
+        self.call(Method::Post, backup_path(username, "/run"), Some(run))
+            .await
+    }
+
+    /// `POST /v1/backup/{username}/restore`: starts putting back what the server holds.
+    pub async fn start_restore(
+        &self,
+        username: &UserName,
+        run: &crate::protocol::backup::RestoreRun,
+    ) -> Result<crate::protocol::backup::TaskView, TransportError> {
+        self.call(Method::Post, backup_path(username, "/restore"), Some(run))
+            .await
+    }
+
+    /// `GET /v1/tasks/{id}`.
+    pub async fn task(&self, id: u64) -> Result<crate::protocol::backup::TaskView, TransportError> {
+        self.call(Method::Get, format!("/v1/tasks/{id}"), None::<&()>)
+            .await
+    }
+
+    /// `POST /v1/backup/{username}/prune` (backup server): applies the retention policy; the
+    /// answer is the sets left.
+    pub async fn prune(
+        &self,
+        username: &UserName,
+        run: &crate::protocol::backup::PruneRun,
+    ) -> Result<crate::protocol::backup::SetsKept, TransportError> {
+        self.call(Method::Post, backup_path(username, "/prune"), Some(run))
+            .await
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -381,6 +431,10 @@ impl<'a> AgentClient<'a> {
 /// A user name is `[a-z_][a-z0-9_-]*`: safe in a path as it is.
 fn account_path(username: &UserName) -> String {
     format!("/v1/accounts/{}", username.as_str())
+}
+
+fn backup_path(username: &UserName, rest: &str) -> String {
+    format!("/v1/backup/{}{rest}", username.as_str())
 }
 
 /// A user name and a mail address (`[a-z0-9._+-]@` and a domain name) are safe in a path as

@@ -25,6 +25,7 @@ use crate::protocol::{
 };
 use crate::ssl::CertKind;
 
+mod backup;
 mod db;
 mod dns;
 mod mail;
@@ -82,6 +83,16 @@ pub fn router(controller: Controller, config: ApiConfig) -> Router {
             get(get_account).patch(patch_account).delete(delete_account),
         )
         .route("/api/v1/accounts/{id}/migrate", post(migrate_account))
+        .route(
+            "/api/v1/accounts/{id}/backups",
+            get(backup::list_backups).post(backup::start_backup),
+        )
+        .route(
+            "/api/v1/accounts/{id}/backups/{snapshot}/restore",
+            post(backup::restore),
+        )
+        .route("/api/v1/jobs", get(backup::list_jobs))
+        .route("/api/v1/jobs/{id}", get(backup::get_job))
         .route(
             "/api/v1/accounts/{id}/mailboxes",
             get(mail::list_mailboxes).post(mail::create_mailbox),
@@ -414,6 +425,11 @@ fn refine(doc: &mut serde_json::Value) {
         db::create_user,
         db::patch_user,
         db::delete_user,
+        backup::list_backups,
+        backup::start_backup,
+        backup::restore,
+        backup::list_jobs,
+        backup::get_job,
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCode, SslState, SslInput)),
     modifiers(&BearerAuth),

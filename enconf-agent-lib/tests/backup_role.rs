@@ -1,0 +1,462 @@
+//! The backup role end to end: the controller (in process) backs up an account whose site
+//! and mail are on a sandbox-rooted web+mail agent and whose database is on a real MariaDB,
+//! into a restic repository served append-only by the backup agent's `rclone serve restic`;
+//! then everything is destroyed and restored.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::TOKEN;
+use common::mariadb::MariaDb;
+use common::services::{free_port, skip_or_fail, wait_for};
+use enconf_agent_lib::apply::Applier;
+use enconf_agent_lib::server::{Agent, router};
+use enconf_agent_lib::system::{RealSystem, Sandbox};
+use enconf_agent_lib::transport::InProcess;
+use enconf_core::controller::{Controller, ControllerConfig};
+use enconf_core::domain::job::{Job, JobId, JobStatus, JobWork, NewJob};
+use enconf_core::domain::{AccountId, AgentToken, AgentUrl};
+use enconf_core::protocol::backup::{JobView, RestoreInput};
+use enconf_core::protocol::db::DatabaseInput;
+use enconf_core::protocol::mail::MailboxInput;
+use enconf_core::protocol::{ErrorBody, ErrorCode};
+use serde_json::json;
+
+struct Cluster {
+    controller: Controller,
+    runtime: tokio::runtime::Runtime,
+    db: MariaDb,
+    /// The web+mail agent's sandbox root.
+    web_root: PathBuf,
+    /// The backup agent's sandbox root.
+    backup_root: PathBuf,
+    backup_port: u16,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+fn tools_present() -> bool {
+    for p in ["/usr/bin/restic", "/usr/bin/rclone", "/usr/bin/rsync"] {
+        if !Path::new(p).exists() {
+            skip_or_fail(&format!("{p} is missing (restic, rclone, rsync)"));
+            return false;
+        }
+    }
+    true
+}
+
+/// Serves `applier` as an agent at `port` (in process) and adds it as a server.
+fn register<S: enconf_agent_lib::system::System>(
+    runtime: &tokio::runtime::Runtime,
+    controller: &Controller,
+    transport: &InProcess,
+    applier: Applier<S>,
+    port: u16,
+    server: serde_json::Value,
+) {
+    let agent =
+        runtime.block_on(async { Agent::new(AgentToken::parse(TOKEN).unwrap(), applier, 1 << 22) });
+    let url: AgentUrl = format!("http://127.0.0.1:{port}").parse().unwrap();
+    transport.add(url.clone(), router(agent));
+    let mut input = server;
+    input["agent_url"] = json!(url.to_string());
+    input["agent_token"] = json!(TOKEN);
+    let input = serde_json::from_value(input).unwrap();
+    let server = runtime.block_on(controller.add_server(&input)).unwrap();
+    assert!(server.reachable, "{server:?}");
+}
+
+fn cluster() -> Option<Cluster> {
+    if !tools_present() {
+        return None;
+    }
+    let db = MariaDb::start()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let transport = Arc::new(InProcess::new());
+    let controller = Controller::new(
+        Arc::new(enconf_core::store::MemoryStore::new_in_memory()),
+        transport.clone(),
+        ControllerConfig {
+            job_poll: Duration::from_millis(100),
+            ..Default::default()
+        },
+    );
+    let mut dirs = Vec::new();
+    // Web and mail: a sandbox-rooted agent.
+    let web_dir = tempfile::tempdir().unwrap();
+    let applier = common::sandbox_applier(web_dir.path()).with_roles("web,mail".parse().unwrap());
+    let web_root = web_dir.path().join("box");
+    register(
+        &runtime,
+        &controller,
+        &transport,
+        applier,
+        50090,
+        json!({"name": "web1", "hostname": "web1.host.example", "roles": ["web", "mail"],
+            "mail_hostname": "mail.web1.host.example"}),
+    );
+    dirs.push(web_dir);
+
+    // The backup server: a sandbox-rooted agent whose rclone serves its repositories.
+    let backup_dir = tempfile::tempdir().unwrap();
+    let backup_port = free_port();
+    let listen = format!("127.0.0.1:{backup_port}");
+    let url = format!("http://127.0.0.1:{backup_port}");
+    let config = common::config(
+        Path::new("/srv"),
+        &[
+            ("AGENT_BACKUP_LISTEN", listen.as_str()),
+            ("AGENT_BACKUP_URL", url.as_str()),
+        ],
+    );
+    let sandbox = Sandbox::new(backup_dir.path().join("box"));
+    let applier = Applier::new(config.layout, sandbox).with_roles("backup".parse().unwrap());
+    applier.start().unwrap();
+    let backup_root = backup_dir.path().join("box");
+    register(
+        &runtime,
+        &controller,
+        &transport,
+        applier,
+        50091,
+        json!({"name": "backup1", "hostname": "backup1.host.example", "roles": ["backup"]}),
+    );
+    dirs.push(backup_dir);
+    wait_for("the backup endpoint", || {
+        std::net::TcpStream::connect(("127.0.0.1", backup_port)).is_ok()
+    });
+
+    // The database server: a real MariaDB.
+    let db_dir = tempfile::tempdir().unwrap();
+    let settings = db.agent_settings();
+    let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let config = common::config(db_dir.path(), &extra);
+    std::fs::create_dir(db_dir.path().join("mariadb")).unwrap();
+    let applier = Applier::new(config.layout, RealSystem::new()).with_roles(config.roles);
+    applier.start().unwrap();
+    register(
+        &runtime,
+        &controller,
+        &transport,
+        applier,
+        50092,
+        json!({"name": "db1", "hostname": "db1.host.example", "roles": ["db"]}),
+    );
+    dirs.push(db_dir);
+    Some(Cluster {
+        controller,
+        runtime,
+        db,
+        web_root,
+        backup_root,
+        backup_port,
+        _dirs: dirs,
+    })
+}
+
+impl Cluster {
+    fn account(&self, user: &str) -> AccountId {
+        let input = serde_json::from_value(json!({
+            "username": user, "domains": [format!("{user}.example")],
+            "roles": ["web", "mail", "db", "backup"],
+        }))
+        .unwrap();
+        let account = self
+            .runtime
+            .block_on(self.controller.create_account(&input))
+            .unwrap();
+        let id = AccountId(account.id);
+        let input: DatabaseInput = serde_json::from_value(json!({ "name": "wp" })).unwrap();
+        self.runtime
+            .block_on(self.controller.create_database(id, &input))
+            .unwrap();
+        let input: MailboxInput = serde_json::from_value(json!({
+            "address": format!("info@{user}.example"), "password": "a mailbox password",
+        }))
+        .unwrap();
+        self.runtime
+            .block_on(self.controller.create_mailbox(id, &input))
+            .unwrap();
+        id
+    }
+
+    fn site_file(&self, user: &str) -> PathBuf {
+        self.web_root
+            .join(format!("srv/www/{user}/public_html/index.html"))
+    }
+
+    fn message(&self, user: &str) -> PathBuf {
+        self.web_root.join(format!(
+            "var/vmail/{user}.example/info/Maildir/cur/1700000000.M1P1.host:2,S"
+        ))
+    }
+
+    fn wait(&self, job: &JobView) -> JobView {
+        let mut seen = job.clone();
+        for _ in 0..600 {
+            seen = self
+                .runtime
+                .block_on(self.controller.job(JobId(job.id)))
+                .unwrap();
+            if !matches!(seen.status, JobStatus::Queued | JobStatus::Running) {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the job did not finish: {seen:?}");
+    }
+
+    fn backup(&self, id: AccountId) -> JobView {
+        let job = self
+            .runtime
+            .block_on(self.controller.start_backup(id))
+            .unwrap();
+        assert_eq!(job.status, JobStatus::Queued);
+        let done = self.wait(&job);
+        assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+        done
+    }
+
+    /// One request to the backup endpoint with the account's access password; the status.
+    fn http(&self, id: AccountId, user: &str, method: &str, path: &str) -> u16 {
+        use base64::Engine;
+        use std::io::{Read, Write};
+        let keys = self
+            .runtime
+            .block_on(self.controller.store().backup_keys(id))
+            .unwrap();
+        let auth = base64::engine::general_purpose::STANDARD
+            .encode(format!("{user}:{}", keys.access.expose_secret()));
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.backup_port)).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// restic against the account's repository with the access a web server is given.
+    fn restic(&self, id: AccountId, user: &str, args: &[&str]) -> std::process::Output {
+        let keys = self
+            .runtime
+            .block_on(self.controller.store().backup_keys(id))
+            .unwrap();
+        Command::new("/usr/bin/restic")
+            .env(
+                "RESTIC_REPOSITORY",
+                format!(
+                    "rest:http://{user}:{}@127.0.0.1:{}/{user}/",
+                    keys.access.expose_secret(),
+                    self.backup_port
+                ),
+            )
+            .env("RESTIC_PASSWORD", keys.key.expose_secret())
+            .env("RESTIC_CACHE_DIR", self.backup_root.join("test-cache"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+#[test]
+fn back_up_destroy_restore_and_append_only() {
+    let Some(c) = cluster() else { return };
+    let id = c.account("shop");
+    // A site, rows in a database, a message in a mailbox.
+    let site = c.site_file("shop");
+    std::fs::create_dir_all(site.parent().unwrap()).unwrap();
+    let page: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&site, &page).unwrap();
+    c.db.admin(
+        "CREATE TABLE shop_wp.posts (id INT PRIMARY KEY, title TEXT); \
+         INSERT INTO shop_wp.posts VALUES (1, 'hello'), (2, 'world')",
+    );
+    let message = c.message("shop");
+    std::fs::create_dir_all(message.parent().unwrap()).unwrap();
+    std::fs::write(&message, b"Subject: kept\r\n\r\nthe message\r\n").unwrap();
+
+    let job = c.backup(id);
+    let progress = job.progress.clone().unwrap();
+    assert!(progress.total >= page.len() as u64, "{progress:?}");
+    assert_eq!(progress.done, progress.total, "{progress:?}");
+    let snapshots = c.runtime.block_on(c.controller.backups(id)).unwrap();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    assert_eq!(snapshots[0].contents, ["files", "databases", "mail"]);
+    assert_eq!(snapshots[0].databases, ["shop_wp"]);
+    assert!(snapshots[0].size_bytes >= page.len() as u64);
+
+    // A second job of the account while one runs: 409 job_running.
+    let running = c.runtime.block_on(c.controller.start_backup(id)).unwrap();
+    let again = c
+        .runtime
+        .block_on(c.controller.start_backup(id))
+        .map_err(ErrorBody::from)
+        .unwrap_err();
+    assert_eq!(again.error.code, ErrorCode::JobRunning, "{again:?}");
+    assert_eq!(c.wait(&running).status, JobStatus::Succeeded);
+    // Pruning by the default policy (7 daily, 4 weekly, 6 monthly) keeps the newest of the
+    // day: the first set is gone from the repository and from the list.
+    let snapshots = c.runtime.block_on(c.controller.backups(id)).unwrap();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    assert_eq!(snapshots[0].id, running.id.to_string());
+
+    // Destroy all three.
+    std::fs::remove_file(&site).unwrap();
+    std::fs::write(site.with_file_name("intruder.php"), b"<?php evil();").unwrap();
+    c.db.admin("DELETE FROM shop_wp.posts; INSERT INTO shop_wp.posts VALUES (9, 'defaced')");
+    std::fs::remove_file(&message).unwrap();
+
+    // Restore from the first snapshot.
+    let input = RestoreInput::default();
+    let job = c
+        .runtime
+        .block_on(c.controller.start_restore(id, &snapshots[0].id, &input))
+        .unwrap();
+    let done = c.wait(&job);
+    assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+    assert_eq!(std::fs::read(&site).unwrap(), page);
+    assert!(!site.with_file_name("intruder.php").exists());
+    assert_eq!(
+        c.db.admin("SELECT id, title FROM shop_wp.posts ORDER BY id"),
+        ["1\thello", "2\tworld"]
+    );
+    assert_eq!(
+        std::fs::read(&message).unwrap(),
+        b"Subject: kept\r\n\r\nthe message\r\n"
+    );
+    // Nothing of the restore's scratch databases is left.
+    let left = c.db.admin("SHOW DATABASES LIKE 'enconf\\_%'");
+    assert!(left.is_empty(), "{left:?}");
+
+    // One database alone, from a snapshot that has it; a snapshot that does not exist is 404.
+    c.db.admin("DROP TABLE shop_wp.posts");
+    let one: RestoreInput =
+        serde_json::from_value(json!({"what": ["databases"], "database": "wp"})).unwrap();
+    let job = c
+        .runtime
+        .block_on(c.controller.start_restore(id, &snapshots[0].id, &one))
+        .unwrap();
+    assert_eq!(c.wait(&job).status, JobStatus::Succeeded);
+    assert_eq!(c.db.admin("SELECT COUNT(*) FROM shop_wp.posts"), ["2"]);
+    let missing = c
+        .runtime
+        .block_on(c.controller.start_restore(id, "999999", &one))
+        .map_err(ErrorBody::from)
+        .unwrap_err();
+    assert_eq!(missing.error.code, ErrorCode::NotFound);
+
+    // The credentials a web server gets cannot delete or rewrite history.
+    let listed = c.restic(id, "shop", &["snapshots", "--json"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let before: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap();
+    // The kept set: one snapshot of the files and mail, one of the dump.
+    assert_eq!(before.len(), 2, "{before:?}");
+    // What `restic forget` would send: DELETE of a snapshot file (restic itself retries a
+    // refused delete for a long while, so the request is made directly).
+    let first = before[0]["id"].as_str().unwrap().to_owned();
+    for path in [
+        format!("/shop/snapshots/{first}"),
+        "/shop/config".to_owned(),
+        "/shop/keys/".to_owned() + before[0]["id"].as_str().unwrap(),
+    ] {
+        assert_eq!(c.http(id, "shop", "DELETE", &path), 403, "DELETE {path}");
+    }
+    // Writing over an existing snapshot is refused too.
+    assert_ne!(
+        c.http(id, "shop", "POST", &format!("/shop/snapshots/{first}")) / 100,
+        2
+    );
+    let after: Vec<serde_json::Value> =
+        serde_json::from_slice(&c.restic(id, "shop", &["snapshots", "--json"]).stdout).unwrap();
+    assert_eq!(after.len(), before.len());
+    // Another account's password does not open this repository.
+    let other = c.account("blog");
+    let keys = c
+        .runtime
+        .block_on(c.controller.store().backup_keys(other))
+        .unwrap();
+    let foreign = Command::new("/usr/bin/restic")
+        .env(
+            "RESTIC_REPOSITORY",
+            format!(
+                "rest:http://blog:{}@127.0.0.1:{}/shop/",
+                keys.access.expose_secret(),
+                c.backup_port
+            ),
+        )
+        .env("RESTIC_PASSWORD", keys.key.expose_secret())
+        .args(["snapshots", "--no-cache"])
+        .output()
+        .unwrap();
+    assert!(!foreign.status.success(), "{foreign:?}");
+    // No secret reached the job's record or the backup server's password file in clear.
+    let htpasswd = std::fs::read_to_string(
+        c.backup_root
+            .join("etc/netcell-webpanel-agent/backup.htpasswd"),
+    )
+    .unwrap();
+    let shop_keys = c
+        .runtime
+        .block_on(c.controller.store().backup_keys(id))
+        .unwrap();
+    assert!(htpasswd.contains("shop:$2y$05$"), "{htpasswd}");
+    assert!(!htpasswd.contains(shop_keys.access.expose_secret()));
+    let jobs = serde_json::to_string(&c.runtime.block_on(c.controller.jobs()).unwrap()).unwrap();
+    assert!(!jobs.contains(shop_keys.access.expose_secret()));
+    assert!(!jobs.contains(shop_keys.key.expose_secret()));
+}
+
+#[test]
+fn an_unfinished_job_is_run_again_after_a_restart() {
+    let Some(c) = cluster() else { return };
+    let id = c.account("resume");
+    // What a controller killed in the middle of a backup leaves: the job `running`.
+    let store = c.controller.store().clone();
+    let job: Job = c
+        .runtime
+        .block_on(store.insert_job(
+            NewJob {
+                account_id: Some(id),
+                server_id: None,
+                work: JobWork::Backup {
+                    cause: enconf_core::domain::job::BackupCause::Asked,
+                },
+            },
+            time::OffsetDateTime::now_utc(),
+        ))
+        .unwrap();
+    let mut running = job.clone();
+    running.status = JobStatus::Running;
+    c.runtime.block_on(store.update_job(running)).unwrap();
+    // The account stays busy until the job ends.
+    let busy = c
+        .runtime
+        .block_on(c.controller.start_backup(id))
+        .map_err(ErrorBody::from)
+        .unwrap_err();
+    assert_eq!(busy.error.code, ErrorCode::JobRunning);
+    // A controller starting on that store runs it again.
+    let resumed = c.runtime.block_on(c.controller.resume_jobs()).unwrap();
+    assert_eq!(resumed, 1);
+    let done = c.wait(&JobView::from(&job));
+    assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+    assert_eq!(
+        c.runtime.block_on(c.controller.backups(id)).unwrap().len(),
+        1
+    );
+}
