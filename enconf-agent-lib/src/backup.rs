@@ -783,7 +783,18 @@ pub fn prune(restic: &Path, repo_dir: &Path, run: &PruneRun) -> Result<SetsKept>
 /// Keeps `rclone serve restic --append-only --private-repos` running (the backup server's
 /// endpoint); started again a few seconds after it stops. Ends with the runtime.
 pub fn serve_repositories(layout: &Layout, host: impl Fn(&Path) -> PathBuf) {
-    let mut cmd = tokio::process::Command::new(&layout.rclone_bin);
+    // setpriv makes rclone die with the agent, also when the agent is killed outright: an
+    // endpoint no agent watches over must not outlive it.
+    let setpriv = Path::new("/usr/bin/setpriv");
+    let mut cmd = match setpriv.exists() {
+        true => {
+            let mut c = tokio::process::Command::new(setpriv);
+            c.args(["--pdeathsig", "KILL", "--"])
+                .arg(&layout.rclone_bin);
+            c
+        }
+        false => tokio::process::Command::new(&layout.rclone_bin),
+    };
     let dir = host(&layout.backup_dir);
     let htpasswd = host(&layout.backup_htpasswd);
     cmd.args(["serve", "restic", "--append-only", "--private-repos"])

@@ -127,6 +127,7 @@ fn accounts_in_headless_chromium() {
         "accounts.png",
         "account-form-error.png",
         "accounts-narrow.png",
+        "backups.png",
     ] {
         assert!(shots.join(shot).exists(), "{shot}");
     }

@@ -21,6 +21,7 @@ pub const TOKEN: &str = "test-token-0123456789";
 /// A configuration whose every directory is under `root`; `extra` overrides keys.
 pub fn config(root: &Path, extra: &[(&str, &str)]) -> AgentConfig {
     let r = root.display();
+    let backup_port = services::free_port();
     let mut values: BTreeMap<String, String> = [
         ("AGENT_TOKEN", TOKEN.to_owned()),
         ("AGENT_STATE_DIR", format!("{r}/state")),
@@ -41,6 +42,12 @@ pub fn config(root: &Path, extra: &[(&str, &str)]) -> AgentConfig {
         ("AGENT_CERT_DIR", format!("{r}/ssl")),
         ("AGENT_ACME_ROOT", format!("{r}/acme")),
         ("AGENT_MARIADB_CONFIG", format!("{r}/mariadb/90-enconf.cnf")),
+        // A backup server's endpoint on a port of its own (tests run side by side).
+        ("AGENT_BACKUP_LISTEN", format!("127.0.0.1:{backup_port}")),
+        (
+            "AGENT_BACKUP_URL",
+            format!("http://127.0.0.1:{backup_port}"),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

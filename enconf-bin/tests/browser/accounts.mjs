@@ -25,10 +25,10 @@ try {
   page.on("pageerror", (e) => { throw new Error(`page error: ${e.message}`); });
   page.setDefaultTimeout(20000);
 
-  step("three servers through the API: web,db / mail,dns / web");
+  step("three servers through the API: web,db / mail,dns / web,backup");
   const [webUrl, mailUrl, web2Url] = env("AGENT_URLS").split(" ");
   const ids = {};
-  for (const [name, url, roles] of [["Web 1", webUrl, ["web", "db"]], ["Mail 1", mailUrl, ["mail", "dns"]], ["Web 2", web2Url, ["web"]]]) {
+  for (const [name, url, roles] of [["Web 1", webUrl, ["web", "db"]], ["Mail 1", mailUrl, ["mail", "dns"]], ["Web 2", web2Url, ["web", "backup"]]]) {
     const res = await page.request.post(`${BASE}/api/v1/servers`, {
       headers: AUTH,
       data: { name, hostname: `${name.replace(" ", "").toLowerCase()}.example.com`, agent_url: url, agent_token: env("AGENT_TOKEN"), roles },
@@ -245,7 +245,7 @@ try {
   const targetError = page.locator('.error[data-for="target_server_id"]');
   await targetError.waitFor();
   assert.match(await targetError.textContent(), /lacks the role\(s\) web/);
-  await page.getByLabel("Target server").selectOption({ label: "Web 2 (web)" });
+  await page.getByLabel("Target server").selectOption({ label: "Web 2 (web, backup)" });
   await page.getByRole("button", { name: "Migrate", exact: true }).click();
   await migrate.waitFor({ state: "hidden" });
   await page.waitForFunction(() => document.querySelector('#account-table tr[data-name="shop"] td[data-label="Web"]')?.textContent === "Web 2");
@@ -283,7 +283,45 @@ try {
   await page.screenshot({ path: `${SHOTS}/accounts-narrow.png`, fullPage: true });
   await page.setViewportSize({ width: 1280, height: 800 });
 
+  step("backups: one made and followed to its end, then a restore of its files");
+  const blogRes = await page.request.post(`${BASE}/api/v1/accounts`, {
+    headers: AUTH, data: { username: "blog", domains: ["blog.example"], roles: ["web", "backup"], servers: { web: ids["Web 2"] } },
+  });
+  assert.equal(blogRes.status(), 201, await blogRes.text());
+  await page.reload();
+  await page.getByRole("heading", { name: "Accounts" }).waitFor();
+  await page.getByRole("button", { name: "Backups of blog" }).click();
+  const backups = page.locator("#backup-dialog");
+  await backups.waitFor();
+  await backups.locator("#no-snapshots").waitFor();
+  await page.getByRole("button", { name: "Back Up Now" }).click();
+  // A second one while it runs: the API's refusal is shown.
+  await page.getByRole("button", { name: "Back Up Now" }).click();
+  await backups.locator("#backup-error").filter({ hasText: /not finished yet/ }).waitFor();
+  const done = backups.locator('#job-table tr[data-status="succeeded"]');
+  await done.waitFor({ timeout: 60000 });
+  const bar = done.locator("progress");
+  assert.equal(await bar.getAttribute("value"), await bar.getAttribute("max"), "a finished job's bar is full");
+  const snapshot = backups.locator("#snapshot-table tbody tr");
+  await snapshot.first().waitFor();
+  assert.equal(await snapshot.count(), 1);
+  assert.match(await snapshot.first().locator('td[data-label="Holds"]').textContent(), /files/);
+  await page.screenshot({ path: `${SHOTS}/backups.png` });
+  await snapshot.first().getByRole("button", { name: /^Restore / }).click();
+  const restore = page.locator("#restore-form");
+  await restore.waitFor();
+  assert.equal(await restore.getByLabel("databases").isDisabled(), true, "a part the snapshot lacks is not offered");
+  await restore.getByRole("button", { name: "Restore" }).click();
+  await restore.waitFor({ state: "hidden" });
+  await backups.locator('#job-table tr[data-status="succeeded"]', { hasText: "restore of" }).waitFor({ timeout: 60000 });
+  await page.getByRole("button", { name: "Close" }).and(backups.locator("#close-backup")).click();
+  await backups.waitFor({ state: "hidden" });
+
   step("delete");
+  // The account with backups goes after its final backup.
+  page.once("dialog", (d) => d.accept());
+  await page.getByRole("button", { name: "Delete blog" }).click();
+  await page.locator('#account-table tr[data-name="blog"]').waitFor({ state: "detached", timeout: 60000 });
   page.on("dialog", (d) => d.accept());
   await page.getByRole("button", { name: "Delete shop" }).click();
   await shop.waitFor({ state: "detached" });

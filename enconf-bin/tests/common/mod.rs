@@ -70,8 +70,9 @@ pub fn start_agent(dir: &Path, name: &str, port: u16, token: &str) -> Proc {
     std::fs::write(
         &config,
         format!(
-            "AGENT_TOKEN={quoted}\nAGENT_BIND=127.0.0.1\nAGENT_PORT={port}\nAGENT_MODE=sandbox\nAGENT_SANDBOX_ROOT={}\nAGENT_ROLES=web,mail,dns,db,backup\n",
-            dir.join(name).display()
+            "AGENT_TOKEN={quoted}\nAGENT_BIND=127.0.0.1\nAGENT_PORT={port}\nAGENT_MODE=sandbox\nAGENT_SANDBOX_ROOT={}\nAGENT_ROLES=web,mail,dns,db,backup\nAGENT_BACKUP_LISTEN=127.0.0.1:{backup_port}\nAGENT_BACKUP_URL=http://127.0.0.1:{backup_port}\n",
+            dir.join(name).display(),
+            backup_port = free_port()
         ),
     )
     .unwrap();

@@ -134,6 +134,7 @@ const ICONS = {
   move: "M16 13v-2H7V8l-4 4 4 4v-3h9zm4-9h-8v2h8v12h-8v2h8a2 2 0 0 0 2-2V6a2 2 0 0 0-2-2z",
   mail: "M20 4H4a2 2 0 0 0-2 2v12a2 2 0 0 0 2 2h16a2 2 0 0 0 2-2V6a2 2 0 0 0-2-2zm0 4-8 5-8-5V6l8 5 8-5v2z",
   db: "M12 2C7.6 2 4 3.8 4 6v12c0 2.2 3.6 4 8 4s8-1.8 8-4V6c0-2.2-3.6-4-8-4zm0 2c3.9 0 6 1.5 6 2s-2.1 2-6 2-6-1.5-6-2 2.1-2 6-2zm6 14c0 .5-2.1 2-6 2s-6-1.5-6-2v-2.3c1.5.8 3.6 1.3 6 1.3s4.5-.5 6-1.3V18zm0-5c0 .5-2.1 2-6 2s-6-1.5-6-2v-2.3c1.5.8 3.6 1.3 6 1.3s4.5-.5 6-1.3V13z",
+  backup: "M19.4 10A7.5 7.5 0 0 0 5.2 8.3 6 6 0 0 0 6 20h13a5 5 0 0 0 .4-10zM13 13v4h-2v-4H8l4-4 4 4h-3z",
   dns: "M12 2a10 10 0 1 0 0 20 10 10 0 0 0 0-20zm6.9 6h-2.9a15.7 15.7 0 0 0-1.4-3.6A8 8 0 0 1 18.9 8zM12 4c.8 1.2 1.5 2.5 1.9 4h-3.8c.4-1.4 1.1-2.8 1.9-4zM4.3 14a8.2 8.2 0 0 1 0-4h3.4a16.5 16.5 0 0 0 0 4H4.3zm.8 2h3a15.7 15.7 0 0 0 1.4 3.6A8 8 0 0 1 5.1 16zM8 8H5.1a8 8 0 0 1 4.3-3.6C8.8 5.5 8.4 6.7 8 8zm4 12c-.8-1.2-1.5-2.5-1.9-4h3.8c-.4 1.4-1.1 2.8-1.9 4zm2.3-6H9.7a14.7 14.7 0 0 1 0-4h4.6a14.7 14.7 0 0 1 0 4zm.3 5.6c.6-1.1 1.1-2.3 1.4-3.6h3a8 8 0 0 1-4.4 3.6zM16.3 14a16.5 16.5 0 0 0 0-4h3.4a8.2 8.2 0 0 1 0 4h-3.4z",
 };
 
@@ -459,6 +460,7 @@ function renderAccounts() {
     if (a.servers.mail != null) actions.append(iconButton(`Mail of ${a.username}`, "mail", () => openMail(a)));
     if (a.servers.dns != null) actions.append(iconButton(`DNS of ${a.username}`, "dns", () => openDns(a)));
     if (a.servers.db != null) actions.append(iconButton(`Databases of ${a.username}`, "db", () => openDb(a)));
+    if (a.servers.backup != null) actions.append(iconButton(`Backups of ${a.username}`, "backup", () => openBackups(a)));
     if (a.servers.web != null) actions.append(iconButton(`Migrate ${a.username}`, "move", () => openMigrate(a)));
     actions.append(iconButton(`Delete ${a.username}`, "trash", () => removeAccount(a)));
     return el("tr", { "data-account": String(a.id), "data-name": a.username },
@@ -1048,3 +1050,129 @@ async function removeDbUser(u) {
 }
 
 $("#close-db").addEventListener("click", () => $("#db-dialog").close());
+
+// Backups: the account's jobs with their progress, its snapshots, a backup now, a restore.
+let backupAccount = null;
+let restoring = null; // the snapshot the restore form is for
+let backupTimer = null;
+const backupPath = (rest) => `/accounts/${backupAccount.id}${rest}`;
+
+async function openBackups(a) {
+  backupAccount = a;
+  $("#backup-title").textContent = `Backups of ${a.username}`;
+  $("#backup-error").textContent = "";
+  closeRestore();
+  $("#backup-dialog").showModal();
+  await loadBackups();
+}
+
+function when(t) {
+  return t ? new Date(t).toLocaleString() : "—";
+}
+
+async function loadBackups() {
+  clearTimeout(backupTimer);
+  if (!backupAccount || !$("#backup-dialog").open) return;
+  try {
+    const [jobs, snapshots] = await Promise.all([api("GET", "/jobs"), api("GET", backupPath("/backups"))]);
+    const mine = jobs.filter((j) => j.account_id === backupAccount.id);
+    renderJobs(mine);
+    renderSnapshots(snapshots.slice().reverse());
+    // Follow the jobs that have not finished; once none runs, a refusal for a busy account
+    // no longer holds.
+    if (mine.some((j) => j.status === "queued" || j.status === "running")) {
+      backupTimer = setTimeout(loadBackups, 1000);
+    } else {
+      $("#backup-error").textContent = "";
+    }
+  } catch (err) {
+    $("#backup-error").textContent = `Cannot load the backups: ${err.message}`;
+  }
+}
+
+function renderJobs(jobs) {
+  const td = (label, content) => el("td", { "data-label": label }, content);
+  replaceRows($("#job-table tbody"), jobs.map((j) => {
+    const p = j.progress;
+    // A finished job's bar is full, also when there was nothing to read.
+    const finished = j.status === "succeeded";
+    const bar = el("progress", { max: String(p?.total || 1),
+      value: String(finished ? (p?.total || 1) : (p?.done || 0)),
+      "aria-label": `Progress of job ${j.id}` });
+    const figures = p ? `${formatBytes(p.done)} of ${formatBytes(p.total)}, ${p.files_done} of ${p.files_total} files` : "";
+    const kind = j.kind === "restore" ? `restore of ${j.snapshot} (${j.what.join(", ")})` : j.kind;
+    return el("tr", { "data-job": String(j.id), "data-status": j.status },
+      td("Job", `#${j.id} ${kind}`),
+      td("Status", el("span", { class: `status ${j.status}` }, j.status)),
+      td("Progress", el("span", { class: "progress" }, bar, " ", figures)),
+      td("Started", when(j.started_at)),
+      td("Outcome", j.error || (j.status === "succeeded" ? `done ${when(j.finished_at)}` : "—")));
+  }));
+  $("#no-jobs").hidden = jobs.length > 0;
+}
+
+function renderSnapshots(snapshots) {
+  const td = (label, content) => el("td", { "data-label": label }, content);
+  replaceRows($("#snapshot-table tbody"), snapshots.map((s) => el("tr", { "data-snapshot": s.id },
+    td("Time", when(s.time)),
+    td("Size", formatBytes(s.size_bytes)),
+    td("Holds", [...s.contents, ...s.databases.map((d) => `(${d})`)].join(", ")),
+    el("td", { class: "row-actions actions-col", "data-label": "" },
+      el("button", { type: "button", class: "secondary", onclick: () => openRestore(s) },
+        `Restore ${when(s.time)}`)))));
+  $("#no-snapshots").hidden = snapshots.length > 0;
+}
+
+function openRestore(s) {
+  restoring = s;
+  const form = $("#restore-form");
+  form.reset();
+  clearErrors(form);
+  for (const box of form.querySelectorAll('input[name="what"]')) {
+    box.disabled = !s.contents.includes(box.value);
+    box.checked = !box.disabled;
+  }
+  $("#restore-title").textContent = `Restore from ${when(s.time)}`;
+  form.hidden = false;
+  form.querySelector('input[name="what"]:not(:disabled)')?.focus();
+}
+
+function closeRestore() {
+  restoring = null;
+  $("#restore-form").hidden = true;
+}
+
+$("#start-backup").addEventListener("click", async () => {
+  $("#backup-error").textContent = "";
+  try {
+    await api("POST", backupPath("/backups"));
+    await loadBackups();
+  } catch (err) {
+    $("#backup-error").textContent = err.message;
+  }
+});
+
+$("#cancel-restore").addEventListener("click", closeRestore);
+$("#restore-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const form = e.target;
+  clearErrors(form);
+  const what = [...form.querySelectorAll('input[name="what"]:checked')].map((c) => c.value);
+  if (!what.length) {
+    showError(form, { field: "what", message: "Choose what to put back." }, $("#restore-form-error"));
+    return;
+  }
+  try {
+    await api("POST", backupPath(`/backups/${encodeURIComponent(restoring.id)}/restore`), { what });
+    closeRestore();
+    await loadBackups();
+  } catch (err) {
+    showError(form, err, $("#restore-form-error"));
+  }
+});
+
+$("#close-backup").addEventListener("click", () => {
+  clearTimeout(backupTimer);
+  $("#backup-dialog").close();
+});
+
