@@ -238,7 +238,8 @@ impl<S: System> Applier<S> {
             }
         }
         for (role, old) in gone {
-            self.module(role)?.removed(&self.exec, &old)?;
+            self.module(role)?
+                .removed(&self.exec, &old, roles::DataFate::Keep)?;
         }
         Ok(changed)
     }
@@ -251,8 +252,9 @@ impl<S: System> Applier<S> {
 
     /// Deletes an account: each role's configuration goes and the services reload, then what
     /// only goes once nothing uses it (the web role's user and home, when the agent created
-    /// them), and last its record. `false` when the agent does not have it.
-    pub fn delete(&self, user: &UserName) -> Result<bool, ApplyError> {
+    /// them; its Maildirs and databases as `data` says), and last its record. `false` when
+    /// the agent does not have it.
+    pub fn delete(&self, user: &UserName, data: roles::DataFate) -> Result<bool, ApplyError> {
         let Some((_, installed)) = self.load_installed(user)? else {
             return Ok(false);
         };
@@ -263,7 +265,7 @@ impl<S: System> Applier<S> {
         }
         self.exec.execute(plan)?;
         for role in installed.spec.roles.iter() {
-            self.module(role)?.removed(&self.exec, &installed)?;
+            self.module(role)?.removed(&self.exec, &installed, data)?;
         }
         self.system().remove(&self.record_path(user))?;
         Ok(true)

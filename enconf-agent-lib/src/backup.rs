@@ -294,11 +294,50 @@ fn ensure_repository(tools: &Tools, repo: &Repository, user: &UserName) -> Resul
 }
 
 /// What restic's summary says: bytes read, files read, bytes added.
-#[derive(Debug, Default, Clone, Copy)]
-struct Summary {
-    size: u64,
-    files: u64,
-    added: u64,
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub size: u64,
+    pub files: u64,
+    pub added: u64,
+}
+
+/// One line of `restic backup --json` as far as a task cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResticLine {
+    /// Bytes done, bytes in all, files done, files in all (so far).
+    Status {
+        done: u64,
+        total: u64,
+        files_done: u64,
+        files_total: u64,
+    },
+    Summary(Summary),
+}
+
+/// Reads one line of restic's `--json` output (anything else, or a line that is not JSON,
+/// is `None`; a missing or negative figure is 0).
+pub fn restic_line(line: &str) -> Option<ResticLine> {
+    let value = serde_json::from_str::<serde_json::Value>(line).ok()?;
+    let n = |k: &str| {
+        value
+            .get(k)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    match value.get("message_type").and_then(|v| v.as_str()) {
+        Some("status") => Some(ResticLine::Status {
+            done: n("bytes_done"),
+            total: n("total_bytes"),
+            files_done: n("files_done"),
+            files_total: n("total_files"),
+        }),
+        Some("summary") => Some(ResticLine::Summary(Summary {
+            size: n("total_bytes_processed"),
+            files: n("total_files_processed"),
+            added: n("data_added"),
+        })),
+        _ => None,
+    }
 }
 
 /// Reads restic's `--json` lines: progress into `progress`, the summary returned.
@@ -306,30 +345,15 @@ fn follow_restic(stdout: std::process::ChildStdout, progress: &Progress) -> Summ
     let mut summary = Summary::default();
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        let n = |k: &str| {
-            value
-                .get(k)
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0)
-        };
-        match value.get("message_type").and_then(|v| v.as_str()) {
-            Some("status") => progress.step(
-                n("bytes_done"),
-                n("total_bytes"),
-                n("files_done"),
-                n("total_files"),
-            ),
-            Some("summary") => {
-                summary = Summary {
-                    size: n("total_bytes_processed"),
-                    files: n("total_files_processed"),
-                    added: n("data_added"),
-                }
-            }
-            _ => {}
+        match restic_line(&line) {
+            Some(ResticLine::Status {
+                done,
+                total,
+                files_done,
+                files_total,
+            }) => progress.step(done, total, files_done, files_total),
+            Some(ResticLine::Summary(s)) => summary = s,
+            None => {}
         }
     }
     summary

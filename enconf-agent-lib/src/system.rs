@@ -67,6 +67,8 @@ pub trait System: Send + Sync + fmt::Debug + 'static {
     fn set_modified_secs(&self, path: &Path, secs: i64) -> Result<(), SystemError>;
     /// Removes a file; `false` when it was not there.
     fn remove(&self, path: &Path) -> Result<bool, SystemError>;
+    /// Removes a directory and everything in it (nothing there: fine).
+    fn remove_tree(&self, path: &Path) -> Result<(), SystemError>;
     /// The names of the files in a directory, sorted; empty when it does not exist.
     fn list(&self, dir: &Path) -> Result<Vec<String>, SystemError>;
     /// Runs a program and returns what it printed; a non-zero exit is an error.
@@ -470,6 +472,10 @@ impl System for RealSystem {
         fs::sync(dirs)
     }
 
+    fn remove_tree(&self, path: &Path) -> Result<(), SystemError> {
+        fs::remove_tree(path)
+    }
+
     fn remove(&self, path: &Path) -> Result<bool, SystemError> {
         fs::remove(path)
     }
@@ -763,6 +769,11 @@ impl System for Sandbox {
     fn sync(&self, dirs: &[&Path]) -> Result<(), SystemError> {
         let host: Vec<PathBuf> = dirs.iter().map(|d| self.host_path(d)).collect();
         fs::sync(&host.iter().map(PathBuf::as_path).collect::<Vec<_>>())
+    }
+
+    fn remove_tree(&self, path: &Path) -> Result<(), SystemError> {
+        self.record(format!("rm -rf {}", path.display()))?;
+        fs::remove_tree(&self.host_path(path))
     }
 
     fn remove(&self, path: &Path) -> Result<bool, SystemError> {

@@ -4,6 +4,7 @@
 
 mod common;
 
+use enconf_agent_lib::roles::DataFate;
 use std::path::Path;
 
 use common::{layout, snapshot, spec, with_memory};
@@ -201,7 +202,7 @@ fn delete_removes_files_then_the_user() {
     .unwrap();
     a.system().clear_commands();
     let shop = UserName::parse("shop").unwrap();
-    assert!(a.delete(&shop).unwrap());
+    assert!(a.delete(&shop, DataFate::Keep).unwrap());
     assert!(read(&a, "/srv/sites/enconf-shop.conf").is_none());
     assert!(read(&a, "/srv/php/8.2/pool.d/enconf-shop.conf").is_none());
     assert!(read(&a, "/srv/state/accounts/shop.json").is_none());
@@ -216,7 +217,10 @@ fn delete_removes_files_then_the_user() {
         !cmds.iter().any(|c| c.contains(" -t")),
         "removing server blocks needs no validation: {cmds:?}"
     );
-    assert!(!a.delete(&shop).unwrap(), "second delete: nothing to do");
+    assert!(
+        !a.delete(&shop, DataFate::Keep).unwrap(),
+        "second delete: nothing to do"
+    );
     assert_eq!(a.list().unwrap().len(), 1);
 }
 
@@ -262,7 +266,11 @@ fn a_restarted_agent_still_knows_its_users() {
     restarted.system().clear_commands();
     assert_eq!(restarted.put(&[s]).unwrap(), vec![false]);
     assert!(restarted.system().commands().is_empty());
-    assert!(restarted.delete(&UserName::parse("shop").unwrap()).unwrap());
+    assert!(
+        restarted
+            .delete(&UserName::parse("shop").unwrap(), DataFate::Keep)
+            .unwrap()
+    );
     assert!(!read(&restarted, "/etc/passwd").unwrap().contains("shop"));
     assert!(
         !restarted
@@ -362,7 +370,10 @@ fn users_are_removed_only_when_the_agent_created_them() {
     std::fs::remove_file(host("/srv/state/users/shop.json")).unwrap();
     let a = applier(dir.path());
     assert!(read(&a, "/srv/state/users/shop.json").is_some(), "adopted");
-    assert!(a.delete(&UserName::parse("shop").unwrap()).unwrap());
+    assert!(
+        a.delete(&UserName::parse("shop").unwrap(), DataFate::Keep)
+            .unwrap()
+    );
     assert!(!passwd(&a).contains("shop:"));
 
     // A user changed behind the agent's back (another uid, outside the range) is not its own
@@ -375,7 +386,7 @@ fn users_are_removed_only_when_the_agent_created_them() {
         Err(ApplyError::UserTaken { .. })
     ));
     a.system().clear_commands();
-    assert!(a.delete(&blog.username).unwrap());
+    assert!(a.delete(&blog.username, DataFate::Keep).unwrap());
     assert!(passwd(&a).contains("blog:x:500:1001:"), "left alone");
     assert!(
         !a.system()

@@ -30,7 +30,7 @@ use serde_json::json;
 struct Cluster {
     controller: Controller,
     runtime: tokio::runtime::Runtime,
-    db: MariaDb,
+    db: Arc<MariaDb>,
     /// The web+mail agent's sandbox root.
     web_root: PathBuf,
     /// The backup agent's sandbox root.
@@ -47,6 +47,21 @@ fn tools_present() -> bool {
         }
     }
     true
+}
+
+/// One MariaDB for the tests that run at the same time (their accounts' names differ).
+fn shared_mariadb() -> Option<Arc<MariaDb>> {
+    static SHARED: std::sync::Mutex<std::sync::Weak<MariaDb>> =
+        std::sync::Mutex::new(std::sync::Weak::new());
+    let mut slot = SHARED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(db) = slot.upgrade() {
+        return Some(db);
+    }
+    let db = Arc::new(MariaDb::start()?);
+    *slot = Arc::downgrade(&db);
+    Some(db)
 }
 
 /// Serves `applier` as an agent at `port` (in process) and adds it as a server.
@@ -74,7 +89,7 @@ fn cluster() -> Option<Cluster> {
     if !tools_present() {
         return None;
     }
-    let db = MariaDb::start()?;
+    let db = shared_mariadb()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -419,6 +434,53 @@ fn back_up_destroy_restore_and_append_only() {
     let jobs = serde_json::to_string(&c.runtime.block_on(c.controller.jobs()).unwrap()).unwrap();
     assert!(!jobs.contains(shop_keys.access.expose_secret()));
     assert!(!jobs.contains(shop_keys.key.expose_secret()));
+
+    // Deleting the account makes a final backup, then its site, mail and databases go.
+    let sets_before = c
+        .runtime
+        .block_on(c.controller.store().backup_sets(id))
+        .unwrap();
+    let kept = c.runtime.block_on(c.controller.delete_account(id)).unwrap();
+    assert!(kept.is_none(), "nothing is kept behind: {kept:?}");
+    let sets_after = c
+        .runtime
+        .block_on(c.controller.store().backup_sets(id))
+        .unwrap();
+    let last = sets_after.last().unwrap();
+    assert!(last.set > sets_before.last().unwrap().set, "{sets_after:?}");
+    assert_eq!(last.databases, ["shop_wp"]);
+    assert!(!site.exists());
+    assert!(!c.web_root.join("var/vmail/shop.example").exists());
+    assert!(
+        !c.web_root.join("var/vmail/.deleted").exists()
+            || std::fs::read_dir(c.web_root.join("var/vmail/.deleted"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "no mail kept aside"
+    );
+    assert!(c.db.admin("SHOW DATABASES LIKE 'shop\\_wp'").is_empty());
+    // Its password no longer opens the endpoint; its snapshots stay on the backup server,
+    // readable with the key the store keeps.
+    assert_eq!(c.http(id, "shop", "GET", "/shop/config"), 401);
+    let local = Command::new("/usr/bin/restic")
+        .env(
+            "RESTIC_REPOSITORY",
+            c.backup_root
+                .join("var/lib/netcell-webpanel-agent/backups/shop"),
+        )
+        .env("RESTIC_PASSWORD", shop_keys.key.expose_secret())
+        .args(["snapshots", "--json", "--no-cache"])
+        .output()
+        .unwrap();
+    assert!(local.status.success(), "{local:?}");
+    let left: Vec<serde_json::Value> = serde_json::from_slice(&local.stdout).unwrap();
+    let tag = format!("enconf-set-{}", last.set);
+    assert!(
+        left.iter()
+            .any(|s| s["tags"].as_array().unwrap().iter().any(|t| t == &tag)),
+        "{left:?}"
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 mod common;
 
+use enconf_agent_lib::roles::DataFate;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -76,7 +77,11 @@ fn an_account_is_served_by_its_own_php_user_then_removed() {
     assert_eq!(body, format!("{user} 256M"));
 
     // Delete: the sites are gone, then the user.
-    assert!(agent.delete(&UserName::parse(&user).unwrap()).unwrap());
+    assert!(
+        agent
+            .delete(&UserName::parse(&user).unwrap(), DataFate::Keep)
+            .unwrap()
+    );
     // A reload is asynchronous: old workers finish their requests, so wait for the new config.
     let (status, body) = svc.get_until(&a, "/index.php", |_, b| b == "no site\n");
     assert_eq!((status, body.as_str()), (404, "no site\n"));
@@ -509,7 +514,7 @@ fn a_user_of_the_machine_is_never_taken_over_nor_removed() {
         other => panic!("{other:?}"),
     }
     assert!(
-        !agent.delete(&account.username).unwrap(),
+        !agent.delete(&account.username, DataFate::Keep).unwrap(),
         "not the agent's account"
     );
     assert_eq!(machine_state(&user, &home), before);
@@ -527,7 +532,7 @@ fn a_user_of_the_machine_is_never_taken_over_nor_removed() {
     .unwrap();
     let agent = applier(&svc, &[]);
     assert!(agent.put(std::slice::from_ref(&account)).is_err());
-    assert!(agent.delete(&account.username).unwrap());
+    assert!(agent.delete(&account.username, DataFate::Keep).unwrap());
     assert!(!record.exists());
     assert_eq!(machine_state(&user, &home), before);
 }

@@ -12,7 +12,7 @@
 
 use enconf_core::domain::{AccountSpec, Role};
 
-use super::{AccountRole, Installed, RoleStatus, status_of};
+use super::{AccountRole, DataFate, Installed, RoleStatus, status_of};
 use crate::executor::{ApplyError, Executor, Plan};
 use crate::services::mariadb;
 use crate::system::System;
@@ -63,12 +63,17 @@ impl<S: System> AccountRole<S> for Db {
         Ok(())
     }
 
-    fn removed(&self, exec: &Executor<S>, installed: &Installed) -> Result<(), ApplyError> {
-        mariadb::lock(
-            exec.system(),
-            exec.layout(),
-            installed.spec.username.as_str(),
-        )
+    fn removed(
+        &self,
+        exec: &Executor<S>,
+        installed: &Installed,
+        data: DataFate,
+    ) -> Result<(), ApplyError> {
+        let user = installed.spec.username.as_str();
+        match data {
+            DataFate::Keep => mariadb::lock(exec.system(), exec.layout(), user),
+            DataFate::Remove => mariadb::drop_all(exec.system(), exec.layout(), user),
+        }
     }
 
     fn status(&self, exec: &Executor<S>) -> RoleStatus {

@@ -25,7 +25,7 @@ use enconf_core::domain::{
 use enconf_core::protocol::mail::{AgentMail, AgentMailbox, AliasView, DkimRecord, MailPut};
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 
-use super::{AccountRole, Installed, RoleStatus};
+use super::{AccountRole, DataFate, Installed, RoleStatus};
 use crate::config::Layout;
 use crate::executor::{ApplyError, Executor, Plan};
 use crate::services::dovecot::{self, DovecotCheck};
@@ -466,9 +466,21 @@ impl<S: System> AccountRole<S> for Mail {
         Ok(())
     }
 
-    fn removed(&self, exec: &Executor<S>, installed: &Installed) -> Result<(), ApplyError> {
+    fn removed(
+        &self,
+        exec: &Executor<S>,
+        installed: &Installed,
+        data: DataFate,
+    ) -> Result<(), ApplyError> {
         for d in mail_domains(&installed.spec) {
-            keep_aside(exec, &exec.layout().vmail_dir.join(d.as_str()), d.as_str())?;
+            let dir = exec.layout().vmail_dir.join(d.as_str());
+            match data {
+                DataFate::Keep => keep_aside(exec, &dir, d.as_str())?,
+                DataFate::Remove => {
+                    exec.system().remove_tree(&dir)?;
+                    tracing::info!(domain = %d, "mail removed: a final backup of it exists");
+                }
+            }
         }
         Ok(())
     }

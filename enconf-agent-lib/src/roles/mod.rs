@@ -36,6 +36,15 @@ pub fn record_path(layout: &crate::config::Layout, user: &str) -> std::path::Pat
     accounts_dir(layout).join(format!("{user}.json"))
 }
 
+/// What becomes of an account's data (Maildirs, databases) when a role goes from a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataFate {
+    /// Kept (mail aside, databases with their users locked) until a backup of it exists.
+    Keep,
+    /// Removed: a final backup of it exists (the controller made one first).
+    Remove,
+}
+
 /// Whether a role's services answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoleStatus {
@@ -79,8 +88,13 @@ pub trait AccountRole<S: System>: Send + Sync + std::fmt::Debug {
     }
 
     /// After a removal went live: what may only go once nothing uses it any more (the web
-    /// role's system user and home).
-    fn removed(&self, _exec: &Executor<S>, _installed: &Installed) -> Result<(), ApplyError> {
+    /// role's system user and home); the account's stored data goes or stays as `data` says.
+    fn removed(
+        &self,
+        _exec: &Executor<S>,
+        _installed: &Installed,
+        _data: DataFate,
+    ) -> Result<(), ApplyError> {
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 
 use enconf_core::domain::{AccountSpec, PhpVersion, Role, UserName};
 
-use super::{AccountRole, Installed, RoleStatus, status_of};
+use super::{AccountRole, DataFate, Installed, RoleStatus, status_of};
 use crate::config::Layout;
 use crate::executor::{ApplyError, Executor, Plan};
 use crate::owners::Claim;
@@ -150,7 +150,12 @@ impl<S: System> AccountRole<S> for Web {
         Ok(())
     }
 
-    fn removed(&self, exec: &Executor<S>, installed: &Installed) -> Result<(), ApplyError> {
+    fn removed(
+        &self,
+        exec: &Executor<S>,
+        installed: &Installed,
+        _data: DataFate,
+    ) -> Result<(), ApplyError> {
         let user = &installed.spec.username;
         let owners = exec.owners();
         match owners.claim(user)? {

@@ -43,7 +43,7 @@ enum Job {
     /// Per account: whether anything changed.
     Put(PutRequest),
     /// Whether the account was there.
-    Delete(UserName, Reply<bool>),
+    Delete(UserName, crate::roles::DataFate, Reply<bool>),
     /// Any other change (certificates, challenges), run in turn with the rest.
     Task(Box<dyn FnOnce() + Send>),
 }
@@ -383,12 +383,32 @@ async fn put_batch<S: System>(
     }))
 }
 
+/// `?data=remove`: a final backup of the account's data exists, so its Maildirs and
+/// databases go too (without it they are kept).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    data: Option<String>,
+}
+
 async fn delete<S: System>(
     State(agent): State<Arc<Agent<S>>>,
     UrlPath(username): UrlPath<String>,
+    axum::extract::Query(query): axum::extract::Query<DeleteQuery>,
 ) -> ApiResult<Applied> {
     let user = UserName::parse(&username).map_err(|r| r.at("username"))?;
-    let changed = agent.submit(|r| Job::Delete(user, r)).await?;
+    let data = match query.data.as_deref() {
+        None | Some("keep") => crate::roles::DataFate::Keep,
+        Some("remove") => crate::roles::DataFate::Remove,
+        Some(_) => {
+            return Err(
+                ErrorBody::new(ErrorCode::Invalid, "data must be keep or remove")
+                    .with_field("data")
+                    .into(),
+            );
+        }
+    };
+    let changed = agent.submit(|r| Job::Delete(user, data, r)).await?;
     Ok(axum::Json(Applied { changed }))
 }
 
@@ -484,8 +504,8 @@ async fn worker<S: System>(applier: Arc<Applier<S>>, mut rx: mpsc::Receiver<Job>
 fn run_jobs<S: System>(applier: &Applier<S>, mut jobs: VecDeque<Job>) {
     while let Some(job) = jobs.pop_front() {
         match job {
-            Job::Delete(user, reply) => {
-                let _ = reply.send(applier.delete(&user).map_err(apply_error));
+            Job::Delete(user, data, reply) => {
+                let _ = reply.send(applier.delete(&user, data).map_err(apply_error));
             }
             Job::Task(task) => task(),
             Job::Put(first) => {

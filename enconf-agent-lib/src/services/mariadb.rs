@@ -452,6 +452,43 @@ pub fn lock<S: System>(system: &S, layout: &Layout, user: &str) -> Result<(), Ap
     Ok(())
 }
 
+/// After the account `user` went from this server and a final backup of its databases
+/// exists: its users are dropped (their sessions end), then its databases, and the ledger
+/// goes. The names are free again.
+pub fn drop_all<S: System>(system: &S, layout: &Layout, user: &str) -> Result<(), ApplyError> {
+    let ledger = read_ledger(system, layout, user)?;
+    if ledger.databases.is_empty() && ledger.users.is_empty() {
+        system.remove(&ledger_path(layout, user))?;
+        return Ok(());
+    }
+    let found = find(system, layout, &ledger.databases, &ledger.users)?;
+    let mut statements: Vec<Sql> = found
+        .users
+        .iter()
+        .flat_map(|(u, hosts)| {
+            hosts
+                .keys()
+                .map(move |h| Sql::new(format!("DROP USER IF EXISTS {}", account(u, h))))
+        })
+        .collect();
+    statements.extend(
+        ledger
+            .databases
+            .iter()
+            .map(|d| Sql::new(format!("DROP DATABASE IF EXISTS {}", ident(d)))),
+    );
+    run(system, layout, &statements)?;
+    kill_sessions(system, layout, &ledger.users)?;
+    system.remove(&ledger_path(layout, user))?;
+    tracing::info!(
+        account = user,
+        databases = ledger.databases.len(),
+        users = ledger.users.len(),
+        "the account's databases and database users are dropped: a final backup of them exists"
+    );
+    Ok(())
+}
+
 /// MariaDB's option file as the agent writes it: where it listens (`AGENT_DB_LISTEN`).
 pub fn option_file(layout: &Layout) -> String {
     format!(

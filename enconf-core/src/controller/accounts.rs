@@ -251,20 +251,31 @@ impl Controller {
 
     /// Deletes an account on every server it uses (all must be online first), then from the
     /// store. When a server fails, the account is kept, `failed`: deleting again finishes.
-    /// Its databases stay on the db server (see [`super::db`]): what was kept is answered.
+    /// An account with the backup role gets a final backup first, then its Maildirs and
+    /// databases go with it; without the role they stay on their servers (see
+    /// [`super::db`]) and what was kept is answered.
     pub async fn delete_account(&self, id: AccountId) -> Result<Option<super::db::KeptData>> {
         let account = self.store.account(id).await?;
-        let kept = self.kept_on_delete(&account).await?;
         let servers = self.servers_of(&account.servers).await?;
         // The last state of the account is kept by its backup server (by the retention
-        // policy); without it nothing is deleted.
-        if account.spec.roles.contains(Role::Backup) {
-            self.final_backup(&account).await?;
-        }
+        // policy); without it nothing is deleted. With it, its mail and databases go too;
+        // an account without backups keeps them on their servers.
+        let backed_up = account.spec.roles.contains(Role::Backup);
+        let kept = match backed_up {
+            true => {
+                self.final_backup(&account).await?;
+                None
+            }
+            false => self.kept_on_delete(&account).await?,
+        };
         for (server, _) in &servers {
             let endpoint = AgentEndpoint::from(server);
             let client = AgentClient::new(&*self.transport, &endpoint);
-            if let Err(e) = client.delete_account(&account.spec.username).await {
+            let deleted = match backed_up {
+                true => client.delete_account_and_data(&account.spec.username).await,
+                false => client.delete_account(&account.spec.username).await,
+            };
+            if let Err(e) = deleted {
                 if e.is_offline() {
                     self.mark_unreachable(server, &e).await;
                 }

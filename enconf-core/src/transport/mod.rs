@@ -199,10 +199,21 @@ impl<'a> AgentClient<'a> {
             .await
     }
 
-    /// `DELETE /v1/accounts/{username}`.
+    /// `DELETE /v1/accounts/{username}`: the account's Maildirs and databases are kept
+    /// (until a backup of them exists).
     pub async fn delete_account(&self, username: &UserName) -> Result<Applied, TransportError> {
         self.call(Method::Delete, account_path(username), None::<&()>)
             .await
+    }
+
+    /// `DELETE /v1/accounts/{username}?data=remove`: a final backup exists, so the account's
+    /// Maildirs and databases go too.
+    pub async fn delete_account_and_data(
+        &self,
+        username: &UserName,
+    ) -> Result<Applied, TransportError> {
+        let path = format!("{}?data=remove", account_path(username));
+        self.call(Method::Delete, path, None::<&()>).await
     }
 
     /// `PUT /v1/certificates/{kind}`.
