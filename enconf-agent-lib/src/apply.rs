@@ -314,6 +314,11 @@ impl<S: System> Applier<S> {
                 .map(|d| host(&layout.vmail_dir.join(d.as_str())))
                 .collect(),
             vmail_dir: host(&layout.vmail_dir),
+            owner: self.system().owns_users().then(|| user.as_str().to_owned()),
+            mail_owner: self
+                .system()
+                .owns_users()
+                .then(|| layout.vmail_user.clone()),
         })
     }
 

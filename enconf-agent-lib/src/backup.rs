@@ -191,6 +191,10 @@ pub struct Places {
     /// The Maildir directory of each of the account's domains.
     pub mail_domains: Vec<PathBuf>,
     pub vmail_dir: PathBuf,
+    /// Who owns the web root's files (the account's user) and the Maildirs (the mail
+    /// user); `None` where the machine's users are not the agent's (the sandbox).
+    pub owner: Option<String>,
+    pub mail_owner: Option<String>,
 }
 
 /// The programs and places a backup or restore uses.
@@ -555,39 +559,55 @@ pub fn restore(
     progress: &Progress,
 ) -> Result<()> {
     let snapshots = snapshots_of(tools, &run.repository, user, run.set)?;
-    let latest = |tag: &str, path: &Path| {
-        snapshots
-            .iter()
-            .rev()
-            .find(|s| {
-                s.tags.iter().any(|t| t == tag)
-                    && s.paths
-                        .iter()
-                        .any(|p| Path::new(p) == path || path.starts_with(p))
-            })
-            .map(|s| s.id.clone())
+    // The newest snapshot with `tag` holding a directory named as `live` is (the web root is
+    // named after the user, a domain's Maildirs after the domain), and that directory's path
+    // in it: the server that made it may keep it elsewhere (a migration).
+    let latest = |tag: &str, live: &Path| {
+        snapshots.iter().rev().find_map(|s| {
+            if !s.tags.iter().any(|t| t == tag) {
+                return None;
+            }
+            s.paths
+                .iter()
+                .find(|p| Path::new(p).file_name() == live.file_name())
+                .map(|p| (s.id.clone(), PathBuf::from(p)))
+        })
     };
     if run.files {
-        let id = latest("files", &places.web_root).ok_or(BackupError::Missing {
+        let (id, saved) = latest("files", &places.web_root).ok_or(BackupError::Missing {
             set: run.set,
             what: "files".into(),
         })?;
-        restore_tree(tools, &run.repository, user, &id, &places.web_root, None)?;
+        let owner = places.owner.as_ref().map(|u| (u.as_str(), u.as_str()));
+        let tree = Tree {
+            saved: &saved,
+            live: &places.web_root,
+            only: None,
+            owner,
+        };
+        restore_tree(tools, &run.repository, user, &id, &tree)?;
         progress.finish_step(0, 0, 0);
     }
     if run.mail {
         for dir in &places.mail_domains {
-            let Some(id) = latest("mail", dir) else {
+            let Some((id, saved)) = latest("mail", dir) else {
                 continue;
             };
             let only = match &run.mailbox {
                 Some(address) => match address.split_once('@') {
-                    Some((local, domain)) if dir.ends_with(domain) => Some(dir.join(local)),
+                    Some((local, domain)) if dir.ends_with(domain) => Some(local.to_owned()),
                     _ => continue,
                 },
                 None => None,
             };
-            restore_tree(tools, &run.repository, user, &id, dir, only.as_deref())?;
+            let owner = places.mail_owner.as_ref().map(|u| (u.as_str(), u.as_str()));
+            let tree = Tree {
+                saved: &saved,
+                live: dir,
+                only: only.as_deref(),
+                owner,
+            };
+            restore_tree(tools, &run.repository, user, &id, &tree)?;
             progress.finish_step(0, 0, 0);
         }
     }
@@ -609,17 +629,29 @@ pub fn restore(
     Ok(())
 }
 
-/// Restores `live` (or only `only`, a directory under it) from a snapshot: into a staging
-/// directory, then `rsync -a --delete` into place, so the live tree is never half-extracted.
+/// A directory to put back: where the snapshot has it, where it goes here, optionally only
+/// one entry of it (a mailbox), and who owns what is put there.
+struct Tree<'a> {
+    saved: &'a Path,
+    live: &'a Path,
+    only: Option<&'a str>,
+    owner: Option<(&'a str, &'a str)>,
+}
+
+/// Restores a directory from a snapshot: into a staging directory, then `rsync -a --delete`
+/// into place (owned by the account's user when given), so the live tree is never
+/// half-extracted.
 fn restore_tree(
     tools: &Tools,
     repo: &Repository,
     user: &UserName,
     snapshot: &str,
-    live: &Path,
-    only: Option<&Path>,
+    tree: &Tree<'_>,
 ) -> Result<()> {
-    let target = only.unwrap_or(live);
+    let (saved, live) = match tree.only {
+        Some(entry) => (tree.saved.join(entry), tree.live.join(entry)),
+        None => (tree.saved.to_path_buf(), tree.live.to_path_buf()),
+    };
     let stage = tools
         .work_dir
         .join(format!("restore-{user}-{}", std::process::id()));
@@ -632,30 +664,27 @@ fn restore_tree(
                 .args(["restore", snapshot, "--target"])
                 .arg(&stage)
                 .arg("--include")
-                .arg(target),
+                .arg(&saved),
             "restic restore",
         )?;
-        let relative = target.strip_prefix("/").unwrap_or(target);
-        let staged = stage.join(relative);
+        let staged = stage.join(saved.strip_prefix("/").unwrap_or(&saved));
         if !staged.exists() {
             return Err(BackupError::Missing {
                 set: 0,
-                what: target.display().to_string(),
+                what: saved.display().to_string(),
             });
         }
-        std::fs::create_dir_all(target).map_err(|e| BackupError::Io(e.to_string()))?;
+        std::fs::create_dir_all(&live).map_err(|e| BackupError::Io(e.to_string()))?;
         let mut from = staged.into_os_string();
         from.push("/");
-        let mut to = target.as_os_str().to_owned();
+        let mut to = live.as_os_str().to_owned();
         to.push("/");
-        output(
-            Command::new(&tools.rsync)
-                .args(["-a", "--delete", "--"])
-                .arg(from)
-                .arg(to),
-            "rsync",
-        )
-        .map(drop)
+        let mut rsync = Command::new(&tools.rsync);
+        rsync.args(["-a", "--delete"]);
+        if let Some((owner, group)) = tree.owner {
+            rsync.arg(format!("--chown={owner}:{group}"));
+        }
+        output(rsync.arg("--").arg(from).arg(to), "rsync").map(drop)
     })();
     let _ = std::fs::remove_dir_all(&stage);
     result

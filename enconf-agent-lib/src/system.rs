@@ -52,6 +52,11 @@ pub trait System: Send + Sync + fmt::Debug + 'static {
     fn data_path(&self, path: &Path) -> PathBuf {
         path.to_path_buf()
     }
+    /// Whether the machine's users are the ones this system manages (not in the sandbox,
+    /// whose users live in its own `etc`): programs may be told to give files to them.
+    fn owns_users(&self) -> bool {
+        true
+    }
     /// Replaces the file atomically (temporary file, fsync, rename, fsync of the directory),
     /// creating missing parent directories. `mode` is the file's permission bits.
     fn write_atomic(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), SystemError>;
@@ -727,6 +732,10 @@ impl Sandbox {
 impl System for Sandbox {
     fn data_path(&self, path: &Path) -> PathBuf {
         self.host_path(path)
+    }
+
+    fn owns_users(&self) -> bool {
+        false
     }
 
     fn daemon_running(&self, pid_file: &Path) -> Result<bool, SystemError> {

@@ -20,7 +20,7 @@ use enconf_agent_lib::system::{RealSystem, Sandbox};
 use enconf_agent_lib::transport::InProcess;
 use enconf_core::controller::{Controller, ControllerConfig};
 use enconf_core::domain::job::{Job, JobId, JobStatus, JobWork, NewJob};
-use enconf_core::domain::{AccountId, AgentToken, AgentUrl};
+use enconf_core::domain::{AccountId, AgentToken, AgentUrl, ServerId};
 use enconf_core::protocol::backup::{JobView, RestoreInput};
 use enconf_core::protocol::db::DatabaseInput;
 use enconf_core::protocol::mail::MailboxInput;
@@ -36,6 +36,11 @@ struct Cluster {
     /// The backup agent's sandbox root.
     backup_root: PathBuf,
     backup_port: u16,
+    transport: Arc<InProcess>,
+    /// The first web server (web and mail) and a second one (web only), with their roots.
+    web1: ServerId,
+    web2: ServerId,
+    web2_root: PathBuf,
     _dirs: Vec<tempfile::TempDir>,
 }
 
@@ -72,7 +77,7 @@ fn register<S: enconf_agent_lib::system::System>(
     applier: Applier<S>,
     port: u16,
     server: serde_json::Value,
-) {
+) -> ServerId {
     let agent =
         runtime.block_on(async { Agent::new(AgentToken::parse(TOKEN).unwrap(), applier, 1 << 22) });
     let url: AgentUrl = format!("http://127.0.0.1:{port}").parse().unwrap();
@@ -83,9 +88,15 @@ fn register<S: enconf_agent_lib::system::System>(
     let input = serde_json::from_value(input).unwrap();
     let server = runtime.block_on(controller.add_server(&input)).unwrap();
     assert!(server.reachable, "{server:?}");
+    server.id
 }
 
 fn cluster() -> Option<Cluster> {
+    cluster_with(None)
+}
+
+/// A cluster whose controller reads the time from `clock` when given.
+fn cluster_with(clock: Option<enconf_core::controller::Clock>) -> Option<Cluster> {
     if !tools_present() {
         return None;
     }
@@ -96,7 +107,7 @@ fn cluster() -> Option<Cluster> {
         .build()
         .unwrap();
     let transport = Arc::new(InProcess::new());
-    let controller = Controller::new(
+    let mut controller = Controller::new(
         Arc::new(enconf_core::store::MemoryStore::new_in_memory()),
         transport.clone(),
         ControllerConfig {
@@ -104,12 +115,15 @@ fn cluster() -> Option<Cluster> {
             ..Default::default()
         },
     );
+    if let Some(clock) = clock {
+        controller = controller.with_clock(clock);
+    }
     let mut dirs = Vec::new();
     // Web and mail: a sandbox-rooted agent.
     let web_dir = tempfile::tempdir().unwrap();
     let applier = common::sandbox_applier(web_dir.path()).with_roles("web,mail".parse().unwrap());
     let web_root = web_dir.path().join("box");
-    register(
+    let web1 = register(
         &runtime,
         &controller,
         &transport,
@@ -119,6 +133,18 @@ fn cluster() -> Option<Cluster> {
             "mail_hostname": "mail.web1.host.example"}),
     );
     dirs.push(web_dir);
+    let web2_dir = tempfile::tempdir().unwrap();
+    let applier = common::sandbox_applier(web2_dir.path()).with_roles("web".parse().unwrap());
+    let web2_root = web2_dir.path().join("box");
+    let web2 = register(
+        &runtime,
+        &controller,
+        &transport,
+        applier,
+        50093,
+        json!({"name": "web2", "hostname": "web2.host.example", "roles": ["web"]}),
+    );
+    dirs.push(web2_dir);
 
     // The backup server: a sandbox-rooted agent whose rclone serves its repositories.
     let backup_dir = tempfile::tempdir().unwrap();
@@ -173,6 +199,10 @@ fn cluster() -> Option<Cluster> {
         web_root,
         backup_root,
         backup_port,
+        transport,
+        web1,
+        web2,
+        web2_root,
         _dirs: dirs,
     })
 }
@@ -521,4 +551,123 @@ fn an_unfinished_job_is_run_again_after_a_restart() {
         c.runtime.block_on(c.controller.backups(id)).unwrap().len(),
         1
     );
+}
+
+#[test]
+fn each_account_is_backed_up_once_a_night_in_its_slot() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    // Midnight UTC of some day, then the clock moves as the test says.
+    let day = time::macros::datetime!(2030-01-10 00:00 UTC).unix_timestamp();
+    let now = Arc::new(AtomicI64::new(day - 3600));
+    let seen = Arc::clone(&now);
+    let clock: enconf_core::controller::Clock = Arc::new(move || {
+        time::OffsetDateTime::from_unix_timestamp(seen.load(Ordering::SeqCst)).unwrap()
+    });
+    let Some(c) = cluster_with(Some(clock)) else {
+        return;
+    };
+    let id = c.account("nightly");
+    let schedule = || c.runtime.block_on(c.controller.schedule_backups()).unwrap();
+    // Before the window (01:00-05:00 UTC): nothing is due.
+    now.store(day + 30 * 60, Ordering::SeqCst);
+    assert_eq!(schedule(), 0);
+    // At the end of the window every account's slot has come: one backup, once.
+    now.store(day + 5 * 3600, Ordering::SeqCst);
+    assert_eq!(schedule(), 1);
+    assert_eq!(
+        schedule(),
+        0,
+        "a second round the same night starts nothing"
+    );
+    let jobs = c.runtime.block_on(c.controller.jobs()).unwrap();
+    let done = c.wait(&jobs[0]);
+    assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+    assert_eq!(schedule(), 0);
+    // A controller that was down all night does not start the night's backups at noon.
+    now.store(day + 86_400 + 12 * 3600, Ordering::SeqCst);
+    assert_eq!(schedule(), 0);
+    // The next night: once again.
+    now.store(day + 2 * 86_400 + 5 * 3600, Ordering::SeqCst);
+    assert_eq!(schedule(), 1);
+    let jobs = c.runtime.block_on(c.controller.jobs()).unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(c.wait(&jobs[0]).status, JobStatus::Succeeded);
+    assert!(
+        !c.runtime
+            .block_on(c.controller.backups(id))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn migration_moves_the_site_and_a_failure_leaves_it_on_the_source() {
+    let Some(c) = cluster() else { return };
+    let id = c.account("moving");
+    let account = c.runtime.block_on(c.controller.account(id)).unwrap();
+    assert_eq!(account.server_id, Some(c.web1));
+    // A site of a few files in directories, one of them large.
+    let docroot = c.web_root.join("srv/www/moving/public");
+    let files: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| {
+            let size = if i == 0 { 3 << 20 } else { 100 + i * 37 };
+            let bytes: Vec<u8> = (0..size).map(|b| ((b * 7 + i) % 251) as u8).collect();
+            (format!("dir{}/page{i}.html", i % 3), bytes)
+        })
+        .collect();
+    for (name, bytes) in &files {
+        let path = docroot.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    let input: enconf_core::protocol::MigrateInput =
+        serde_json::from_value(json!({ "target_server_id": c.web2.0 })).unwrap();
+    let job = c
+        .runtime
+        .block_on(c.controller.start_migrate(id, &input))
+        .unwrap();
+    assert_eq!(job.kind, enconf_core::domain::job::JobKind::Migrate);
+    assert_eq!(job.server_id, Some(c.web2));
+    let done = c.wait(&job);
+    assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+    assert!(done.progress.unwrap().total >= 3 << 20);
+    // Everything is on the target, nothing on the source; the record follows.
+    let moved = c.web2_root.join("srv/www/moving/public");
+    for (name, bytes) in &files {
+        assert_eq!(&std::fs::read(moved.join(name)).unwrap(), bytes, "{name}");
+    }
+    assert!(!c.web_root.join("srv/www/moving").exists());
+    let account = c.runtime.block_on(c.controller.account(id)).unwrap();
+    assert_eq!(account.server_id, Some(c.web2));
+    for (server, count) in [(c.web1, 1), (c.web2, 1)] {
+        // web1 keeps the account's mail.
+        assert_eq!(
+            c.runtime
+                .block_on(c.controller.server(server))
+                .unwrap()
+                .accounts,
+            count
+        );
+    }
+
+    // Back again, with the target lost in the middle: the job fails saying why, and the
+    // account stays where it was, with its files.
+    let url: AgentUrl = "http://127.0.0.1:50090".parse().unwrap();
+    let back: enconf_core::protocol::MigrateInput =
+        serde_json::from_value(json!({ "target_server_id": c.web1.0 })).unwrap();
+    let job = c
+        .runtime
+        .block_on(c.controller.start_migrate(id, &back))
+        .unwrap();
+    c.transport.set_offline(&url, true);
+    let failed = c.wait(&job);
+    assert_eq!(failed.status, JobStatus::Failed, "{failed:?}");
+    let reason = failed.error.unwrap();
+    assert!(reason.contains("server 1"), "{reason}");
+    c.transport.set_offline(&url, false);
+    let account = c.runtime.block_on(c.controller.account(id)).unwrap();
+    assert_eq!(account.server_id, Some(c.web2));
+    for (name, bytes) in &files {
+        assert_eq!(&std::fs::read(moved.join(name)).unwrap(), bytes, "{name}");
+    }
 }

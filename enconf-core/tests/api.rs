@@ -1025,15 +1025,36 @@ async fn accounts_migrate_between_servers() {
         Some("target_server_id"),
     );
 
-    // The target refuses: nothing changes anywhere.
+    // The move is a job; this waits for its end.
+    let finished = |job: serde_json::Value| {
+        let h = &h;
+        async move {
+            assert_eq!(job["kind"], "migrate", "{job}");
+            let path = format!("/api/v1/jobs/{}", job["id"]);
+            loop {
+                let (status, job) = h.call("GET", &path, None).await;
+                assert_eq!(status, 200);
+                if job["status"] == "succeeded" || job["status"] == "failed" {
+                    return job;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+
+    // The target refuses: the job fails saying so, and nothing changes anywhere.
     h.fakes.set(&url("web2"), |x| x.mode = Mode::Rejects);
-    is_error(
-        &h.call("POST", &path, Some(json!({"target_server_id": b})))
-            .await,
-        502,
-        "agent_error",
-        None,
+    let (status, job) = h
+        .call("POST", &path, Some(json!({"target_server_id": b})))
+        .await;
+    assert_eq!(status, 202, "{job}");
+    assert_eq!(
+        (job["status"].as_str(), job["server_id"].as_u64()),
+        (Some("queued"), Some(b))
     );
+    let job = finished(job).await;
+    assert_eq!(job["status"], "failed");
+    assert!(job["error"].as_str().unwrap().contains("server 2"), "{job}");
     assert_eq!(h.fakes.accounts(&url("web1")), ["shop"]);
     assert!(h.fakes.accounts(&url("web2")).is_empty());
     assert_eq!(
@@ -1044,10 +1065,15 @@ async fn accounts_migrate_between_servers() {
     );
 
     h.fakes.set(&url("web2"), |x| x.mode = Mode::Up);
-    let (status, moved) = h
+    let (status, job) = h
         .call("POST", &path, Some(json!({"target_server_id": b})))
         .await;
-    assert_eq!(status, 200, "{moved}");
+    assert_eq!(status, 202, "{job}");
+    assert_eq!(finished(job).await["status"], "succeeded");
+    let moved = h
+        .call("GET", &format!("/api/v1/accounts/{}", acc["id"]), None)
+        .await
+        .1;
     assert_eq!(
         (moved["server_id"].as_u64(), moved["status"].as_str()),
         (Some(b), Some("active"))

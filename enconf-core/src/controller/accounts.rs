@@ -297,15 +297,46 @@ impl Controller {
     }
 
     /// Moves an account's web role (user, PHP pool, vhost) to another server: set up on the
-    /// target, taken off the source (which keeps the account's other roles), then recorded.
-    /// When a step fails the earlier ones are undone, so the account stays served as recorded.
-    /// Site files are not copied.
+    /// target, the site's files copied (when the account has the backup role: through its
+    /// repository, see [`Self::move_files`]), taken off the source (which keeps the account's
+    /// other roles), then recorded. When a step fails the earlier ones are undone, so the
+    /// account stays served as recorded. Waits for the whole move; the API runs it as a job
+    /// ([`Self::start_migrate`]).
     pub async fn migrate_account(
         &self,
         id: AccountId,
         input: &MigrateInput,
     ) -> Result<AccountView> {
         let target_id = input.validate()?;
+        self.migrate_web(id, target_id, None).await
+    }
+
+    /// `POST /api/v1/accounts/{id}/migrate`: what can be checked at once is (the target
+    /// exists and can take the web role, the servers answer), then the move runs as a job.
+    pub async fn start_migrate(
+        &self,
+        id: AccountId,
+        input: &MigrateInput,
+    ) -> Result<crate::protocol::backup::JobView> {
+        let target_id = input.validate()?;
+        self.migration(id, target_id).await?;
+        let job = self
+            .start_job(crate::domain::job::NewJob {
+                account_id: Some(id),
+                server_id: Some(target_id),
+                work: crate::domain::job::JobWork::Migrate { target: target_id },
+            })
+            .await?;
+        Ok(crate::protocol::backup::JobView::from(&job))
+    }
+
+    /// The account, its web server and the target, checked; `None` when the account is
+    /// already there.
+    async fn migration(
+        &self,
+        id: AccountId,
+        target_id: ServerId,
+    ) -> Result<Option<(Account, Server, Server)>> {
         let account = self.store.account(id).await?;
         let Some(source_id) = account.web_server() else {
             return Err(crate::domain::Rule::RoleNotUsed
@@ -313,7 +344,7 @@ impl Controller {
                 .into());
         };
         if target_id == source_id {
-            return Ok(AccountView::from(&account));
+            return Ok(None);
         }
         let source = self.store.server(source_id).await?;
         let target = self.named_server(target_id, "target_server_id").await?;
@@ -327,6 +358,21 @@ impl Controller {
             field: "target_server_id",
             error,
         })?;
+        if account.spec.roles.contains(Role::Backup) {
+            self.backup_server_of(&account).await?;
+        }
+        Ok(Some((account, source, target)))
+    }
+
+    pub(super) async fn migrate_web(
+        &self,
+        id: AccountId,
+        target_id: ServerId,
+        job: Option<&mut crate::domain::job::Job>,
+    ) -> Result<AccountView> {
+        let Some((account, source, target)) = self.migration(id, target_id).await? else {
+            return Ok(AccountView::from(&self.store.account(id).await?));
+        };
         let before = &account.servers;
         let mut after = before.clone();
         after.set(Role::Web, vec![target.id]);
@@ -340,6 +386,19 @@ impl Controller {
                 self.restore_on(&target, &account, before).await;
             }
             return Err(Self::agent_error(target.id, e));
+        }
+        // The site's files, while the source still serves it.
+        if account.spec.roles.contains(Role::Backup) {
+            // The snapshots' tag: the job's id, or (a move made without a job) a number no
+            // job has, from the time.
+            let set = match job.as_deref() {
+                Some(j) => j.id.0,
+                None => u64::try_from(self.now().unix_timestamp_nanos()).unwrap_or(u64::MAX),
+            };
+            if let Err(e) = self.move_files(&account, &source, &target, set, job).await {
+                self.restore_on(&target, &account, before).await;
+                return Err(e);
+            }
         }
         // Off the source, which keeps the account's other roles.
         if let Err(e) = self

@@ -142,6 +142,11 @@ impl Controller {
     }
 
     /// The account's backup server, online.
+    pub(super) async fn backup_server_of(&self, account: &Account) -> Result<Server> {
+        self.backup_server(account).await
+    }
+
+    /// The account's backup server, online.
     async fn backup_server(&self, account: &Account) -> Result<Server> {
         let Some(id) = account.servers.one(Role::Backup) else {
             return Err(Rule::NoBackupRole.at("roles").into());
@@ -234,7 +239,9 @@ impl Controller {
                 .start_backup(user, &run)
                 .await
                 .map_err(|e| Self::agent_error(holder.server.id, e))?;
-            let done = self.follow(job, &holder.server, task, base).await?;
+            let done = self
+                .follow(Some(&mut *job), &holder.server, task, base)
+                .await?;
             base = base.plus(&done);
             size += done.size_bytes;
             if holder.files {
@@ -324,7 +331,9 @@ impl Controller {
                 .start_restore(&account.spec.username, &run)
                 .await
                 .map_err(|e| Self::agent_error(holder.server.id, e))?;
-            let done = self.follow(job, &holder.server, task, base).await?;
+            let done = self
+                .follow(Some(&mut *job), &holder.server, task, base)
+                .await?;
             base = base.plus(&done);
         }
         tracing::info!(account = %id, set, ?parts, "restore done");
@@ -335,7 +344,7 @@ impl Controller {
     /// job's earlier tasks did). A task the agent no longer knows (it restarted) fails the job.
     async fn follow(
         &self,
-        job: &mut Job,
+        mut job: Option<&mut Job>,
         server: &Server,
         mut task: TaskView,
         base: Progress,
@@ -344,7 +353,9 @@ impl Controller {
         let client = AgentClient::new(&*self.transport, &endpoint);
         let mut failures = 0;
         loop {
-            self.progress(job, base.plus(&task)).await;
+            if let Some(job) = job.as_deref_mut() {
+                self.progress(job, base.plus(&task)).await;
+            }
             match task.status {
                 TaskStatus::Succeeded => return Ok(task),
                 TaskStatus::Failed => {
@@ -380,6 +391,59 @@ impl Controller {
                 Err(e) => return Err(Self::agent_error(server.id, e)),
             }
         }
+    }
+
+    /// Copies the account's web root from `source` to `target` through its repository: a
+    /// backup on the source (tagged with `set`), a restore on the target (into a staging
+    /// directory, then rsync), twice: the second pass sends only what changed since the first
+    /// and leaves the target as the source is then.
+    pub(super) async fn move_files(
+        &self,
+        account: &Account,
+        source: &Server,
+        target: &Server,
+        set: u64,
+        mut job: Option<&mut Job>,
+    ) -> Result<()> {
+        let (_, repository, _) = self.repository(account).await?;
+        let user = &account.spec.username;
+        let mut base = Progress::default();
+        for pass in 1..=2 {
+            let endpoint = AgentEndpoint::from(source);
+            let task = AgentClient::new(&*self.transport, &endpoint)
+                .start_backup(
+                    user,
+                    &BackupRun {
+                        repository: repository.clone(),
+                        set,
+                        files: true,
+                        mail: false,
+                        databases: Vec::new(),
+                    },
+                )
+                .await
+                .map_err(|e| Self::agent_error(source.id, e))?;
+            let done = self.follow(job.as_deref_mut(), source, task, base).await?;
+            base = base.plus(&done);
+            let endpoint = AgentEndpoint::from(target);
+            let task = AgentClient::new(&*self.transport, &endpoint)
+                .start_restore(
+                    user,
+                    &RestoreRun {
+                        repository: repository.clone(),
+                        set,
+                        files: true,
+                        mail: false,
+                        mailbox: None,
+                        databases: Vec::new(),
+                    },
+                )
+                .await
+                .map_err(|e| Self::agent_error(target.id, e))?;
+            self.follow(job.as_deref_mut(), target, task, base).await?;
+            tracing::info!(account = %account.id, pass, from = %source.id, to = %target.id, "site files copied");
+        }
+        Ok(())
     }
 
     /// Starts the scheduled backups that are due: each account with the backup role once a

@@ -75,6 +75,15 @@ impl Controller {
                 self.run_restore(&mut job, set, &parts, database, mailbox)
                     .await
             }
+            JobWork::Migrate { target } => match job.account_id {
+                Some(account) => self
+                    .migrate_web(account, target, Some(&mut job))
+                    .await
+                    .map(drop),
+                None => Err(ControllerError::Internal(
+                    "a migration without an account".into(),
+                )),
+            },
         };
         job.finished_at = Some(self.now());
         match result {

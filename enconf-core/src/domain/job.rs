@@ -82,6 +82,10 @@ pub enum JobWork {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mailbox: Option<String>,
     },
+    /// The account's web role, with its files, to another server.
+    Migrate {
+        target: ServerId,
+    },
 }
 
 impl JobWork {
@@ -89,6 +93,7 @@ impl JobWork {
         match self {
             JobWork::Backup { .. } => JobKind::Backup,
             JobWork::Restore { .. } => JobKind::Restore,
+            JobWork::Migrate { .. } => JobKind::Migrate,
         }
     }
 }

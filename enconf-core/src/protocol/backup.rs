@@ -62,7 +62,7 @@ impl From<&Job> for JobView {
                 Some(set.to_string()),
                 parts.iter().map(|p| p.to_string()).collect(),
             ),
-            JobWork::Backup { .. } => (None, Vec::new()),
+            JobWork::Backup { .. } | JobWork::Migrate { .. } => (None, Vec::new()),
         };
         Self {
             id: job.id.0,

@@ -693,22 +693,23 @@ async fn delete_account(State(api): Shared, Path(id): Path<String>) -> Result<Re
     )
 }
 
-/// Moves an account's configuration to another server (site files are not copied).
+/// Moves an account's web role to another server, as a job: set up on the target, the site's
+/// files copied (through the account's backup repository when it has the backup role), taken
+/// off the source, the records (DNS, database grants) following.
 #[utoipa::path(post, path = "/api/v1/accounts/{id}/migrate", tag = "accounts",
     request_body = MigrateInput,
     params(("id" = u64, Path, description = "account id")),
-    responses((status = 200, body = AccountView), (status = 404, body = ErrorBody),
+    responses((status = 202, body = crate::protocol::backup::JobView), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 502, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 503, body = ErrorBody)))]
 async fn migrate_account(
     State(api): Shared,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<AccountView> {
+) -> Result<Response, ApiError> {
     let id = account_id(&id)?;
     let input: MigrateInput = json_body(api.limit(MAX_SMALL_BYTES), &headers, body).await?;
-    Ok(axum::Json(
-        api.controller.migrate_account(id, &input).await?,
-    ))
+    let job = api.controller.start_migrate(id, &input).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(job)).into_response())
 }

@@ -881,13 +881,36 @@ $("#migrate-form").addEventListener("submit", async (e) => {
   clearErrors(form);
   const target = form.elements.target_server_id.value;
   try {
-    await api("POST", `/accounts/${migrating.id}/migrate`, { target_server_id: target ? Number(target) : null });
+    const job = await api("POST", `/accounts/${migrating.id}/migrate`, { target_server_id: target ? Number(target) : null });
     $("#migrate-dialog").close();
-    await refreshAccounts();
+    followMigration(migrating.username, job);
   } catch (err) {
     showError(form, err, $("#migrate-error"));
   }
 });
+
+/** Follows a migration job: its progress in the status line, then the table, or the reason. */
+async function followMigration(user, job) {
+  const status = $("#accounts-job");
+  $("#accounts-error").textContent = "";
+  for (;;) {
+    const p = job.progress;
+    status.textContent = `Migrating ${user}: ${job.status}` +
+      (p && p.total ? ` (${formatBytes(p.done)} of ${formatBytes(p.total)})` : "");
+    if (job.status === "succeeded" || job.status === "failed") break;
+    await new Promise((r) => setTimeout(r, 1000));
+    try {
+      job = await api("GET", `/jobs/${job.id}`);
+    } catch (err) {
+      status.textContent = "";
+      $("#accounts-error").textContent = `Cannot follow the migration of ${user}: ${err.message}`;
+      return;
+    }
+  }
+  status.textContent = job.status === "succeeded" ? `${user} is migrated.` : "";
+  if (job.status === "failed") $("#accounts-error").textContent = `The migration of ${user} failed; it stays where it was: ${job.error}`;
+  await refreshAccounts();
+}
 
 show();
 
