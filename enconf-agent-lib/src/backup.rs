@@ -432,7 +432,7 @@ fn backup_database(
     db: &str,
     progress: &Progress,
 ) -> Result<()> {
-    check_db_name(db)?;
+    check_db_name(user, db)?;
     let mut dump = spawn(
         Command::new(&tools.mariadb_dump)
             .arg(format!("--socket={}", tools.db_socket.display()))
@@ -509,15 +509,14 @@ fn backup_database(
     })
 }
 
-fn check_db_name(db: &str) -> Result<()> {
-    match !db.is_empty()
-        && db.len() <= 64
-        && db
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-    {
-        true => Ok(()),
-        false => Err(BackupError::Io(format!("{db:?} is not a database name"))),
+/// A database of the account `user`: its full name, with the account's prefix (one account's
+/// request never dumps or replaces another's database).
+fn check_db_name(user: &UserName, db: &str) -> Result<()> {
+    match enconf_core::domain::db::DbName::parse_full(db) {
+        Ok(name) if name.belongs_to(user) => Ok(()),
+        _ => Err(BackupError::Io(format!(
+            "{db:?} is not a database of the account {user}"
+        ))),
     }
 }
 
@@ -612,7 +611,7 @@ pub fn restore(
         }
     }
     for db in &run.databases {
-        check_db_name(db)?;
+        check_db_name(user, db)?;
         let tag = format!("db:{db}");
         let id = snapshots
             .iter()
@@ -899,4 +898,70 @@ pub fn repository_url(layout: &Layout, hostname: &str, user: &UserName) -> Strin
         .clone()
         .unwrap_or_else(|| format!("http://{hostname}:{}", layout.backup_listen.port()));
     format!("rest:{base}/{user}/")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn only_the_accounts_own_databases() {
+        let shop = UserName::parse("shop").unwrap();
+        assert!(check_db_name(&shop, "shop_wp").is_ok());
+        for other in [
+            "blog_wp",
+            "shop",
+            "shopx_wp",
+            "shop_wp;drop",
+            "SHOP_WP",
+            "",
+            "mysql",
+        ] {
+            assert!(check_db_name(&shop, other).is_err(), "{other}");
+        }
+    }
+
+    #[test]
+    fn restic_lines_are_read_or_skipped() {
+        assert_eq!(
+            restic_line(
+                r#"{"message_type":"status","total_bytes":300,"bytes_done":100,"total_files":3,"files_done":1}"#
+            ),
+            Some(ResticLine::Status {
+                done: 100,
+                total: 300,
+                files_done: 1,
+                files_total: 3
+            })
+        );
+        assert_eq!(
+            restic_line(
+                r#"{"message_type":"summary","total_bytes_processed":5,"total_files_processed":2,"data_added":4}"#
+            ),
+            Some(ResticLine::Summary(Summary {
+                size: 5,
+                files: 2,
+                added: 4
+            }))
+        );
+        for skipped in [
+            "",
+            "not json",
+            r#"{"message_type":"verbose_status"}"#,
+            "[1]",
+        ] {
+            assert_eq!(restic_line(skipped), None, "{skipped}");
+        }
+        // A negative or missing figure is 0, never a panic.
+        assert_eq!(
+            restic_line(r#"{"message_type":"status","total_bytes":-1}"#),
+            Some(ResticLine::Status {
+                done: 0,
+                total: 0,
+                files_done: 0,
+                files_total: 0
+            })
+        );
+    }
 }
