@@ -405,6 +405,23 @@ impl<S: System> Applier<S> {
         roles::mail::dkim(&self.exec, &spec)
     }
 
+    /// Stops the PHP of the account's site here for the last pass of a migration (see
+    /// [`roles::web::plan_freeze`]); the next put brings it back. `false` when the account has
+    /// no site here.
+    pub fn freeze(&self, user: &UserName) -> Result<bool, ApplyError> {
+        let Some((_, installed)) = self.load_installed(user)? else {
+            return Err(ApplyError::UnknownAccount(user.clone()));
+        };
+        if !installed.spec.roles.contains(Role::Web) {
+            return Ok(false);
+        }
+        let mut plan = Plan::default();
+        roles::web::plan_freeze(self.layout(), &installed, &mut plan);
+        self.exec.execute(plan)?;
+        tracing::info!(%user, "the site's PHP is stopped for the last pass of a migration");
+        Ok(true)
+    }
+
     /// The server's own names as installed (none before the first certificate or challenge).
     pub fn panel(&self) -> Result<render::PanelSite, ApplyError> {
         crate::panel::site(&self.exec)

@@ -192,6 +192,33 @@ fn a_crash_mid_apply_is_undone_at_the_next_start() {
 }
 
 #[test]
+fn a_frozen_site_has_no_php_until_the_next_put() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = applier(dir.path());
+    a.put(&[spec("shop", &["shop.example"])]).unwrap();
+    a.system().clear_commands();
+    let shop = UserName::parse("shop").unwrap();
+    assert!(a.freeze(&shop).unwrap());
+    assert!(read(&a, "/srv/php/8.2/pool.d/enconf-shop.conf").is_none());
+    assert!(
+        read(&a, "/srv/sites/enconf-shop.conf").is_some(),
+        "static files still served"
+    );
+    assert!(
+        a.system().commands().iter().any(|c| c == "kill -USR2 200"),
+        "PHP-FPM reloaded: {:?}",
+        a.system().commands()
+    );
+    // The record is unchanged: the next put of the account brings the pool back.
+    assert_eq!(a.put(&[spec("shop", &["shop.example"])]).unwrap(), [true]);
+    assert!(read(&a, "/srv/php/8.2/pool.d/enconf-shop.conf").is_some());
+    assert!(matches!(
+        a.freeze(&UserName::parse("ghost").unwrap()),
+        Err(ApplyError::UnknownAccount(_))
+    ));
+}
+
+#[test]
 fn delete_removes_files_then_the_user() {
     let dir = tempfile::tempdir().unwrap();
     let a = applier(dir.path());

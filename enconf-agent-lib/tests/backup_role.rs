@@ -670,4 +670,10 @@ fn migration_moves_the_site_and_a_failure_leaves_it_on_the_source() {
     for (name, bytes) in &files {
         assert_eq!(&std::fs::read(moved.join(name)).unwrap(), bytes, "{name}");
     }
+    // The site still runs PHP there (a pool stopped for a last pass is put back).
+    assert!(
+        c.web2_root
+            .join("srv/php/8.2/pool.d/enconf-moving.conf")
+            .exists()
+    );
 }

@@ -174,6 +174,15 @@ impl<S: System> AccountRole<S> for Web {
     }
 }
 
+/// Adds to `plan` what stops the site's PHP (its pool goes; the server block stays, so its
+/// static files are still served and PHP requests fail): no request can write to the site.
+/// The next put of the account brings the pool back.
+pub fn plan_freeze(layout: &Layout, installed: &Installed, plan: &mut Plan) {
+    let paths = AccountPaths::new(layout, &installed.spec.username, installed.php_version);
+    plan.remove(paths.pool);
+    plan.reload(php_fpm::reload(layout, installed.php_version));
+}
+
 impl AccountPaths {
     /// The directories of an account: (path, owner, group, mode). The home is traversable by
     /// the web server; `public` is readable by it; `tmp` and `logs` are the account's own.

@@ -200,6 +200,10 @@ pub fn router<S: System>(agent: Arc<Agent<S>>) -> Router {
         .route("/v1/mail/{username}/dkim", get(mail::get_dkim::<S>))
         .route("/v1/dns/{username}", get(get_zones::<S>))
         .route("/v1/db/{username}", get(get_databases::<S>))
+        .route(
+            "/v1/accounts/{username}/freeze",
+            axum::routing::post(freeze::<S>),
+        )
         .route("/v1/backup/{username}", get(backup::repository::<S>))
         .route(
             "/v1/backup/{username}/prune",
@@ -381,6 +385,16 @@ async fn put_batch<S: System>(
         changed: n,
         unchanged: changed.len() - n,
     }))
+}
+
+/// `POST /v1/accounts/{username}/freeze`: the site's PHP stops (the last migration pass).
+async fn freeze<S: System>(
+    State(agent): State<Arc<Agent<S>>>,
+    UrlPath(username): UrlPath<String>,
+) -> ApiResult<Applied> {
+    let user = UserName::parse(&username).map_err(|r| r.at("username"))?;
+    let changed = agent.run(move |a| a.freeze(&user)).await?;
+    Ok(axum::Json(Applied { changed }))
 }
 
 /// `?data=remove`: a final backup of the account's data exists, so its Maildirs and

@@ -397,6 +397,8 @@ impl Controller {
             };
             if let Err(e) = self.move_files(&account, &source, &target, set, job).await {
                 self.restore_on(&target, &account, before).await;
+                // The source's PHP comes back (a put of what it had).
+                self.restore_on(&source, &account, before).await;
                 return Err(e);
             }
         }

@@ -395,8 +395,9 @@ impl Controller {
 
     /// Copies the account's web root from `source` to `target` through its repository: a
     /// backup on the source (tagged with `set`), a restore on the target (into a staging
-    /// directory, then rsync), twice: the second pass sends only what changed since the first
-    /// and leaves the target as the source is then.
+    /// directory, then rsync), twice: the site serves during the first pass; for the second its
+    /// PHP is stopped on the source (no writes), and it sends only what changed since the
+    /// first and leaves the target as the source is then.
     pub(super) async fn move_files(
         &self,
         account: &Account,
@@ -442,6 +443,15 @@ impl Controller {
                 .map_err(|e| Self::agent_error(target.id, e))?;
             self.follow(job.as_deref_mut(), target, task, base).await?;
             tracing::info!(account = %account.id, pass, from = %source.id, to = %target.id, "site files copied");
+            if pass == 1 {
+                // No writes during the last pass: the source's PHP stops (its static files are
+                // still served); a failure from here on puts it back (see `migrate_web`).
+                let endpoint = AgentEndpoint::from(source);
+                AgentClient::new(&*self.transport, &endpoint)
+                    .freeze(user)
+                    .await
+                    .map_err(|e| Self::agent_error(source.id, e))?;
+            }
         }
         Ok(())
     }

@@ -363,6 +363,12 @@ impl<'a> AgentClient<'a> {
         self.call(Method::Delete, path, None::<&()>).await
     }
 
+    /// `POST /v1/accounts/{username}/freeze`: the site's PHP stops until the next put.
+    pub async fn freeze(&self, username: &UserName) -> Result<Applied, TransportError> {
+        let path = format!("{}/freeze", account_path(username));
+        self.call(Method::Post, path, None::<&()>).await
+    }
+
     /// `GET /v1/backup/{username}` (backup server): where the account's repository is served.
     pub async fn backup_repository(
         &self,
