@@ -228,15 +228,31 @@ impl Tools {
     /// restic for the account's repository: the URL (with the HTTP password) and the key in
     /// its environment, nothing else of ours.
     fn restic(&self, repo: &Repository, user: &UserName) -> Command {
-        let mut cmd = Command::new(&self.restic);
-        cmd.env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("HOME", &self.work_dir)
-            .env("RESTIC_REPOSITORY", repo.url_with_access(user))
-            .env("RESTIC_PASSWORD", repo.key.expose_secret())
-            .env("RESTIC_CACHE_DIR", self.work_dir.join("cache"));
-        cmd
+        restic_command(
+            &self.restic,
+            std::ffi::OsStr::new(&repo.url_with_access(user)),
+            repo.key.expose_secret(),
+            &self.work_dir,
+        )
     }
+}
+
+/// restic for one repository: its location and key in the environment (never on the command
+/// line), its cache under `work_dir`, nothing else of the agent's environment.
+fn restic_command(
+    restic: &Path,
+    repository: &std::ffi::OsStr,
+    key: &str,
+    work_dir: &Path,
+) -> Command {
+    let mut cmd = Command::new(restic);
+    cmd.env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", work_dir)
+        .env("RESTIC_REPOSITORY", repository)
+        .env("RESTIC_PASSWORD", key)
+        .env("RESTIC_CACHE_DIR", work_dir.join("cache"));
+    cmd
 }
 
 fn set_tag(set: u64) -> String {
@@ -727,7 +743,13 @@ fn restore_database(
     snapshot: &str,
     db: &str,
 ) -> Result<()> {
-    let stamp = std::process::id();
+    // Restores of several accounts may run at once in this process: each has its own names.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let stamp = format!(
+        "{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     let fresh = format!("enconf_restore_{stamp}");
     let old = format!("enconf_replaced_{stamp}");
     sql(
@@ -795,29 +817,26 @@ fn restore_database(
 /// Prunes an account's repository by the retention policy (on the backup server, where the
 /// repository is a local directory) and answers the sets it still holds.
 pub fn prune(restic: &Path, repo_dir: &Path, run: &PruneRun) -> Result<SetsKept> {
-    let env = |cmd: &mut Command| {
-        cmd.env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("RESTIC_REPOSITORY", repo_dir)
-            .env("RESTIC_PASSWORD", run.key.expose_secret())
-            .env(
-                "RESTIC_CACHE_DIR",
-                repo_dir.with_extension("cache").as_os_str(),
-            );
-    };
     if !repo_dir.join("config").exists() {
         return Ok(SetsKept { sets: Vec::new() });
     }
-    let mut forget = Command::new(restic);
-    env(&mut forget);
+    let work_dir = repo_dir.with_extension("work");
+    let restic = || {
+        restic_command(
+            restic,
+            repo_dir.as_os_str(),
+            run.key.expose_secret(),
+            &work_dir,
+        )
+    };
+    let mut forget = restic();
     forget
         .args(["forget", "--prune"])
         .arg(format!("--keep-daily={}", run.retention.daily))
         .arg(format!("--keep-weekly={}", run.retention.weekly))
         .arg(format!("--keep-monthly={}", run.retention.monthly));
     output(&mut forget, "restic forget")?;
-    let mut list = Command::new(restic);
-    env(&mut list);
+    let mut list = restic();
     list.args(["snapshots", "--json"]);
     let out = output(&mut list, "restic snapshots")?;
     let snapshots: Vec<SnapshotInfo> =

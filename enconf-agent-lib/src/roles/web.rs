@@ -144,9 +144,8 @@ impl<S: System> AccountRole<S> for Web {
         let paths = AccountPaths::new(layout, &installed.spec.username, installed.php_version);
         // A removal only takes server blocks and pools away: nothing to validate.
         plan.remove(paths.vhost);
-        plan.remove(paths.pool);
         plan.reload(nginx::reload(layout));
-        plan.reload(php_fpm::reload(layout, installed.php_version));
+        plan_freeze(layout, installed, plan);
         Ok(())
     }
 

@@ -359,7 +359,7 @@ impl Controller {
             error,
         })?;
         if account.spec.roles.contains(Role::Backup) {
-            self.backup_server_of(&account).await?;
+            self.backup_server(&account).await?;
         }
         Ok(Some((account, source, target)))
     }

@@ -79,15 +79,7 @@ impl Controller {
     pub async fn start_backup(&self, id: AccountId) -> Result<JobView> {
         let account = self.store.account(id).await?;
         self.backup_server(&account).await?;
-        let job = self
-            .start_job(NewJob {
-                account_id: Some(id),
-                server_id: None,
-                work: JobWork::Backup {
-                    cause: BackupCause::Asked,
-                },
-            })
-            .await?;
+        let job = self.start_backup_job(id, BackupCause::Asked).await?;
         Ok(JobView::from(&job))
     }
 
@@ -142,12 +134,7 @@ impl Controller {
     }
 
     /// The account's backup server, online.
-    pub(super) async fn backup_server_of(&self, account: &Account) -> Result<Server> {
-        self.backup_server(account).await
-    }
-
-    /// The account's backup server, online.
-    async fn backup_server(&self, account: &Account) -> Result<Server> {
+    pub(super) async fn backup_server(&self, account: &Account) -> Result<Server> {
         let Some(id) = account.servers.one(Role::Backup) else {
             return Err(Rule::NoBackupRole.at("roles").into());
         };
@@ -262,7 +249,7 @@ impl Controller {
                 id,
                 BackupSet {
                     set: job.id.0,
-                    time: self.job_now(),
+                    time: self.now(),
                     size_bytes: size,
                     contents,
                     databases,
@@ -488,13 +475,7 @@ impl Controller {
                 continue;
             }
             match self
-                .start_job(NewJob {
-                    account_id: Some(account.id),
-                    server_id: None,
-                    work: JobWork::Backup {
-                        cause: BackupCause::Scheduled,
-                    },
-                })
+                .start_backup_job(account.id, BackupCause::Scheduled)
                 .await
             {
                 Ok(_) => started += 1,
@@ -507,16 +488,20 @@ impl Controller {
         Ok(started)
     }
 
+    /// Records and starts a backup job of the account.
+    async fn start_backup_job(&self, account: AccountId, cause: BackupCause) -> Result<Job> {
+        self.start_job(NewJob {
+            account_id: Some(account),
+            server_id: None,
+            work: JobWork::Backup { cause },
+        })
+        .await
+    }
+
     /// The final backup of an account about to be deleted: runs it and waits for it.
     pub(super) async fn final_backup(&self, account: &Account) -> Result<()> {
         let job = self
-            .start_job(NewJob {
-                account_id: Some(account.id),
-                server_id: None,
-                work: JobWork::Backup {
-                    cause: BackupCause::Final,
-                },
-            })
+            .start_backup_job(account.id, BackupCause::Final)
             .await?;
         let done = self.wait_job(job.id).await?;
         match done.error {

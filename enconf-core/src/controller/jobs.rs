@@ -4,8 +4,6 @@
 //! unfinished job again from its start: each kind is safe to repeat (a backup adds snapshots
 //! to the same set; a restore loads into a fresh copy before it replaces anything).
 
-use time::OffsetDateTime;
-
 use super::{Controller, ControllerError, Result};
 use crate::domain::job::{Job, JobId, JobStatus, JobWork, NewJob, Progress};
 use crate::protocol::backup::JobView;
@@ -115,10 +113,6 @@ impl Controller {
         if let Err(e) = self.store.update_job(job.clone()).await {
             tracing::warn!(job = %job.id, error = %e, "could not record the job's progress");
         }
-    }
-
-    pub(super) fn job_now(&self) -> OffsetDateTime {
-        self.now()
     }
 }
 
