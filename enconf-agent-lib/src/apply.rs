@@ -193,6 +193,16 @@ impl<S: System> Applier<S> {
     /// part, each role it no longer has here plans its removal. Returns, per spec, whether
     /// anything changed. A role this agent does not serve refuses the whole request.
     pub fn put(&self, specs: &[AccountSpec]) -> Result<Vec<bool>, ApplyError> {
+        self.put_with(specs, roles::DataFate::Keep)
+    }
+
+    /// [`Self::put`], where the roles a put takes away from an account lose their data as
+    /// `data` says (`Remove`: a migration copied it to the role's new server).
+    pub fn put_with(
+        &self,
+        specs: &[AccountSpec],
+        data: roles::DataFate,
+    ) -> Result<Vec<bool>, ApplyError> {
         for spec in specs {
             if let Some(role) = spec.roles.difference(self.served).iter().next() {
                 return Err(ApplyError::RoleNotServed { role });
@@ -238,8 +248,7 @@ impl<S: System> Applier<S> {
             }
         }
         for (role, old) in gone {
-            self.module(role)?
-                .removed(&self.exec, &old, roles::DataFate::Keep)?;
+            self.module(role)?.removed(&self.exec, &old, data)?;
         }
         Ok(changed)
     }
@@ -405,20 +414,28 @@ impl<S: System> Applier<S> {
         roles::mail::dkim(&self.exec, &spec)
     }
 
-    /// Stops the PHP of the account's site here for the last pass of a migration (see
-    /// [`roles::web::plan_freeze`]); the next put brings it back. `false` when the account has
-    /// no site here.
+    /// Stops the writes to the account's data here for the last pass of a migration: the
+    /// site's PHP stops ([`roles::web::plan_freeze`]) and its mail is held back
+    /// ([`roles::mail::plan_freeze`]); the next put brings both back. `false` when the account
+    /// has neither a site nor mail here.
     pub fn freeze(&self, user: &UserName) -> Result<bool, ApplyError> {
         let Some((_, installed)) = self.load_installed(user)? else {
             return Err(ApplyError::UnknownAccount(user.clone()));
         };
-        if !installed.spec.roles.contains(Role::Web) {
+        let mut plan = Plan::default();
+        let mut any = false;
+        if installed.spec.roles.contains(Role::Web) {
+            roles::web::plan_freeze(self.layout(), &installed, &mut plan);
+            any = true;
+        }
+        if installed.spec.roles.contains(Role::Mail) && self.served.contains(Role::Mail) {
+            any |= roles::mail::plan_freeze(&self.exec, &installed, &mut plan)?;
+        }
+        if !any {
             return Ok(false);
         }
-        let mut plan = Plan::default();
-        roles::web::plan_freeze(self.layout(), &installed, &mut plan);
         self.exec.execute(plan)?;
-        tracing::info!(%user, "the site's PHP is stopped for the last pass of a migration");
+        tracing::info!(%user, "writes stopped for the last pass of a migration (PHP stopped, mail held back)");
         Ok(true)
     }
 

@@ -20,7 +20,7 @@ use enconf_agent_lib::system::{RealSystem, Sandbox};
 use enconf_agent_lib::transport::InProcess;
 use enconf_core::controller::{Controller, ControllerConfig};
 use enconf_core::domain::job::{Job, JobId, JobStatus, JobWork, NewJob};
-use enconf_core::domain::{AccountId, AgentToken, AgentUrl, ServerId};
+use enconf_core::domain::{AccountId, AgentToken, AgentUrl, Role, ServerId};
 use enconf_core::protocol::backup::{JobView, RestoreInput};
 use enconf_core::protocol::db::DatabaseInput;
 use enconf_core::protocol::mail::MailboxInput;
@@ -37,10 +37,12 @@ struct Cluster {
     backup_root: PathBuf,
     backup_port: u16,
     transport: Arc<InProcess>,
-    /// The first web server (web and mail) and a second one (web only), with their roots.
+    /// Two web and mail servers, with their roots.
     web1: ServerId,
     web2: ServerId,
     web2_root: PathBuf,
+    /// The db server, on the shared MariaDB.
+    db1: ServerId,
     _dirs: Vec<tempfile::TempDir>,
 }
 
@@ -91,6 +93,33 @@ fn register<S: enconf_agent_lib::system::System>(
     server.id
 }
 
+/// A db agent driving the real MariaDB `db`, served at `port` and added as the server `name`.
+fn db_agent(
+    runtime: &tokio::runtime::Runtime,
+    controller: &Controller,
+    transport: &InProcess,
+    db: &MariaDb,
+    port: u16,
+    name: &str,
+) -> (ServerId, tempfile::TempDir) {
+    let db_dir = tempfile::tempdir().unwrap();
+    let settings = db.agent_settings();
+    let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let config = common::config(db_dir.path(), &extra);
+    std::fs::create_dir(db_dir.path().join("mariadb")).unwrap();
+    let applier = Applier::new(config.layout, RealSystem::new()).with_roles(config.roles);
+    applier.start().unwrap();
+    let id = register(
+        runtime,
+        controller,
+        transport,
+        applier,
+        port,
+        json!({"name": name, "hostname": format!("{name}.host.example"), "roles": ["db"]}),
+    );
+    (id, db_dir)
+}
+
 fn cluster() -> Option<Cluster> {
     cluster_with(None)
 }
@@ -134,7 +163,7 @@ fn cluster_with(clock: Option<enconf_core::controller::Clock>) -> Option<Cluster
     );
     dirs.push(web_dir);
     let web2_dir = tempfile::tempdir().unwrap();
-    let applier = common::sandbox_applier(web2_dir.path()).with_roles("web".parse().unwrap());
+    let applier = common::sandbox_applier(web2_dir.path()).with_roles("web,mail".parse().unwrap());
     let web2_root = web2_dir.path().join("box");
     let web2 = register(
         &runtime,
@@ -142,7 +171,8 @@ fn cluster_with(clock: Option<enconf_core::controller::Clock>) -> Option<Cluster
         &transport,
         applier,
         50093,
-        json!({"name": "web2", "hostname": "web2.host.example", "roles": ["web"]}),
+        json!({"name": "web2", "hostname": "web2.host.example", "roles": ["web", "mail"],
+            "mail_hostname": "mail.web2.host.example"}),
     );
     dirs.push(web2_dir);
 
@@ -176,21 +206,7 @@ fn cluster_with(clock: Option<enconf_core::controller::Clock>) -> Option<Cluster
     });
 
     // The database server: a real MariaDB.
-    let db_dir = tempfile::tempdir().unwrap();
-    let settings = db.agent_settings();
-    let extra: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let config = common::config(db_dir.path(), &extra);
-    std::fs::create_dir(db_dir.path().join("mariadb")).unwrap();
-    let applier = Applier::new(config.layout, RealSystem::new()).with_roles(config.roles);
-    applier.start().unwrap();
-    register(
-        &runtime,
-        &controller,
-        &transport,
-        applier,
-        50092,
-        json!({"name": "db1", "hostname": "db1.host.example", "roles": ["db"]}),
-    );
+    let (db1, db_dir) = db_agent(&runtime, &controller, &transport, &db, 50092, "db1");
     dirs.push(db_dir);
     Some(Cluster {
         controller,
@@ -203,6 +219,7 @@ fn cluster_with(clock: Option<enconf_core::controller::Clock>) -> Option<Cluster
         web1,
         web2,
         web2_root,
+        db1,
         _dirs: dirs,
     })
 }
@@ -676,4 +693,156 @@ fn migration_moves_the_site_and_a_failure_leaves_it_on_the_source() {
             .join("srv/php/8.2/pool.d/enconf-moving.conf")
             .exists()
     );
+}
+
+#[test]
+fn migration_moves_site_mail_and_databases_while_the_site_is_read() {
+    let Some(c) = cluster() else { return };
+    let Some(db2) = MariaDb::start() else { return };
+    let (db2_id, _db2_dir) = db_agent(&c.runtime, &c.controller, &c.transport, &db2, 50094, "db2");
+    let id = c.account("travel");
+    let page: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    let site = c.site_file("travel");
+    std::fs::create_dir_all(site.parent().unwrap()).unwrap();
+    std::fs::write(&site, &page).unwrap();
+    c.db.admin(
+        "CREATE TABLE travel_wp.trips (id INT PRIMARY KEY, place TEXT); \
+         INSERT INTO travel_wp.trips VALUES (1, 'Lisbon'), (2, 'Oslo')",
+    );
+    let message = c.message("travel");
+    std::fs::create_dir_all(message.parent().unwrap()).unwrap();
+    std::fs::write(&message, b"Subject: moved\r\n\r\nthe message\r\n").unwrap();
+    let relative = |root: &Path, path: &Path| root.join(path.strip_prefix(&c.web_root).unwrap());
+
+    // A reader keeps fetching the page from the server the record names (as a visitor does
+    // through the zone), with its server block there, during the whole move.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (reads, failures, done) = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let root_of = |server: Option<ServerId>| match server == Some(c.web1) {
+                true => c.web_root.clone(),
+                false => c.web2_root.clone(),
+            };
+            let (mut reads, mut failures) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let named = c
+                    .runtime
+                    .block_on(c.controller.account(id))
+                    .unwrap()
+                    .server_id;
+                let root = root_of(named);
+                let served = root.join("srv/sites/enconf-travel.conf").exists()
+                    && std::fs::read(relative(&root, &site)).ok().as_ref() == Some(&page);
+                let now = c
+                    .runtime
+                    .block_on(c.controller.account(id))
+                    .unwrap()
+                    .server_id;
+                // A read that raced the switch is a visitor who looked the name up just before.
+                if !served && now == named {
+                    failures.push(format!("{named:?} after {reads} reads"));
+                }
+                reads += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (reads, failures)
+        });
+        let input: enconf_core::protocol::MigrateInput = serde_json::from_value(
+            json!({ "targets": {"web": c.web2.0, "mail": c.web2.0, "db": db2_id.0} }),
+        )
+        .unwrap();
+        let job = c
+            .runtime
+            .block_on(c.controller.start_migrate(id, &input))
+            .unwrap();
+        assert_eq!(job.server_id, Some(c.web2));
+        let done = c.wait(&job);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (reads, failures) = reader.join().unwrap();
+        (reads, failures, done)
+    });
+    assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+    assert!(reads > 10, "{reads} reads");
+    assert!(failures.is_empty(), "the site was missing: {failures:?}");
+
+    // Everything is on the targets, nothing on the sources; the record and counts follow.
+    let account = c.runtime.block_on(c.controller.account(id)).unwrap();
+    assert_eq!(account.server_id, Some(c.web2));
+    assert_eq!(account.servers.one(Role::Mail), Some(c.web2));
+    assert_eq!(account.servers.one(Role::Db), Some(db2_id));
+    assert_eq!(std::fs::read(relative(&c.web2_root, &site)).unwrap(), page);
+    assert_eq!(
+        std::fs::read(relative(&c.web2_root, &message)).unwrap(),
+        b"Subject: moved\r\n\r\nthe message\r\n"
+    );
+    assert_eq!(
+        db2.admin("SELECT id, place FROM travel_wp.trips ORDER BY id"),
+        ["1\tLisbon", "2\tOslo"]
+    );
+    assert!(!c.web_root.join("srv/www/travel").exists());
+    assert!(!c.web_root.join("var/vmail/travel.example").exists());
+    let deleted = c.web_root.join("var/vmail/.deleted");
+    let aside = std::fs::read_dir(&deleted).map_or(0, |d| {
+        d.filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("travel.example")
+            })
+            .count()
+    });
+    assert_eq!(aside, 0, "the copied mail is not kept aside on the source");
+    assert!(c.db.admin("SHOW DATABASES LIKE 'travel\\_%'").is_empty());
+    assert!(
+        c.db.admin("SELECT user FROM mysql.user WHERE user LIKE 'travel%'")
+            .is_empty()
+    );
+    // The mail that was held back for the last pass is let in again on the target.
+    assert!(!c.web2_root.join("srv/state/mail/frozen/travel").exists());
+    for (server, count) in [(c.web1, 0), (c.web2, 1), (db2_id, 1)] {
+        let view = c.runtime.block_on(c.controller.server(server)).unwrap();
+        assert_eq!(view.accounts, count, "{server:?}");
+    }
+
+    // Back to the first servers, with the mail target lost in the middle: the job fails saying
+    // why; the account is served where it was, with its data, its PHP and its mail.
+    let back: enconf_core::protocol::MigrateInput = serde_json::from_value(
+        json!({ "targets": {"web": c.web1.0, "mail": c.web1.0, "db": c.db1.0} }),
+    )
+    .unwrap();
+    let job = c
+        .runtime
+        .block_on(c.controller.start_migrate(id, &back))
+        .unwrap();
+    // Once the first copy is under way.
+    common::services::wait_for("the migration's first copy", || {
+        let seen = c.runtime.block_on(c.controller.job(JobId(job.id))).unwrap();
+        seen.progress.is_some_and(|p| p.done > 0)
+    });
+    let url: AgentUrl = "http://127.0.0.1:50090".parse().unwrap();
+    c.transport.set_offline(&url, true);
+    let failed = c.wait(&job);
+    c.transport.set_offline(&url, false);
+    assert_eq!(failed.status, JobStatus::Failed, "{failed:?}");
+    assert!(
+        failed.error.as_deref().unwrap().contains("server 1"),
+        "{failed:?}"
+    );
+    let account = c.runtime.block_on(c.controller.account(id)).unwrap();
+    assert_eq!(
+        (account.server_id, account.servers.one(Role::Db)),
+        (Some(c.web2), Some(db2_id))
+    );
+    assert_eq!(std::fs::read(relative(&c.web2_root, &site)).unwrap(), page);
+    assert_eq!(db2.admin("SELECT COUNT(*) FROM travel_wp.trips"), ["2"]);
+    assert!(
+        c.db.admin("SHOW DATABASES LIKE 'travel\\_%'").is_empty(),
+        "the copy went"
+    );
+    assert!(
+        c.web2_root
+            .join("srv/php/8.2/pool.d/enconf-travel.conf")
+            .exists()
+    );
+    assert!(!c.web2_root.join("srv/state/mail/frozen/travel").exists());
 }

@@ -106,6 +106,7 @@ async fn controller_drives_in_process_agents() {
             AccountId(account.id),
             &MigrateInput {
                 target_server_id: Some(sb.id.0.into()),
+                ..Default::default()
             },
         )
         .await
@@ -261,6 +262,7 @@ async fn users_the_agent_did_not_create_are_never_taken_over() {
             AccountId(ubuntu.id),
             &MigrateInput {
                 target_server_id: Some(sa.id.0.into()),
+                ..Default::default()
             },
         )
         .await
@@ -510,6 +512,7 @@ async fn each_role_of_an_account_lands_on_its_own_server() {
             AccountId(shop.id),
             &MigrateInput {
                 target_server_id: Some(sd.id.0.into()),
+                ..Default::default()
             },
         )
         .await

@@ -26,7 +26,9 @@ struct Fixture {
     controller: Controller,
     server: ServerId,
     runtime: tokio::runtime::Runtime,
-    _agent: Arc<Agent<RealSystem>>,
+    agent: Arc<Agent<RealSystem>>,
+    /// The agent as the controller reaches it (requests queue like the controller's).
+    transport: Arc<InProcess>,
     host: Mutex<MailHost>,
     root: tempfile::TempDir,
     /// The mail certificate (DER), put once for the tests that need it.
@@ -65,7 +67,7 @@ fn fixture() -> Option<Arc<Fixture>> {
     transport.add(url.clone(), router(Arc::clone(&agent)));
     let controller = Controller::new(
         Arc::new(enconf_core::store::MemoryStore::new_in_memory()),
-        transport,
+        transport.clone(),
         ControllerConfig::default(),
     );
     let input = serde_json::from_value(json!({
@@ -80,7 +82,8 @@ fn fixture() -> Option<Arc<Fixture>> {
         controller,
         server: server.id,
         runtime,
-        _agent: agent,
+        agent,
+        transport,
         host: Mutex::new(host),
         root,
         certificate: Mutex::new(None),
@@ -652,4 +655,69 @@ fn a_mailbox_sends_through_the_server_after_logging_in_over_tls() {
         "454",
         "no relaying without a login"
     );
+}
+
+#[test]
+fn a_moving_domain_answers_try_again_later_until_the_next_put() {
+    let Some(f) = fixture() else {
+        return;
+    };
+    let (user, domain) = names("m");
+    let id = f.account(&user, &domain);
+    let info = format!("info@{domain}");
+    f.mailbox(id, &info, "correct horse 7", None);
+    let rcpt = |f: &Fixture| {
+        let host = f.host();
+        let mut smtp = host.smtp();
+        smtp.command("MAIL FROM:<someone@elsewhere.example>");
+        smtp.command(&format!("RCPT TO:<{info}>"))
+    };
+    assert_eq!(rcpt(&f).0, 250);
+
+    // The last pass of a migration: senders are told to try again later, nothing is lost.
+    let user_name = enconf_core::domain::UserName::parse(&user).unwrap();
+    let server = f
+        .runtime
+        .block_on(f.controller.store().server(f.server))
+        .unwrap();
+    let endpoint = enconf_core::transport::AgentEndpoint::from(&server);
+    let client = enconf_core::transport::AgentClient::new(&*f.transport, &endpoint);
+    assert!(
+        f.runtime
+            .block_on(client.freeze(&user_name))
+            .unwrap()
+            .changed
+    );
+    let (code, text) = rcpt(&f);
+    assert_eq!(code, 450, "{text}\n{}", f.host().logs());
+    assert!(text.contains("moving"), "{text}");
+    // Other domains are not held back.
+    let (other_user, other) = names("n");
+    let other_id = f.account(&other_user, &other);
+    let other_box = format!("info@{other}");
+    f.mailbox(other_id, &other_box, "correct horse 8", None);
+    {
+        let host = f.host();
+        let mut smtp = host.smtp();
+        smtp.command("MAIL FROM:<someone@elsewhere.example>");
+        assert_eq!(smtp.command(&format!("RCPT TO:<{other_box}>")).0, 250);
+    }
+
+    // The next put of the account (what undoing a failed migration sends) lets mail in again.
+    let spec = f.agent.applier().installed_spec(&user_name).unwrap();
+    f.runtime.block_on(client.put_account(&spec)).unwrap();
+    let (code, text) = rcpt(&f);
+    assert_eq!(code, 250, "{text}");
+    let arg = format!("lmdb:{}", f.host().path("postfix/enconf/frozen").display());
+    let dump = std::process::Command::new("postmap")
+        .args(["-s", &arg])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&dump.stdout).contains(&domain),
+        "no entry of the domain is left"
+    );
+    for id in [id, other_id] {
+        f.runtime.block_on(f.controller.delete_account(id)).unwrap();
+    }
 }

@@ -148,10 +148,9 @@ impl AgentTransport for Fakes {
             }
             return answer(200, json!({"changed": true}));
         }
-        let user = request
-            .path
-            .strip_prefix("/v1/accounts/")
-            .map(str::to_owned);
+        // `?data=remove` says what becomes of the data; the fake keeps none.
+        let path = request.path.split('?').next().unwrap_or_default();
+        let user = path.strip_prefix("/v1/accounts/").map(str::to_owned);
         let reply = match (request.method, request.path.as_str(), user) {
             (Method::Get, "/v1/health", _) => {
                 json!({"version": fake.version, "hostname": "fake", "uptime_s": 1, "php_versions": ["8.2", "8.3"]})
@@ -1024,6 +1023,58 @@ async fn accounts_migrate_between_servers() {
         "invalid",
         Some("target_server_id"),
     );
+    // Per role: only web, mail and db move, each to a server that exists and has the role,
+    // and only a role the account uses.
+    for (body, field) in [
+        (json!({"targets": {"dns": dns}}), "targets.dns"),
+        (json!({"targets": {"web": dns}}), "targets.web"),
+        (json!({"targets": {"web": 99}}), "targets.web"),
+        (json!({"targets": {"mail": b}}), "targets.mail"),
+        (json!({"targets": {"smtp": b}}), "targets.smtp"),
+        (
+            json!({"target_server_id": b, "targets": {"web": b}}),
+            "targets",
+        ),
+    ] {
+        is_error(
+            &h.call("POST", &path, Some(body)).await,
+            422,
+            "invalid",
+            Some(field),
+        );
+    }
+    // Mailboxes move only through the account's backups: without the backup role, refused.
+    let web3 = h.add_server("web3", &["web"]).await;
+    let mail1 = h.add_server("mail1", &["mail"]).await;
+    let mail2 = h.add_server("mail2", &["mail"]).await;
+    let (status, post) = h
+        .call(
+            "POST",
+            "/api/v1/accounts",
+            Some(json!({"username": "post", "domains": ["post.example"],
+                "roles": ["web", "mail"], "server_id": web3, "servers": {"mail": mail1}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{post}");
+    let (status, body) = h
+        .call(
+            "POST",
+            &format!("/api/v1/accounts/{}/migrate", post["id"]),
+            Some(json!({"targets": {"mail": mail2}})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("targets.mail")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("backup role"),
+        "{body}"
+    );
 
     // The move is a job; this waits for its end.
     let finished = |job: serde_json::Value| {
@@ -1056,7 +1107,11 @@ async fn accounts_migrate_between_servers() {
     assert_eq!(job["status"], "failed");
     assert!(job["error"].as_str().unwrap().contains("server 2"), "{job}");
     assert_eq!(h.fakes.accounts(&url("web1")), ["shop"]);
-    assert!(h.fakes.accounts(&url("web2")).is_empty());
+    assert!(
+        h.fakes.accounts(&url("web2")).is_empty(),
+        "{:?}",
+        h.fakes.accounts(&url("web2"))
+    );
     assert_eq!(
         h.call("GET", &format!("/api/v1/accounts/{}", acc["id"]), None)
             .await

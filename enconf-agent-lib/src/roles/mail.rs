@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use enconf_core::domain::{
     AccountSpec, Alias, Destinations, DomainName, MailAddress, PasswordHash, QuotaMb, Role, Rule,
-    alias_loop,
+    UserName, alias_loop,
 };
 use enconf_core::protocol::mail::{AgentMail, AgentMailbox, AliasView, DkimRecord, MailPut};
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
@@ -237,6 +237,7 @@ pub fn setup<S: System>(exec: &Executor<S>) -> Result<(), ApplyError> {
         postfix::domains_map(layout),
         postfix::mailboxes_map(layout),
         postfix::aliases_map(layout),
+        postfix::frozen_map(layout),
     ] {
         // Postfix must find the maps before it reads settings naming them.
         system.map_update(&layout.postmap_bin, &map, &[], &[])?;
@@ -386,6 +387,12 @@ fn plan_domains<S: System>(
         plan_domain(exec, d, &old_mail, &DomainMail::default(), plan);
         changed = true;
     }
+    // Postfix's address resolver (trivial-rewrite) keeps the domains it has read while it is
+    // busy: a reload makes a domain that goes stop being this server's at once (mail for it
+    // is then refused, not accepted and bounced by Dovecot later).
+    if !gone.is_empty() && postfix_running(exec, &install.main_cf) {
+        plan.reload(postfix::reload(layout));
+    }
     if install.opendkim.is_some() {
         let keyed = keyed_domains(exec)?;
         let to_key: BTreeSet<DomainName> = new.difference(&keyed).cloned().collect();
@@ -408,6 +415,74 @@ fn plan_domains<S: System>(
         }
     }
     Ok(changed)
+}
+
+/// Where the agent notes the domains it froze for an account (one per line).
+fn frozen_note(layout: &Layout, user: &UserName) -> PathBuf {
+    layout
+        .state_dir
+        .join("mail")
+        .join("frozen")
+        .join(user.as_str())
+}
+
+/// Adds to `plan` what holds back the mail of the account's domains for the last pass of a
+/// migration: Postfix answers senders 450 (they try again later, after the move) and nothing
+/// new lands in the Maildirs. The next put or removal of the account's mail lets it in again.
+/// `false` when the account has no mail here.
+pub fn plan_freeze<S: System>(
+    exec: &Executor<S>,
+    installed: &Installed,
+    plan: &mut Plan,
+) -> Result<bool, ApplyError> {
+    let domains = mail_domains(&installed.spec);
+    if domains.is_empty() {
+        return Ok(false);
+    }
+    let layout = exec.layout();
+    let map = postfix::frozen_map(layout);
+    let mut note = String::new();
+    for d in &domains {
+        plan.map_set(map.clone(), d.to_string(), postfix::FROZEN_ANSWER.into());
+        note.push_str(d.as_str());
+        note.push('\n');
+    }
+    plan.check(MapCheck);
+    plan.dir((
+        layout.state_dir.join("mail").join("frozen"),
+        "root".into(),
+        "root".into(),
+        0o700,
+    ));
+    plan.write(
+        frozen_note(layout, &installed.spec.username),
+        note.into_bytes(),
+        0o600,
+    );
+    Ok(true)
+}
+
+/// Adds to `plan` what lets the mail of domains frozen for `user` in again; `false` when none
+/// is.
+fn plan_thaw<S: System>(
+    exec: &Executor<S>,
+    user: &UserName,
+    plan: &mut Plan,
+) -> Result<bool, ApplyError> {
+    let layout = exec.layout();
+    let path = frozen_note(layout, user);
+    let Some(note) = exec.system().read(&path)? else {
+        return Ok(false);
+    };
+    let map = postfix::frozen_map(layout);
+    for d in String::from_utf8_lossy(&note).lines() {
+        // Only names this agent wrote; anything else in the file is not a key of ours.
+        if let Ok(d) = DomainName::parse(d) {
+            plan.map_delete(map.clone(), d.to_string());
+        }
+    }
+    plan.remove(path);
+    Ok(true)
 }
 
 /// Moves the Maildir at `from` under `.deleted/` with the time, and says where it is kept.
@@ -438,7 +513,8 @@ impl<S: System> AccountRole<S> for Mail {
     ) -> Result<bool, ApplyError> {
         setup(exec)?;
         let old = installed.map(|i| mail_domains(&i.spec)).unwrap_or_default();
-        plan_domains(exec, &old, &mail_domains(account), plan)
+        let thawed = plan_thaw(exec, &account.username, plan)?;
+        Ok(plan_domains(exec, &old, &mail_domains(account), plan)? || thawed)
     }
 
     fn plan_remove(
@@ -450,6 +526,7 @@ impl<S: System> AccountRole<S> for Mail {
         if installation(exec).is_err() {
             return Ok(()); // nothing of the role can be there
         }
+        plan_thaw(exec, &installed.spec.username, plan)?;
         plan_domains(exec, &mail_domains(&installed.spec), &BTreeSet::new(), plan).map(drop)
     }
 

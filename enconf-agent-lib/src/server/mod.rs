@@ -341,12 +341,16 @@ async fn list<S: System>(State(agent): State<Arc<Agent<S>>>) -> ApiResult<Accoun
     Ok(axum::Json(AccountList { accounts }))
 }
 
+/// `PUT /v1/accounts/{username}[?data=remove]`: with `data=remove`, the roles the put takes
+/// away lose their data here too (a migration copied it to their new server).
 async fn put_one<S: System>(
     State(agent): State<Arc<Agent<S>>>,
     UrlPath(username): UrlPath<String>,
+    axum::extract::Query(query): axum::extract::Query<DataQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Applied> {
+    let data = query.fate()?;
     let put: AccountPut =
         json_body(agent.limit(agent::MAX_ACCOUNT_PUT_BYTES), &headers, body).await?;
     let spec = put.validate("", Some(&username))?;
@@ -355,6 +359,7 @@ async fn put_one<S: System>(
             Job::Put(PutRequest {
                 specs: vec![spec],
                 batch: false,
+                data,
                 reply,
             })
         })
@@ -376,6 +381,7 @@ async fn put_batch<S: System>(
             Job::Put(PutRequest {
                 specs,
                 batch: true,
+                data: crate::roles::DataFate::Keep,
                 reply,
             })
         })
@@ -397,31 +403,35 @@ async fn freeze<S: System>(
     Ok(axum::Json(Applied { changed }))
 }
 
-/// `?data=remove`: a final backup of the account's data exists, so its Maildirs and
-/// databases go too (without it they are kept).
+/// `?data=remove`: a copy of the account's data exists elsewhere (a final backup, or the
+/// server a migration moved it to), so its Maildirs and databases go too (without it they are
+/// kept).
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DeleteQuery {
+struct DataQuery {
     data: Option<String>,
+}
+
+impl DataQuery {
+    fn fate(&self) -> Result<crate::roles::DataFate, ErrorBody> {
+        match self.data.as_deref() {
+            None | Some("keep") => Ok(crate::roles::DataFate::Keep),
+            Some("remove") => Ok(crate::roles::DataFate::Remove),
+            Some(_) => Err(
+                ErrorBody::new(ErrorCode::Invalid, "data must be keep or remove")
+                    .with_field("data"),
+            ),
+        }
+    }
 }
 
 async fn delete<S: System>(
     State(agent): State<Arc<Agent<S>>>,
     UrlPath(username): UrlPath<String>,
-    axum::extract::Query(query): axum::extract::Query<DeleteQuery>,
+    axum::extract::Query(query): axum::extract::Query<DataQuery>,
 ) -> ApiResult<Applied> {
     let user = UserName::parse(&username).map_err(|r| r.at("username"))?;
-    let data = match query.data.as_deref() {
-        None | Some("keep") => crate::roles::DataFate::Keep,
-        Some("remove") => crate::roles::DataFate::Remove,
-        Some(_) => {
-            return Err(
-                ErrorBody::new(ErrorCode::Invalid, "data must be keep or remove")
-                    .with_field("data")
-                    .into(),
-            );
-        }
-    };
+    let data = query.fate()?;
     let changed = agent.submit(|r| Job::Delete(user, data, r)).await?;
     Ok(axum::Json(Applied { changed }))
 }
@@ -522,13 +532,22 @@ fn run_jobs<S: System>(applier: &Applier<S>, mut jobs: VecDeque<Job>) {
                 let _ = reply.send(applier.delete(&user, data).map_err(apply_error));
             }
             Job::Task(task) => task(),
+            // A put that removes data runs alone.
+            Job::Put(first) if first.data == crate::roles::DataFate::Remove => {
+                let result = applier
+                    .put_with(&first.specs, first.data)
+                    .map_err(|e| first.error(e));
+                let _ = first.reply.send(result);
+            }
             Job::Put(first) => {
                 // Take the following puts too, as long as no account appears twice.
                 let mut users: HashSet<UserName> =
                     first.specs.iter().map(|s| s.username.clone()).collect();
                 let mut run = vec![first];
                 while let Some(Job::Put(next)) = jobs.front() {
-                    if next.specs.iter().any(|s| users.contains(&s.username)) {
+                    if next.data != crate::roles::DataFate::Keep
+                        || next.specs.iter().any(|s| users.contains(&s.username))
+                    {
                         break;
                     }
                     users.extend(next.specs.iter().map(|s| s.username.clone()));
@@ -548,6 +567,8 @@ struct PutRequest {
     specs: Vec<AccountSpec>,
     /// Whether it came as a batch (errors name `accounts[i].…`).
     batch: bool,
+    /// What becomes of the data of roles the put takes away.
+    data: crate::roles::DataFate,
     reply: Reply<Vec<bool>>,
 }
 

@@ -36,6 +36,16 @@ pub fn mailboxes_map(layout: &Layout) -> PathBuf {
     layout.postfix_map_dir.join("mailboxes")
 }
 
+/// The lmdb map of the mail domains whose mail is held back while they move to another server
+/// (`domain 450 …`): Postfix answers senders "try again later", and they do, after the move.
+pub fn frozen_map(layout: &Layout) -> PathBuf {
+    layout.postfix_map_dir.join("frozen")
+}
+
+/// What a frozen domain answers at RCPT time.
+pub const FROZEN_ANSWER: &str =
+    "450 4.2.0 this mailbox is moving to another server, try again later";
+
 /// The lmdb map of the aliases (`address destination, destination`).
 pub fn aliases_map(layout: &Layout) -> PathBuf {
     layout.postfix_map_dir.join("aliases")
@@ -65,7 +75,8 @@ pub fn mail_settings(layout: &Layout, milter: Option<&str>) -> Vec<(&'static str
         (
             "smtpd_recipient_restrictions",
             format!(
-                "reject_unlisted_recipient, check_policy_service inet:127.0.0.1:{}, permit_sasl_authenticated, permit_mynetworks, reject_unauth_destination",
+                "reject_unlisted_recipient, check_recipient_access {}, check_policy_service inet:127.0.0.1:{}, permit_sasl_authenticated, permit_mynetworks, reject_unauth_destination",
+                map(frozen_map(layout)),
                 layout.mail_policy_port
             ),
         ),

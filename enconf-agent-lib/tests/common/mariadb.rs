@@ -57,11 +57,16 @@ impl MariaDb {
             String::from_utf8_lossy(&out.stderr)
         );
         let port = free_port();
+        // Its own temporary directory: internal temporary tables never share /tmp with other
+        // instances or tests.
+        let tmp = r.join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
         let server = Command::new("/usr/sbin/mariadbd")
             .args(["--no-defaults", "--user=root"])
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", r.join("mysqld.sock").display()))
             .arg(format!("--pid-file={}", r.join("mysqld.pid").display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--port={port}"))
             .arg(format!("--log-error={}", r.join("error.log").display()))

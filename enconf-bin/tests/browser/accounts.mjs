@@ -240,16 +240,20 @@ try {
   await page.getByRole("button", { name: "Migrate shop" }).click();
   const migrate = page.locator("#migrate-dialog");
   await migrate.waitFor();
-  await page.getByLabel("Target server").selectOption({ label: "Mail 1 (mail, dns)" });
+  // Nothing chosen: said at once, nothing sent.
   await page.getByRole("button", { name: "Migrate", exact: true }).click();
-  const targetError = page.locator('.error[data-for="target_server_id"]');
+  assert.match(await page.locator("#migrate-error").textContent(), /at least one role/);
+  await page.getByLabel("Move the site to").selectOption({ label: "Mail 1 (mail, dns)" });
+  await page.getByRole("button", { name: "Migrate", exact: true }).click();
+  const targetError = page.locator('.error[data-for="targets.web"]');
   await targetError.waitFor();
   assert.match(await targetError.textContent(), /lacks the role\(s\) web/);
-  await page.getByLabel("Target server").selectOption({ label: "Web 2 (web, backup)" });
+  await page.getByLabel("Move the site to").selectOption({ label: "Web 2 (web, backup)" });
   await page.getByRole("button", { name: "Migrate", exact: true }).click();
   await migrate.waitFor({ state: "hidden" });
   await page.waitForFunction(() => document.querySelector('#account-table tr[data-name="shop"] td[data-label="Web"]')?.textContent === "Web 2");
   assert.equal(await cell("Mail"), "Mail 1", "the other roles stay");
+  await page.waitForFunction(() => document.querySelector("#accounts-job")?.textContent === "shop is migrated.");
 
   step("every action is visible at 1280 px");
   for (const table of ["#account-table", "#server-table"]) {

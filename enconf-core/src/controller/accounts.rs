@@ -8,9 +8,7 @@
 //!   half-made account (a site without its mail server) stays behind; only when an undo fails
 //!   too is the account kept, `failed`.
 //! - **Deleted** once every server it uses answers, on each of them, then from the store.
-//! - **Moved** one role at a time (the web role for `migrate`): set up on the target, taken off
-//!   the source (which keeps the account's other roles), then recorded; a failed step undoes
-//!   the earlier ones.
+//! - **Moved** by a migration (see `migrate.rs`).
 
 use std::collections::BTreeMap;
 
@@ -21,11 +19,20 @@ use super::{Controller, ControllerError, Result};
 use crate::domain::{
     Account, AccountId, AccountStatus, Role, RoleServers, RoleSet, Server, ServerId,
 };
-use crate::placement::{Candidate, PlacementError};
+use crate::placement::PlacementError;
 use crate::protocol::agent::AgentAccount;
-use crate::protocol::{AccountInput, AccountPatch, AccountView, MigrateInput, Reconciliation};
+use crate::protocol::{AccountInput, AccountPatch, AccountView, Reconciliation};
 use crate::store::StoreError;
 use crate::transport::{AgentClient, AgentEndpoint, TransportError};
+
+/// What becomes of an account's data on a server when a role goes from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DataFate {
+    /// Kept there (Maildirs aside, databases with their users locked).
+    Keep,
+    /// Removed: a copy exists elsewhere (a final backup, or the role's new server).
+    Remove,
+}
 
 impl Controller {
     /// Every account, by id.
@@ -296,177 +303,33 @@ impl Controller {
         Ok(kept)
     }
 
-    /// Moves an account's web role (user, PHP pool, vhost) to another server: set up on the
-    /// target, the site's files copied (when the account has the backup role: through its
-    /// repository, see [`Self::move_files`]), taken off the source (which keeps the account's
-    /// other roles), then recorded. When a step fails the earlier ones are undone, so the
-    /// account stays served as recorded. Waits for the whole move; the API runs it as a job
-    /// ([`Self::start_migrate`]).
-    pub async fn migrate_account(
-        &self,
-        id: AccountId,
-        input: &MigrateInput,
-    ) -> Result<AccountView> {
-        let target_id = input.validate()?;
-        self.migrate_web(id, target_id, None).await
-    }
-
-    /// `POST /api/v1/accounts/{id}/migrate`: what can be checked at once is (the target
-    /// exists and can take the web role, the servers answer), then the move runs as a job.
-    pub async fn start_migrate(
-        &self,
-        id: AccountId,
-        input: &MigrateInput,
-    ) -> Result<crate::protocol::backup::JobView> {
-        let target_id = input.validate()?;
-        self.migration(id, target_id).await?;
-        let job = self
-            .start_job(crate::domain::job::NewJob {
-                account_id: Some(id),
-                server_id: Some(target_id),
-                work: crate::domain::job::JobWork::Migrate { target: target_id },
-            })
-            .await?;
-        Ok(crate::protocol::backup::JobView::from(&job))
-    }
-
-    /// The account, its web server and the target, checked; `None` when the account is
-    /// already there.
-    async fn migration(
-        &self,
-        id: AccountId,
-        target_id: ServerId,
-    ) -> Result<Option<(Account, Server, Server)>> {
-        let account = self.store.account(id).await?;
-        let Some(source_id) = account.web_server() else {
-            return Err(crate::domain::Rule::RoleNotUsed
-                .at("target_server_id")
-                .into());
-        };
-        if target_id == source_id {
-            return Ok(None);
-        }
-        let source = self.store.server(source_id).await?;
-        let target = self.named_server(target_id, "target_server_id").await?;
-        Self::require_online(&source)?;
-        crate::placement::check_move(
-            &Candidate::of(&target, account.spec.php_version),
-            Role::Web,
-            &account.servers,
-        )
-        .map_err(|error| ControllerError::Unfit {
-            field: "target_server_id",
-            error,
-        })?;
-        if account.spec.roles.contains(Role::Backup) {
-            self.backup_server(&account).await?;
-        }
-        Ok(Some((account, source, target)))
-    }
-
-    pub(super) async fn migrate_web(
-        &self,
-        id: AccountId,
-        target_id: ServerId,
-        job: Option<&mut crate::domain::job::Job>,
-    ) -> Result<AccountView> {
-        let Some((account, source, target)) = self.migration(id, target_id).await? else {
-            return Ok(AccountView::from(&self.store.account(id).await?));
-        };
-        let before = &account.servers;
-        let mut after = before.clone();
-        after.set(Role::Web, vec![target.id]);
-
-        // Onto the target, with whatever else the account already has there.
-        if let Err(e) = self
-            .put_roles(&target, &account, after.roles_on(target.id))
-            .await
-        {
-            if e.maybe_applied() {
-                self.restore_on(&target, &account, before).await;
-            }
-            return Err(Self::agent_error(target.id, e));
-        }
-        // The site's files, while the source still serves it.
-        if account.spec.roles.contains(Role::Backup) {
-            // The snapshots' tag: the job's id, or (a move made without a job) a number no
-            // job has, from the time.
-            let set = match job.as_deref() {
-                Some(j) => j.id.0,
-                None => u64::try_from(self.now().unix_timestamp_nanos()).unwrap_or(u64::MAX),
-            };
-            if let Err(e) = self.move_files(&account, &source, &target, set, job).await {
-                self.restore_on(&target, &account, before).await;
-                // The source's PHP comes back (a put of what it had).
-                self.restore_on(&source, &account, before).await;
-                return Err(e);
-            }
-        }
-        // Off the source, which keeps the account's other roles.
-        if let Err(e) = self
-            .put_roles(&source, &account, after.roles_on(source.id))
-            .await
-        {
-            self.restore_on(&target, &account, before).await;
-            if e.maybe_applied() {
-                // The source may have removed it: re-establish it there as recorded.
-                if let Err(again) = self
-                    .put_roles(&source, &account, before.roles_on(source.id))
-                    .await
-                {
-                    if let Err(store) = self
-                        .store
-                        .set_account_status(id, AccountStatus::Failed)
-                        .await
-                    {
-                        tracing::error!(account = %id, error = %store, "could not record the failure");
-                    }
-                    return Err(Self::agent_error(source.id, again));
-                }
-            }
-            return Err(Self::agent_error(source.id, e));
-        }
-        let moved = self.store.move_role(id, Role::Web, target.id).await?;
-        tracing::info!(account = %id, from = %source.id, to = %target.id, "web role migrated");
-        // The zones' A and AAAA records follow the site.
-        let followed = async {
-            if self.refresh_managed(&moved, None).await? {
-                self.push_zones(id).await?;
-            }
-            Ok::<(), ControllerError>(())
-        }
-        .await;
-        if let Err(e) = followed {
-            tracing::warn!(account = %id, error = %e, "the zones could not follow the migration; a reconciliation of the dns servers brings them up to date");
-        }
-        // The database users' grants name the web server's address: they follow too.
-        self.db_follow_web(&moved).await;
-        Ok(AccountView::from(&moved))
-    }
-
-    /// Puts `account` on `server` with `roles`, or deletes it there when `roles` is empty.
-    async fn put_roles(
+    /// Puts `account` on `server` with `roles`, or deletes it there when `roles` is empty;
+    /// with `data` `Remove`, the roles it takes away lose their data there too (a migration
+    /// copied it to their new servers).
+    pub(super) async fn put_roles(
         &self,
         server: &Server,
         account: &Account,
         roles: RoleSet,
+        data: DataFate,
     ) -> std::result::Result<(), TransportError> {
         let endpoint = AgentEndpoint::from(server);
         let client = AgentClient::new(&*self.transport, &endpoint);
-        let result = match roles.is_empty() {
-            true => client
-                .delete_account(&account.spec.username)
-                .await
-                .map(drop),
-            false => {
+        let user = &account.spec.username;
+        let result = match (roles.is_empty(), data) {
+            (true, DataFate::Keep) => client.delete_account(user).await.map(drop),
+            (true, DataFate::Remove) => client.delete_account_and_data(user).await.map(drop),
+            (false, _) => {
                 let parts = self
                     .parts_of(account, roles)
                     .await
                     .map_err(|e| TransportError::Unreachable(e.to_string()))?;
-                client
-                    .put_account(&spec_for(account, roles, &parts))
-                    .await
-                    .map(drop)
+                let spec = spec_for(account, roles, &parts);
+                match data {
+                    DataFate::Keep => client.put_account(&spec).await,
+                    DataFate::Remove => client.put_account_removing_data(&spec).await,
+                }
+                .map(drop)
             }
         };
         if let Err(e) = &result
@@ -475,17 +338,6 @@ impl Controller {
             self.mark_unreachable(server, e).await;
         }
         result
-    }
-
-    /// Best effort: makes `server` hold `account` as `placed` says (logged when it cannot).
-    async fn restore_on(&self, server: &Server, account: &Account, placed: &RoleServers) {
-        if let Err(e) = self
-            .put_roles(server, account, placed.roles_on(server.id))
-            .await
-        {
-            tracing::error!(account = %account.id, server = %server.id, error = %e,
-                "could not undo a partial migration; the next reconciliation reports it");
-        }
     }
 
     /// Compares what a server's agent has with what is recorded for it, and sets each recorded

@@ -144,7 +144,10 @@ impl Controller {
     }
 
     /// The account's repository as its servers reach it (asked of the backup server).
-    async fn repository(&self, account: &Account) -> Result<(Server, Repository, RepoKeys)> {
+    pub(super) async fn repository(
+        &self,
+        account: &Account,
+    ) -> Result<(Server, Repository, RepoKeys)> {
         let server = self.backup_server(account).await?;
         let keys = self.store.backup_keys(account.id).await?;
         let endpoint = AgentEndpoint::from(&server);
@@ -166,9 +169,9 @@ impl Controller {
         Ok((server, repository, keys))
     }
 
-    /// The servers holding the account's web root, Maildirs and databases, each online.
-    async fn holders(&self, account: &Account) -> Result<Vec<Holder>> {
-        let databases: Vec<String> = match account.spec.roles.contains(Role::Db) {
+    /// The names of the account's databases (none without the db role).
+    pub(super) async fn database_names(&self, account: &Account) -> Result<Vec<String>> {
+        Ok(match account.spec.roles.contains(Role::Db) {
             true => self
                 .store
                 .db(account.id)
@@ -178,7 +181,12 @@ impl Controller {
                 .map(|d| d.name.to_string())
                 .collect(),
             false => Vec::new(),
-        };
+        })
+    }
+
+    /// The servers holding the account's web root, Maildirs and databases, each online.
+    async fn holders(&self, account: &Account) -> Result<Vec<Holder>> {
+        let databases = self.database_names(account).await?;
         let mut out = Vec::new();
         for (id, roles) in account.servers.by_server() {
             let holder = Holder {
@@ -329,7 +337,7 @@ impl Controller {
 
     /// Follows an agent's task to its end, recording the job's progress (`base` is what the
     /// job's earlier tasks did). A task the agent no longer knows (it restarted) fails the job.
-    async fn follow(
+    pub(super) async fn follow(
         &self,
         mut job: Option<&mut Job>,
         server: &Server,
@@ -378,69 +386,6 @@ impl Controller {
                 Err(e) => return Err(Self::agent_error(server.id, e)),
             }
         }
-    }
-
-    /// Copies the account's web root from `source` to `target` through its repository: a
-    /// backup on the source (tagged with `set`), a restore on the target (into a staging
-    /// directory, then rsync), twice: the site serves during the first pass; for the second its
-    /// PHP is stopped on the source (no writes), and it sends only what changed since the
-    /// first and leaves the target as the source is then.
-    pub(super) async fn move_files(
-        &self,
-        account: &Account,
-        source: &Server,
-        target: &Server,
-        set: u64,
-        mut job: Option<&mut Job>,
-    ) -> Result<()> {
-        let (_, repository, _) = self.repository(account).await?;
-        let user = &account.spec.username;
-        let mut base = Progress::default();
-        for pass in 1..=2 {
-            let endpoint = AgentEndpoint::from(source);
-            let task = AgentClient::new(&*self.transport, &endpoint)
-                .start_backup(
-                    user,
-                    &BackupRun {
-                        repository: repository.clone(),
-                        set,
-                        files: true,
-                        mail: false,
-                        databases: Vec::new(),
-                    },
-                )
-                .await
-                .map_err(|e| Self::agent_error(source.id, e))?;
-            let done = self.follow(job.as_deref_mut(), source, task, base).await?;
-            base = base.plus(&done);
-            let endpoint = AgentEndpoint::from(target);
-            let task = AgentClient::new(&*self.transport, &endpoint)
-                .start_restore(
-                    user,
-                    &RestoreRun {
-                        repository: repository.clone(),
-                        set,
-                        files: true,
-                        mail: false,
-                        mailbox: None,
-                        databases: Vec::new(),
-                    },
-                )
-                .await
-                .map_err(|e| Self::agent_error(target.id, e))?;
-            self.follow(job.as_deref_mut(), target, task, base).await?;
-            tracing::info!(account = %account.id, pass, from = %source.id, to = %target.id, "site files copied");
-            if pass == 1 {
-                // No writes during the last pass: the source's PHP stops (its static files are
-                // still served); a failure from here on puts it back (see `migrate_web`).
-                let endpoint = AgentEndpoint::from(source);
-                AgentClient::new(&*self.transport, &endpoint)
-                    .freeze(user)
-                    .await
-                    .map_err(|e| Self::agent_error(source.id, e))?;
-            }
-        }
-        Ok(())
     }
 
     /// Starts the scheduled backups that are due: each account with the backup role once a
@@ -513,7 +458,7 @@ impl Controller {
     }
 }
 
-trait Plus {
+pub(super) trait Plus {
     /// This progress with what a task did added.
     fn plus(self, task: &TaskView) -> Progress;
 }

@@ -73,11 +73,15 @@ impl Controller {
                 self.run_restore(&mut job, set, &parts, database, mailbox)
                     .await
             }
-            JobWork::Migrate { target } => match job.account_id {
-                Some(account) => self
-                    .migrate_web(account, target, Some(&mut job))
-                    .await
-                    .map(drop),
+            JobWork::Migrate { targets } => match job.account_id {
+                Some(account) => {
+                    // A job recorded with only a web target came as `target_server_id`.
+                    let single =
+                        targets.len() == 1 && targets.contains_key(&crate::domain::Role::Web);
+                    self.migrate(account, &targets, single, Some(&mut job))
+                        .await
+                        .map(drop)
+                }
                 None => Err(ControllerError::Internal(
                     "a migration without an account".into(),
                 )),

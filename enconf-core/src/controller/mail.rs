@@ -319,6 +319,13 @@ impl Controller {
     /// changed there.
     pub async fn resend_mail(&self, id: AccountId) -> Result<bool> {
         let (account, server) = self.mail_server(id).await?;
+        self.send_mail_to(&account, &server).await
+    }
+
+    /// Sends the account's whole mail as recorded to `server` (its mail server, or the one it
+    /// moves to); whether anything changed there.
+    pub(super) async fn send_mail_to(&self, account: &Account, server: &Server) -> Result<bool> {
+        let id = account.id;
         let put = MailPut {
             mailboxes: self
                 .store
@@ -335,7 +342,7 @@ impl Controller {
         };
         let user = account.spec.username.clone();
         let applied = self
-            .on_mail_server(&server, async |c| c.put_mail(&user, &put).await)
+            .on_mail_server(server, async |c| c.put_mail(&user, &put).await)
             .await?;
         Ok(applied.changed)
     }

@@ -27,6 +27,7 @@ pub mod health;
 pub mod install;
 pub mod jobs;
 pub mod mail;
+mod migrate;
 pub mod once;
 mod roles;
 pub mod ssl;

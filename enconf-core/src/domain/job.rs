@@ -82,9 +82,9 @@ pub enum JobWork {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mailbox: Option<String>,
     },
-    /// The account's web role, with its files, to another server.
+    /// Roles of the account (web, mail, db), with their data, each to another server.
     Migrate {
-        target: ServerId,
+        targets: std::collections::BTreeMap<super::Role, ServerId>,
     },
 }
 

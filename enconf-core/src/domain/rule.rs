@@ -101,6 +101,14 @@ pub enum Rule {
     UnknownServer,
     #[error("pins a role the account does not use (see roles)")]
     RoleNotUsed,
+    #[error(
+        "cannot be moved by a migration: its servers are chosen by the account's zones and backup policy"
+    )]
+    NotMovable,
+    #[error("give either target_server_id or targets, not both")]
+    EitherTarget,
+    #[error("moves its data through the account's backups: give the account the backup role first")]
+    DataNeedsBackup,
     #[error("cannot be pinned: every active dns server serves the account's zones")]
     DnsNotPinned,
     #[error("must be one of letsencrypt, custom, selfsigned")]

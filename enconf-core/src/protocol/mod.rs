@@ -4,6 +4,7 @@
 //! Inputs arrive as plain strings and are turned into domain values by `validate`, so that a bad
 //! value is answered with `422 invalid` naming its field rather than a JSON shape error.
 
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 
 use serde::{Deserialize, Serialize};
@@ -834,22 +835,48 @@ impl From<&Account> for AccountView {
     }
 }
 
-/// `POST /api/v1/accounts/{id}/migrate`.
+/// `POST /api/v1/accounts/{id}/migrate`: `target_server_id` moves the web role;
+/// `targets` moves any of the web, mail and db roles, each to its own server.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "controller", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MigrateInput {
     #[cfg_attr(feature = "controller", schema(value_type = Option<u64>))]
+    #[serde(default)]
     pub target_server_id: Option<Integer>,
+    /// Role name (`web`, `mail`, `db`) to the server it moves to.
+    #[cfg_attr(feature = "controller", schema(value_type = Option<BTreeMap<String, u64>>))]
+    #[serde(default)]
+    pub targets: Option<BTreeMap<String, Integer>>,
 }
 
 impl MigrateInput {
-    pub fn validate(&self) -> Result<ServerId, ValidationError> {
-        let id = required(self.target_server_id, "target_server_id")?;
-        required(
-            server_ref(Some(id), "target_server_id")?,
-            "target_server_id",
-        )
+    /// The server each moving role goes to (at least one).
+    pub fn validate(&self) -> Result<BTreeMap<Role, ServerId>, ValidationError> {
+        let Some(targets) = &self.targets else {
+            let id = required(self.target_server_id, "target_server_id")?;
+            let id = required(
+                server_ref(Some(id), "target_server_id")?,
+                "target_server_id",
+            )?;
+            return Ok(BTreeMap::from([(Role::Web, id)]));
+        };
+        if self.target_server_id.is_some() {
+            return Err(Rule::EitherTarget.at("targets"));
+        }
+        if targets.is_empty() {
+            return Err(Rule::Empty.at("targets"));
+        }
+        let mut out = BTreeMap::new();
+        for (name, id) in targets {
+            let field = format!("targets.{name}");
+            let role: Role = name.parse().map_err(|_| Rule::UnknownRole.at(&field))?;
+            if !matches!(role, Role::Web | Role::Mail | Role::Db) {
+                return Err(Rule::NotMovable.at(field));
+            }
+            out.insert(role, required(server_ref(Some(*id), &field)?, &field)?);
+        }
+        Ok(out)
     }
 }
 
@@ -1298,5 +1325,63 @@ mod tests {
             err(serde_json::json!({"roles": ["web", "web"]})),
             ("roles[1]".into(), Rule::DuplicateRole)
         );
+    }
+
+    #[test]
+    fn a_migration_names_one_target_or_one_per_movable_role() {
+        let parse = |v: serde_json::Value| {
+            serde_json::from_value::<MigrateInput>(v)
+                .unwrap()
+                .validate()
+                .map_err(|e| (e.field, e.rule))
+        };
+        assert_eq!(
+            parse(serde_json::json!({"target_server_id": 3})),
+            Ok(BTreeMap::from([(Role::Web, ServerId(3))]))
+        );
+        assert_eq!(
+            parse(serde_json::json!({"targets": {"web": 3, "mail": 4, "db": 5}})),
+            Ok(BTreeMap::from([
+                (Role::Web, ServerId(3)),
+                (Role::Mail, ServerId(4)),
+                (Role::Db, ServerId(5)),
+            ]))
+        );
+        for (input, field, rule) in [
+            (serde_json::json!({}), "target_server_id", Rule::Required),
+            (
+                serde_json::json!({"target_server_id": 3, "targets": {"web": 3}}),
+                "targets",
+                Rule::EitherTarget,
+            ),
+            (serde_json::json!({"targets": {}}), "targets", Rule::Empty),
+            (
+                serde_json::json!({"targets": {"dns": 3}}),
+                "targets.dns",
+                Rule::NotMovable,
+            ),
+            (
+                serde_json::json!({"targets": {"backup": 3}}),
+                "targets.backup",
+                Rule::NotMovable,
+            ),
+            (
+                serde_json::json!({"targets": {"web;x": 3}}),
+                "targets.web;x",
+                Rule::UnknownRole,
+            ),
+            (
+                serde_json::json!({"targets": {"db": -1}}),
+                "targets.db",
+                Rule::UnknownServer,
+            ),
+            (
+                serde_json::json!({"targets": {"db": 1.5}}),
+                "targets.db",
+                Rule::NotWhole,
+            ),
+        ] {
+            assert_eq!(parse(input), Err((field.to_owned(), rule)));
+        }
     }
 }

@@ -571,6 +571,10 @@ pub async fn servers_with_accounts_are_kept(store: Arc<dyn Store>) {
         .unwrap();
 }
 
+fn web_to(server: ServerId) -> std::collections::BTreeMap<Role, ServerId> {
+    std::collections::BTreeMap::from([(Role::Web, server)])
+}
+
 pub async fn accounts_move_between_servers(store: Arc<dyn Store>) {
     let a = online_server(&*store, "web1", "web").await;
     let b = online_server(&*store, "web2", "web").await;
@@ -579,7 +583,7 @@ pub async fn accounts_move_between_servers(store: Arc<dyn Store>) {
         .create_account(account("shop", &["shop.example"], Some(a)), NOW)
         .await
         .unwrap();
-    let moved = store.move_role(acc.id, Role::Web, b).await.unwrap();
+    let moved = store.move_roles(acc.id, &web_to(b)).await.unwrap();
     assert_eq!(moved.web_server(), Some(b));
     assert_eq!(store.account(acc.id).await.unwrap().web_server(), Some(b));
     assert_eq!(store.server(a).await.unwrap().accounts, 0);
@@ -593,7 +597,7 @@ pub async fn accounts_move_between_servers(store: Arc<dyn Store>) {
         Err(StoreError::ServerHasAccounts { count: 1, .. })
     ));
     // A target without the role, full, or missing is refused and nothing moves.
-    match store.move_role(acc.id, Role::Web, dns).await {
+    match store.move_roles(acc.id, &web_to(dns)).await {
         Err(StoreError::Placement(PlacementError::Unfit {
             reason: Unfit::MissingRoles(_),
             ..
@@ -601,7 +605,7 @@ pub async fn accounts_move_between_servers(store: Arc<dyn Store>) {
         other => panic!("expected missing roles, got {other:?}"),
     }
     assert!(matches!(
-        store.move_role(acc.id, Role::Web, ServerId(999)).await,
+        store.move_roles(acc.id, &web_to(ServerId(999))).await,
         Err(StoreError::NotFound { .. })
     ));
     assert_eq!(store.server(b).await.unwrap().accounts, 1);
@@ -609,13 +613,46 @@ pub async fn accounts_move_between_servers(store: Arc<dyn Store>) {
     // Moving to where it is changes nothing.
     assert_eq!(
         store
-            .move_role(acc.id, Role::Web, b)
+            .move_roles(acc.id, &web_to(b))
             .await
             .unwrap()
             .web_server(),
         Some(b)
     );
     assert_eq!(store.server(b).await.unwrap().accounts, 1);
+
+    // Several roles at once: all of them or none.
+    let m1 = online_server(&*store, "mail1", "mail").await;
+    let m2 = online_server(&*store, "mail2", "mail").await;
+    let input = account_with(
+        "post",
+        &["post.example"],
+        "web,mail",
+        std::collections::BTreeMap::from([(Role::Web, b), (Role::Mail, m1)]),
+    );
+    let post = store.create_account(input, NOW).await.unwrap();
+    let both = std::collections::BTreeMap::from([(Role::Web, dns), (Role::Mail, m2)]);
+    assert!(store.move_roles(post.id, &both).await.is_err());
+    assert_eq!(
+        store
+            .account(post.id)
+            .await
+            .unwrap()
+            .servers
+            .one(Role::Mail),
+        Some(m1)
+    );
+    assert_eq!(store.server(m2).await.unwrap().accounts, 0);
+    let c = online_server(&*store, "web3", "web").await;
+    let both = std::collections::BTreeMap::from([(Role::Web, c), (Role::Mail, m2)]);
+    let moved = store.move_roles(post.id, &both).await.unwrap();
+    assert_eq!(
+        (moved.web_server(), moved.servers.one(Role::Mail)),
+        (Some(c), Some(m2))
+    );
+    for (server, count) in [(m1, 0), (m2, 1), (c, 1), (b, 1)] {
+        assert_eq!(store.server(server).await.unwrap().accounts, count);
+    }
 }
 
 pub async fn settings_round_trip(store: Arc<dyn Store>) {

@@ -1,6 +1,7 @@
 //! The store's rules, written once over the key-value seam: ids, uniqueness, account counts,
 //! placement inside the recording transaction.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -798,31 +799,35 @@ fn candidates(
         .collect()
 }
 
-fn move_role(
+fn move_roles(
     tx: &mut dyn WriteTxn,
     id: AccountId,
-    role: Role,
-    target: ServerId,
+    targets: &BTreeMap<Role, ServerId>,
 ) -> Result<Account, StoreError> {
     let mut account = load_account(tx, id)?;
-    if !account.spec.roles.contains(role) || role == Role::Dns {
-        return Err(StoreError::RoleNotUsed { role });
+    let before = account.servers.clone();
+    for (&role, &target) in targets {
+        if !account.spec.roles.contains(role) || role == Role::Dns {
+            return Err(StoreError::RoleNotUsed { role });
+        }
+        if before.one(role) == Some(target) {
+            continue;
+        }
+        placement::check_move(
+            &candidate(
+                tx,
+                target,
+                load_record(tx, target)?,
+                account.spec.php_version,
+            )?,
+            role,
+            &before,
+        )?;
+        account.servers.set(role, vec![target]);
     }
-    if account.servers.one(role) == Some(target) {
+    if account.servers == before {
         return Ok(account);
     }
-    let before = account.servers.clone();
-    placement::check_move(
-        &candidate(
-            tx,
-            target,
-            load_record(tx, target)?,
-            account.spec.php_version,
-        )?,
-        role,
-        &before,
-    )?;
-    account.servers.set(role, vec![target]);
     reindex_account(tx, id, &before, &account.servers)?;
     save_account(tx, &account)?;
     Ok(account)
@@ -939,14 +944,13 @@ impl<B: Backend> Store for KvStore<B> {
         .await
     }
 
-    async fn move_role(
+    async fn move_roles(
         &self,
         id: AccountId,
-        role: Role,
-        target: ServerId,
+        targets: &BTreeMap<Role, ServerId>,
     ) -> Result<Account, StoreError> {
-        self.write(move |tx, _| move_role(tx, id, role, target))
-            .await
+        let targets = targets.clone();
+        self.write(move |tx, _| move_roles(tx, id, &targets)).await
     }
 
     async fn update_account(

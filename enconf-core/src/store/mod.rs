@@ -122,13 +122,13 @@ pub trait Store: MailStore + DnsStore + DbStore + JobStore + Send + Sync + fmt::
         id: AccountId,
         status: AccountStatus,
     ) -> Result<Account, StoreError>;
-    /// Moves one role of an account to the server `target` if it can take it (the placement
-    /// rule for a named server), in one transaction with the index and the account counts.
-    async fn move_role(
+    /// Moves roles of an account, each to its server in `targets` if that server can take it
+    /// (the placement rule for a named server): all of them or none, in one transaction with
+    /// the index and the account counts.
+    async fn move_roles(
         &self,
         id: AccountId,
-        role: Role,
-        target: ServerId,
+        targets: &std::collections::BTreeMap<Role, ServerId>,
     ) -> Result<Account, StoreError>;
     /// Replaces an account's domains and PHP settings (its user name and roles stay); new
     /// domains are checked like a create's; a domain that still has mailboxes or aliases is

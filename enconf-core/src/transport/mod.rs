@@ -199,6 +199,18 @@ impl<'a> AgentClient<'a> {
             .await
     }
 
+    /// `PUT /v1/accounts/{username}?data=remove`: the roles the put takes away lose their
+    /// Maildirs and databases here too (a migration copied them to the roles' new servers).
+    pub async fn put_account_removing_data(
+        &self,
+        spec: &AccountSpec,
+    ) -> Result<Applied, TransportError> {
+        let mut put = AccountPut::from_spec(spec);
+        put.username = None;
+        let path = format!("{}?data=remove", account_path(&spec.username));
+        self.call(Method::Put, path, Some(&put)).await
+    }
+
     /// `DELETE /v1/accounts/{username}`: the account's Maildirs and databases are kept
     /// (until a backup of them exists).
     pub async fn delete_account(&self, username: &UserName) -> Result<Applied, TransportError> {

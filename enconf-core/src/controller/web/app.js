@@ -861,17 +861,30 @@ $("#close-dns").addEventListener("click", () => $("#dns-dialog").close());
 
 let migrating = null;
 
+const MOVABLE = ["web", "mail", "db"];
+
 function openMigrate(a) {
   migrating = a;
   const form = $("#migrate-form");
   form.reset();
   clearErrors(form);
   $("#migrate-title").textContent = `Migrate ${a.username}`;
-  const select = $("#m-target");
-  select.replaceChildren(...servers.filter((s) => s.id !== a.servers.web)
-    .map((s) => el("option", { value: String(s.id) }, `${s.name} (${s.roles.join(", ")})`)));
+  let first = null;
+  for (const role of MOVABLE) {
+    const field = form.querySelector(`.field[data-role="${role}"]`);
+    const current = a.servers[role];
+    field.hidden = current == null;
+    if (current == null) continue;
+    const here = servers.find((s) => s.id === current);
+    const select = form.elements[`targets.${role}`];
+    select.replaceChildren(
+      el("option", { value: "" }, `Stays on ${here ? here.name : `server ${current}`}`),
+      ...servers.filter((s) => s.id !== current)
+        .map((s) => el("option", { value: String(s.id) }, `${s.name} (${s.roles.join(", ")})`)));
+    first = first || select;
+  }
   $("#migrate-dialog").showModal();
-  select.focus();
+  if (first) first.focus();
 }
 
 $("#cancel-migrate").addEventListener("click", () => $("#migrate-dialog").close());
@@ -879,9 +892,17 @@ $("#migrate-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const form = e.target;
   clearErrors(form);
-  const target = form.elements.target_server_id.value;
+  const targets = {};
+  for (const role of MOVABLE) {
+    const select = form.elements[`targets.${role}`];
+    if (migrating.servers[role] != null && select.value) targets[role] = Number(select.value);
+  }
+  if (Object.keys(targets).length === 0) {
+    $("#migrate-error").textContent = "Choose a new server for at least one role.";
+    return;
+  }
   try {
-    const job = await api("POST", `/accounts/${migrating.id}/migrate`, { target_server_id: target ? Number(target) : null });
+    const job = await api("POST", `/accounts/${migrating.id}/migrate`, { targets });
     $("#migrate-dialog").close();
     followMigration(migrating.username, job);
   } catch (err) {
@@ -889,14 +910,16 @@ $("#migrate-form").addEventListener("submit", async (e) => {
   }
 });
 
-/** Follows a migration job: its progress in the status line, then the table, or the reason. */
+/** Follows a migration job: its progress bar in the status line, then the table, or the reason. */
 async function followMigration(user, job) {
   const status = $("#accounts-job");
   $("#accounts-error").textContent = "";
   for (;;) {
     const p = job.progress;
-    status.textContent = `Migrating ${user}: ${job.status}` +
-      (p && p.total ? ` (${formatBytes(p.done)} of ${formatBytes(p.total)})` : "");
+    const bar = el("progress", { max: String(p?.total || 1), value: String(p?.done || 0),
+      "aria-label": `Progress of the migration of ${user}` });
+    status.replaceChildren(`Migrating ${user}: ${job.status} `, bar,
+      p && p.total ? ` ${formatBytes(p.done)} of ${formatBytes(p.total)}` : "");
     if (job.status === "succeeded" || job.status === "failed") break;
     await new Promise((r) => setTimeout(r, 1000));
     try {
