@@ -243,6 +243,28 @@ impl Harness {
         (status, text)
     }
 
+    /// `GET path`: the status, the items and the `Link` header's next path, if any.
+    async fn page(&self, path: &str) -> (u16, Value, Option<String>) {
+        let req = Request::builder()
+            .uri(path)
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .body(Body::empty())
+            .unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let link = resp
+            .headers()
+            .get("link")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let next = link.map(|l| {
+            let (target, rel) = l.split_once(">; ").unwrap();
+            assert_eq!(rel, "rel=\"next\"");
+            target.trim_start_matches('<').to_owned()
+        });
+        (status, serde_json::from_slice(&bytes).unwrap(), next)
+    }
+
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let (status, text) = self
             .raw(method, path, Some(ADMIN), body.map(|b| b.to_string()))
@@ -2138,4 +2160,84 @@ async fn the_admin_token_is_read_as_http_says() {
     );
     assert_eq!(send(vec![format!("Basic {ADMIN}")]).await, 401);
     assert_eq!(send(vec![format!("Bearer{ADMIN}")]).await, 401);
+}
+
+#[tokio::test]
+async fn lists_come_in_pages_with_a_link_to_the_next() {
+    let h = harness();
+    let web1 = h.add_server("web1", &["web"]).await;
+    let web2 = h.add_server("web2", &["web"]).await;
+    for (i, server) in [web1, web2, web1, web2, web1].into_iter().enumerate() {
+        let (status, body) = h
+            .call(
+                "POST",
+                "/api/v1/accounts",
+                Some(
+                    json!({"username": format!("site{i}"), "domains": [format!("site{i}.example")],
+                    "server_id": server}),
+                ),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // Two at a time, following the Link header, filters kept.
+    let mut path = Some(format!("/api/v1/accounts?limit=2&server_id={web1}"));
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    while let Some(p) = path {
+        let (status, items, next) = h.page(&p).await;
+        assert_eq!(status, 200, "{items}");
+        seen.extend(
+            items
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["username"].as_str().unwrap().to_owned()),
+        );
+        if let Some(n) = &next {
+            assert!(
+                n.contains(&format!("server_id={web1}")) && n.contains("limit=2"),
+                "{n}"
+            );
+        }
+        path = next;
+        pages += 1;
+    }
+    assert_eq!(seen, ["site0", "site2", "site4"]);
+    assert_eq!(pages, 2);
+    // The default page holds them all, with no Link; a search by domain prefix.
+    let (_, all, next) = h.page("/api/v1/accounts").await;
+    assert_eq!(all.as_array().unwrap().len(), 5);
+    assert_eq!(next, None);
+    let (_, found, _) = h.page("/api/v1/accounts?q=SITE3.&role=web").await;
+    assert_eq!(found[0]["username"], "site3");
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    let (_, servers, next) = h.page("/api/v1/servers?limit=1").await;
+    assert_eq!(servers[0]["id"].as_u64(), Some(web1));
+    assert_eq!(
+        next.as_deref(),
+        Some(format!("/api/v1/servers?limit=1&after={web1}").as_str())
+    );
+
+    // Bad parameters: 422 naming each.
+    for (path, field) in [
+        ("/api/v1/accounts?limit=0", "limit"),
+        ("/api/v1/accounts?limit=1001", "limit"),
+        ("/api/v1/accounts?after=abc", "after"),
+        ("/api/v1/accounts?limit=2&limit=3", "limit"),
+        ("/api/v1/accounts?sort=name", "sort"),
+        ("/api/v1/accounts?server_id=99", "server_id"),
+        ("/api/v1/accounts?role=smtp", "role"),
+        ("/api/v1/accounts?q=a%20b", "q"),
+        ("/api/v1/accounts?q=%0a", "q"),
+        ("/api/v1/servers?role=web", "role"),
+        ("/api/v1/servers?after=-1", "after"),
+    ] {
+        is_error(
+            &h.call("GET", path, None).await,
+            422,
+            "invalid",
+            Some(field),
+        );
+    }
 }

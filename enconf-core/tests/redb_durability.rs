@@ -295,3 +295,43 @@ fn a_schema_1_file_is_brought_up_to_date() {
         "the token was sealed when the file was opened"
     );
 }
+
+#[test]
+fn a_schema_7_file_gets_its_role_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("enconf.redb");
+    let shop = runtime().block_on(async {
+        let store = Engine::Redb(path.clone()).open(&key()).unwrap();
+        let web = online_server(&*store, "web1", "web").await;
+        store
+            .create_account(
+                account("shop", &["shop.example"], Some(web)),
+                datetime!(2026-12-01 0:00 UTC),
+            )
+            .await
+            .unwrap()
+            .id
+    });
+    {
+        // What schema 7 had: no role index.
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let table = |name| redb::TableDefinition::<&[u8], &[u8]>::new(name);
+            txn.delete_table(table("role_accounts")).unwrap();
+            let mut meta = txn.open_table(table("meta")).unwrap();
+            meta.insert(&b"schema_version"[..], &7u64.to_be_bytes()[..])
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    runtime().block_on(async {
+        let store = Engine::Redb(path).open(&key()).unwrap();
+        let query = enconf_core::store::AccountQuery {
+            role: Some(enconf_core::domain::Role::Web),
+            ..Default::default()
+        };
+        let page = store.accounts_page(&query, None, 10).await.unwrap();
+        assert_eq!(page.iter().map(|a| a.id).collect::<Vec<_>>(), [shop]);
+    });
+}

@@ -1,5 +1,5 @@
-//! Management API request bodies (servers, server patches, accounts, migrations): decoding and
-//! validation never panic, and every refusal names a field.
+//! Management API request bodies (servers, server patches, accounts, migrations) and list
+//! query strings: decoding and validation never panic, and every refusal names a field.
 #![no_main]
 
 use enconf_core::protocol::{AccountInput, MigrateInput, ServerInput, ServerPatch};
@@ -21,7 +21,25 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(input) = serde_json::from_slice::<MigrateInput>(data)
         && let Err(e) = input.validate()
     {
-        assert_eq!(e.field, "target_server_id");
+        assert!(
+            e.field == "target_server_id" || e.field == "targets" || e.field.starts_with("targets."),
+            "{e:?}"
+        );
+    }
+    if let Ok(query) = serde_urlencoded::from_bytes::<enconf_core::protocol::list::ListQuery>(data) {
+        for result in [
+            query.paging().map(drop),
+            query.accounts().map(drop),
+            query.servers(),
+        ] {
+            if let Err(e) = result {
+                assert!(!e.field.is_empty());
+            }
+        }
+        if let (Ok(paging), Ok(filter)) = (query.paging(), query.accounts()) {
+            assert!((1..=1000).contains(&paging.limit));
+            assert!(filter.prefix.is_none_or(|p| p.bytes().all(|b| b.is_ascii_alphanumeric() && !b.is_ascii_uppercase() || b".-_".contains(&b))));
+        }
     }
     if let Ok(input) = serde_json::from_slice::<AccountInput>(data)
         && let Err(e) = input.validate()

@@ -255,6 +255,20 @@ try {
   assert.equal(await cell("Mail"), "Mail 1", "the other roles stay");
   await page.waitForFunction(() => document.querySelector("#accounts-job")?.textContent === "shop is migrated.");
 
+  step("search by user name or domain prefix");
+  const names = () => page.evaluate(() => [...document.querySelectorAll("#account-table tbody tr")].map((r) => r.dataset.name).join());
+  const search = page.getByLabel("Search accounts");
+  await search.fill("nothing-here");
+  await page.locator("#no-accounts", { hasText: "No account matches" }).waitFor();
+  assert.equal(await names(), "");
+  await search.fill("www.SHOP");
+  await page.waitForFunction(() => document.querySelector('#account-table tr[data-name="shop"]'));
+  assert.equal(await names(), "shop", "a domain prefix, in any case");
+  await search.fill("a b");
+  await page.locator("#accounts-load-error", { hasText: "The search must not contain" }).waitFor();
+  await search.fill("");
+  await page.waitForFunction(() => document.querySelector('#account-table tr[data-name="shop"]') && !document.querySelector("#accounts-load-error").textContent);
+
   step("every action is visible at 1280 px");
   for (const table of ["#account-table", "#server-table"]) {
     if (table === "#server-table") {

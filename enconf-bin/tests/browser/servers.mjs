@@ -113,7 +113,7 @@ try {
   const focusedLabel = () => page.evaluate(() => document.activeElement?.getAttribute("aria-label"));
   for (let i = 0; i < 40 && (await focusedLabel()) !== "Edit Web 1"; i++) await page.keyboard.press("Tab");
   assert.equal(await focusedLabel(), "Edit Web 1", "Tab reaches the edit button");
-  await page.waitForResponse((r) => r.request().method() === "GET" && r.url().endsWith("/api/v1/servers"));
+  await page.waitForResponse((r) => r.request().method() === "GET" && r.url().endsWith("/api/v1/servers?limit=1000"));
   await page.waitForTimeout(100);
   assert.equal(await focusedLabel(), "Edit Web 1", "the refresh kept the focus");
   await page.keyboard.press("Enter");
@@ -138,7 +138,7 @@ try {
   await page.locator("#copy-status").filter({ hasText: /Copied|Selected/ }).waitFor();
   await page.screenshot({ path: `${SHOTS}/install-script.png` });
   // The table refreshes behind the dialog; Escape closes it and the focus is back on the row.
-  await page.waitForResponse((r) => r.request().method() === "GET" && r.url().endsWith("/api/v1/servers"));
+  await page.waitForResponse((r) => r.request().method() === "GET" && r.url().endsWith("/api/v1/servers?limit=1000"));
   await page.keyboard.press("Escape");
   await page.locator("#script-dialog").waitFor({ state: "hidden" });
   await page.waitForTimeout(50);
@@ -168,7 +168,7 @@ try {
   const refusal = page.locator("#servers-error");
   await refusal.filter({ hasText: "cannot be deleted" }).waitFor();
   // The table refreshes by itself: the refusal must outlive the next refresh.
-  await page.waitForResponse((r) => r.request().method() === "GET" && r.url().endsWith("/api/v1/servers"));
+  await page.waitForResponse((r) => r.request().method() === "GET" && r.url().endsWith("/api/v1/servers?limit=1000"));
   await page.waitForTimeout(100);
   assert.match(await refusal.textContent(), /1 account\(s\) \(shop: web\): migrate or delete them first/);
   assert.equal(await web1.count(), 1);
@@ -184,7 +184,7 @@ try {
   // While nothing changes, refreshes leave the row alone: a tooltip being read stays open.
   // (Compared against what the page was sent: the first rounds after the stop may differ.)
   const listRefresh = async () => (await page.waitForResponse(
-    (r) => r.request().method() === "GET" && r.url().endsWith("/api/v1/servers"))).text();
+    (r) => r.request().method() === "GET" && r.url().endsWith("/api/v1/servers?limit=1000"))).text();
   let before = await listRefresh();
   let unchanged = false;
   for (let i = 0; i < 5 && !unchanged; i++) {

@@ -21,6 +21,7 @@ use crate::domain::{
 };
 use crate::placement::PlacementError;
 use crate::protocol::agent::AgentAccount;
+use crate::protocol::list::{ListQuery, Page};
 use crate::protocol::{AccountInput, AccountPatch, AccountView, Reconciliation};
 use crate::store::StoreError;
 use crate::transport::{AgentClient, AgentEndpoint, TransportError};
@@ -39,6 +40,22 @@ impl Controller {
     pub async fn accounts(&self) -> Result<Vec<AccountView>> {
         let accounts = self.store.accounts().await?;
         Ok(accounts.iter().map(AccountView::from).collect())
+    }
+
+    /// One page of the accounts `query` asks for (`GET /api/v1/accounts`), read from the
+    /// store's indexes.
+    pub async fn accounts_page(&self, query: &ListQuery) -> Result<Page<AccountView>> {
+        let paging = query.paging()?;
+        let filter = query.accounts()?;
+        if let Some(server) = filter.server {
+            self.named_server(server, "server_id").await?;
+        }
+        let accounts = self
+            .store
+            .accounts_page(&filter, paging.after.map(AccountId), paging.limit + 1)
+            .await?;
+        let views = accounts.iter().map(AccountView::from).collect();
+        Ok(Page::of(views, paging.limit, |a: &AccountView| a.id))
     }
 
     pub async fn account(&self, id: AccountId) -> Result<AccountView> {

@@ -243,6 +243,25 @@ impl Controller {
         Ok(servers.iter().map(|s| self.view(s)).collect())
     }
 
+    /// One page of the servers (`GET /api/v1/servers`), by id.
+    pub async fn servers_page(
+        &self,
+        query: &crate::protocol::list::ListQuery,
+    ) -> Result<crate::protocol::list::Page<ServerView>> {
+        let paging = query.paging()?;
+        query.servers()?;
+        let servers = self
+            .store
+            .servers_page(paging.after.map(ServerId), paging.limit + 1)
+            .await?;
+        let views = servers.iter().map(|s| self.view(s)).collect();
+        Ok(crate::protocol::list::Page::of(
+            views,
+            paging.limit,
+            |s: &ServerView| s.id.0,
+        ))
+    }
+
     pub async fn server(&self, id: ServerId) -> Result<ServerView> {
         Ok(self.view(&self.store.server(id).await?))
     }

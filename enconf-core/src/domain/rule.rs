@@ -107,6 +107,10 @@ pub enum Rule {
     NotMovable,
     #[error("give either target_server_id or targets, not both")]
     EitherTarget,
+    #[error("is not a cursor this list gave (take it from the Link header)")]
+    BadCursor,
+    #[error("is not a parameter of this list")]
+    UnknownParameter,
     #[error("moves its data through the account's backups: give the account the backup role first")]
     DataNeedsBackup,
     #[error("cannot be pinned: every active dns server serves the account's zones")]

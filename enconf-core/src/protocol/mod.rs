@@ -22,6 +22,7 @@ pub mod agent;
 pub mod backup;
 pub mod db;
 pub mod dns;
+pub mod list;
 pub mod mail;
 
 /// Error codes of both APIs.

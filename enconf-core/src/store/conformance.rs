@@ -50,6 +50,9 @@ pub const CHECKS: &[(&str, Check)] = &[
         Box::pin(accounts_move_between_servers(s))
     }),
     ("settings_round_trip", |s| Box::pin(settings_round_trip(s))),
+    ("lists_are_paged_from_indexes", |s| {
+        Box::pin(lists_are_paged_from_indexes(s))
+    }),
     ("concurrent_creates_respect_limits", |s| {
         Box::pin(concurrent_creates_respect_limits(s))
     }),
@@ -653,6 +656,158 @@ pub async fn accounts_move_between_servers(store: Arc<dyn Store>) {
     for (server, count) in [(m1, 0), (m2, 1), (c, 1), (b, 1)] {
         assert_eq!(store.server(server).await.unwrap().accounts, count);
     }
+}
+
+/// Every page of `query`, `limit` at a time: the ids, in the order seen.
+async fn every_page(store: &dyn Store, query: &super::AccountQuery, limit: usize) -> Vec<u64> {
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.accounts_page(query, after, limit).await.unwrap();
+        assert!(page.len() <= limit);
+        seen.extend(page.iter().map(|a| a.id.0));
+        match page.last() {
+            Some(last) if page.len() == limit => after = Some(last.id),
+            _ => return seen,
+        }
+    }
+}
+
+pub async fn lists_are_paged_from_indexes(store: Arc<dyn Store>) {
+    use super::AccountQuery;
+    let w1 = online_server(&*store, "web1", "web").await;
+    let w2 = online_server(&*store, "web2", "web").await;
+    let m1 = online_server(&*store, "mail1", "mail").await;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let (roles, mut pins) = match i % 2 {
+            0 => (
+                "web,mail",
+                std::collections::BTreeMap::from([(Role::Mail, m1)]),
+            ),
+            _ => ("web", std::collections::BTreeMap::new()),
+        };
+        pins.insert(Role::Web, if i % 3 == 0 { w1 } else { w2 });
+        let name = format!("p{i:02}");
+        let input = account_with(&name, &[&format!("{name}.example")], roles, pins);
+        ids.push(store.create_account(input, NOW).await.unwrap().id);
+    }
+
+    // Pages of 5 while accounts come and go between the requests: each account that stays is
+    // seen exactly once, one deleted before its page is not, one created later may be.
+    let all = AccountQuery::default();
+    let first = store.accounts_page(&all, None, 5).await.unwrap();
+    assert_eq!(first.iter().map(|a| a.id).collect::<Vec<_>>(), ids[..5]);
+    store.delete_account(ids[7]).await.unwrap();
+    store.delete_account(ids[1]).await.unwrap();
+    let late = store
+        .create_account(account("q20", &["q20.example"], Some(w1)), NOW)
+        .await
+        .unwrap();
+    let mut seen: Vec<u64> = first.iter().map(|a| a.id.0).collect();
+    let mut after = first.last().map(|a| a.id);
+    loop {
+        let page = store.accounts_page(&all, after, 5).await.unwrap();
+        seen.extend(page.iter().map(|a| a.id.0));
+        match page.last() {
+            Some(last) if page.len() == 5 => after = Some(last.id),
+            _ => break,
+        }
+    }
+    // ids[1] was deleted after its page was read: it was seen once.
+    let mut want: Vec<u64> = ids
+        .iter()
+        .map(|a| a.0)
+        .filter(|id| *id != ids[7].0)
+        .collect();
+    want.push(late.id.0);
+    assert_eq!(seen, want, "each once, in id order");
+
+    // Filters answer exactly the matching accounts, at any page size.
+    let everyone = store.accounts().await.unwrap();
+    let matching = |f: &dyn Fn(&crate::domain::Account) -> bool| -> Vec<u64> {
+        everyone.iter().filter(|a| f(a)).map(|a| a.id.0).collect()
+    };
+    let cases: Vec<(AccountQuery, Vec<u64>)> = vec![
+        (
+            AccountQuery {
+                server: Some(w1),
+                ..Default::default()
+            },
+            matching(&|a| a.servers.servers().contains(&w1)),
+        ),
+        (
+            AccountQuery {
+                role: Some(Role::Mail),
+                ..Default::default()
+            },
+            matching(&|a| a.spec.roles.contains(Role::Mail)),
+        ),
+        (
+            AccountQuery {
+                server: Some(m1),
+                role: Some(Role::Mail),
+                ..Default::default()
+            },
+            matching(&|a| a.servers.of(Role::Mail).contains(&m1)),
+        ),
+        (
+            AccountQuery {
+                server: Some(m1),
+                role: Some(Role::Web),
+                ..Default::default()
+            },
+            Vec::new(),
+        ),
+        (
+            AccountQuery {
+                prefix: Some("p0".into()),
+                ..Default::default()
+            },
+            matching(&|a| a.spec.username.as_str().starts_with("p0")),
+        ),
+        (
+            AccountQuery {
+                prefix: Some("p03.ex".into()),
+                ..Default::default()
+            },
+            vec![ids[3].0],
+        ),
+        (
+            AccountQuery {
+                prefix: Some("p0".into()),
+                role: Some(Role::Web),
+                server: Some(w1),
+            },
+            matching(&|a| {
+                a.spec.username.as_str().starts_with("p0") && a.servers.of(Role::Web).contains(&w1)
+            }),
+        ),
+    ];
+    for (query, want) in cases {
+        for limit in [1, 2, 5, 1000] {
+            assert_eq!(
+                every_page(&*store, &query, limit).await,
+                want,
+                "{query:?} by {limit}"
+            );
+        }
+    }
+    assert!(matching(&|a| a.servers.servers().contains(&w1)).len() >= 3);
+
+    // Servers, by id, a page at a time.
+    let first = store.servers_page(None, 2).await.unwrap();
+    assert_eq!(first.iter().map(|s| s.id).collect::<Vec<_>>(), [w1, w2]);
+    let rest = store.servers_page(Some(w2), 2).await.unwrap();
+    assert_eq!(rest.iter().map(|s| s.id).collect::<Vec<_>>(), [m1]);
+    assert_eq!(rest[0].accounts, 6);
+    assert!(
+        store
+            .servers_page(Some(ServerId(u64::MAX)), 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn settings_round_trip(store: Arc<dyn Store>) {

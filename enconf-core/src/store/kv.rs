@@ -43,10 +43,13 @@ pub enum Table {
     BackupKeys,
     /// Account id ++ set id → a finished backup set.
     BackupSets,
+    /// Role ++ account id → nothing: which accounts have a role (an account's roles never
+    /// change after its create).
+    RoleAccounts,
 }
 
 impl Table {
-    pub const ALL: [Table; 20] = [
+    pub const ALL: [Table; 21] = [
         Table::Meta,
         Table::Servers,
         Table::ServerNames,
@@ -67,6 +70,7 @@ impl Table {
         Table::ActiveJobs,
         Table::BackupKeys,
         Table::BackupSets,
+        Table::RoleAccounts,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -91,6 +95,7 @@ impl Table {
             Table::ActiveJobs => "active_jobs",
             Table::BackupKeys => "backup_keys",
             Table::BackupSets => "backup_sets",
+            Table::RoleAccounts => "role_accounts",
         }
     }
 }
@@ -102,7 +107,18 @@ pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 pub trait ReadTxn {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every entry whose key starts with `prefix`, in key order.
-    fn scan(&self, table: Table, prefix: &[u8]) -> Result<Entries, StoreError>;
+    fn scan(&self, table: Table, prefix: &[u8]) -> Result<Entries, StoreError> {
+        self.scan_from(table, prefix, prefix, usize::MAX)
+    }
+    /// At most `limit` entries whose key starts with `prefix` and is `start` or after, in key
+    /// order: one page of an index, read without the rest of it.
+    fn scan_from(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Entries, StoreError>;
 }
 
 /// Reads and writes inside a write transaction.

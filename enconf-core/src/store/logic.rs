@@ -85,9 +85,12 @@ impl<B: Backend> KvStore<B> {
                     // one server are web accounts), schema 4 the mail tables (empty in an
                     // older store), schema 5 the dns zones, schema 6 the databases and schema 7 the jobs and
                     // backups (likewise):
-                    // nothing to rewrite.
+                    // nothing to rewrite. Schema 8 adds the role index, made from the accounts.
                     if found.is_some_and(|v| v < 2) {
                         migrate_to_2(tx, &sealer)?;
+                    }
+                    if found.is_some_and(|v| v < 8) {
+                        super::pages::migrate_to_8(tx)?;
                     }
                     write_u64(tx, Table::Meta, SCHEMA_KEY, SCHEMA_VERSION)
                 }
@@ -213,7 +216,7 @@ pub(super) fn id_key(id: u64) -> [u8; 8] {
     id.to_be_bytes()
 }
 
-fn decode_u64(bytes: &[u8]) -> Result<u64, StoreError> {
+pub(super) fn decode_u64(bytes: &[u8]) -> Result<u64, StoreError> {
     let arr: [u8; 8] = bytes
         .try_into()
         .map_err(|_| StoreError::backend("corrupt store: an integer is not 8 bytes"))?;
@@ -283,7 +286,11 @@ pub(super) fn load_record(tx: &dyn ReadTxn, id: ServerId) -> Result<ServerRecord
     decode(&bytes)
 }
 
-fn load_server(tx: &dyn ReadTxn, sealer: &Sealer, id: ServerId) -> Result<Server, StoreError> {
+pub(super) fn load_server(
+    tx: &dyn ReadTxn,
+    sealer: &Sealer,
+    id: ServerId,
+) -> Result<Server, StoreError> {
     let record = load_record(tx, id)?;
     to_server(sealer, id, record, account_count(tx, id)?)
 }
@@ -730,6 +737,7 @@ fn create_account(
         write_u64(tx, Table::Domains, domain.as_str().as_bytes(), account.id.0)?;
     }
     reindex_account(tx, account.id, &RoleServers::default(), &account.servers)?;
+    super::pages::index_roles(tx, account.id, account.spec.roles, true)?;
     super::dns::claim_zones(tx, account.id, None, &account.spec)?;
     Ok(account)
 }
@@ -846,6 +854,7 @@ fn delete_account(
         tx.delete(Table::Domains, domain.as_str().as_bytes())?;
     }
     reindex_account(tx, id, &account.servers, &RoleServers::default())?;
+    super::pages::index_roles(tx, id, account.spec.roles, false)?;
     super::mail::forget_account(tx, id)?;
     super::dns::claim_zones(
         tx,

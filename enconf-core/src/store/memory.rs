@@ -37,10 +37,11 @@ fn get(tables: &[Map], table: Table, key: &[u8]) -> Option<Vec<u8>> {
     tables[table as usize].get(key).cloned()
 }
 
-fn scan(tables: &[Map], table: Table, prefix: &[u8]) -> Entries {
+fn scan(tables: &[Map], table: Table, prefix: &[u8], start: &[u8], limit: usize) -> Entries {
     tables[table as usize]
-        .range(prefix.to_vec()..)
+        .range(start.max(prefix).to_vec()..)
         .take_while(|(k, _)| k.starts_with(prefix))
+        .take(limit)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
@@ -51,8 +52,14 @@ impl ReadTxn for MemRead<'_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(get(self.0, table, key))
     }
-    fn scan(&self, table: Table, prefix: &[u8]) -> Result<Entries, StoreError> {
-        Ok(scan(self.0, table, prefix))
+    fn scan_from(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
+        Ok(scan(self.0, table, prefix, start, limit))
     }
 }
 
@@ -60,8 +67,14 @@ impl ReadTxn for MemTxn<'_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(get(&self.tables[..], table, key))
     }
-    fn scan(&self, table: Table, prefix: &[u8]) -> Result<Entries, StoreError> {
-        Ok(scan(&self.tables[..], table, prefix))
+    fn scan_from(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
+        Ok(scan(&self.tables[..], table, prefix, start, limit))
     }
 }
 

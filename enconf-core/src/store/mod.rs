@@ -23,6 +23,7 @@ mod kv;
 mod logic;
 mod mail;
 mod memory;
+mod pages;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redb")]
@@ -52,6 +53,7 @@ pub use kv::Backend;
 pub use logic::KvStore;
 pub use mail::MailStore;
 pub use memory::MemoryBackend;
+pub use pages::{AccountQuery, PageStore};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresBackend;
 #[cfg(feature = "redb")]
@@ -67,14 +69,16 @@ pub type RedbStore = KvStore<RedbBackend>;
 pub type PostgresStore = KvStore<PostgresBackend>;
 
 /// The version of the data layout this build writes. A file with a newer one is refused.
-pub const SCHEMA_VERSION: u64 = 7;
+pub const SCHEMA_VERSION: u64 = 8;
 
 /// What the controller keeps: servers, accounts, counters and settings.
 ///
 /// Methods that change state are atomic: they either happen whole or not at all. Methods that
 /// read a [`Server`] fill in its account count from the same transaction.
 #[async_trait]
-pub trait Store: MailStore + DnsStore + DbStore + JobStore + Send + Sync + fmt::Debug {
+pub trait Store:
+    MailStore + DnsStore + DbStore + JobStore + PageStore + Send + Sync + fmt::Debug
+{
     /// Adds a server with what a first check of its agent saw. Its name (ignoring case) must
     /// be unused; its hostname and mail hostname must not be another server's names or an
     /// account's domain; its agent (by the identity in `health`) must not be another

@@ -288,15 +288,24 @@ impl ReadTxn for Txn<'_> {
         Ok(rows.first().map(|r| r.get::<_, Vec<u8>>(0)))
     }
 
-    fn scan(&self, table: Table, prefix: &[u8]) -> Result<Entries, StoreError> {
+    fn scan_from(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
+        let start = start.max(prefix);
+        // No limit is the whole range (a LIMIT beyond i64 means none).
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = match upper_bound(prefix) {
             Some(end) => self.query(
-                "SELECT key, value FROM enconf_kv WHERE tbl = $1 AND key >= $2 AND key < $3 ORDER BY key",
-                &[&tbl(table), &prefix, &end],
+                "SELECT key, value FROM enconf_kv WHERE tbl = $1 AND key >= $2 AND key < $3 ORDER BY key LIMIT $4",
+                &[&tbl(table), &start, &end, &limit],
             )?,
             None => self.query(
-                "SELECT key, value FROM enconf_kv WHERE tbl = $1 AND key >= $2 ORDER BY key",
-                &[&tbl(table), &prefix],
+                "SELECT key, value FROM enconf_kv WHERE tbl = $1 AND key >= $2 ORDER BY key LIMIT $3",
+                &[&tbl(table), &start, &limit],
             )?,
         };
         Ok(rows

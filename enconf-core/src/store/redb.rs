@@ -62,11 +62,16 @@ fn get_in(
 fn scan_in(
     table: &impl ReadableTable<&'static [u8], &'static [u8]>,
     prefix: &[u8],
+    start: &[u8],
+    limit: usize,
 ) -> Result<Entries, StoreError> {
     let mut out = Vec::new();
-    for entry in table.range(prefix..).map_err(StoreError::backend)? {
+    for entry in table
+        .range(start.max(prefix)..)
+        .map_err(StoreError::backend)?
+    {
         let (k, v) = entry.map_err(StoreError::backend)?;
-        if !k.value().starts_with(prefix) {
+        if !k.value().starts_with(prefix) || out.len() >= limit {
             break;
         }
         out.push((k.value().to_vec(), v.value().to_vec()));
@@ -81,9 +86,15 @@ impl ReadTxn for Read {
         let t = self.0.open_table(def(table)).map_err(StoreError::backend)?;
         get_in(&t, key)
     }
-    fn scan(&self, table: Table, prefix: &[u8]) -> Result<Entries, StoreError> {
+    fn scan_from(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
         let t = self.0.open_table(def(table)).map_err(StoreError::backend)?;
-        scan_in(&t, prefix)
+        scan_in(&t, prefix, start, limit)
     }
 }
 
@@ -102,8 +113,14 @@ impl ReadTxn for Write {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         get_in(&self.table(table)?, key)
     }
-    fn scan(&self, table: Table, prefix: &[u8]) -> Result<Entries, StoreError> {
-        scan_in(&self.table(table)?, prefix)
+    fn scan_from(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
+        scan_in(&self.table(table)?, prefix, start, limit)
     }
 }
 

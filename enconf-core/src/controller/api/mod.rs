@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -19,6 +19,7 @@ use crate::domain::{AccountId, AdminToken, ServerId};
 use crate::http::{
     ApiError, ApiResult, authorize, json_body, log_request, method_not_allowed, not_found,
 };
+use crate::protocol::list::{ListQuery, Page};
 use crate::protocol::{
     AccountInput, AccountPatch, AccountView, ErrorBody, ErrorCode, ErrorDetail, MigrateInput,
     Reconciliation, ServerInput, ServerPatch, ServerView, SslInput, SslState,
@@ -491,11 +492,68 @@ fn created<T: serde::Serialize>(value: T) -> Response {
     (StatusCode::CREATED, axum::Json(value)).into_response()
 }
 
-/// The servers.
+/// The query string of a list, each parameter once; an unknown or repeated one is a 422
+/// naming it.
+fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
+    serde_urlencoded::from_str::<ListQuery>(raw.unwrap_or_default()).map_err(|e| {
+        let text = e.to_string();
+        let field = text
+            .split('`')
+            .nth(1)
+            .filter(|f| f.len() <= 64)
+            .map(str::to_owned);
+        let body = ErrorBody::new(ErrorCode::Invalid, format!("the query string: {text}"));
+        ApiError(match field {
+            Some(f) => body.with_field(f),
+            None => body,
+        })
+    })
+}
+
+/// A page as the answer: the items, and `Link: <…>; rel="next"` with the same query and the
+/// next cursor when there is a next page.
+fn page_response<T: serde::Serialize>(
+    path: &str,
+    query: &ListQuery,
+    page: Page<T>,
+) -> Result<Response, ApiError> {
+    let mut response = axum::Json(page.items).into_response();
+    if let Some(next) = page.next {
+        let limit = query.paging()?.limit.to_string();
+        let mut pairs: Vec<(&str, &str)> = vec![("limit", &limit), ("after", &next)];
+        for (name, value) in [
+            ("server_id", &query.server_id),
+            ("role", &query.role),
+            ("q", &query.q),
+        ] {
+            if let Some(v) = value {
+                pairs.push((name, v));
+            }
+        }
+        let encoded = serde_urlencoded::to_string(&pairs)
+            .map_err(|e| ApiError(ErrorBody::new(ErrorCode::Internal, e.to_string())))?;
+        let link = format!("<{path}?{encoded}>; rel=\"next\"");
+        let value = header::HeaderValue::from_str(&link)
+            .map_err(|e| ApiError(ErrorBody::new(ErrorCode::Internal, e.to_string())))?;
+        response.headers_mut().insert(header::LINK, value);
+    }
+    Ok(response)
+}
+
+/// The servers, one page at a time (`limit` 1 to 1,000, default 100; the next page's
+/// address is in the `Link` header).
 #[utoipa::path(get, path = "/api/v1/servers", tag = "servers",
-    responses((status = 200, body = [ServerView]), (status = 401, body = ErrorBody)))]
-async fn list_servers(State(api): Shared) -> ApiResult<Vec<ServerView>> {
-    Ok(axum::Json(api.controller.servers().await?))
+    params(
+        ("limit" = Option<u32>, Query, description = "servers per page, 1 to 1,000 (default 100)"),
+        ("after" = Option<String>, Query, description = "the cursor of the next page, from the `Link` header"),
+    ),
+    responses((status = 200, body = [ServerView],
+            headers(("Link" = String, description = "`<…>; rel=\"next\"` when there is a next page"))),
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn list_servers(State(api): Shared, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let query = list_query(raw.as_deref())?;
+    let page = api.controller.servers_page(&query).await?;
+    page_response("/api/v1/servers", &query, page)
 }
 
 /// Adds a server; its agent is checked at once.
@@ -628,11 +686,24 @@ async fn put_ssl(
     Ok(axum::Json(api.controller.set_ssl(id, kind, &input).await?))
 }
 
-/// The accounts.
+/// The accounts, one page at a time, by id: all of them, or those of a server, with a role,
+/// or whose user name or a domain starts with `q`. The next page's address is in the `Link`
+/// header.
 #[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts",
-    responses((status = 200, body = [AccountView])))]
-async fn list_accounts(State(api): Shared) -> ApiResult<Vec<AccountView>> {
-    Ok(axum::Json(api.controller.accounts().await?))
+    params(
+        ("limit" = Option<u32>, Query, description = "accounts per page, 1 to 1,000 (default 100)"),
+        ("after" = Option<String>, Query, description = "the cursor of the next page, from the `Link` header"),
+        ("server_id" = Option<u64>, Query, description = "accounts using this server (with `role`: for that role)"),
+        ("role" = Option<String>, Query, description = "accounts with this role"),
+        ("q" = Option<String>, Query, description = "user name or domain prefix"),
+    ),
+    responses((status = 200, body = [AccountView],
+            headers(("Link" = String, description = "`<…>; rel=\"next\"` when there is a next page"))),
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn list_accounts(State(api): Shared, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let query = list_query(raw.as_deref())?;
+    let page = api.controller.accounts_page(&query).await?;
+    page_response("/api/v1/accounts", &query, page)
 }
 
 /// Creates an account, on the named server or where placement puts it, and sets it up there.

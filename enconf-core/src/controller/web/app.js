@@ -28,18 +28,36 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body) {
+/** One request: the answer's data and its `Link` next page (a path under /api/v1), if any. */
+async function request(method, path, body) {
   const headers = { Authorization: `Bearer ${token()}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const res = await fetch(`/api/v1${path}`, {
     method, headers, body: body === undefined ? undefined : JSON.stringify(body),
   });
   if (res.status === 401) { logout(); throw new ApiError(401, await res.json().catch(() => null)); }
-  if (res.status === 204) return null;
+  if (res.status === 204) return { data: null, next: null };
   const text = await res.text();
   const data = text ? (res.headers.get("content-type") || "").includes("json") ? JSON.parse(text) : text : null;
   if (!res.ok) throw new ApiError(res.status, data);
-  return data;
+  const link = /<\/api\/v1([^>]*)>;\s*rel="next"/.exec(res.headers.get("link") || "");
+  return { data, next: link ? link[1] : null };
+}
+
+async function api(method, path, body) {
+  return (await request(method, path, body)).data;
+}
+
+/** Up to `pages` pages of a list, following its `Link` header: the items and whether more remain. */
+async function apiPages(path, pages = Infinity) {
+  const items = [];
+  let next = path;
+  for (let n = 0; next && n < pages; n++) {
+    const page = await request("GET", next);
+    items.push(...page.data);
+    next = page.next;
+  }
+  return { items, more: next !== null };
 }
 
 function el(tag, attrs = {}, ...children) {
@@ -112,7 +130,7 @@ $("#logout").addEventListener("click", logout);
 
 async function refresh() {
   try {
-    const list = await api("GET", "/servers");
+    const list = (await apiPages("/servers?limit=1000")).items;
     $("#load-error").textContent = "";
     // Unchanged rows are left alone, so an open tooltip (the last error) stays open.
     const seen = JSON.stringify(list);
@@ -428,20 +446,45 @@ $("#ssl-form").addEventListener("submit", async (e) => {
 
 const PIN_ROLES = ["web", "mail", "db", "backup"];
 
+// The accounts shown: the pages loaded so far (100 accounts each) of those matching the search.
+let accountSearch = "";
+let accountPages = 1;
+
 async function refreshAccounts() {
   try {
-    const [list, serverList] = await Promise.all([api("GET", "/accounts"), api("GET", "/servers")]);
+    const query = accountSearch ? `&q=${encodeURIComponent(accountSearch)}` : "";
+    const [page, serverList] = await Promise.all([
+      apiPages(`/accounts?limit=100${query}`, accountPages),
+      apiPages("/servers?limit=1000"),
+    ]);
     $("#accounts-load-error").textContent = "";
-    const seen = JSON.stringify([list, serverList]);
+    $("#more-accounts").hidden = !page.more;
+    const seen = JSON.stringify([page.items, serverList.items]);
     if (seen === shownAccounts) return;
-    accounts = list;
-    servers = serverList;
+    accounts = page.items;
+    servers = serverList.items;
     shownAccounts = seen;
     renderAccounts();
   } catch (err) {
-    if (err.status !== 401) $("#accounts-load-error").textContent = `Cannot load the accounts: ${err.message}`;
+    if (err.status === 401) return;
+    $("#accounts-load-error").textContent = err.field === "q"
+      ? `The search ${err.message.replace(/^q /, "")}.` : `Cannot load the accounts: ${err.message}`;
   }
 }
+
+let searchTimer = null;
+$("#account-search").addEventListener("input", (e) => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => {
+    accountSearch = e.target.value.trim();
+    accountPages = 1;
+    refreshAccounts();
+  }, 250);
+});
+$("#more-accounts").addEventListener("click", () => {
+  accountPages += 1;
+  refreshAccounts();
+});
 
 function serverName(id) {
   return servers.find((s) => s.id === id)?.name || `server ${id}`;
@@ -473,6 +516,7 @@ function renderAccounts() {
   });
   replaceRows(body, rows);
   $("#no-accounts").hidden = accounts.length > 0;
+  $("#no-accounts").textContent = accountSearch ? "No account matches the search." : "No accounts yet.";
 }
 
 async function removeAccount(a) {
