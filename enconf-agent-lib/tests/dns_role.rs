@@ -362,7 +362,9 @@ fn a_change_reaches_every_dns_server_or_none() {
     // The second dns server is offline: the change is refused naming it, and nothing changes.
     let (_, url2, id2, _) = &c.dns[1];
     c.transport.set_offline(url2, true);
-    c.runtime.block_on(c.controller.check_all());
+    for _ in 0..enconf_core::domain::OFFLINE_AFTER {
+        c.runtime.block_on(c.controller.check_all());
+    }
     let e = c
         .add(
             id,

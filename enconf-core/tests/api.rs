@@ -908,9 +908,12 @@ async fn offline_and_failing_agents_never_leave_an_account_recorded_as_done() {
     let web = h.add_server("web1", &["web"]).await;
     let new = |user: &str| json!({"username": user, "domains": [format!("{user}.example")], "server_id": web});
 
-    // Known offline: refused before anything is recorded.
+    // Known offline (after the health rounds that say so): refused before anything is
+    // recorded.
     h.fakes.set(&url("web1"), |a| a.mode = Mode::Down);
-    h.controller.check_all().await;
+    for _ in 0..enconf_core::domain::OFFLINE_AFTER {
+        h.controller.check_all().await;
+    }
     is_error(
         &h.call("POST", "/api/v1/accounts", Some(new("a1"))).await,
         503,
@@ -1197,18 +1200,37 @@ async fn a_hanging_agent_does_not_hold_up_the_others() {
         !round.is_finished(),
         "the slow check is still waiting for its timeout"
     );
+    // One missed check says why, but does not yet make the server offline.
     let round = round.await.unwrap();
-    assert_eq!((round.reachable, round.unreachable), (1, 1));
+    assert_eq!((round.reachable, round.unreachable), (2, 0));
     let (_, s) = h
         .call("GET", &format!("/api/v1/servers/{slow}"), None)
         .await;
-    assert_eq!(s["reachable"], false);
+    assert_eq!(s["reachable"], true);
     assert!(
         s["last_error"]
             .as_str()
             .unwrap()
             .contains("no answer within 2 s"),
         "{s}"
+    );
+    // Three in a row do.
+    for _ in 1..enconf_core::domain::OFFLINE_AFTER {
+        h.controller.check_all().await;
+    }
+    let (_, s) = h
+        .call("GET", &format!("/api/v1/servers/{slow}"), None)
+        .await;
+    assert_eq!(s["reachable"], false, "{s}");
+    // An answer clears the count.
+    h.fakes.set(&url("slow1"), |a| a.mode = Mode::Up);
+    h.controller.check_all().await;
+    let (_, s) = h
+        .call("GET", &format!("/api/v1/servers/{slow}"), None)
+        .await;
+    assert_eq!(
+        (s["reachable"].as_bool(), s["last_error"].as_str()),
+        (Some(true), None)
     );
 }
 
@@ -2240,4 +2262,54 @@ async fn lists_come_in_pages_with_a_link_to_the_next() {
             Some(field),
         );
     }
+}
+
+#[tokio::test]
+async fn a_round_records_fifty_answers_while_one_agent_hangs() {
+    let h = harness();
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        ids.push(h.add_server(&format!("web{i}"), &["web"]).await);
+    }
+    let hung = h.add_server("hung", &["web"]).await;
+    h.fakes.set(&url("hung"), |a| a.mode = Mode::Hangs);
+    for i in 0..50 {
+        h.fakes
+            .set(&url(&format!("web{i}")), |a| a.version = "0.2.0".into());
+    }
+    let controller = h.controller.clone();
+    let round = tokio::spawn(async move { controller.check_all().await });
+    // Every answer is recorded while the hung agent's check still waits for its timeout.
+    loop {
+        let (_, servers) = h.call("GET", "/api/v1/servers", None).await;
+        let updated = servers
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["agent_version"] == "0.2.0")
+            .count();
+        if updated == 50 {
+            break;
+        }
+        assert!(
+            !round.is_finished(),
+            "only {updated} of 50 recorded before the round ended"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!round.is_finished(), "the hung check is still waiting");
+    let round = round.await.unwrap();
+    assert_eq!(round.failed, 0);
+    assert_eq!(
+        round.reachable, 51,
+        "one miss does not make a server offline"
+    );
+    let (_, s) = h
+        .call("GET", &format!("/api/v1/servers/{hung}"), None)
+        .await;
+    assert!(
+        s["last_error"].as_str().unwrap().contains("no answer"),
+        "{s}"
+    );
+    assert_eq!(ids.len(), 50);
 }

@@ -51,6 +51,9 @@ pub struct ControllerConfig {
     pub health_timeout: Duration,
     /// How many agents are checked at the same time at most.
     pub health_concurrency: usize,
+    /// The window over which a health round's checks start, each agent at its own offset
+    /// (from its id), so that a thousand agents are not all asked at the same instant.
+    pub health_spread: Duration,
     /// How long before expiry an ACME or self-signed certificate is renewed.
     pub renew_before: Duration,
     /// How many snapshots an account's repository keeps.
@@ -68,6 +71,7 @@ impl Default for ControllerConfig {
             newest_agent: crate::version::release(),
             health_timeout: Duration::from_secs(10),
             health_concurrency: 256,
+            health_spread: Duration::from_millis(500),
             renew_before: Duration::from_secs(30 * 24 * 3600),
             retention: crate::domain::backup::Retention::default(),
             backup_window: (3600, 4 * 3600),
@@ -276,7 +280,7 @@ impl Controller {
             url: spec.agent_url.clone(),
             token: token.clone(),
         };
-        let health = self.probe(&endpoint, &Health::default()).await;
+        let health = self.probe(&endpoint, &Health::default(), false).await;
         let server = self.store.insert_server(spec, token, health).await?;
         tracing::info!(server = %server.id, name = %server.spec.name, reachable = server.health.reachable, "server added");
         if server.spec.roundcube_path.is_some()
@@ -308,7 +312,7 @@ impl Controller {
                 url: spec.agent_url.clone(),
                 token: token.clone().unwrap_or_else(|| current.token.clone()),
             };
-            let seen = self.probe(&endpoint, &current.health).await;
+            let seen = self.probe(&endpoint, &current.health, false).await;
             if let Some(agent) = &seen.agent_id
                 && let Some(other) = self
                     .store
@@ -485,8 +489,18 @@ impl Controller {
 
     /// Asks the agent for its health (within the configured timeout) and records the result.
     pub(crate) async fn check(&self, server: Server) -> Result<Server> {
+        let health = self.probed(&server, false).await;
+        let recorded = self.store.record_health(&server, health).await?;
+        self.after_check(&server, &recorded);
+        Ok(recorded)
+    }
+
+    /// What a check of `server`'s agent sees (`tolerant`: a miss leaves a reachable server
+    /// reachable until [`OFFLINE_AFTER`](crate::domain::OFFLINE_AFTER) in a row, as the
+    /// health monitor records it).
+    pub(crate) async fn probed(&self, server: &Server, tolerant: bool) -> Health {
         let mut health = self
-            .probe(&AgentEndpoint::from(&server), &server.health)
+            .probe(&AgentEndpoint::from(server), &server.health, tolerant)
             .await;
         // Reachable, but not serving every role the server is recorded with: said where the
         // admin looks (the agent refuses those roles' requests).
@@ -501,20 +515,22 @@ impl Controller {
                 ));
             }
         }
-        if health.reachable != server.health.reachable {
+        health
+    }
+
+    /// After a check was recorded (not recorded when the URL or token was edited while it ran:
+    /// the store compares them in the recording transaction): a dns server back online may
+    /// have missed zone changes, and is brought up to date at once, off the health round.
+    pub(crate) fn after_check(&self, checked: &Server, recorded: &Server) {
+        if recorded.health.reachable != checked.health.reachable {
             tracing::info!(
-                server = %server.id,
-                reachable = health.reachable,
-                error = health.last_error.as_deref().unwrap_or(""),
+                server = %recorded.id,
+                reachable = recorded.health.reachable,
+                error = recorded.health.last_error.as_deref().unwrap_or(""),
                 "agent reachability changed"
             );
         }
-        let back = health.reachable && !server.health.reachable;
-        // Not recorded when the URL or token was edited while the check ran (the edit runs a
-        // check of its own): the store compares them in the recording transaction.
-        let recorded = self.store.record_health(&server, health).await?;
-        // A dns server back online may have missed zone changes: brought up to date at once,
-        // off the health round.
+        let back = recorded.health.reachable && !checked.health.reachable;
         if back && recorded.spec.roles.contains(crate::domain::Role::Dns) {
             let controller = self.clone();
             let id = recorded.id;
@@ -529,12 +545,11 @@ impl Controller {
                 }
             });
         }
-        Ok(recorded)
     }
 
     /// What the agent at `endpoint` says of itself now (within the configured timeout);
     /// `previous` is what was known of it, kept when it does not answer.
-    async fn probe(&self, endpoint: &AgentEndpoint, previous: &Health) -> Health {
+    async fn probe(&self, endpoint: &AgentEndpoint, previous: &Health, tolerant: bool) -> Health {
         let client = AgentClient::new(&*self.transport, endpoint);
         let answer = tokio::time::timeout(self.config.health_timeout, client.health()).await;
         let now = OffsetDateTime::now_utc();
@@ -571,26 +586,37 @@ impl Controller {
                     agent_id,
                     agent_roles,
                     php_versions,
+                    failures: 0,
                 }
             }
-            Ok(Err(e)) => Self::unreachable(previous, e.to_string()),
-            Err(_) => Self::unreachable(
+            Ok(Err(e)) => Self::missed(previous, e.to_string(), tolerant),
+            Err(_) => Self::missed(
                 previous,
                 format!(
                     "no answer within {} s",
                     self.config.health_timeout.as_secs_f64()
                 ),
+                tolerant,
             ),
         }
     }
 
-    /// The health of an agent that did not answer: what was known stays, the error is new.
-    fn unreachable(previous: &Health, error: String) -> Health {
+    /// The health of an agent that did not answer a check: what was known stays, the error
+    /// is new; with `tolerant`, a reachable server stays so until
+    /// [`OFFLINE_AFTER`](crate::domain::OFFLINE_AFTER) misses in a row.
+    fn missed(previous: &Health, error: String, tolerant: bool) -> Health {
+        let failures = previous.failures.saturating_add(1);
         Health {
-            reachable: false,
+            reachable: tolerant && previous.reachable && failures < crate::domain::OFFLINE_AFTER,
             last_error: Some(error),
+            failures,
             ..previous.clone()
         }
+    }
+
+    /// The health of an agent a call found unreachable: offline at once.
+    fn unreachable(previous: &Health, error: String) -> Health {
+        Self::missed(previous, error, false)
     }
 
     /// Records that a call found the agent unreachable, so placement and the table see it at

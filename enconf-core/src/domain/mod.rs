@@ -27,7 +27,7 @@ pub use name::DomainName;
 pub use php::{PhpSettings, PhpSettingsRaw, PhpVersion};
 pub use role::{Role, RoleSet};
 pub use rule::{Rule, ValidationError};
-pub use server::{Health, Server, ServerId, ServerName, ServerSpec};
+pub use server::{Health, OFFLINE_AFTER, Server, ServerId, ServerName, ServerSpec};
 pub use token::{AdminToken, AgentToken, RandomError};
 pub use url::{AgentUrl, Host, HttpUrl, Scheme, UrlPath};
 pub use user::UserName;

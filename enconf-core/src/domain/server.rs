@@ -95,7 +95,17 @@ pub struct Health {
     /// The public addresses the agent says the server has.
     #[serde(default)]
     pub addresses: Vec<std::net::IpAddr>,
+    /// Health checks in a row that got no answer (0 after one that did). The monitor marks a
+    /// server offline only after [`OFFLINE_AFTER`] of them.
+    #[serde(default)]
+    pub failures: u32,
 }
+
+/// How many health rounds in a row an agent must miss before the monitor marks its server
+/// offline: one lost packet or one slow answer (a reload, a busy disk) does not block the
+/// server's operations, while an agent that is really gone is offline within three
+/// intervals. A call that finds the agent unreachable marks it offline at once.
+pub const OFFLINE_AFTER: u32 = 3;
 
 impl Health {
     /// Whether the server offers PHP `version`, as far as is known (an agent that never said

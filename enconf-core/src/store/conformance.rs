@@ -141,6 +141,7 @@ fn online() -> Health {
         agent_roles: None,
         php_versions: None,
         addresses: Vec::new(),
+        failures: 0,
     }
 }
 

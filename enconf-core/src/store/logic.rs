@@ -905,6 +905,25 @@ impl<B: Backend> Store for KvStore<B> {
             .await
     }
 
+    async fn record_healths(
+        &self,
+        checks: Vec<(Server, Health)>,
+    ) -> Result<Vec<Result<Server, StoreError>>, StoreError> {
+        self.write(move |tx, sealer| {
+            let mut out = Vec::with_capacity(checks.len());
+            for (checked, health) in checks {
+                match record_health(tx, sealer, &checked, health) {
+                    // Refused before anything of this server was written.
+                    Err(e @ StoreError::NotFound { .. }) => out.push(Err(e)),
+                    Err(e) => return Err(e),
+                    Ok(server) => out.push(Ok(server)),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn delete_server(&self, id: ServerId) -> Result<(), StoreError> {
         self.write(move |tx, _| delete_server(tx, id)).await
     }

@@ -105,6 +105,13 @@ pub trait Store:
     /// longer the server's: nothing is recorded and the server is returned as it is. An agent
     /// that is another server's (the same identity) is recorded unreachable, saying so.
     async fn record_health(&self, checked: &Server, health: Health) -> Result<Server, StoreError>;
+    /// [`Self::record_health`] for a whole health round, in one transaction (one durable
+    /// commit for a thousand servers). A server deleted meanwhile gets its own error; a
+    /// failure of the store fails the whole round.
+    async fn record_healths(
+        &self,
+        checks: Vec<(Server, Health)>,
+    ) -> Result<Vec<Result<Server, StoreError>>, StoreError>;
     /// Deletes a server that hosts no accounts.
     async fn delete_server(&self, id: ServerId) -> Result<(), StoreError>;
 
