@@ -303,17 +303,29 @@ fn a_schema_7_file_gets_its_role_index() {
     let shop = runtime().block_on(async {
         let store = Engine::Redb(path.clone()).open(&key()).unwrap();
         let web = online_server(&*store, "web1", "web").await;
-        store
+        let shop = store
             .create_account(
                 account("shop", &["shop.example"], Some(web)),
                 datetime!(2026-12-01 0:00 UTC),
             )
             .await
             .unwrap()
-            .id
+            .id;
+        let job = enconf_core::domain::job::NewJob {
+            account_id: Some(shop),
+            server_id: None,
+            work: enconf_core::domain::job::JobWork::Backup {
+                cause: enconf_core::domain::job::BackupCause::Scheduled,
+            },
+        };
+        store
+            .insert_job(job, datetime!(2026-12-02 2:00 UTC))
+            .await
+            .unwrap();
+        shop
     });
     {
-        // What schema 7 had: no role index.
+        // What schema 7 had: no role index, no index of last backups.
         let db = redb::Database::open(&path).unwrap();
         let txn = db.begin_write().unwrap();
         {
@@ -322,6 +334,9 @@ fn a_schema_7_file_gets_its_role_index() {
             let mut meta = txn.open_table(table("meta")).unwrap();
             meta.insert(&b"schema_version"[..], &7u64.to_be_bytes()[..])
                 .unwrap();
+            let mut key = b"last_backup/".to_vec();
+            key.extend_from_slice(&shop.0.to_be_bytes());
+            assert!(meta.remove(&key[..]).unwrap().is_some());
         }
         txn.commit().unwrap();
     }
@@ -333,5 +348,9 @@ fn a_schema_7_file_gets_its_role_index() {
         };
         let page = store.accounts_page(&query, None, 10).await.unwrap();
         assert_eq!(page.iter().map(|a| a.id).collect::<Vec<_>>(), [shop]);
+        assert_eq!(
+            store.last_backups(vec![shop]).await.unwrap(),
+            [Some(datetime!(2026-12-02 2:00 UTC))]
+        );
     });
 }

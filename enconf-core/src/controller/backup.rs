@@ -390,44 +390,65 @@ impl Controller {
 
     /// Starts the scheduled backups that are due: each account with the backup role once a
     /// day, at its offset in the nightly window. An account busy with another job, or whose
-    /// backup already ran since its slot, is skipped. Returns how many started.
+    /// backup already ran since its slot, is skipped. The accounts are read a page at a time
+    /// and their last backups from an index, so memory does not grow with the accounts or the
+    /// jobs. Returns how many started.
     pub async fn schedule_backups(&self) -> Result<usize> {
         let now = self.now();
         let (start, length) = self.config.backup_window;
         let midnight = now.replace_time(time::Time::MIDNIGHT);
         let mut started = 0;
-        let jobs = self.store.jobs().await?;
-        for account in self.store.accounts().await? {
-            if !account.spec.roles.contains(Role::Backup) {
-                continue;
-            }
-            let offset = spread(account.id, length);
-            let mut slot = midnight + time::Duration::seconds(i64::from(start + offset));
-            if slot > now {
-                slot -= time::Duration::days(1);
-            }
-            // Only within the window's length after the slot (a controller that was down
-            // all night does not start every account's backup at once at noon).
-            if now - slot > time::Duration::seconds(i64::from(length.max(3600))) {
-                continue;
-            }
-            let ran = jobs.iter().any(|j| {
-                j.account_id == Some(account.id)
-                    && matches!(j.work, JobWork::Backup { .. })
-                    && j.created_at >= slot
-            });
-            if ran || account.created_at >= slot {
-                continue;
-            }
-            match self
-                .start_backup_job(account.id, BackupCause::Scheduled)
-                .await
-            {
-                Ok(_) => started += 1,
-                Err(ControllerError::Store(crate::store::StoreError::JobRunning { .. })) => {}
-                Err(e) => {
-                    tracing::warn!(account = %account.id, error = %e, "could not start a scheduled backup")
+        // The accounts with the backup role, a page at a time from the role index.
+        let query = crate::store::AccountQuery {
+            role: Some(Role::Backup),
+            ..Default::default()
+        };
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .accounts_page(&query, after, SCHEDULE_PAGE)
+                .await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = Some(last.id);
+            let mut due = Vec::new();
+            for account in &page {
+                let offset = spread(account.id, length);
+                let mut slot = midnight + time::Duration::seconds(i64::from(start + offset));
+                if slot > now {
+                    slot -= time::Duration::days(1);
                 }
+                // Only within the window's length after the slot (a controller that was down
+                // all night does not start every account's backup at once at noon).
+                if now - slot > time::Duration::seconds(i64::from(length.max(3600)))
+                    || account.created_at >= slot
+                {
+                    continue;
+                }
+                due.push((account.id, slot));
+            }
+            let last_backups = self
+                .store
+                .last_backups(due.iter().map(|(id, _)| *id).collect())
+                .await?;
+            for ((account, slot), last) in due.into_iter().zip(last_backups) {
+                if last.is_some_and(|at| at >= slot) {
+                    continue;
+                }
+                match self.start_backup_job(account, BackupCause::Scheduled).await {
+                    Ok(_) => started += 1,
+                    Err(ControllerError::Store(crate::store::StoreError::JobRunning {
+                        ..
+                    })) => {}
+                    Err(e) => {
+                        tracing::warn!(account = %account, error = %e, "could not start a scheduled backup")
+                    }
+                }
+            }
+            if page.len() < SCHEDULE_PAGE {
+                break;
             }
         }
         Ok(started)
@@ -457,6 +478,9 @@ impl Controller {
         }
     }
 }
+
+/// How many accounts the schedule reads at a time.
+const SCHEDULE_PAGE: usize = 1_000;
 
 pub(super) trait Plus {
     /// This progress with what a task did added.

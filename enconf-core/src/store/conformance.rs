@@ -1644,8 +1644,17 @@ pub async fn one_job_per_account_and_backup_keys_kept(store: Arc<dyn Store>) {
             cause: BackupCause::Asked,
         },
     };
+    assert_eq!(store.last_backups(vec![shop.id]).await.unwrap(), [None]);
     let first = store.insert_job(new(shop.id), NOW).await.unwrap();
     assert_eq!(first.status, JobStatus::Queued);
+    // When each account was last backed up comes from an index kept with the jobs.
+    assert_eq!(
+        store
+            .last_backups(vec![shop.id, AccountId(999)])
+            .await
+            .unwrap(),
+        [Some(NOW), None]
+    );
     match store.insert_job(new(shop.id), NOW).await {
         Err(StoreError::JobRunning { job }) => assert_eq!(job, first.id),
         other => panic!("a second job: {other:?}"),

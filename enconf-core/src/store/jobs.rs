@@ -40,6 +40,51 @@ pub trait JobStore: Send + Sync {
     -> Result<(), StoreError>;
     /// Forgets the account's sets that are not in `kept` (what pruning left).
     async fn keep_backup_sets(&self, account: AccountId, kept: Vec<u64>) -> Result<(), StoreError>;
+    /// When each of `accounts` last had a backup job recorded (`None`: never), read in one
+    /// transaction from an index kept with the jobs (not by reading every job).
+    async fn last_backups(
+        &self,
+        accounts: Vec<AccountId>,
+    ) -> Result<Vec<Option<OffsetDateTime>>, StoreError>;
+}
+
+/// The key, in the meta table, of when an account's last backup job was recorded.
+fn last_backup_key(account: AccountId) -> Vec<u8> {
+    let mut key = b"last_backup/".to_vec();
+    key.extend_from_slice(&id_key(account.0));
+    key
+}
+
+/// Notes that `job` (a backup) was recorded for its account.
+pub(super) fn note_backup(tx: &mut dyn WriteTxn, job: &Job) -> Result<(), StoreError> {
+    if let (Some(account), crate::domain::job::JobWork::Backup { .. }) = (job.account_id, &job.work)
+    {
+        let at = job.created_at.unix_timestamp_nanos();
+        let previous = tx
+            .get(Table::Meta, &last_backup_key(account))?
+            .map(|v| decode::<i128>(&v))
+            .transpose()?;
+        if previous.is_none_or(|p| p < at) {
+            tx.put(Table::Meta, &last_backup_key(account), &encode(&at)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Forgets when a deleted account was last backed up.
+pub(super) fn forget_last_backup(
+    tx: &mut dyn WriteTxn,
+    account: AccountId,
+) -> Result<(), StoreError> {
+    tx.delete(Table::Meta, &last_backup_key(account))
+}
+
+/// Schema 7 → 8: the index of last backups, from the jobs.
+pub(super) fn index_last_backups(tx: &mut dyn WriteTxn) -> Result<(), StoreError> {
+    for (_, value) in tx.scan(Table::Jobs, b"")? {
+        note_backup(tx, &decode(&value)?)?;
+    }
+    Ok(())
 }
 
 fn set_key(account: AccountId, set: u64) -> Vec<u8> {
@@ -110,6 +155,7 @@ impl<B: Backend> JobStore for KvStore<B> {
             if let Some(account) = job.account_id {
                 tx.put(Table::ActiveJobs, &id_key(account.0), &id_key(id.0))?;
             }
+            note_backup(tx, &job)?;
             Ok(job)
         })
         .await
@@ -205,6 +251,27 @@ impl<B: Backend> JobStore for KvStore<B> {
                 }
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn last_backups(
+        &self,
+        accounts: Vec<AccountId>,
+    ) -> Result<Vec<Option<OffsetDateTime>>, StoreError> {
+        self.read(move |tx, _| {
+            accounts
+                .iter()
+                .map(|a| {
+                    tx.get(Table::Meta, &last_backup_key(*a))?
+                        .map(|v| {
+                            let at: i128 = decode(&v)?;
+                            OffsetDateTime::from_unix_timestamp_nanos(at)
+                                .map_err(StoreError::backend)
+                        })
+                        .transpose()
+                })
+                .collect()
         })
         .await
     }

@@ -91,6 +91,7 @@ impl<B: Backend> KvStore<B> {
                     }
                     if found.is_some_and(|v| v < 8) {
                         super::pages::migrate_to_8(tx)?;
+                        super::jobs::index_last_backups(tx)?;
                     }
                     write_u64(tx, Table::Meta, SCHEMA_KEY, SCHEMA_VERSION)
                 }
@@ -855,6 +856,7 @@ fn delete_account(
     }
     reindex_account(tx, id, &account.servers, &RoleServers::default())?;
     super::pages::index_roles(tx, id, account.spec.roles, false)?;
+    super::jobs::forget_last_backup(tx, id)?;
     super::mail::forget_account(tx, id)?;
     super::dns::claim_zones(
         tx,
