@@ -74,14 +74,11 @@ impl Controller {
                     .await
             }
             JobWork::Migrate { targets } => match job.account_id {
-                Some(account) => {
-                    // A job recorded with only a web target came as `target_server_id`.
-                    let single =
-                        targets.len() == 1 && targets.contains_key(&crate::domain::Role::Web);
-                    self.migrate(account, &targets, single, Some(&mut job))
-                        .await
-                        .map(drop)
-                }
+                // Its checks passed when it was queued; a refusal now names `targets.<role>`.
+                Some(account) => self
+                    .migrate(account, &targets, false, Some(&mut job))
+                    .await
+                    .map(drop),
                 None => Err(ControllerError::Internal(
                     "a migration without an account".into(),
                 )),

@@ -46,6 +46,9 @@ struct Step {
 struct Migration {
     account: Account,
     steps: Vec<Step>,
+    /// The servers whose writes stop for the last pass: where the site runs when its files
+    /// or its databases move (its PHP writes both), and where the mail is when it moves.
+    writers: Vec<Server>,
 }
 
 impl Migration {
@@ -78,19 +81,6 @@ impl Migration {
             .flat_map(|s| [&s.source, &s.target])
             .filter(|s| seen.insert(s.id))
             .collect()
-    }
-
-    /// The servers whose writes stop for the last pass: where the site runs when its files or
-    /// its databases move (its PHP writes both), and where the mail is when it moves.
-    fn writers(&self) -> Vec<ServerId> {
-        let mut out = BTreeSet::new();
-        if self.step(Role::Web).is_some() || self.step(Role::Db).is_some() {
-            out.extend(self.account.servers.one(Role::Web));
-        }
-        if let Some(step) = self.step(Role::Mail) {
-            out.insert(step.source.id);
-        }
-        out.into_iter().collect()
     }
 }
 
@@ -188,7 +178,23 @@ impl Controller {
         if account.spec.roles.contains(Role::Backup) {
             self.backup_server(&account).await?;
         }
-        Ok(Some(Migration { account, steps }))
+        let moves = |role| steps.iter().any(|s: &Step| s.role == role);
+        let mut writers: Vec<Server> = Vec::new();
+        if (moves(Role::Web) || moves(Role::Db))
+            && let Some(web) = account.servers.one(Role::Web)
+        {
+            writers.push(self.store.server(web).await?);
+        }
+        if let Some(mail) = steps.iter().find(|s| s.role == Role::Mail)
+            && !writers.iter().any(|w| w.id == mail.source.id)
+        {
+            writers.push(mail.source.clone());
+        }
+        Ok(Some(Migration {
+            account,
+            steps,
+            writers,
+        }))
     }
 
     /// Runs a migration (the job's work, or [`Self::migrate_account`]'s).
@@ -284,13 +290,13 @@ impl Controller {
             true => DataFate::Remove,
             false => DataFate::Keep,
         };
-        let mut last: Vec<Server> = m.servers().into_iter().cloned().collect();
-        for writer in m.writers() {
-            if !last.iter().any(|s| s.id == writer) {
-                last.push(self.store.server(writer).await?);
+        let mut last: Vec<&Server> = m.servers();
+        for writer in &m.writers {
+            if !last.iter().any(|s| s.id == writer.id) {
+                last.push(writer);
             }
         }
-        for server in &last {
+        for server in last {
             let roles = moved.servers.roles_on(server.id);
             if let Err(e) = self.put_roles(server, &moved, roles, data).await {
                 tracing::error!(account = %id, server = %server.id, error = %e,
@@ -343,10 +349,10 @@ impl Controller {
             }
             tracing::info!(account = %account.id, pass, "data copied");
             if pass == 1 {
-                for id in m.writers() {
-                    let server = self.store.server(id).await?;
+                for server in &m.writers {
+                    let id = server.id;
                     frozen.push(id);
-                    let endpoint = AgentEndpoint::from(&server);
+                    let endpoint = AgentEndpoint::from(server);
                     AgentClient::new(&*self.transport, &endpoint)
                         .freeze(&account.spec.username)
                         .await
@@ -372,19 +378,21 @@ impl Controller {
                     "could not undo a partial migration; the next reconciliation reports it");
             }
         }
-        for &id in frozen {
-            if touched.iter().any(|s| s.id == id) {
-                continue;
-            }
-            let restored = async {
-                let server = self.store.server(id).await?;
-                self.put_roles(&server, account, m.before().roles_on(id), DataFate::Keep)
-                    .await
-                    .map_err(|e| Self::agent_error(id, e))
-            }
-            .await;
-            if let Err(e) = restored {
-                tracing::error!(account = %account.id, server = %id, error = %e,
+        let frozen = m
+            .writers
+            .iter()
+            .filter(|w| frozen.contains(&w.id) && !touched.iter().any(|t| t.id == w.id));
+        for server in frozen {
+            if let Err(e) = self
+                .put_roles(
+                    server,
+                    account,
+                    m.before().roles_on(server.id),
+                    DataFate::Keep,
+                )
+                .await
+            {
+                tracing::error!(account = %account.id, server = %server.id, error = %e,
                     "could not let the account's site and mail run again after a failed migration; the next put of the account does");
             }
         }
