@@ -24,19 +24,6 @@ use enconf_core::transport::http::HttpTransport;
 
 const AGENTS: usize = 1_000;
 
-/// Raises the open-files soft limit to the hard one: 1,000 listeners and their connections.
-fn raise_open_files() {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    let _ = setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: limit.maximum,
-            maximum: limit.maximum,
-        },
-    );
-}
-
 /// Starts one fake agent; its URL.
 async fn fake_agent(n: usize) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -86,7 +73,7 @@ fn controller(store: Arc<dyn Store>, spread: Duration) -> Controller {
 }
 
 fn bench(c: &mut Criterion) {
-    raise_open_files();
+    enconf_benches::raise_open_files();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

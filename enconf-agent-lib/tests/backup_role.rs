@@ -478,7 +478,13 @@ fn back_up_destroy_restore_and_append_only() {
         .unwrap();
     assert!(htpasswd.contains("shop:$2y$05$"), "{htpasswd}");
     assert!(!htpasswd.contains(shop_keys.access.expose_secret()));
-    let jobs = serde_json::to_string(&c.runtime.block_on(c.controller.jobs()).unwrap()).unwrap();
+    let jobs = serde_json::to_string(
+        &c.runtime
+            .block_on(c.controller.jobs_page(&Default::default()))
+            .unwrap()
+            .items,
+    )
+    .unwrap();
     assert!(!jobs.contains(shop_keys.access.expose_secret()));
     assert!(!jobs.contains(shop_keys.key.expose_secret()));
 
@@ -596,7 +602,11 @@ fn each_account_is_backed_up_once_a_night_in_its_slot() {
         0,
         "a second round the same night starts nothing"
     );
-    let jobs = c.runtime.block_on(c.controller.jobs()).unwrap();
+    let jobs = c
+        .runtime
+        .block_on(c.controller.jobs_page(&Default::default()))
+        .unwrap()
+        .items;
     let done = c.wait(&jobs[0]);
     assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
     assert_eq!(schedule(), 0);
@@ -606,7 +616,11 @@ fn each_account_is_backed_up_once_a_night_in_its_slot() {
     // The next night: once again.
     now.store(day + 2 * 86_400 + 5 * 3600, Ordering::SeqCst);
     assert_eq!(schedule(), 1);
-    let jobs = c.runtime.block_on(c.controller.jobs()).unwrap();
+    let jobs = c
+        .runtime
+        .block_on(c.controller.jobs_page(&Default::default()))
+        .unwrap()
+        .items;
     assert_eq!(jobs.len(), 2);
     assert_eq!(c.wait(&jobs[0]).status, JobStatus::Succeeded);
     assert!(

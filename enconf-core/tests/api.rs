@@ -1174,6 +1174,44 @@ async fn accounts_migrate_between_servers() {
             .0,
         204
     );
+
+    // The jobs list is paged newest first: the move that succeeded, then the one that failed.
+    let (status, first, next) = h.page("/api/v1/jobs?limit=1").await;
+    assert_eq!(status, 200);
+    assert_eq!(first[0]["status"], "succeeded", "{first}");
+    let next = next.expect("a next page");
+    assert_eq!(
+        next,
+        format!("/api/v1/jobs?limit=1&after={}", first[0]["id"])
+    );
+    let (_, second, next) = h.page(&next).await;
+    assert_eq!(second[0]["status"], "failed", "{second}");
+    assert!(second[0]["id"].as_u64() < first[0]["id"].as_u64());
+    assert_eq!(next, None, "the oldest job ends the list");
+    // One account's jobs: the same two; another account's: none.
+    let (_, mine, _) = h
+        .page(&format!("/api/v1/jobs?account_id={}", acc["id"]))
+        .await;
+    assert_eq!(mine, json!([first[0], second[0]]));
+    let (_, theirs, _) = h
+        .page(&format!("/api/v1/jobs?account_id={}", post["id"]))
+        .await;
+    assert_eq!(theirs, json!([]));
+    for (query, field) in [
+        ("account_id=0", "account_id"),
+        ("account_id=x", "account_id"),
+        ("limit=0", "limit"),
+        ("after=x", "after"),
+        ("role=web", "role"),
+        ("sort=id", "sort"),
+    ] {
+        is_error(
+            &h.call("GET", &format!("/api/v1/jobs?{query}"), None).await,
+            422,
+            "invalid",
+            Some(field),
+        );
+    }
 }
 
 #[tokio::test]

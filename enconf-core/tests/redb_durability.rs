@@ -354,3 +354,59 @@ fn a_schema_7_file_gets_its_role_index() {
         );
     });
 }
+
+#[test]
+fn a_schema_8_file_gets_placement_summaries_with_its_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("enconf.redb");
+    let web = runtime().block_on(async {
+        let store = Engine::Redb(path.clone()).open(&key()).unwrap();
+        let web = online_server(&*store, "web1", "web").await;
+        store
+            .create_account(
+                account("shop", &["shop.example"], None),
+                datetime!(2026-12-01 0:00 UTC),
+            )
+            .await
+            .unwrap();
+        web
+    });
+    {
+        // What schema 8 had: the count in the meta table, no summaries.
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let table = |name| redb::TableDefinition::<&[u8], &[u8]>::new(name);
+            txn.delete_table(table("placement")).unwrap();
+            let mut meta = txn.open_table(table("meta")).unwrap();
+            meta.insert(&b"schema_version"[..], &8u64.to_be_bytes()[..])
+                .unwrap();
+            let key = [&b"accounts_on:"[..], &web.0.to_be_bytes()].concat();
+            meta.insert(&key[..], &1u64.to_be_bytes()[..]).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    runtime().block_on(async {
+        let store = Engine::Redb(path.clone()).open(&key()).unwrap();
+        assert_eq!(store.server(web).await.unwrap().accounts, 1);
+        // Placement reads the summary: the server is online and takes the next account.
+        let blog = store
+            .create_account(
+                account("blog", &["blog.example"], None),
+                datetime!(2026-12-01 0:00 UTC),
+            )
+            .await
+            .unwrap();
+        assert_eq!(blog.servers.one(enconf_core::domain::Role::Web), Some(web));
+        assert_eq!(store.server(web).await.unwrap().accounts, 2);
+    });
+    let db = redb::Database::open(&path).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let meta = txn
+        .open_table(redb::TableDefinition::<&[u8], &[u8]>::new("meta"))
+        .unwrap();
+    let old: Vec<_> = redb::ReadableTable::range(&meta, &b"accounts_on:"[..]..&b"accounts_on;"[..])
+        .unwrap()
+        .collect();
+    assert!(old.is_empty(), "the old counts are gone");
+}

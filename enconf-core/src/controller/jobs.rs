@@ -9,9 +9,25 @@ use crate::domain::job::{Job, JobId, JobStatus, JobWork, NewJob, Progress};
 use crate::protocol::backup::JobView;
 
 impl Controller {
-    /// Every job, newest first.
-    pub async fn jobs(&self) -> Result<Vec<JobView>> {
-        Ok(self.store.jobs().await?.iter().map(JobView::from).collect())
+    /// One page of the jobs (of one account when the query names it), newest first
+    /// (`GET /api/v1/jobs`): the cursor is the last job of the page before, and the page holds
+    /// older ones.
+    pub async fn jobs_page(
+        &self,
+        query: &crate::protocol::list::ListQuery,
+    ) -> Result<crate::protocol::list::Page<JobView>> {
+        let paging = query.paging()?;
+        let account = query.jobs()?;
+        let jobs = self
+            .store
+            .jobs_page(account, paging.after.map(JobId), paging.limit + 1)
+            .await?;
+        let views = jobs.iter().map(JobView::from).collect();
+        Ok(crate::protocol::list::Page::of(
+            views,
+            paging.limit,
+            |j: &JobView| j.id,
+        ))
     }
 
     pub async fn job(&self, id: JobId) -> Result<JobView> {
@@ -43,10 +59,7 @@ impl Controller {
     /// Called once at start by the controller that runs the monitor.
     pub async fn resume_jobs(&self) -> Result<usize> {
         let mut resumed = 0;
-        for job in self.store.jobs().await? {
-            if !job.status.is_active() {
-                continue;
-            }
+        for job in self.store.unfinished_jobs().await? {
             tracing::info!(job = %job.id, status = ?job.status, "job resumed after a restart");
             let runner = self.clone();
             tokio::spawn(async move { runner.run_job(job).await });

@@ -253,7 +253,7 @@ impl Controller {
         query: &crate::protocol::list::ListQuery,
     ) -> Result<crate::protocol::list::Page<ServerView>> {
         let paging = query.paging()?;
-        query.servers()?;
+        query.unfiltered()?;
         let servers = self
             .store
             .servers_page(paging.after.map(ServerId), paging.limit + 1)

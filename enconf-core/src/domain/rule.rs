@@ -99,6 +99,8 @@ pub enum Rule {
     NoBackupRole,
     #[error("does not name an existing server")]
     UnknownServer,
+    #[error("is not an account id (a positive integer)")]
+    AccountIdFormat,
     #[error("pins a role the account does not use (see roles)")]
     RoleNotUsed,
     #[error(

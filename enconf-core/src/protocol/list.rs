@@ -1,5 +1,5 @@
-//! The query of the list endpoints (`GET /api/v1/accounts`, `GET /api/v1/servers`): a page of
-//! `limit` items after the cursor `after`, and (accounts) filters.
+//! The query of the list endpoints (`GET /api/v1/accounts`, `/servers` and `/jobs`): a page
+//! of `limit` items after the cursor `after`, and (accounts) filters.
 
 use serde::Deserialize;
 
@@ -23,6 +23,8 @@ pub struct ListQuery {
     pub server_id: Option<String>,
     pub role: Option<String>,
     pub q: Option<String>,
+    /// Jobs only: the jobs of one account.
+    pub account_id: Option<String>,
 }
 
 /// One page of a list: its items, and the cursor of the next page when there is one.
@@ -87,6 +89,9 @@ impl ListQuery {
     /// The filters of an account list: `server_id`, `role`, and `q` (a user name or domain
     /// prefix: letters, digits, `.`, `-`, `_`; compared in lowercase).
     pub fn accounts(&self) -> Result<AccountQuery, ValidationError> {
+        if self.account_id.is_some() {
+            return Err(Rule::UnknownParameter.at("account_id"));
+        }
         let server = match self.server_id.as_deref() {
             None => None,
             Some(text) => Some(ServerId(
@@ -124,7 +129,17 @@ impl ListQuery {
     }
 
     /// A server list has no filters: one given is refused, named.
-    pub fn servers(&self) -> Result<(), ValidationError> {
+    pub fn unfiltered(&self) -> Result<(), ValidationError> {
+        self.jobs()?;
+        match self.account_id {
+            Some(_) => Err(Rule::UnknownParameter.at("account_id")),
+            None => Ok(()),
+        }
+    }
+
+    /// The filter of a job list: `account_id` (any account id, also of a deleted account,
+    /// whose jobs stay).
+    pub fn jobs(&self) -> Result<Option<crate::domain::AccountId>, ValidationError> {
         for (field, value) in [
             ("server_id", &self.server_id),
             ("role", &self.role),
@@ -134,7 +149,16 @@ impl ListQuery {
                 return Err(Rule::UnknownParameter.at(field));
             }
         }
-        Ok(())
+        match self.account_id.as_deref() {
+            None => Ok(None),
+            Some(text) => text
+                .parse::<u64>()
+                .ok()
+                // Ids are JSON integers: at most 2^63 - 1, as the API document says.
+                .filter(|n| (1..=i64::MAX as u64).contains(n) && text == n.to_string())
+                .map(|n| Some(crate::domain::AccountId(n)))
+                .ok_or_else(|| Rule::AccountIdFormat.at("account_id")),
+        }
     }
 }
 
@@ -151,6 +175,7 @@ mod tests {
                 "after" => q.after = v,
                 "server_id" => q.server_id = v,
                 "role" => q.role = v,
+                "account_id" => q.account_id = v,
                 _ => q.q = v,
             }
         }
@@ -220,8 +245,25 @@ mod tests {
         let long = "a".repeat(254);
         assert_eq!(query(&[("q", &long)]).accounts().unwrap_err().field, "q");
         assert_eq!(
-            query(&[("role", "web")]).servers().unwrap_err().field,
+            query(&[("role", "web")]).unfiltered().unwrap_err().field,
             "role"
         );
+        // `account_id` filters jobs, and only jobs.
+        assert_eq!(
+            query(&[("account_id", "7")]).jobs().unwrap(),
+            Some(crate::domain::AccountId(7))
+        );
+        assert_eq!(query(&[]).jobs().unwrap(), None);
+        for (pairs, field) in [
+            (&[("account_id", "07")][..], "account_id"),
+            (&[("account_id", "-1")], "account_id"),
+            (&[("account_id", "9223372036854775808")], "account_id"),
+            (&[("q", "shop")], "q"),
+        ] {
+            assert_eq!(query(pairs).jobs().unwrap_err().field, field, "{pairs:?}");
+        }
+        let q = query(&[("account_id", "7")]);
+        assert_eq!(q.unfiltered().unwrap_err().field, "account_id");
+        assert_eq!(q.accounts().unwrap_err().field, "account_id");
     }
 }

@@ -1690,9 +1690,49 @@ pub async fn one_job_per_account_and_backup_keys_kept(store: Arc<dyn Store>) {
     assert_eq!(store.job(first.id).await.unwrap(), running);
     let second = store.insert_job(new(shop.id), NOW).await.unwrap();
     assert!(second.id > first.id);
-    let all = store.jobs().await.unwrap();
+    let all = store.jobs_page(None, None, 10).await.unwrap();
     assert_eq!(all.len(), 3);
     assert_eq!(all[0].id, second.id, "newest first");
+    // Paged back from the newest; only the unfinished ones are in their index.
+    let ids: Vec<JobId> = all.iter().map(|j| j.id).collect();
+    let page_of = |account: Option<AccountId>, before: Option<JobId>, limit| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .jobs_page(account, before, limit)
+                .await
+                .unwrap()
+                .iter()
+                .map(|j| j.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page_of(None, None, 2).await, ids[..2]);
+    assert_eq!(page_of(None, Some(ids[1]), 2).await, ids[2..]);
+    assert!(page_of(None, Some(ids[2]), 2).await.is_empty());
+    // One account's jobs, from their index.
+    assert_eq!(
+        page_of(Some(shop.id), None, 10).await,
+        [second.id, first.id]
+    );
+    assert_eq!(page_of(Some(shop.id), Some(second.id), 1).await, [first.id]);
+    assert_eq!(page_of(Some(other.id), None, 10).await, [ids[1]]);
+    assert!(page_of(Some(AccountId(999)), None, 10).await.is_empty());
+    let unfinished: Vec<JobId> = store
+        .unfinished_jobs()
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    let active: Vec<JobId> = all
+        .iter()
+        .rev()
+        .filter(|j| j.status.is_active())
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(unfinished, active);
+    assert!(unfinished.contains(&second.id) && !unfinished.contains(&first.id));
     assert!(matches!(
         store.job(JobId(9999)).await,
         Err(StoreError::NotFound {

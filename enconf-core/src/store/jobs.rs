@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::kv::{Backend, ReadTxn, Table, WriteTxn};
-use super::logic::{KvStore, decode, encode, id_key, load_account, next_id};
+use super::logic::{KvStore, decode, decode_u64, encode, id_key, load_account, next_id};
 use super::{Kind, StoreError};
 use crate::domain::AccountId;
 use crate::domain::backup::RepoKeys;
@@ -28,8 +28,16 @@ pub trait JobStore: Send + Sync {
     /// nothing is recorded: [`StoreError::JobRunning`].
     async fn insert_job(&self, job: NewJob, now: OffsetDateTime) -> Result<Job, StoreError>;
     async fn job(&self, id: JobId) -> Result<Job, StoreError>;
-    /// Every job, newest first.
-    async fn jobs(&self) -> Result<Vec<Job>, StoreError>;
+    /// At most `limit` jobs (of `account` only, when given) older than `before` (from the
+    /// newest when `None`), newest first, read from an index.
+    async fn jobs_page(
+        &self,
+        account: Option<AccountId>,
+        before: Option<JobId>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError>;
+    /// The queued and running jobs, oldest first (read from their own index).
+    async fn unfinished_jobs(&self) -> Result<Vec<Job>, StoreError>;
     /// Writes a job's new status and progress; a finished one frees its account.
     async fn update_job(&self, job: Job) -> Result<(), StoreError>;
     /// The secrets of the account's repository, made (and sealed) the first time.
@@ -77,6 +85,28 @@ pub(super) fn forget_last_backup(
     account: AccountId,
 ) -> Result<(), StoreError> {
     tx.delete(Table::Meta, &last_backup_key(account))
+}
+
+fn account_job_key(account: AccountId, job: JobId) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&id_key(account.0));
+    key[8..].copy_from_slice(&id_key(job.0));
+    key
+}
+
+/// Schema 8 → 9: the indexes of unfinished jobs and of each account's jobs, made from the
+/// jobs.
+pub(super) fn index_jobs(tx: &mut dyn WriteTxn) -> Result<(), StoreError> {
+    for (key, value) in tx.scan(Table::Jobs, b"")? {
+        let job = decode::<Job>(&value)?;
+        if job.status.is_active() {
+            tx.put(Table::UnfinishedJobs, &key, &[])?;
+        }
+        if let Some(account) = job.account_id {
+            tx.put(Table::AccountJobs, &account_job_key(account, job.id), &[])?;
+        }
+    }
+    Ok(())
 }
 
 /// Schema 7 → 8: the index of last backups, from the jobs.
@@ -152,7 +182,9 @@ impl<B: Backend> JobStore for KvStore<B> {
                 error: None,
             };
             tx.put(Table::Jobs, &id_key(id.0), &encode(&job)?)?;
+            tx.put(Table::UnfinishedJobs, &id_key(id.0), &[])?;
             if let Some(account) = job.account_id {
+                tx.put(Table::AccountJobs, &account_job_key(account, id), &[])?;
                 tx.put(Table::ActiveJobs, &id_key(account.0), &id_key(id.0))?;
             }
             note_backup(tx, &job)?;
@@ -165,15 +197,43 @@ impl<B: Backend> JobStore for KvStore<B> {
         self.read(move |tx, _| load_job(tx, id)).await
     }
 
-    async fn jobs(&self) -> Result<Vec<Job>, StoreError> {
-        self.read(|tx, _| {
-            let mut out = tx
-                .scan(Table::Jobs, b"")?
+    async fn jobs_page(
+        &self,
+        account: Option<AccountId>,
+        before: Option<JobId>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.read(move |tx, _| match account {
+            None => {
+                let end = before.map(|id| id_key(id.0));
+                tx.scan_back(Table::Jobs, b"", end.as_ref().map(|k| &k[..]), limit)?
+                    .into_iter()
+                    .map(|(_, v)| decode::<Job>(&v))
+                    .collect()
+            }
+            Some(account) => {
+                let end = before.map(|id| account_job_key(account, id));
+                let prefix = id_key(account.0);
+                tx.scan_back(
+                    Table::AccountJobs,
+                    &prefix,
+                    end.as_ref().map(|k| &k[..]),
+                    limit,
+                )?
                 .into_iter()
-                .map(|(_, v)| decode::<Job>(&v))
-                .collect::<Result<Vec<_>, _>>()?;
-            out.reverse();
-            Ok(out)
+                .map(|(k, _)| load_job(tx, JobId(decode_u64(k.get(8..).unwrap_or_default())?)))
+                .collect()
+            }
+        })
+        .await
+    }
+
+    async fn unfinished_jobs(&self) -> Result<Vec<Job>, StoreError> {
+        self.read(|tx, _| {
+            tx.scan(Table::UnfinishedJobs, b"")?
+                .into_iter()
+                .map(|(k, _)| load_job(tx, JobId(decode_u64(&k)?)))
+                .collect()
         })
         .await
     }
@@ -182,6 +242,9 @@ impl<B: Backend> JobStore for KvStore<B> {
         self.write(move |tx, _| {
             load_job(tx, job.id)?;
             tx.put(Table::Jobs, &id_key(job.id.0), &encode(&job)?)?;
+            if !job.status.is_active() {
+                tx.delete(Table::UnfinishedJobs, &id_key(job.id.0))?;
+            }
             if let Some(account) = job.account_id
                 && !job.status.is_active()
                 && tx.get(Table::ActiveJobs, &id_key(account.0))?.as_deref()

@@ -46,10 +46,16 @@ pub enum Table {
     /// Role ++ account id → nothing: which accounts have a role (an account's roles never
     /// change after its create).
     RoleAccounts,
+    /// Server id → its placement summary and account count (see `summary.rs`).
+    Placement,
+    /// Job id → nothing: the queued and running jobs.
+    UnfinishedJobs,
+    /// Account id ++ job id → nothing: an account's jobs.
+    AccountJobs,
 }
 
 impl Table {
-    pub const ALL: [Table; 21] = [
+    pub const ALL: [Table; 24] = [
         Table::Meta,
         Table::Servers,
         Table::ServerNames,
@@ -71,6 +77,9 @@ impl Table {
         Table::BackupKeys,
         Table::BackupSets,
         Table::RoleAccounts,
+        Table::Placement,
+        Table::UnfinishedJobs,
+        Table::AccountJobs,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -96,6 +105,9 @@ impl Table {
             Table::BackupKeys => "backup_keys",
             Table::BackupSets => "backup_sets",
             Table::RoleAccounts => "role_accounts",
+            Table::Placement => "placement",
+            Table::UnfinishedJobs => "unfinished_jobs",
+            Table::AccountJobs => "account_jobs",
         }
     }
 }
@@ -119,6 +131,46 @@ pub trait ReadTxn {
         start: &[u8],
         limit: usize,
     ) -> Result<Entries, StoreError>;
+    /// At most `limit` entries whose key starts with `prefix` and is before `end` (from the
+    /// last when `None`), last first: the newest of an index keyed by increasing ids, a page
+    /// at a time.
+    fn scan_back(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StoreError>;
+}
+
+/// The first key after every key that starts with `prefix` (`None`: there is none).
+pub(super) fn upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut bound = prefix.to_vec();
+    while let Some(last) = bound.pop() {
+        if last < 0xFF {
+            bound.push(last + 1);
+            return Some(bound);
+        }
+    }
+    None
+}
+
+/// The keys a backward scan reads: from `prefix` (included) to `end` or the end of the
+/// prefix (excluded), whichever comes first.
+pub(super) fn back_range(
+    prefix: &[u8],
+    end: Option<&[u8]>,
+) -> (std::ops::Bound<Vec<u8>>, std::ops::Bound<Vec<u8>>) {
+    use std::ops::Bound;
+    let hi = match (end, upper_bound(prefix)) {
+        (Some(end), Some(bound)) => Some(end.min(&bound).to_vec()),
+        (Some(end), None) => Some(end.to_vec()),
+        (None, bound) => bound,
+    };
+    (
+        Bound::Included(prefix.to_vec()),
+        hi.map_or(Bound::Unbounded, Bound::Excluded),
+    )
 }
 
 /// Reads and writes inside a write transaction.

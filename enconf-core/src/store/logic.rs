@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::group::Committer;
 use super::kv::{Backend, ReadTxn, Table, WriteTxn};
 use super::{Kind, LISTED_ACCOUNTS, MemoryBackend, SCHEMA_VERSION, Store, StoreError};
 use crate::domain::{
@@ -24,7 +25,6 @@ const SCHEMA_KEY: &[u8] = b"schema_version";
 const KEY_CHECK: &[u8] = b"key_check";
 const NEXT_SERVER_ID: &[u8] = b"next_server_id";
 const NEXT_ACCOUNT_ID: &[u8] = b"next_account_id";
-const ACCOUNT_COUNT_PREFIX: &[u8] = b"accounts_on:";
 
 /// The [`Store`] over any [`Backend`].
 #[derive(Debug)]
@@ -32,6 +32,8 @@ pub struct KvStore<B> {
     backend: Arc<B>,
     /// Seals agent tokens at rest.
     sealer: Arc<Sealer>,
+    /// Groups concurrent writes into one commit.
+    committer: Arc<Committer>,
 }
 
 impl<B> Clone for KvStore<B> {
@@ -39,6 +41,7 @@ impl<B> Clone for KvStore<B> {
         Self {
             backend: Arc::clone(&self.backend),
             sealer: Arc::clone(&self.sealer),
+            committer: Arc::clone(&self.committer),
         }
     }
 }
@@ -53,6 +56,7 @@ impl KvStore<MemoryBackend> {
         Self {
             backend: Arc::new(MemoryBackend::new()),
             sealer: Arc::new(Sealer::new(&key)),
+            committer: Arc::default(),
         }
     }
 }
@@ -93,6 +97,12 @@ impl<B: Backend> KvStore<B> {
                         super::pages::migrate_to_8(tx)?;
                         super::jobs::index_last_backups(tx)?;
                     }
+                    // Schema 9 moves the account counts into the servers' placement
+                    // summaries and indexes the jobs (unfinished ones, each account's).
+                    if found.is_some_and(|v| v < 9) {
+                        super::summary::migrate_to_9(tx)?;
+                        super::jobs::index_jobs(tx)?;
+                    }
                     write_u64(tx, Table::Meta, SCHEMA_KEY, SCHEMA_VERSION)
                 }
             }
@@ -100,6 +110,7 @@ impl<B: Backend> KvStore<B> {
         Ok(Self {
             backend: Arc::new(backend),
             sealer: Arc::new(sealer),
+            committer: Arc::default(),
         })
     }
 
@@ -114,15 +125,14 @@ impl<B: Backend> KvStore<B> {
             .map_err(StoreError::backend)?
     }
 
-    /// Runs a write transaction off the async runtime's threads.
+    /// Runs a write off the async runtime's threads, committed with the writes that wait
+    /// beside it (see [`group`](super::group)): `Ok` once it is committed; an `Err` leaves no
+    /// trace.
     pub(super) async fn write<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut dyn WriteTxn, &Sealer) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
-        let (backend, sealer) = (Arc::clone(&self.backend), Arc::clone(&self.sealer));
-        tokio::task::spawn_blocking(move || backend.write(|tx| f(tx, &sealer)))
-            .await
-            .map_err(StoreError::backend)?
+        self.committer.write(&self.backend, &self.sealer, f).await
     }
 }
 
@@ -210,7 +220,7 @@ impl StoredToken {
 pub(super) struct ServerRecord {
     pub(super) spec: ServerSpec,
     token: StoredToken,
-    health: Health,
+    pub(super) health: Health,
 }
 
 pub(super) fn id_key(id: u64) -> [u8; 8] {
@@ -246,21 +256,7 @@ pub(super) fn next_id(tx: &mut dyn WriteTxn, counter: &[u8]) -> Result<u64, Stor
     Ok(next)
 }
 
-fn count_key(server: ServerId) -> Vec<u8> {
-    [ACCOUNT_COUNT_PREFIX, &id_key(server.0)].concat()
-}
-
-fn account_count(tx: &dyn ReadTxn, server: ServerId) -> Result<u64, StoreError> {
-    Ok(read_u64(tx, Table::Meta, &count_key(server))?.unwrap_or(0))
-}
-
-fn set_account_count(tx: &mut dyn WriteTxn, server: ServerId, n: u64) -> Result<(), StoreError> {
-    if n == 0 {
-        tx.delete(Table::Meta, &count_key(server))
-    } else {
-        write_u64(tx, Table::Meta, &count_key(server), n)
-    }
-}
+use super::summary::{account_count, set_account_count};
 
 fn to_server(
     sealer: &Sealer,
@@ -296,12 +292,14 @@ pub(super) fn load_server(
     to_server(sealer, id, record, account_count(tx, id)?)
 }
 
+/// Saves a server's record, and its placement summary with it.
 fn save_record(
     tx: &mut dyn WriteTxn,
     id: ServerId,
     record: &ServerRecord,
 ) -> Result<(), StoreError> {
-    tx.put(Table::Servers, &id_key(id.0), &encode(record)?)
+    tx.put(Table::Servers, &id_key(id.0), &encode(record)?)?;
+    super::summary::record_saved(tx, id, record)
 }
 
 fn all_servers(tx: &dyn ReadTxn, sealer: &Sealer) -> Result<Vec<Server>, StoreError> {
@@ -360,7 +358,7 @@ pub(super) fn save_account(tx: &mut dyn WriteTxn, account: &Account) -> Result<(
 
 /// The roles an index entry of `server_accounts` holds (entries of schema 2 and before are
 /// empty: the web role).
-fn decode_roles(value: &[u8]) -> RoleSet {
+pub(super) fn decode_roles(value: &[u8]) -> RoleSet {
     match value.first() {
         None => RoleSet::EMPTY.with(Role::Web),
         Some(bits) => Role::ALL
@@ -370,7 +368,7 @@ fn decode_roles(value: &[u8]) -> RoleSet {
     }
 }
 
-fn encode_roles(roles: RoleSet) -> [u8; 1] {
+pub(super) fn encode_roles(roles: RoleSet) -> [u8; 1] {
     [roles.iter().fold(0u8, |bits, r| bits | (1 << r as u8))]
 }
 
@@ -691,6 +689,7 @@ fn delete_server(tx: &mut dyn WriteTxn, id: ServerId) -> Result<(), StoreError> 
     {
         tx.delete(Table::AgentIds, agent.as_bytes())?;
     }
+    super::summary::remove(tx, id)?;
     tx.delete(Table::Servers, &id_key(id.0))
 }
 
@@ -719,7 +718,8 @@ fn create_account(
     for id in new.pins.values() {
         load_record(tx, *id)?;
     }
-    let servers = placement::place(&candidates(tx, spec.php_version)?, needed, &new.pins)?;
+    let candidates = super::summary::candidates(tx, spec.php_version)?;
+    let servers = placement::place(&candidates, needed, &new.pins)?;
     let account = Account {
         id: AccountId(next_id(tx, NEXT_ACCOUNT_ID)?),
         spec,
@@ -796,16 +796,6 @@ fn candidate(
         accounts: u32::try_from(account_count(tx, id)?).unwrap_or(u32::MAX),
         php_ok: php.is_none_or(|v| record.health.offers_php(v)),
     })
-}
-
-fn candidates(
-    tx: &dyn ReadTxn,
-    php: Option<crate::domain::PhpVersion>,
-) -> Result<Vec<Candidate>, StoreError> {
-    tx.scan(Table::Servers, b"")?
-        .into_iter()
-        .map(|(k, v)| candidate(tx, ServerId(decode_u64(&k)?), decode(&v)?, php))
-        .collect()
 }
 
 fn move_roles(

@@ -46,6 +46,24 @@ fn scan(tables: &[Map], table: Table, prefix: &[u8], start: &[u8], limit: usize)
         .collect()
 }
 
+fn scan_back(
+    tables: &[Map],
+    table: Table,
+    prefix: &[u8],
+    end: Option<&[u8]>,
+    limit: usize,
+) -> Entries {
+    if matches!(end, Some(end) if end <= prefix) {
+        return Vec::new();
+    }
+    tables[table as usize]
+        .range(super::kv::back_range(prefix, end))
+        .rev()
+        .take(limit)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 struct MemRead<'a>(&'a [Map]);
 
 impl ReadTxn for MemRead<'_> {
@@ -61,6 +79,15 @@ impl ReadTxn for MemRead<'_> {
     ) -> Result<Entries, StoreError> {
         Ok(scan(self.0, table, prefix, start, limit))
     }
+    fn scan_back(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
+        Ok(scan_back(self.0, table, prefix, end, limit))
+    }
 }
 
 impl ReadTxn for MemTxn<'_> {
@@ -75,6 +102,15 @@ impl ReadTxn for MemTxn<'_> {
         limit: usize,
     ) -> Result<Entries, StoreError> {
         Ok(scan(&self.tables[..], table, prefix, start, limit))
+    }
+    fn scan_back(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
+        Ok(scan_back(&self.tables[..], table, prefix, end, limit))
     }
 }
 

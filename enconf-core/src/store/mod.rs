@@ -18,6 +18,7 @@
 
 mod db;
 mod dns;
+mod group;
 mod jobs;
 mod kv;
 mod logic;
@@ -28,6 +29,7 @@ mod pages;
 mod postgres;
 #[cfg(feature = "redb")]
 mod redb;
+mod summary;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -69,7 +71,7 @@ pub type RedbStore = KvStore<RedbBackend>;
 pub type PostgresStore = KvStore<PostgresBackend>;
 
 /// The version of the data layout this build writes. A file with a newer one is refused.
-pub const SCHEMA_VERSION: u64 = 8;
+pub const SCHEMA_VERSION: u64 = 9;
 
 /// What the controller keeps: servers, accounts, counters and settings.
 ///

@@ -31,7 +31,7 @@ use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::ToSql;
 
 use super::StoreError;
-use super::kv::{Backend, Entries, ReadTxn, Table, WriteTxn};
+use super::kv::{Backend, Entries, ReadTxn, Table, WriteTxn, upper_bound};
 
 /// The advisory lock every write takes (an arbitrary 64-bit constant: "enconf w").
 const WRITE_LOCK: i64 = 0x656e_636f_6e66_2077;
@@ -244,19 +244,6 @@ fn tbl(table: Table) -> i16 {
     table as i16
 }
 
-/// The smallest key greater than every key starting with `prefix` (`None`: no bound, when the
-/// prefix is empty or all 0xFF).
-fn upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut bound = prefix.to_vec();
-    while let Some(last) = bound.pop() {
-        if last < 0xFF {
-            bound.push(last + 1);
-            return Some(bound);
-        }
-    }
-    None
-}
-
 /// Reads and writes through one database transaction.
 struct Txn<'a> {
     tx: deadpool_postgres::Transaction<'a>,
@@ -306,6 +293,34 @@ impl ReadTxn for Txn<'_> {
             None => self.query(
                 "SELECT key, value FROM enconf_kv WHERE tbl = $1 AND key >= $2 ORDER BY key LIMIT $3",
                 &[&tbl(table), &start, &limit],
+            )?,
+        };
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Vec<u8>>(1)))
+            .collect())
+    }
+
+    fn scan_back(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Entries, StoreError> {
+        use std::ops::Bound;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        if matches!(end, Some(end) if end <= prefix) {
+            return Ok(Vec::new());
+        }
+        let rows = match super::kv::back_range(prefix, end).1 {
+            Bound::Excluded(hi) => self.query(
+                "SELECT key, value FROM enconf_kv WHERE tbl = $1 AND key >= $2 AND key < $3 ORDER BY key DESC LIMIT $4",
+                &[&tbl(table), &prefix, &hi, &limit],
+            )?,
+            _ => self.query(
+                "SELECT key, value FROM enconf_kv WHERE tbl = $1 AND key >= $2 ORDER BY key DESC LIMIT $3",
+                &[&tbl(table), &prefix, &limit],
             )?,
         };
         Ok(rows

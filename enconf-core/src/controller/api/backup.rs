@@ -1,7 +1,7 @@
 //! Backups and jobs: an account's snapshots, backup and restore jobs, and the jobs list.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -65,11 +65,24 @@ pub(super) async fn restore(
     ))
 }
 
-/// Every job, newest first.
+/// The jobs (of one account with `account_id`), newest first, one page at a time (`limit` 1 to 1,000, default 100; the next
+/// page, of older jobs, is in the `Link` header).
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs",
-    responses((status = 200, body = [JobView])))]
-pub(super) async fn list_jobs(State(api): Shared) -> ApiResult<Vec<JobView>> {
-    Ok(axum::Json(api.controller.jobs().await?))
+    params(
+        ("limit" = Option<u32>, Query, description = "jobs per page, 1 to 1,000 (default 100)"),
+        ("after" = Option<String>, Query, description = "the cursor of the next page, from the `Link` header"),
+        ("account_id" = Option<u64>, Query, description = "the jobs of this account"),
+    ),
+    responses((status = 200, body = [JobView],
+            headers(("Link" = String, description = "`<…>; rel=\"next\"` when there is a next page"))),
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(super) async fn list_jobs(
+    State(api): Shared,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = super::list_query(raw.as_deref())?;
+    let page = api.controller.jobs_page(&query).await?;
+    super::page_response("/api/v1/jobs", &query, page)
 }
 
 /// One job: its status, progress and, when it failed, why.

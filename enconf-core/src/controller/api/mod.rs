@@ -494,7 +494,7 @@ fn created<T: serde::Serialize>(value: T) -> Response {
 
 /// The query string of a list, each parameter once; an unknown or repeated one is a 422
 /// naming it.
-fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
+pub(super) fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
     serde_urlencoded::from_str::<ListQuery>(raw.unwrap_or_default()).map_err(|e| {
         let text = e.to_string();
         let field = text
@@ -512,7 +512,7 @@ fn list_query(raw: Option<&str>) -> Result<ListQuery, ApiError> {
 
 /// A page as the answer: the items, and `Link: <…>; rel="next"` with the same query and the
 /// next cursor when there is a next page.
-fn page_response<T: serde::Serialize>(
+pub(super) fn page_response<T: serde::Serialize>(
     path: &str,
     query: &ListQuery,
     page: Page<T>,
@@ -525,6 +525,7 @@ fn page_response<T: serde::Serialize>(
             ("server_id", &query.server_id),
             ("role", &query.role),
             ("q", &query.q),
+            ("account_id", &query.account_id),
         ] {
             if let Some(v) = value {
                 pairs.push((name, v));

@@ -1164,8 +1164,9 @@ async function loadBackups() {
   clearTimeout(backupTimer);
   if (!backupAccount || !$("#backup-dialog").open) return;
   try {
-    const [jobs, snapshots] = await Promise.all([api("GET", "/jobs"), api("GET", backupPath("/backups"))]);
-    const mine = jobs.filter((j) => j.account_id === backupAccount.id);
+    // The account's newest jobs, from the controller's index of them.
+    const [mine, snapshots] = await Promise.all([
+      api("GET", `/jobs?account_id=${backupAccount.id}&limit=20`), api("GET", backupPath("/backups"))]);
     renderJobs(mine);
     renderSnapshots(snapshots.slice().reverse());
     // Follow the jobs that have not finished; once none runs, a refusal for a busy account
