@@ -104,5 +104,5 @@ done
 echo "GET http://site$last.scale.test/ -> $got"
 start=$(date +%s.%N); nginx -t -q -c "$ROOT/nginx.conf" -e "$ROOT/log/nginx-error.log"; end=$(date +%s.%N)
 echo "pwck -r: $(pwck -rq 2>&1 | grep -c 'encb') problems with the new users; grpck -r exit $(grpck -r >/dev/null 2>&1; echo $?)"
-grep -E "accounts prepared|applied" "$ROOT/log/agent.log" | tail -4 | sed 's/^[^ ]* *//'
+grep -E "prepared|applied" "$ROOT/log/agent.log" | tail -6 | sed 's/^[^ ]* *//'
 echo "full nginx -t over $N vhosts: $(python3 -c "print(round($end-$start,2))")s (what one validation per site would cost each time)"

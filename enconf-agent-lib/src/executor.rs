@@ -568,12 +568,14 @@ impl<S: System> Executor<S> {
     fn prepare(&self, plan: &mut Plan) -> Result<(), ApplyError> {
         let started = Instant::now();
         let users = std::mem::take(&mut plan.users);
+        let (mut reserved, mut added) = (started.elapsed(), started.elapsed());
         if !users.is_empty() {
             let owners = self.owners();
-            for (user, home) in &users {
-                owners.reserve(user, home)?;
-            }
-            if let Err(e) = self.system.add_users(&users) {
+            owners.reserve(&users)?;
+            reserved = started.elapsed();
+            let outcome = self.system.add_users(&users);
+            added = started.elapsed();
+            if let Err(e) = outcome {
                 for (user, _) in &users {
                     if let Err(forget) = owners.forget(user) {
                         tracing::warn!(%user, error = %forget, "could not drop a user reservation");
@@ -581,9 +583,7 @@ impl<S: System> Executor<S> {
                 }
                 return Err(e.into());
             }
-            for (user, _) in &users {
-                owners.confirm(user)?;
-            }
+            owners.confirm(&users)?;
         }
         let users_done = started.elapsed();
         let dirs = std::mem::take(&mut plan.dirs);
@@ -595,6 +595,9 @@ impl<S: System> Executor<S> {
                 new_users = users.len(),
                 dirs = dirs.len(),
                 users_ms = users_done.as_millis(),
+                reserve_ms = reserved.as_millis(),
+                add_ms = (added - reserved).as_millis(),
+                confirm_ms = (users_done - added).as_millis(),
                 dirs_ms = (started.elapsed() - users_done).as_millis(),
                 "prepared"
             );

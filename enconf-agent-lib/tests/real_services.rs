@@ -940,3 +940,29 @@ fn panel_certificate(a: &Applier<RealSystem>, name: &str) -> enconf_core::domain
     );
     name
 }
+
+#[test]
+fn a_batch_larger_than_the_full_check_is_served_by_every_pool() {
+    let Some(mut svc) = services::start() else {
+        return;
+    };
+    // Past the full check: nginx and php-fpm read a file of each shape, our rules check every
+    // file.
+    let n = enconf_agent_lib::services::sample::FULL_CHECK_MAX + 10;
+    let users: Vec<String> = (0..n).map(|i| svc.user(&format!("q{i}"))).collect();
+    let agent = applier(&svc, &[]);
+    let accounts: Vec<_> = users
+        .iter()
+        .map(|u| spec(u, &[&format!("{u}.test")]))
+        .collect();
+    assert_eq!(agent.put(&accounts).unwrap(), vec![true; n]);
+    // The first and last were read by nginx and php-fpm, the middle one only by our rules:
+    // each site serves PHP as its own user.
+    for user in [&users[0], &users[n / 2], &users[n - 1]] {
+        std::fs::write(svc.path(&format!("www/{user}/public/index.php")), WHOAMI).unwrap();
+        let host = format!("{user}.test");
+        let (status, body) = svc.get_until(&host, "/index.php", |s, _| s == 200);
+        assert_eq!((status, body), (200, format!("{user} 128M")), "{host}");
+    }
+    svc.nginx_config_ok().unwrap();
+}

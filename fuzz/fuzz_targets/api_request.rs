@@ -30,7 +30,8 @@ fuzz_target!(|data: &[u8]| {
         for result in [
             query.paging().map(drop),
             query.accounts().map(drop),
-            query.servers(),
+            query.unfiltered(),
+            query.jobs().map(drop),
         ] {
             if let Err(e) = result {
                 assert!(!e.field.is_empty());
@@ -39,6 +40,9 @@ fuzz_target!(|data: &[u8]| {
         if let (Ok(paging), Ok(filter)) = (query.paging(), query.accounts()) {
             assert!((1..=1000).contains(&paging.limit));
             assert!(filter.prefix.is_none_or(|p| p.bytes().all(|b| b.is_ascii_alphanumeric() && !b.is_ascii_uppercase() || b".-_".contains(&b))));
+        }
+        if let Ok(Some(account)) = query.jobs() {
+            assert!(account.0 >= 1 && account.0 <= i64::MAX as u64);
         }
     }
     if let Ok(input) = serde_json::from_slice::<AccountInput>(data)

@@ -9,3 +9,4 @@ pub mod opendkim;
 pub mod pdns;
 pub mod php_fpm;
 pub mod postfix;
+pub mod sample;

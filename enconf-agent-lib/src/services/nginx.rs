@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use super::sample;
 use crate::config::Layout;
 use crate::executor::{ApplyError, Check, Reload, Stage, same_check};
 use crate::render::HTTP_CONF_FILE;
@@ -10,7 +11,8 @@ use crate::render::HTTP_CONF_FILE;
 /// Validates the plan's server blocks `vhosts` (and the http-level file when the plan changes
 /// it). A certificate or key of the plan is staged too, and the staged server blocks name the
 /// copy, so the new pair is what gets checked. The cost grows with the size of the change, not
-/// with the number of sites.
+/// with the number of sites; a batch of many blocks is read by a sample of them
+/// ([`super::sample`]), every block checked by our rules.
 #[derive(Debug, Clone, Default)]
 pub struct NginxCheck {
     pub vhosts: Vec<PathBuf>,
@@ -56,7 +58,7 @@ impl Check for NginxCheck {
                 dir = dir.display(),
                 http = include(&http)?,
             );
-            for v in &self.vhosts {
+            for v in self.to_read(stage, certs.is_empty())? {
                 conf.push_str("    include ");
                 conf.push_str(&include(v)?);
                 conf.push_str(";\n");
@@ -71,6 +73,41 @@ impl Check for NginxCheck {
                 &["-t", "-q", "-e", &err_arg, "-c", &conf_arg],
             )
         })
+    }
+}
+
+impl NginxCheck {
+    /// The server blocks `nginx -t` reads: all of them when certificates change (each block
+    /// naming one is checked against the new pair) or the batch is small; else a sample by
+    /// shape, once every block is seen to have one. A block that loads a certificate, or that
+    /// the plan does not write, is always read.
+    fn to_read(&self, stage: &Stage<'_>, sample_ok: bool) -> Result<Vec<&PathBuf>, ApplyError> {
+        if !sample_ok || self.vhosts.len() <= sample::FULL_CHECK_MAX {
+            return Ok(self.vhosts.iter().collect());
+        }
+        let shapes = self
+            .vhosts
+            .iter()
+            .map(|v| {
+                let Some(bytes) = stage.plan().content(v) else {
+                    return Ok(None);
+                };
+                let text = String::from_utf8_lossy(bytes);
+                if text.contains("ssl_certificate") {
+                    return Ok(None);
+                }
+                crate::render::shape::nginx(&text)
+                    .map(Some)
+                    .map_err(|e| ApplyError::Rejected {
+                        validator: "nginx".into(),
+                        message: format!("{}: {e}", v.display()),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(sample::to_read(&shapes)
+            .into_iter()
+            .map(|i| &self.vhosts[i])
+            .collect())
     }
 }
 
