@@ -32,7 +32,7 @@ fn layout() -> Layout {
 
 fn reference(spec: &AccountSpec) -> AccountSpec {
     let domains: Vec<String> = (0..spec.domains.iter().count()).map(|i| format!("d{i}.example")).collect();
-    AccountPut { username: Some("reference".into()), domains: Some(domains), php_version: None, php: None, roles: None }
+    AccountPut { username: Some("reference".into()), domains: Some(domains), ..AccountPut::default() }
         .validate("", None)
         .expect("reference spec")
 }
@@ -49,6 +49,7 @@ fuzz_target!(|input: Input| {
             max_execution_time_s: input.max_execution_time_s,
             max_children: input.max_children,
         }),
+        ..AccountPut::default()
     };
     let Ok(spec) = put.validate("", None) else { return };
     let layout = layout();
