@@ -220,15 +220,19 @@ async fn start_controller(bin: &Path, dir: &Path, store: &str) -> Controller {
     }
 }
 
-/// A field of a process's `/proc/<pid>/status` in kB, in MiB.
-fn status_mib(pid: u32, name: &str) -> f64 {
+/// A numeric field of a process's `/proc/<pid>/status` (its unit, `kB` for sizes, dropped).
+fn status_field(pid: u32, name: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
         .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
         .unwrap_or(0.0)
-        / 1024.0
+}
+
+/// A size field of a process's `/proc/<pid>/status`, in MiB.
+fn status_mib(pid: u32, name: &str) -> f64 {
+    status_field(pid, name) / 1024.0
 }
 
 /// Resident and peak resident memory of a process, in MiB.
@@ -425,7 +429,7 @@ async fn run(args: &Args, store: &str, urls: &Arc<Vec<String>>, asked: &Asked) -
     f.create_p99_ms = ms(percentile(&times, 0.99));
     f.create_max_ms = ms(percentile(&times, 1.0));
     (f.rss_after_creates, _) = rss_mib(pid);
-    f.threads = status_mib(pid, "Threads:") * 1024.0;
+    f.threads = status_field(pid, "Threads:");
     eprintln!(
         "[{store}] {total} accounts in {wall:.1?}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
         f.creates_per_s, f.create_p50_ms, f.create_p99_ms

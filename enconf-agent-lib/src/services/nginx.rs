@@ -88,21 +88,7 @@ impl NginxCheck {
         let shapes = self
             .vhosts
             .iter()
-            .map(|v| {
-                let Some(bytes) = stage.plan().content(v) else {
-                    return Ok(None);
-                };
-                let text = String::from_utf8_lossy(bytes);
-                if text.contains("ssl_certificate") {
-                    return Ok(None);
-                }
-                crate::render::shape::nginx(&text)
-                    .map(Some)
-                    .map_err(|e| ApplyError::Rejected {
-                        validator: "nginx".into(),
-                        message: format!("{}: {e}", v.display()),
-                    })
-            })
+            .map(|v| vhost_shape(v, stage.plan().content(v)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(sample::to_read(&shapes)
             .into_iter()
@@ -111,10 +97,50 @@ impl NginxCheck {
     }
 }
 
+/// The shape a sample of server blocks is taken by (see [`sample`]); `None` for a block that
+/// must be read: one the plan does not write, or one that loads a certificate (nginx reads the
+/// files, which no shape vouches for).
+fn vhost_shape(
+    path: &std::path::Path,
+    content: Option<&[u8]>,
+) -> Result<Option<Vec<(usize, String)>>, ApplyError> {
+    let Some(bytes) = content else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(bytes);
+    if text.contains("ssl_certificate") {
+        return Ok(None);
+    }
+    crate::render::shape::nginx(&text)
+        .map(Some)
+        .map_err(|e| ApplyError::Rejected {
+            validator: "nginx".into(),
+            message: format!("{}: {e}", path.display()),
+        })
+}
+
 /// `SIGHUP` to nginx's master.
 pub fn reload(layout: &Layout) -> Reload {
     Reload::Signal {
         pid_file: layout.nginx_pid_file.clone(),
         signal: "HUP".into(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_with_a_certificate_or_not_in_the_plan_is_always_read() {
+        let path = std::path::Path::new("/sites/enconf-shop.conf");
+        let plain = b"server {\n    listen 80;\n    server_name shop.example;\n}\n";
+        assert!(vhost_shape(path, Some(plain)).unwrap().is_some());
+        let tls = b"server {\n    listen 443 ssl;\n    ssl_certificate /c.pem;\n    ssl_certificate_key /k.pem;\n}\n";
+        assert_eq!(vhost_shape(path, Some(tls)).unwrap(), None);
+        assert_eq!(vhost_shape(path, None).unwrap(), None);
+        let e = vhost_shape(path, Some(b"server { listen 80; }}")).unwrap_err();
+        assert!(e.to_string().contains("enconf-shop.conf"), "{e}");
     }
 }

@@ -156,21 +156,23 @@ pub(super) fn upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The keys a backward scan reads: from `prefix` (included) to `end` or the end of the
-/// prefix (excluded), whichever comes first.
-pub(super) fn back_range(
-    prefix: &[u8],
-    end: Option<&[u8]>,
-) -> (std::ops::Bound<Vec<u8>>, std::ops::Bound<Vec<u8>>) {
+/// prefix (excluded), whichever comes first; `None` when that is no key at all.
+pub(super) type BackRange = (std::ops::Bound<Vec<u8>>, std::ops::Bound<Vec<u8>>);
+
+pub(super) fn back_range(prefix: &[u8], end: Option<&[u8]>) -> Option<BackRange> {
     use std::ops::Bound;
+    if end.is_some_and(|end| end <= prefix) {
+        return None;
+    }
     let hi = match (end, upper_bound(prefix)) {
         (Some(end), Some(bound)) => Some(end.min(&bound).to_vec()),
         (Some(end), None) => Some(end.to_vec()),
         (None, bound) => bound,
     };
-    (
+    Some((
         Bound::Included(prefix.to_vec()),
         hi.map_or(Bound::Unbounded, Bound::Excluded),
-    )
+    ))
 }
 
 /// Reads and writes inside a write transaction.

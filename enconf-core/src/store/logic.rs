@@ -16,7 +16,7 @@ use crate::domain::{
     Account, AccountId, AccountSpec, AccountStatus, AgentToken, Health, NewAccount, Role,
     RoleServers, RoleSet, Server, ServerId, ServerSpec,
 };
-use crate::placement::{self, Candidate};
+use crate::placement;
 use crate::secret::{Sealer, SecretKey};
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
@@ -779,25 +779,6 @@ fn update_account(
     Ok(account)
 }
 
-/// What placement needs of a server (its token is not opened), for an account asking for PHP
-/// `php`.
-fn candidate(
-    tx: &dyn ReadTxn,
-    id: ServerId,
-    record: ServerRecord,
-    php: Option<crate::domain::PhpVersion>,
-) -> Result<Candidate, StoreError> {
-    Ok(Candidate {
-        id,
-        roles: record.spec.roles,
-        active: record.spec.active,
-        reachable: record.health.reachable,
-        max_accounts: record.spec.max_accounts,
-        accounts: u32::try_from(account_count(tx, id)?).unwrap_or(u32::MAX),
-        php_ok: php.is_none_or(|v| record.health.offers_php(v)),
-    })
-}
-
 fn move_roles(
     tx: &mut dyn WriteTxn,
     id: AccountId,
@@ -812,16 +793,8 @@ fn move_roles(
         if before.one(role) == Some(target) {
             continue;
         }
-        placement::check_move(
-            &candidate(
-                tx,
-                target,
-                load_record(tx, target)?,
-                account.spec.php_version,
-            )?,
-            role,
-            &before,
-        )?;
+        let target_now = super::summary::candidate(tx, target, account.spec.php_version)?;
+        placement::check_move(&target_now, role, &before)?;
         account.servers.set(role, vec![target]);
     }
     if account.servers == before {

@@ -53,11 +53,11 @@ fn scan_back(
     end: Option<&[u8]>,
     limit: usize,
 ) -> Entries {
-    if matches!(end, Some(end) if end <= prefix) {
+    let Some(range) = super::kv::back_range(prefix, end) else {
         return Vec::new();
-    }
+    };
     tables[table as usize]
-        .range(super::kv::back_range(prefix, end))
+        .range(range)
         .rev()
         .take(limit)
         .map(|(k, v)| (k.clone(), v.clone()))

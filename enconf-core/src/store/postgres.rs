@@ -310,10 +310,10 @@ impl ReadTxn for Txn<'_> {
     ) -> Result<Entries, StoreError> {
         use std::ops::Bound;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        if matches!(end, Some(end) if end <= prefix) {
+        let Some((_, hi)) = super::kv::back_range(prefix, end) else {
             return Ok(Vec::new());
-        }
-        let rows = match super::kv::back_range(prefix, end).1 {
+        };
+        let rows = match hi {
             Bound::Excluded(hi) => self.query(
                 "SELECT key, value FROM enconf_kv WHERE tbl = $1 AND key >= $2 AND key < $3 ORDER BY key DESC LIMIT $4",
                 &[&tbl(table), &prefix, &hi, &limit],

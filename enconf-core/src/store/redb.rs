@@ -94,10 +94,9 @@ fn scan_back_in(
     end: Option<&[u8]>,
     limit: usize,
 ) -> Result<Entries, StoreError> {
-    if matches!(end, Some(end) if end <= prefix) {
+    let Some((lo, hi)) = super::kv::back_range(prefix, end) else {
         return Ok(Vec::new());
-    }
-    let (lo, hi) = super::kv::back_range(prefix, end);
+    };
     let range = table
         .range::<&[u8]>((
             lo.as_ref().map(Vec::as_slice),

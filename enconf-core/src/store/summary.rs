@@ -158,6 +158,22 @@ pub(super) fn remove(tx: &mut dyn WriteTxn, id: ServerId) -> Result<(), StoreErr
     tx.delete(Table::Placement, &id_key(id.0))
 }
 
+impl Summary {
+    /// Server `id` as placement sees it, for an account asking for PHP `php` (any version
+    /// when the agent never said which it offers).
+    fn candidate(&self, id: ServerId, php: Option<PhpVersion>) -> Candidate {
+        Candidate {
+            id,
+            roles: self.roles,
+            active: self.active,
+            reachable: self.reachable,
+            max_accounts: self.max_accounts,
+            accounts: u32::try_from(self.accounts).unwrap_or(u32::MAX),
+            php_ok: php.is_none_or(|v| self.php.as_ref().is_none_or(|all| all.contains(&v))),
+        }
+    }
+}
+
 /// Every server as placement sees it, for an account asking for PHP `php`.
 pub(super) fn candidates(
     tx: &dyn ReadTxn,
@@ -165,19 +181,23 @@ pub(super) fn candidates(
 ) -> Result<Vec<Candidate>, StoreError> {
     tx.scan(Table::Placement, b"")?
         .into_iter()
-        .map(|(key, value)| {
-            let s = Summary::decode(&value)?;
-            Ok(Candidate {
-                id: ServerId(decode_u64(&key)?),
-                roles: s.roles,
-                active: s.active,
-                reachable: s.reachable,
-                max_accounts: s.max_accounts,
-                accounts: u32::try_from(s.accounts).unwrap_or(u32::MAX),
-                php_ok: php.is_none_or(|v| s.php.as_ref().is_none_or(|all| all.contains(&v))),
-            })
-        })
+        .map(
+            |(key, value)| Ok(Summary::decode(&value)?.candidate(ServerId(decode_u64(&key)?), php)),
+        )
         .collect()
+}
+
+/// Server `id` as placement sees it (`NotFound` when the store has no such server).
+pub(super) fn candidate(
+    tx: &dyn ReadTxn,
+    id: ServerId,
+    php: Option<PhpVersion>,
+) -> Result<Candidate, StoreError> {
+    let summary = load(tx, id)?.ok_or(StoreError::NotFound {
+        kind: super::Kind::Server,
+        id: id.0,
+    })?;
+    Ok(summary.candidate(id, php))
 }
 
 /// The counts of schema 8 and before (`accounts_on:<id>` in the meta table).
