@@ -45,10 +45,17 @@ impl MariaDb {
         // The socket is reached by phpMyAdmin's pool too, which runs as the web server's user.
         std::fs::set_permissions(r, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let data = r.join("data");
+        // Its own temporary directory, for the bootstrap server too (install-db passes options
+        // it does not know on to it): internal temporary tables never share /tmp with other
+        // instances or tests. In /tmp, a bootstrap once lost its `tmp_user_sys` table's file.
+        let tmp = r.join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
         let out = Command::new("/usr/bin/mariadb-install-db")
             .args(["--no-defaults", "--auth-root-authentication-method=socket"])
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--user=root", "--skip-test-db"])
+            .env("TMPDIR", &tmp)
             .output()
             .unwrap();
         assert!(
@@ -57,10 +64,6 @@ impl MariaDb {
             String::from_utf8_lossy(&out.stderr)
         );
         let port = free_port();
-        // Its own temporary directory: internal temporary tables never share /tmp with other
-        // instances or tests.
-        let tmp = r.join("tmp");
-        std::fs::create_dir(&tmp).unwrap();
         let server = Command::new("/usr/sbin/mariadbd")
             .args(["--no-defaults", "--user=root"])
             .arg(format!("--datadir={}", data.display()))
