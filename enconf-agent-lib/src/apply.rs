@@ -208,6 +208,7 @@ impl<S: System> Applier<S> {
                 return Err(ApplyError::RoleNotServed { role });
             }
         }
+        let started = std::time::Instant::now();
         let mut plan = Plan::default();
         let mut changed = Vec::with_capacity(specs.len());
         let mut gone: Vec<(Role, Installed)> = Vec::new();
@@ -240,7 +241,9 @@ impl<S: System> Applier<S> {
             }
             changed.push(any);
         }
+        let planned = started.elapsed();
         self.exec.execute(plan)?;
+        let executed = started.elapsed();
         for (spec, old) in specs.iter().zip(&olds) {
             for role in spec.roles.iter() {
                 self.module(role)?
@@ -250,6 +253,13 @@ impl<S: System> Applier<S> {
         for (role, old) in gone {
             self.module(role)?.removed(&self.exec, &old, data)?;
         }
+        tracing::info!(
+            accounts = specs.len(),
+            plan_ms = planned.as_millis(),
+            execute_ms = (executed - planned).as_millis(),
+            after_ms = (started.elapsed() - executed).as_millis(),
+            "put"
+        );
         Ok(changed)
     }
 

@@ -43,7 +43,7 @@ pub fn put<S: System>(
             if !crate::panel::plan(exec, &mut plan, &site)? && pair_changed {
                 // A new certificate under the same server blocks: nginx must read it.
                 plan.check(NginxCheck {
-                    vhosts: vec![crate::panel::vhost_path(exec)],
+                    vhosts: [crate::panel::vhost_path(exec)].into(),
                 });
                 plan.reload(nginx::reload(exec.layout()));
             }

@@ -504,6 +504,7 @@ impl<S: System> Executor<S> {
         if plan.files.is_empty() && plan.maps.is_empty() {
             return Ok(());
         }
+        let journaling = Instant::now();
         let reloads: Vec<Reload> = plan.reloads.iter().cloned().collect();
         let mut journal = Journal {
             previous: Vec::with_capacity(plan.files.len()),
@@ -545,8 +546,10 @@ impl<S: System> Executor<S> {
         self.system
             .write_atomic(&self.journal_path(), &journal_bytes, 0o600)?;
 
+        let journaled = journaling.elapsed();
         let (mut touched, mut reloading) = (false, false);
-        let outcome = self.check_write_reload(&plan, &reloads, &mut touched, &mut reloading);
+        let outcome =
+            self.check_write_reload(&plan, &reloads, journaled, &mut touched, &mut reloading);
         if let Err(e) = &outcome {
             tracing::warn!(error = %e, "apply failed; the previous files stay or are restored");
         }
@@ -568,36 +571,37 @@ impl<S: System> Executor<S> {
     fn prepare(&self, plan: &mut Plan) -> Result<(), ApplyError> {
         let started = Instant::now();
         let users = std::mem::take(&mut plan.users);
-        let (mut reserved, mut added) = (started.elapsed(), started.elapsed());
+        let recorded = std::cell::Cell::new(started.elapsed());
         if !users.is_empty() {
             let owners = self.owners();
-            owners.reserve(&users)?;
-            reserved = started.elapsed();
-            let outcome = self.system.add_users(&users);
-            added = started.elapsed();
+            // The records go in before the users, with the uids they will get.
+            let outcome = self.system.add_users(&users, &|ids| {
+                owners.record_new(&users, ids)?;
+                recorded.set(started.elapsed());
+                Ok(())
+            });
             if let Err(e) = outcome {
                 for (user, _) in &users {
                     if let Err(forget) = owners.forget(user) {
-                        tracing::warn!(%user, error = %forget, "could not drop a user reservation");
+                        tracing::warn!(%user, error = %forget, "could not drop a user record");
                     }
                 }
                 return Err(e.into());
             }
-            owners.confirm(&users)?;
         }
         let users_done = started.elapsed();
         let dirs = std::mem::take(&mut plan.dirs);
-        for (path, owner, group, mode) in &dirs {
-            self.system.ensure_dir(path, owner, group, *mode)?;
-        }
+        // Any order gives the same result: a directory made for a child before its own turn
+        // gets its owner and mode when its turn comes.
+        crate::parallel::each(&dirs, |(path, owner, group, mode)| {
+            self.system.ensure_dir(path, owner, group, *mode)
+        })?;
         if !users.is_empty() || !dirs.is_empty() {
             tracing::info!(
                 new_users = users.len(),
                 dirs = dirs.len(),
                 users_ms = users_done.as_millis(),
-                reserve_ms = reserved.as_millis(),
-                add_ms = (added - reserved).as_millis(),
-                confirm_ms = (users_done - added).as_millis(),
+                record_ms = recorded.get().as_millis(),
                 dirs_ms = (started.elapsed() - users_done).as_millis(),
                 "prepared"
             );
@@ -704,12 +708,44 @@ impl<S: System> Executor<S> {
         self.system.sync(&dirs.into_iter().collect::<Vec<_>>())
     }
 
+    /// Writes (or removes) one file of `plan`, not durably.
+    fn put_file(
+        &self,
+        plan: &Plan,
+        path: &Path,
+        content: &Option<(Vec<u8>, u32)>,
+    ) -> Result<(), ApplyError> {
+        let Some((bytes, mode)) = content else {
+            self.system.remove(path)?;
+            return Ok(());
+        };
+        let before = if plan.watched.contains_key(path) {
+            self.system.modified_secs(path)?
+        } else {
+            None
+        };
+        match plan.owners.get(path) {
+            Some((owner, group)) => {
+                self.system
+                    .write_owned_unsynced(path, bytes, *mode, (owner, group))?
+            }
+            None => self.system.write_unsynced(path, bytes, *mode)?,
+        }
+        if let (Some(before), Some(now)) = (before, self.system.modified_secs(path)?)
+            && now <= before
+        {
+            self.system.set_modified_secs(path, before + 1)?;
+        }
+        Ok(())
+    }
+
     /// Validates, writes and reloads. `touched` turns true once live files may have changed,
     /// `reloading` once a reload may have been sent.
     fn check_write_reload(
         &self,
         plan: &Plan,
         reloads: &[Reload],
+        journaled: std::time::Duration,
         touched: &mut bool,
         reloading: &mut bool,
     ) -> Result<(), ApplyError> {
@@ -735,33 +771,10 @@ impl<S: System> Executor<S> {
         results.into_iter().collect::<Result<(), ApplyError>>()?;
         let checked = started.elapsed();
         // The journal is durable: the files need not be, until it is removed (sync below).
+        // Each file is its own: they are written in any order.
         *touched = true;
-        for (path, content) in &plan.files {
-            match content {
-                Some((bytes, mode)) => {
-                    let before = if plan.watched.contains_key(path) {
-                        self.system.modified_secs(path)?
-                    } else {
-                        None
-                    };
-                    match plan.owners.get(path) {
-                        Some((owner, group)) => {
-                            self.system
-                                .write_owned_unsynced(path, bytes, *mode, (owner, group))?
-                        }
-                        None => self.system.write_unsynced(path, bytes, *mode)?,
-                    }
-                    if let (Some(before), Some(now)) = (before, self.system.modified_secs(path)?)
-                        && now <= before
-                    {
-                        self.system.set_modified_secs(path, before + 1)?;
-                    }
-                }
-                None => {
-                    self.system.remove(path)?;
-                }
-            }
-        }
+        let files: Vec<_> = plan.files.iter().collect();
+        crate::parallel::each(&files, |(path, content)| self.put_file(plan, path, content))?;
         if !plan.maps.is_empty()
             && plan.watched.iter().any(|(path, pid_file)| {
                 plan.files.contains_key(path)
@@ -790,6 +803,7 @@ impl<S: System> Executor<S> {
             files = plan.files.len(),
             map_entries = plan.maps.values().map(BTreeMap::len).sum::<usize>(),
             checks = plan.checks.len(),
+            journal_ms = journaled.as_millis(),
             check_ms = checked.as_millis(),
             write_ms = (written - checked).as_millis(),
             reload_ms = (reloaded - written).as_millis(),

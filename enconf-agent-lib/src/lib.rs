@@ -43,6 +43,7 @@ pub mod executor;
 pub mod identity;
 mod owners;
 pub mod panel;
+mod parallel;
 pub mod phpmyadmin;
 pub mod render;
 pub mod roles;

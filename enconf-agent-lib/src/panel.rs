@@ -45,7 +45,7 @@ pub fn plan<S: System>(
         return Ok(false);
     }
     plan.check(NginxCheck {
-        vhosts: vec![vhost_path.clone()],
+        vhosts: [vhost_path.clone()].into(),
     });
     plan.write(vhost_path, vhost, 0o644);
     plan.write(record_path, record, 0o600);

@@ -91,8 +91,13 @@ pub trait System: Send + Sync + fmt::Debug + 'static {
     /// Whether a group of that name exists.
     fn group_exists(&self, group: &str) -> Result<bool, SystemError>;
     /// Creates login-less users, each with its own group and the given home (not created), in
-    /// one step.
-    fn add_users(&self, users: &[(UserName, PathBuf)]) -> Result<(), SystemError>;
+    /// one step. `record` is told the id each user will get (in order) before any is created,
+    /// while no other program can take those ids; when it fails, no user is created.
+    fn add_users(
+        &self,
+        users: &[(UserName, PathBuf)],
+        record: &dyn Fn(&[u32]) -> Result<(), SystemError>,
+    ) -> Result<(), SystemError>;
     /// Removes a user, its own group, its memberships and its home. Only for users the agent
     /// created (see `crate::owners`).
     fn remove_user(&self, user: &UserName, home: &Path) -> Result<(), SystemError>;
@@ -300,6 +305,22 @@ fn userdb_error(e: crate::userdb::UserDbError) -> SystemError {
     }
 }
 
+/// Adds `users` to the databases in `etc`, telling `record` their ids first (see
+/// [`System::add_users`]).
+fn add_recorded(
+    etc: &Path,
+    users: &[(UserName, PathBuf)],
+    record: &dyn Fn(&[u32]) -> Result<(), SystemError>,
+) -> Result<(), SystemError> {
+    if users.is_empty() {
+        return Ok(());
+    }
+    let pending = crate::userdb::prepare(etc, &new_users(users), crate::userdb::LOCK_WAIT)
+        .map_err(userdb_error)?;
+    record(pending.ids())?;
+    pending.commit().map_err(userdb_error)
+}
+
 fn new_users(users: &[(UserName, PathBuf)]) -> Vec<crate::userdb::NewUser<'_>> {
     users
         .iter()
@@ -462,7 +483,7 @@ impl System for RealSystem {
     }
 
     fn write_unsynced(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), SystemError> {
-        fs::write_replacing(path, bytes, mode, false)
+        fs::write_replacing(path, bytes, mode, None, false)
     }
 
     fn modified_secs(&self, path: &Path) -> Result<Option<i64>, SystemError> {
@@ -526,8 +547,12 @@ impl System for RealSystem {
         Ok(self.gid(group)?.is_some())
     }
 
-    fn add_users(&self, users: &[(UserName, PathBuf)]) -> Result<(), SystemError> {
-        crate::userdb::add_users(Path::new("/etc"), &new_users(users)).map_err(userdb_error)
+    fn add_users(
+        &self,
+        users: &[(UserName, PathBuf)],
+        record: &dyn Fn(&[u32]) -> Result<(), SystemError>,
+    ) -> Result<(), SystemError> {
+        add_recorded(Path::new("/etc"), users, record)
     }
 
     fn remove_user(&self, user: &UserName, home: &Path) -> Result<(), SystemError> {
@@ -583,6 +608,17 @@ impl System for RealSystem {
     fn chown(&self, path: &Path, owner: &str, group: &str) -> Result<(), SystemError> {
         let (uid, gid) = self.ids(path, owner, group)?;
         std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(io(path))
+    }
+
+    fn write_owned_unsynced(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        mode: u32,
+        (owner, group): (&str, &str),
+    ) -> Result<(), SystemError> {
+        let ids = self.ids(path, owner, group)?;
+        fs::write_replacing(path, bytes, mode, Some(ids), false)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> Result<bool, SystemError> {
@@ -764,7 +800,7 @@ impl System for Sandbox {
     }
 
     fn write_unsynced(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), SystemError> {
-        fs::write_replacing(&self.host_path(path), bytes, mode, false)
+        fs::write_replacing(&self.host_path(path), bytes, mode, None, false)
     }
 
     fn modified_secs(&self, path: &Path) -> Result<Option<i64>, SystemError> {
@@ -827,7 +863,11 @@ impl System for Sandbox {
         Ok(crate::userdb::parse_group(&String::from_utf8_lossy(&text)).contains_key(group))
     }
 
-    fn add_users(&self, users: &[(UserName, PathBuf)]) -> Result<(), SystemError> {
+    fn add_users(
+        &self,
+        users: &[(UserName, PathBuf)],
+        record: &dyn Fn(&[u32]) -> Result<(), SystemError>,
+    ) -> Result<(), SystemError> {
         let etc = self.host_path(Path::new("/etc"));
         for file in ["passwd", "shadow", "group", "gshadow"] {
             let path = etc.join(file);
@@ -838,7 +878,7 @@ impl System for Sandbox {
         for (user, home) in users {
             self.record(format!("useradd --home-dir {} {user}", home.display()))?;
         }
-        crate::userdb::add_users(&etc, &new_users(users)).map_err(userdb_error)
+        add_recorded(&etc, users, record)
     }
 
     fn remove_user(&self, user: &UserName, home: &Path) -> Result<(), SystemError> {
@@ -1000,14 +1040,17 @@ mod fs {
     }
 
     pub(super) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SystemError> {
-        write_replacing(path, bytes, mode, true)
+        write_replacing(path, bytes, mode, None, true)
     }
 
     /// Temporary file, then rename; with `durable`, the file and its directory are fsynced.
+    /// Replaces `path` by renaming a temporary file over it: written, given `mode` exactly (and
+    /// `owner`'s uid and gid, when given) through its descriptor, and fsynced when `durable`.
     pub(super) fn write_replacing(
         path: &Path,
         bytes: &[u8],
         mode: u32,
+        owner: Option<(u32, u32)>,
         durable: bool,
     ) -> Result<(), SystemError> {
         use std::os::unix::fs::OpenOptionsExt;
@@ -1026,13 +1069,17 @@ mod fs {
             .open(&tmp)
             .map_err(io(&tmp))?;
         f.write_all(bytes).map_err(io(&tmp))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(io(&tmp))?;
+        }
+        // The mode given to open() is filtered by the umask; set it exactly (after the owner:
+        // a change of owner may clear set-id bits).
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .map_err(io(&tmp))?;
         if durable {
             f.sync_all().map_err(io(&tmp))?;
         }
         drop(f);
-        // The mode given to open() is filtered by the umask; set it exactly.
-        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))
-            .map_err(io(&tmp))?;
         std::fs::rename(&tmp, path).map_err(io(path))?;
         if durable {
             std::fs::File::open(dir)

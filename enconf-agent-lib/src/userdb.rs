@@ -57,6 +57,8 @@ pub struct NewUser<'a> {
 /// The lines to append to each database.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Additions {
+    /// The id each user gets (its uid and its group's gid), in the order of the users.
+    pub ids: Vec<u32>,
     pub passwd: String,
     pub shadow: String,
     pub group: String,
@@ -114,6 +116,7 @@ pub(crate) fn plan(
         let id = next;
         uids.insert(id);
         gids.insert(id);
+        out.ids.push(id);
         let (name, home, shell) = (u.name, u.home.display(), u.shell);
         out.passwd
             .push_str(&format!("{name}:x:{id}:{id}::{home}:{shell}\n"));
@@ -142,13 +145,14 @@ pub(crate) fn uid_range(login_defs: &str) -> (u32, u32) {
 }
 
 /// How long to wait for a lock another program holds.
-const LOCK_WAIT: Duration = Duration::from_secs(15);
+pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(15);
 
 /// Threads of one process: fcntl locks belong to the process, and closing any descriptor of
 /// the lock file drops them, so threads take turns here before touching it.
 static IN_PROCESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Locks held while the databases are rewritten; released on drop.
+#[derive(Debug)]
 struct Locks {
     _in_process: std::sync::MutexGuard<'static, ()>,
     /// The `lckpwdf` lock file, kept open: closing it releases the fcntl lock.
@@ -277,19 +281,31 @@ fn replace(path: &Path, old: &str, content: &str) -> Result<(), UserDbError> {
 /// Adds `users` to the databases in `etc` (normally `/etc`). All or nothing for the checks;
 /// the four files are replaced group files first, so a user never names a missing group.
 pub fn add_users(etc: &Path, users: &[NewUser<'_>]) -> Result<(), UserDbError> {
-    add_users_waiting(etc, users, LOCK_WAIT)
+    prepare(etc, users, LOCK_WAIT)?.commit()
 }
 
-pub(crate) fn add_users_waiting(
-    etc: &Path,
+/// Users planned and locked in, not yet written: [`Pending::ids`] are the ids they will get,
+/// which no other program can take while this is held (it holds the databases' locks).
+/// Dropping it adds nothing.
+#[derive(Debug)]
+pub(crate) struct Pending<'e> {
+    _locks: Locks,
+    etc: &'e Path,
+    /// group, gshadow, passwd, shadow as read.
+    old: [String; 4],
+    add: Additions,
+}
+
+/// The databases, in the order they are replaced.
+const FILES: [&str; 4] = ["group", "gshadow", "passwd", "shadow"];
+
+/// Locks the databases (waiting at most `wait` for another program) and plans `users`.
+pub(crate) fn prepare<'e>(
+    etc: &'e Path,
     users: &[NewUser<'_>],
     wait: Duration,
-) -> Result<(), UserDbError> {
-    if users.is_empty() {
-        return Ok(());
-    }
-    const FILES: [&str; 4] = ["group", "gshadow", "passwd", "shadow"];
-    let _locks = take_locks(etc, &FILES, wait)?;
+) -> Result<Pending<'e>, UserDbError> {
+    let locks = take_locks(etc, &FILES, wait)?;
     let read = |name: &str| {
         let p = etc.join(name);
         std::fs::read_to_string(&p).map_err(io(&p))
@@ -301,26 +317,43 @@ pub(crate) fn add_users_waiting(
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() / 86_400);
     let add = plan(&passwd, &group, users, range, days)?;
-    let joined = |old: &str, new: &str| {
-        let mut s = String::with_capacity(old.len() + new.len() + 1);
-        s.push_str(old);
-        if !old.is_empty() && !old.ends_with('\n') {
-            s.push('\n');
-        }
-        s.push_str(new);
-        s
-    };
-    for (name, old, new) in [
-        ("group", &group, &add.group),
-        ("gshadow", &gshadow, &add.gshadow),
-        ("passwd", &passwd, &add.passwd),
-        ("shadow", &shadow, &add.shadow),
-    ] {
-        replace(&etc.join(name), old, &joined(old, new))?;
+    Ok(Pending {
+        _locks: locks,
+        etc,
+        old: [group, gshadow, passwd, shadow],
+        add,
+    })
+}
+
+impl Pending<'_> {
+    /// The id each user will get, in the order they were given.
+    pub(crate) fn ids(&self) -> &[u32] {
+        &self.add.ids
     }
-    std::fs::File::open(etc)
-        .and_then(|d| d.sync_all())
-        .map_err(io(etc))
+
+    /// Writes the users in, durably; then releases the locks.
+    pub(crate) fn commit(self) -> Result<(), UserDbError> {
+        if self.add.ids.is_empty() {
+            return Ok(());
+        }
+        let joined = |old: &str, new: &str| {
+            let mut s = String::with_capacity(old.len() + new.len() + 1);
+            s.push_str(old);
+            if !old.is_empty() && !old.ends_with('\n') {
+                s.push('\n');
+            }
+            s.push_str(new);
+            s
+        };
+        let add = &self.add;
+        let new = [&add.group, &add.gshadow, &add.passwd, &add.shadow];
+        for ((name, old), new) in FILES.iter().zip(&self.old).zip(new) {
+            replace(&self.etc.join(name), old, &joined(old, new))?;
+        }
+        std::fs::File::open(self.etc)
+            .and_then(|d| d.sync_all())
+            .map_err(io(self.etc))
+    }
 }
 
 /// `passwd` text → user name → its entry. Malformed lines are skipped.
@@ -449,6 +482,7 @@ mod tests {
         )
         .unwrap();
         // 1002 is a group id already: skipped for both.
+        assert_eq!(add.ids, [1003, 1004]);
         assert_eq!(
             add.passwd,
             "shop:x:1003:1003::/var/www/x:/usr/sbin/nologin\nblog:x:1004:1004::/var/www/x:/usr/sbin/nologin\n"
@@ -459,6 +493,31 @@ mod tests {
             "shop:!:20000:0:99999:7:::\nblog:!:20000:0:99999:7:::\n"
         );
         assert_eq!(add.gshadow, "shop:!::\nblog:!::\n");
+    }
+
+    #[test]
+    fn a_prepared_batch_holds_its_ids_and_writes_only_when_committed() {
+        let dir = etc();
+        let home = dir.path().join("h");
+        let before = std::fs::read_to_string(dir.path().join("passwd")).unwrap();
+        let pending = prepare(dir.path(), &[user("shop", &home)], LOCK_WAIT).unwrap();
+        assert_eq!(pending.ids(), [1003]);
+        assert!(
+            dir.path().join("passwd.lock").exists(),
+            "locked while pending"
+        );
+        drop(pending);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("passwd")).unwrap(),
+            before
+        );
+        assert!(!dir.path().join("passwd.lock").exists());
+        let pending = prepare(dir.path(), &[user("shop", &home)], LOCK_WAIT).unwrap();
+        let ids = pending.ids().to_vec();
+        pending.commit().unwrap();
+        let users = parse_passwd(&std::fs::read_to_string(dir.path().join("passwd")).unwrap());
+        assert_eq!(users["shop"].uid, ids[0]);
+        assert_eq!(users["shop"].gid, ids[0]);
     }
 
     #[test]
@@ -539,8 +598,8 @@ mod tests {
         // A lock held by a live process (pid 1) makes us wait, then give up; nothing changes.
         std::fs::write(dir.path().join("shadow.lock"), "1").unwrap();
         let before = std::fs::read_to_string(dir.path().join("passwd")).unwrap();
-        let err = add_users_waiting(dir.path(), &[user("a2", &home)], Duration::from_millis(200))
-            .unwrap_err();
+        let err =
+            prepare(dir.path(), &[user("a2", &home)], Duration::from_millis(200)).unwrap_err();
         assert!(matches!(err, UserDbError::Locked { .. }), "{err:?}");
         assert_eq!(
             std::fs::read_to_string(dir.path().join("passwd")).unwrap(),

@@ -424,6 +424,42 @@ fn users_are_removed_only_when_the_agent_created_them() {
 }
 
 #[test]
+fn a_user_whose_record_cannot_be_written_is_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = applier(dir.path());
+    // The records' directory is a file: no record can be written there.
+    let users = a.system().host_path(Path::new("/srv/state/users"));
+    std::fs::create_dir_all(users.parent().unwrap()).unwrap();
+    std::fs::write(&users, "not a directory").unwrap();
+    assert!(a.put(&[spec("shop", &["shop.example"])]).is_err());
+    assert!(
+        !read(&a, "/etc/passwd")
+            .unwrap_or_default()
+            .contains("shop:"),
+        "no user without its record"
+    );
+    assert!(read(&a, "/srv/sites/enconf-shop.conf").is_none());
+
+    // Once records can be written, the user is created with the uid its record names.
+    std::fs::remove_file(&users).unwrap();
+    assert_eq!(
+        a.put(&[spec("shop", &["shop.example"])]).unwrap(),
+        vec![true]
+    );
+    let record = read(&a, "/srv/state/users/shop.json").unwrap();
+    let passwd = read(&a, "/etc/passwd").unwrap();
+    let uid = passwd
+        .lines()
+        .find_map(|l| l.strip_prefix("shop:x:"))
+        .and_then(|rest| rest.split(':').next())
+        .unwrap();
+    assert!(
+        record.contains(&format!("\"uid\":{uid}")),
+        "{record} / {passwd}"
+    );
+}
+
+#[test]
 fn a_mail_change_postmap_refuses_leaves_every_file_as_it_was() {
     use enconf_core::domain::{MailAddress, PasswordHash};
     use enconf_core::protocol::mail::MailboxPut;

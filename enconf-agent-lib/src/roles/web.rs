@@ -55,6 +55,17 @@ pub fn php_versions<S: System>(exec: &Executor<S>) -> Vec<PhpVersion> {
     versions
 }
 
+/// Whether this server offers PHP `v` (one of [`php_versions`]): one look at its program, not
+/// a listing of their directory (which, per account, was a tenth of a batch's planning).
+fn offers<S: System>(exec: &Executor<S>, v: PhpVersion) -> Result<bool, ApplyError> {
+    let layout = exec.layout();
+    Ok(v == layout.php_default_version
+        || exec
+            .system()
+            .modified_secs(&layout.php_fpm_bin(v))?
+            .is_some())
+}
+
 impl<S: System> AccountRole<S> for Web {
     fn role(&self) -> Role {
         Role::Web
@@ -69,8 +80,8 @@ impl<S: System> AccountRole<S> for Web {
     ) -> Result<bool, ApplyError> {
         let layout = exec.layout();
         let php = self.php_version(spec);
-        let offered = php_versions(exec);
-        if !offered.contains(&php) {
+        if !offers(exec, php)? {
+            let offered = php_versions(exec);
             return Err(ApplyError::Invalid(
                 enconf_core::domain::Rule::PhpNotOffered(
                     offered
@@ -121,7 +132,7 @@ impl<S: System> AccountRole<S> for Web {
             plan.dir(dir);
         }
         plan.check(NginxCheck {
-            vhosts: vec![paths.vhost.clone()],
+            vhosts: [paths.vhost.clone()].into(),
         });
         plan.check(FpmCheck {
             version: php,
