@@ -78,9 +78,18 @@ nginx -c "$ROOT/nginx.conf" -e "$ROOT/log/nginx-error.log"
 target/release/enconf-agent --config "$ROOT/config.env" 2>"$ROOT/log/agent.log" &
 AGENT=$!
 cleanup() {
+    local pids
+    pids="$AGENT $(cat "$ROOT/nginx.pid" "$ROOT/php/$PHP/fpm.pid" 2>/dev/null | tr '\n' ' ')"
     kill -TERM "$AGENT" 2>/dev/null || true
     kill -QUIT "$(cat "$ROOT/nginx.pid")" 2>/dev/null || true
     kill -TERM "$(cat "$ROOT/php/$PHP/fpm.pid")" 2>/dev/null || true
+    # Gone before their files are (and before the filesystem is unmounted).
+    for _ in $(seq 100); do
+        local alive=0
+        for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
     # userdel rewrites the databases per user (about 150 ms each at 10,000 users): on this
     # dedicated bench machine the encb* lines are removed in one pass instead.
     for f in passwd shadow group gshadow; do sed -i '/^encb[0-9a-z]*:/d' "/etc/$f"; done
