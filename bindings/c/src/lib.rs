@@ -1,0 +1,349 @@
+//! enconf from C: the rules the controller's API applies, callable from any language with a C
+//! foreign-function interface (PHP's FFI, Python's ctypes, Go's cgo), so a panel checks its
+//! inputs exactly as enconf will.
+//!
+//! The header, `include/enconf.h` (which includes the generated `include/enconf_api.h`), is
+//! made from this file by cbindgen; the crate's `header` test fails when the committed one
+//! differs.
+//!
+//! # Rules of the interface
+//!
+//! - **Strings in** are a pointer and a length in bytes, UTF-8, not NUL-terminated (a NUL
+//!   byte is part of the text, and refused by every rule). The pointer may be NULL only when
+//!   the length is 0. The library reads them during the call only.
+//! - **Answers** are an [`EnconfStatus`]. On anything but `ENCONF_STATUS_OK`, and when the
+//!   caller passed a non-NULL `error`, `*error` is set to a new [`EnconfError`], which the
+//!   caller owns and releases with [`enconf_error_free`]; on success `*error` is set to NULL.
+//! - **Strings out** (an error's code, message and field) are NUL-terminated UTF-8 owned by
+//!   their error: valid until it is freed. [`enconf_version`]'s string is static.
+//! - **No panic crosses the boundary**: one inside the library is caught and answered with
+//!   `ENCONF_STATUS_INTERNAL`.
+//! - Every function may be called from any thread; nothing is shared between calls.
+
+use std::ffi::{CString, c_char};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use enconf_core::domain::{DomainName, MailAddress, UserName, ValidationError};
+use enconf_core::protocol::{AccountInput, ServerInput};
+
+/// What a call answered.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnconfStatus {
+    /// The input is valid.
+    Ok = 0,
+    /// A field breaks a rule (the API's `422 invalid`); the error names the field.
+    Invalid = 1,
+    /// The JSON is not JSON, or not the right shape (the API's `400 bad_request`).
+    BadRequest = 2,
+    /// The call itself is wrong: a NULL pointer with a length, or text that is not UTF-8.
+    BadArgument = 3,
+    /// The library failed (a bug): nothing about the input is known.
+    Internal = 4,
+}
+
+/// Why an input was refused: a code (`invalid`, `bad_request`, `bad_argument`, `internal`,
+/// as the API's error codes), a message for people, and the field at fault (when there is
+/// one, as the API names it: `domains[1]`). Opaque: read it with the accessors below.
+#[derive(Debug)]
+pub struct EnconfError {
+    code: CString,
+    message: CString,
+    field: Option<CString>,
+}
+
+/// A refusal, before it becomes an [`EnconfError`].
+struct Refusal {
+    status: EnconfStatus,
+    code: &'static str,
+    message: String,
+    field: Option<String>,
+}
+
+impl Refusal {
+    fn argument(message: impl Into<String>) -> Self {
+        Self {
+            status: EnconfStatus::BadArgument,
+            code: "bad_argument",
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    fn internal() -> Self {
+        Self {
+            status: EnconfStatus::Internal,
+            code: "internal",
+            message: "the library failed; the input was not checked".to_owned(),
+            field: None,
+        }
+    }
+
+    fn bad_request(e: &serde_json::Error) -> Self {
+        Self {
+            status: EnconfStatus::BadRequest,
+            code: "bad_request",
+            message: format!("the body is not the expected JSON: {e}"),
+            field: None,
+        }
+    }
+
+    fn into_error(self) -> EnconfError {
+        EnconfError {
+            code: c_string(self.code),
+            message: c_string(&self.message),
+            field: self.field.as_deref().map(c_string),
+        }
+    }
+}
+
+impl From<ValidationError> for Refusal {
+    fn from(e: ValidationError) -> Self {
+        Self {
+            status: EnconfStatus::Invalid,
+            code: "invalid",
+            message: e.to_string(),
+            field: Some(e.field),
+        }
+    }
+}
+
+/// `s` as a C string; a NUL inside (never in our messages, which quote characters escaped)
+/// is written as `\0` rather than cutting the text.
+fn c_string(s: &str) -> CString {
+    CString::new(s.replace('\0', "\\0")).unwrap_or_default()
+}
+
+/// The text at `ptr`, `len` bytes of UTF-8.
+///
+/// # Safety
+/// `ptr` is NULL with `len` 0, or points to `len` readable bytes that stay unchanged during
+/// the call.
+unsafe fn text<'a>(ptr: *const c_char, len: usize) -> Result<&'a str, Refusal> {
+    if ptr.is_null() {
+        return if len == 0 {
+            Ok("")
+        } else {
+            Err(Refusal::argument("a NULL string with a non-zero length"))
+        };
+    }
+    if isize::try_from(len).is_err() {
+        return Err(Refusal::argument("a length larger than memory"));
+    }
+    // SAFETY: the caller promises `len` readable bytes at the non-NULL `ptr`, unchanged during
+    // the call; `len` fits in an isize (checked above), as from_raw_parts requires.
+    let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
+    std::str::from_utf8(bytes).map_err(|e| Refusal::argument(format!("not UTF-8: {e}")))
+}
+
+/// Runs `check` with panics caught, and answers as the module documentation says.
+///
+/// # Safety
+/// `error` is NULL or points to a writable `EnconfError *`.
+unsafe fn answer(
+    error: *mut *mut EnconfError,
+    check: impl FnOnce() -> Result<(), Refusal>,
+) -> EnconfStatus {
+    let outcome =
+        catch_unwind(AssertUnwindSafe(check)).unwrap_or_else(|_| Err(Refusal::internal()));
+    let (status, made) = match outcome {
+        Ok(()) => (EnconfStatus::Ok, std::ptr::null_mut()),
+        Err(refusal) => (
+            refusal.status,
+            Box::into_raw(Box::new(refusal.into_error())),
+        ),
+    };
+    if error.is_null() {
+        if !made.is_null() {
+            // SAFETY: `made` came from Box::into_raw just above and was given to no one.
+            drop(unsafe { Box::from_raw(made) });
+        }
+    } else {
+        // SAFETY: the caller promises a non-NULL `error` points to a writable pointer.
+        unsafe { error.write(made) };
+    }
+    status
+}
+
+/// Checks one string with `rule`, naming `field` when it is refused.
+///
+/// # Safety
+/// As [`text`] for `ptr` and `len`, and as [`answer`] for `error`.
+unsafe fn check_text(
+    ptr: *const c_char,
+    len: usize,
+    error: *mut *mut EnconfError,
+    rule: impl FnOnce(&str) -> Result<(), ValidationError>,
+) -> EnconfStatus {
+    // SAFETY: `error` is as the caller promised.
+    unsafe {
+        answer(error, || {
+            // SAFETY: `ptr` and `len` are as the caller promised.
+            let input = text(ptr, len)?;
+            rule(input).map_err(Refusal::from)
+        })
+    }
+}
+
+/// Reads a JSON body as `T` (a `bad_request` when it is not one) and checks it with `rule`.
+///
+/// # Safety
+/// As [`text`] for `json` and `len`, and as [`answer`] for `error`.
+unsafe fn check_json<T: serde::de::DeserializeOwned>(
+    json: *const c_char,
+    len: usize,
+    error: *mut *mut EnconfError,
+    rule: impl FnOnce(T) -> Result<(), ValidationError>,
+) -> EnconfStatus {
+    // SAFETY: `error` is as the caller promised.
+    unsafe {
+        answer(error, || {
+            // SAFETY: `json` and `len` are as the caller promised.
+            let body = text(json, len)?;
+            let input = serde_json::from_str(body).map_err(|e| Refusal::bad_request(&e))?;
+            rule(input).map_err(Refusal::from)
+        })
+    }
+}
+
+/// The library's version (`0.1.0`): a static NUL-terminated string, never freed.
+#[unsafe(no_mangle)]
+pub extern "C" fn enconf_version() -> *const c_char {
+    const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    VERSION.as_ptr().cast()
+}
+
+/// Checks a domain name as the API does for an account's `domains` (the field is named
+/// `domain`).
+///
+/// # Safety
+/// `input` is NULL with `len` 0, or points to `len` readable bytes; `error` is NULL or points
+/// to a writable `EnconfError *`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn enconf_validate_domain(
+    input: *const c_char,
+    len: usize,
+    error: *mut *mut EnconfError,
+) -> EnconfStatus {
+    // SAFETY: passed on as the caller promised.
+    unsafe {
+        check_text(input, len, error, |s| {
+            DomainName::parse(s).map(drop).map_err(|r| r.at("domain"))
+        })
+    }
+}
+
+/// Checks an account's user name (the field is named `username`).
+///
+/// # Safety
+/// As [`enconf_validate_domain`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn enconf_validate_username(
+    input: *const c_char,
+    len: usize,
+    error: *mut *mut EnconfError,
+) -> EnconfStatus {
+    // SAFETY: passed on as the caller promised.
+    unsafe {
+        check_text(input, len, error, |s| {
+            UserName::parse(s).map(drop).map_err(|r| r.at("username"))
+        })
+    }
+}
+
+/// Checks a mailbox address, `local@domain` (the field is named `address`).
+///
+/// # Safety
+/// As [`enconf_validate_domain`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn enconf_validate_mail_address(
+    input: *const c_char,
+    len: usize,
+    error: *mut *mut EnconfError,
+) -> EnconfStatus {
+    // SAFETY: passed on as the caller promised.
+    unsafe {
+        check_text(input, len, error, |s| {
+            MailAddress::parse(s).map(drop).map_err(|r| r.at("address"))
+        })
+    }
+}
+
+/// Checks a new server, the JSON body of `POST /api/v1/servers` (`ServerInput`), as the
+/// controller does before it asks the agent: `ENCONF_STATUS_BAD_REQUEST` when it is not that
+/// JSON, `ENCONF_STATUS_INVALID` naming the field at fault.
+///
+/// # Safety
+/// As [`enconf_validate_domain`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn enconf_validate_server_input(
+    json: *const c_char,
+    len: usize,
+    error: *mut *mut EnconfError,
+) -> EnconfStatus {
+    // SAFETY: passed on as the caller promised.
+    unsafe { check_json(json, len, error, |i: ServerInput| i.validate().map(drop)) }
+}
+
+/// Checks a new account, the JSON body of `POST /api/v1/accounts` (`AccountInput`), as
+/// [`enconf_validate_server_input`] does for a server. What only the controller knows (a
+/// name already taken, a server without room) is not checked.
+///
+/// # Safety
+/// As [`enconf_validate_domain`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn enconf_validate_account_input(
+    json: *const c_char,
+    len: usize,
+    error: *mut *mut EnconfError,
+) -> EnconfStatus {
+    // SAFETY: passed on as the caller promised.
+    unsafe { check_json(json, len, error, |i: AccountInput| i.validate().map(drop)) }
+}
+
+/// The error's code (`invalid`, `bad_request`, `bad_argument`, `internal`); NULL for a NULL
+/// error. Owned by the error.
+///
+/// # Safety
+/// `error` is NULL or an error this library made and that is not freed yet.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn enconf_error_code(error: *const EnconfError) -> *const c_char {
+    // SAFETY: the caller promises NULL or a live error of ours.
+    unsafe { error.as_ref() }.map_or(std::ptr::null(), |e| e.code.as_ptr())
+}
+
+/// The error's message, for people; NULL for a NULL error. Owned by the error.
+///
+/// # Safety
+/// As [`enconf_error_code`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn enconf_error_message(error: *const EnconfError) -> *const c_char {
+    // SAFETY: the caller promises NULL or a live error of ours.
+    unsafe { error.as_ref() }.map_or(std::ptr::null(), |e| e.message.as_ptr())
+}
+
+/// The field at fault (`hostname`, `domains[1]`), or NULL when no single field is (or for a
+/// NULL error). Owned by the error.
+///
+/// # Safety
+/// As [`enconf_error_code`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn enconf_error_field(error: *const EnconfError) -> *const c_char {
+    // SAFETY: the caller promises NULL or a live error of ours.
+    unsafe { error.as_ref() }
+        .and_then(|e| e.field.as_ref())
+        .map_or(std::ptr::null(), |f| f.as_ptr())
+}
+
+/// Releases an error; NULL is allowed and does nothing. Its strings are gone with it.
+///
+/// # Safety
+/// `error` is NULL or an error this library made, not freed before.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn enconf_error_free(error: *mut EnconfError) {
+    if !error.is_null() {
+        // SAFETY: the caller promises an error of ours (made by Box::into_raw in `answer`)
+        // that was not freed before.
+        drop(unsafe { Box::from_raw(error) });
+    }
+}

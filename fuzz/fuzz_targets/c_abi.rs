@@ -1,0 +1,46 @@
+//! Every entry point of the C interface that takes a string, fed arbitrary bytes: an answer
+//! and an error that agree, readable strings, never the library's own failure.
+#![no_main]
+
+use std::ffi::{CStr, c_char};
+
+use enconf::{EnconfError, EnconfStatus};
+use libfuzzer_sys::fuzz_target;
+
+type Validator = unsafe extern "C" fn(*const c_char, usize, *mut *mut EnconfError) -> EnconfStatus;
+
+const ENTRY_POINTS: [Validator; 5] = [
+    enconf::enconf_validate_domain,
+    enconf::enconf_validate_username,
+    enconf::enconf_validate_mail_address,
+    enconf::enconf_validate_server_input,
+    enconf::enconf_validate_account_input,
+];
+
+fuzz_target!(|data: &[u8]| {
+    for validate in ENTRY_POINTS {
+        let mut error: *mut EnconfError = std::ptr::null_mut();
+        // SAFETY: `data` is `data.len()` readable bytes for the call; `error` is writable.
+        let status = unsafe { validate(data.as_ptr().cast(), data.len(), &mut error) };
+        assert_ne!(status, EnconfStatus::Internal);
+        assert_eq!(status == EnconfStatus::Ok, error.is_null());
+        if error.is_null() {
+            continue;
+        }
+        // SAFETY: `error` is a live error of the library's; its strings live as long as it.
+        unsafe {
+            let code = CStr::from_ptr(enconf::enconf_error_code(error));
+            assert!(!code.to_bytes().is_empty());
+            let message = CStr::from_ptr(enconf::enconf_error_message(error));
+            assert!(message.to_str().is_ok());
+            let field = enconf::enconf_error_field(error);
+            if !field.is_null() {
+                assert!(CStr::from_ptr(field).to_str().is_ok());
+            }
+            enconf::enconf_error_free(error);
+        }
+        // SAFETY: as above, with no error wanted.
+        let again = unsafe { validate(data.as_ptr().cast(), data.len(), std::ptr::null_mut()) };
+        assert_eq!(again, status);
+    }
+});
