@@ -1,5 +1,6 @@
-//! Every entry point of the C interface that takes a string, fed arbitrary bytes: an answer
-//! and an error that agree, readable strings, never the library's own failure.
+//! Every entry point of the C interface that takes a string (the certificate check too), fed
+//! arbitrary bytes: an answer and an error that agree, readable strings, never the library's
+//! own failure.
 #![no_main]
 
 use std::ffi::{CStr, c_char};
@@ -17,28 +18,57 @@ const ENTRY_POINTS: [Validator; 5] = [
     enconf::enconf_validate_account_input,
 ];
 
+/// Checks what an answer says: the status and the error agree, the error's strings are UTF-8;
+/// frees the error.
+fn read_answer(status: EnconfStatus, error: *mut EnconfError) {
+    assert_ne!(status, EnconfStatus::Internal);
+    assert_eq!(status == EnconfStatus::Ok, error.is_null());
+    if error.is_null() {
+        return;
+    }
+    // SAFETY: `error` is a live error of the library's; its strings live as long as it.
+    unsafe {
+        let code = CStr::from_ptr(enconf::enconf_error_code(error));
+        assert!(!code.to_bytes().is_empty());
+        let message = CStr::from_ptr(enconf::enconf_error_message(error));
+        assert!(message.to_str().is_ok());
+        let field = enconf::enconf_error_field(error);
+        if !field.is_null() {
+            assert!(CStr::from_ptr(field).to_str().is_ok());
+        }
+        enconf::enconf_error_free(error);
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    // The certificate check takes three strings: the input cut in three at its first two 0xff
+    // bytes (bytes that are never UTF-8, so the cuts add nothing a caller could not send).
+    let mut parts = data.splitn(3, |b| *b == 0xff);
+    let (chain, key, host) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let mut error: *mut EnconfError = std::ptr::null_mut();
+    // SAFETY: each part is its length of readable bytes for the call; `error` is writable.
+    let status = unsafe {
+        enconf::enconf_check_certificate(
+            chain.as_ptr().cast(),
+            chain.len(),
+            key.as_ptr().cast(),
+            key.len(),
+            host.as_ptr().cast(),
+            host.len(),
+            &mut error,
+        )
+    };
+    read_answer(status, error);
+
     for validate in ENTRY_POINTS {
         let mut error: *mut EnconfError = std::ptr::null_mut();
         // SAFETY: `data` is `data.len()` readable bytes for the call; `error` is writable.
         let status = unsafe { validate(data.as_ptr().cast(), data.len(), &mut error) };
-        assert_ne!(status, EnconfStatus::Internal);
-        assert_eq!(status == EnconfStatus::Ok, error.is_null());
-        if error.is_null() {
-            continue;
-        }
-        // SAFETY: `error` is a live error of the library's; its strings live as long as it.
-        unsafe {
-            let code = CStr::from_ptr(enconf::enconf_error_code(error));
-            assert!(!code.to_bytes().is_empty());
-            let message = CStr::from_ptr(enconf::enconf_error_message(error));
-            assert!(message.to_str().is_ok());
-            let field = enconf::enconf_error_field(error);
-            if !field.is_null() {
-                assert!(CStr::from_ptr(field).to_str().is_ok());
-            }
-            enconf::enconf_error_free(error);
-        }
+        read_answer(status, error);
         // SAFETY: as above, with no error wanted.
         let again = unsafe { validate(data.as_ptr().cast(), data.len(), std::ptr::null_mut()) };
         assert_eq!(again, status);

@@ -99,6 +99,25 @@ enum EnconfStatus enconf_validate_account_input(const char *json,
                                                 struct EnconfError **error);
 
 /*
+ Checks an uploaded certificate chain and private key (PEM) for the domain `host`, now, as
+ the controller does before it installs them: both parse, the key is supported and belongs
+ to the first certificate, which is valid now and covers `host` (exactly or by a wildcard),
+ and each certificate is issued by the one after it. A refusal names `certificate_pem`,
+ `private_key_pem` or `domain`.
+
+ # Safety
+ Each of `chain`, `key` and `host` is NULL with its length 0, or points to that many
+ readable bytes; `error` is NULL or points to a writable `EnconfError *`.
+ */
+enum EnconfStatus enconf_check_certificate(const char *chain,
+                                           size_t chain_len,
+                                           const char *key,
+                                           size_t key_len,
+                                           const char *host,
+                                           size_t host_len,
+                                           struct EnconfError **error);
+
+/*
  The error's code (`invalid`, `bad_request`, `bad_argument`, `internal`); NULL for a NULL
  error. Owned by the error.
 

@@ -25,6 +25,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use enconf_core::domain::{DomainName, MailAddress, UserName, ValidationError};
 use enconf_core::protocol::{AccountInput, ServerInput};
+use enconf_core::ssl::cert;
 
 /// What a call answered.
 #[repr(C)]
@@ -93,6 +94,17 @@ impl Refusal {
             code: c_string(self.code),
             message: c_string(&self.message),
             field: self.field.as_deref().map(c_string),
+        }
+    }
+}
+
+impl From<cert::CertError> for Refusal {
+    fn from(e: cert::CertError) -> Self {
+        Self {
+            status: EnconfStatus::Invalid,
+            code: "invalid",
+            message: e.to_string(),
+            field: e.field().map(str::to_owned),
         }
     }
 }
@@ -299,6 +311,42 @@ pub unsafe extern "C" fn enconf_validate_account_input(
 ) -> EnconfStatus {
     // SAFETY: passed on as the caller promised.
     unsafe { check_json(json, len, error, |i: AccountInput| i.validate().map(drop)) }
+}
+
+/// Checks an uploaded certificate chain and private key (PEM) for the domain `host`, now, as
+/// the controller does before it installs them: both parse, the key is supported and belongs
+/// to the first certificate, which is valid now and covers `host` (exactly or by a wildcard),
+/// and each certificate is issued by the one after it. A refusal names `certificate_pem`,
+/// `private_key_pem` or `domain`.
+///
+/// # Safety
+/// Each of `chain`, `key` and `host` is NULL with its length 0, or points to that many
+/// readable bytes; `error` is NULL or points to a writable `EnconfError *`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn enconf_check_certificate(
+    chain: *const c_char,
+    chain_len: usize,
+    key: *const c_char,
+    key_len: usize,
+    host: *const c_char,
+    host_len: usize,
+    error: *mut *mut EnconfError,
+) -> EnconfStatus {
+    // SAFETY: `error` is as the caller promised.
+    unsafe {
+        answer(error, || {
+            // SAFETY: the three strings are as the caller promised.
+            let (chain, key, host) = (
+                text(chain, chain_len)?,
+                text(key, key_len)?,
+                text(host, host_len)?,
+            );
+            let host = DomainName::parse(host).map_err(|r| r.at("domain"))?;
+            cert::check(chain, key, &host, time::OffsetDateTime::now_utc())
+                .map(drop)
+                .map_err(Refusal::from)
+        })
+    }
 }
 
 /// The error's code (`invalid`, `bad_request`, `bad_argument`, `internal`); NULL for a NULL
