@@ -6,12 +6,24 @@ use enconf_core::protocol::agent::AccountBatch;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(batch) = serde_json::from_slice::<AccountBatch>(data) else { return };
+    let Ok(batch) = serde_json::from_slice::<AccountBatch>(data) else {
+        return;
+    };
     let Ok(specs) = batch.validate() else { return };
     for spec in specs {
-        assert!(spec.username.as_str().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'));
+        assert!(
+            spec.username
+                .as_str()
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        );
         for d in &spec.domains {
-            assert!(d.as_str().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'));
+            assert!(
+                d.as_str().bytes().all(|b| b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || b == b'-'
+                    || b == b'.')
+            );
         }
     }
 });

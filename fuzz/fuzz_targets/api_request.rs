@@ -22,11 +22,14 @@ fuzz_target!(|data: &[u8]| {
         && let Err(e) = input.validate()
     {
         assert!(
-            e.field == "target_server_id" || e.field == "targets" || e.field.starts_with("targets."),
+            e.field == "target_server_id"
+                || e.field == "targets"
+                || e.field.starts_with("targets."),
             "{e:?}"
         );
     }
-    if let Ok(query) = serde_urlencoded::from_bytes::<enconf_core::protocol::list::ListQuery>(data) {
+    if let Ok(query) = serde_urlencoded::from_bytes::<enconf_core::protocol::list::ListQuery>(data)
+    {
         for result in [
             query.paging().map(drop),
             query.accounts().map(drop),
@@ -39,7 +42,12 @@ fuzz_target!(|data: &[u8]| {
         }
         if let (Ok(paging), Ok(filter)) = (query.paging(), query.accounts()) {
             assert!((1..=1000).contains(&paging.limit));
-            assert!(filter.prefix.is_none_or(|p| p.bytes().all(|b| b.is_ascii_alphanumeric() && !b.is_ascii_uppercase() || b".-_".contains(&b))));
+            assert!(
+                filter.prefix.is_none_or(|p| p
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() && !b.is_ascii_uppercase()
+                        || b".-_".contains(&b)))
+            );
         }
         if let Ok(Some(account)) = query.jobs() {
             assert!(account.0 >= 1 && account.0 <= i64::MAX as u64);

@@ -12,7 +12,9 @@ use enconf_core::protocol::backup::{Repository, RestoreInput};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let user = UserName::parse("shop").unwrap();
 
     if let Ok(input) = serde_json::from_str::<RestoreInput>(text)
@@ -38,7 +40,12 @@ fuzz_target!(|data: &[u8]| {
                 || full.starts_with(&format!("rest:https://shop:{secret}@")),
             "{full:?}"
         );
-        assert!(!full.chars().any(|c| c.is_control() || c == '\'' || c == '"'), "{full:?}");
+        assert!(
+            !full
+                .chars()
+                .any(|c| c.is_control() || c == '\'' || c == '"'),
+            "{full:?}"
+        );
         assert!(full.ends_with("/shop/"));
     }
 

@@ -1,4 +1,5 @@
-//! Every entry point of the C interface that takes a string (the certificate check too), fed
+//! Every entry point of the C interface that takes a string (the certificate check and the
+//! preview too), fed
 //! arbitrary bytes: an answer and an error that agree, readable strings, never the library's
 //! own failure.
 #![no_main]
@@ -62,6 +63,36 @@ fuzz_target!(|data: &[u8]| {
             &mut error,
         )
     };
+    read_answer(status, error);
+
+    // The preview takes an account and the agent's settings: the input cut at its first 0xff.
+    let mut parts = data.splitn(2, |b| *b == 0xff);
+    let (account, settings) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let (mut out, mut out_len): (*mut c_char, usize) = (std::ptr::null_mut(), 0);
+    let mut error: *mut EnconfError = std::ptr::null_mut();
+    // SAFETY: each part is its length of readable bytes; the out places are writable.
+    let status = unsafe {
+        enconf::enconf_render_web(
+            account.as_ptr().cast(),
+            account.len(),
+            settings.as_ptr().cast(),
+            settings.len(),
+            &mut out,
+            &mut out_len,
+            &mut error,
+        )
+    };
+    assert_eq!(status == EnconfStatus::Ok, !out.is_null());
+    if !out.is_null() {
+        // SAFETY: the string the call returned, read then freed once.
+        unsafe {
+            assert_eq!(CStr::from_ptr(out).to_bytes().len(), out_len);
+            enconf::enconf_string_free(out);
+        }
+    }
     read_answer(status, error);
 
     for validate in ENTRY_POINTS {

@@ -6,7 +6,9 @@ use enconf_agent_lib::config::{AgentConfig, parse_env_file};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(values) = parse_env_file("fuzz", text) {
         for v in values.values() {
             assert!(!v.contains('\n'), "a value spans lines");

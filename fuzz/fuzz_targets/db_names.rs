@@ -25,7 +25,9 @@ fn matches(pattern: &[char], name: &[char]) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let mut fields = text.splitn(3, '\u{1f}');
     let (account, name, other) = (
         fields.next().unwrap_or("shop"),
@@ -36,9 +38,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(db) = DbName::parse(&account, name) {
         let s = db.as_str();
         assert!(s.len() <= 64, "{s:?}");
-        assert!(db.belongs_to(&account), "{s:?} without the prefix of {account}");
         assert!(
-            s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'),
+            db.belongs_to(&account),
+            "{s:?} without the prefix of {account}"
+        );
+        assert!(
+            s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'),
             "{s:?}"
         );
         assert_eq!(db.quoted(), format!("`{s}`"));
@@ -51,7 +57,10 @@ fuzz_target!(|data: &[u8]| {
             if *c == '_' {
                 let mut other = chars.clone();
                 other[i] = 'x';
-                assert!(!matches(&pattern, &other), "{s:?}: its grant opens {other:?}");
+                assert!(
+                    !matches(&pattern, &other),
+                    "{s:?}: its grant opens {other:?}"
+                );
             }
         }
     }
@@ -61,7 +70,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = DbName::parse_full(other);
     if let Ok(host) = DbHost::parse(other) {
         let quoted = host.quoted();
-        assert!(!quoted[1..quoted.len() - 1].contains(['\'', '\\', '%', '_']), "{quoted}");
+        assert!(
+            !quoted[1..quoted.len() - 1].contains(['\'', '\\', '%', '_']),
+            "{quoted}"
+        );
     }
     if let Ok(hash) = NativeHash::parse(other) {
         assert!(!hash.expose_secret().contains(['\'', '\\']));

@@ -30,7 +30,9 @@ fn unquoted(line: &str) -> String {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let zone = ZoneName::parse("shop.example").unwrap();
     let mut fields = text.splitn(5, '\u{1f}');
     let (name, kind, content, ttl, priority) = (
@@ -52,12 +54,17 @@ fuzz_target!(|data: &[u8]| {
         content: Some(content.to_owned()),
         priority: priority.and_then(|p| p.parse::<u64>().ok()).map(Into::into),
     };
-    let Ok(spec) = input.validate(&zone, "") else { return };
+    let Ok(spec) = input.validate(&zone, "") else {
+        return;
+    };
     let line = spec.zone_line();
     assert_eq!(line.matches('\n').count(), 1, "{line:?}");
     assert!(line.ends_with('\n'));
     let outside = unquoted(line.trim_end());
-    assert!(!outside.contains([';', '(', ')', '$', '\\', '\r', '\t']), "{line:?}");
+    assert!(
+        !outside.contains([';', '(', ')', '$', '\\', '\r', '\t']),
+        "{line:?}"
+    );
     let again: RecordSpec = RecordInput::from_spec(&spec).validate(&zone, "").unwrap();
     assert_eq!(again, spec);
     let file = zone_file(&zone, 1, std::slice::from_ref(&spec));

@@ -18,7 +18,11 @@ fuzz_target!(|data: &[u8]| {
             let line = passwd_line(&m.address, &m.password_hash, m.quota_mb);
             assert_eq!(line.matches('\n').count(), 1, "{line}");
             assert!(line.ends_with('\n'));
-            assert_eq!(line.trim_end().split(':').count(), if m.quota_mb.is_some() { 9 } else { 8 }, "{line}");
+            assert_eq!(
+                line.trim_end().split(':').count(),
+                if m.quota_mb.is_some() { 9 } else { 8 },
+                "{line}"
+            );
             text.push_str(&line);
         }
         let back = parse_passwd(Path::new("/fuzz"), &text);
@@ -27,14 +31,23 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!((a, h, q), (&m.address, &m.password_hash, &m.quota_mb));
         }
     }
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     for syntax in [Syntax::Postfix, Syntax::Opendkim] {
-        let wanted = [("virtual_mailbox_maps", "lmdb:/etc/postfix/enconf/mailboxes".to_owned())];
+        let wanted = [(
+            "virtual_mailbox_maps",
+            "lmdb:/etc/postfix/enconf/mailboxes".to_owned(),
+        )];
         let out = settings::set(text, syntax, &wanted, "fuzz");
         assert_eq!(
             settings::get(&out, syntax, "virtual_mailbox_maps").as_deref(),
             Some("lmdb:/etc/postfix/enconf/mailboxes")
         );
-        assert_eq!(settings::set(&out, syntax, &wanted, "fuzz"), out, "idempotent");
+        assert_eq!(
+            settings::set(&out, syntax, &wanted, "fuzz"),
+            out,
+            "idempotent"
+        );
     }
 });

@@ -27,14 +27,22 @@ fn layout() -> Layout {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-    AgentConfig::from_values(&values).expect("default config").layout
+    AgentConfig::from_values(&values)
+        .expect("default config")
+        .layout
 }
 
 fn reference(spec: &AccountSpec) -> AccountSpec {
-    let domains: Vec<String> = (0..spec.domains.iter().count()).map(|i| format!("d{i}.example")).collect();
-    AccountPut { username: Some("reference".into()), domains: Some(domains), ..AccountPut::default() }
-        .validate("", None)
-        .expect("reference spec")
+    let domains: Vec<String> = (0..spec.domains.iter().count())
+        .map(|i| format!("d{i}.example"))
+        .collect();
+    AccountPut {
+        username: Some("reference".into()),
+        domains: Some(domains),
+        ..AccountPut::default()
+    }
+    .validate("", None)
+    .expect("reference spec")
 }
 
 fuzz_target!(|input: Input| {
@@ -51,7 +59,9 @@ fuzz_target!(|input: Input| {
         }),
         ..AccountPut::default()
     };
-    let Ok(spec) = put.validate("", None) else { return };
+    let Ok(spec) = put.validate("", None) else {
+        return;
+    };
     let layout = layout();
     let reference = reference(&spec);
     let vhost = render::vhost(&layout, &spec);

@@ -118,6 +118,37 @@ enum EnconfStatus enconf_check_certificate(const char *chain,
                                            struct EnconfError **error);
 
 /*
+ Renders what the agent would write for a new account's web role, for a preview: the nginx
+ server block and the PHP-FPM pool of the account in `account_json` (the body of
+ `POST /api/v1/accounts`, checked as [`enconf_validate_account_input`] does), each after a
+ `# <path>` line. `settings` is the text of the server's agent `config.env` (its paths, port
+ and default PHP version; empty: the Debian defaults); its token, if any, is not used.
+
+ On success `*out` is a new NUL-terminated string of `*out_len` bytes (without the NUL),
+ owned by the caller and released with [`enconf_string_free`]; on failure `*out` is NULL.
+
+ # Safety
+ `account_json` and `settings` are NULL with their length 0, or point to that many readable
+ bytes; `out` and `out_len` point to writable places; `error` is NULL or points to a
+ writable `EnconfError *`.
+ */
+enum EnconfStatus enconf_render_web(const char *account_json,
+                                    size_t account_len,
+                                    const char *settings,
+                                    size_t settings_len,
+                                    char **out,
+                                    size_t *out_len,
+                                    struct EnconfError **error);
+
+/*
+ Releases a string this library returned (from [`enconf_render_web`]); NULL does nothing.
+
+ # Safety
+ `s` is NULL or a string this library returned, not freed before.
+ */
+void enconf_string_free(char *s);
+
+/*
  The error's code (`invalid`, `bad_request`, `bad_argument`, `internal`); NULL for a NULL
  error. Owned by the error.
 

@@ -53,6 +53,40 @@ pub struct EnconfError {
     field: Option<CString>,
 }
 
+/// The preview of what the agent renders.
+mod preview {
+    use enconf_agent_lib::config::{AgentConfig, parse_env_file};
+    use enconf_agent_lib::render::{AccountPaths, Renderer};
+    use enconf_core::domain::AccountSpec;
+
+    use super::Refusal;
+
+    /// A token for the agent's settings, which require one: the layout does not use it.
+    const PLACEHOLDER_TOKEN: &str = "preview-token-not-used-0123456789";
+
+    /// The account's server block and pool under the layout `settings` give.
+    pub(super) fn web(spec: &AccountSpec, settings: &str) -> Result<String, Refusal> {
+        let invalid = |e: &dyn std::fmt::Display| Refusal {
+            status: super::EnconfStatus::Invalid,
+            code: "invalid",
+            message: e.to_string(),
+            field: Some("settings".to_owned()),
+        };
+        let mut values = parse_env_file("settings", settings).map_err(|e| invalid(&e))?;
+        values.insert("AGENT_TOKEN".to_owned(), PLACEHOLDER_TOKEN.to_owned());
+        let layout = AgentConfig::from_values(&values)
+            .map_err(|e| invalid(&e))?
+            .layout;
+        let renderer = Renderer::new(&layout);
+        let paths = AccountPaths::new(&layout, &spec.username, renderer.php_version(spec));
+        let mut out = format!("# {}\n", paths.vhost.display());
+        renderer.vhost_into(&mut out, spec);
+        out.push_str(&format!("# {}\n", paths.pool.display()));
+        renderer.pool_into(&mut out, spec);
+        Ok(out)
+    }
+}
+
 /// A refusal, before it becomes an [`EnconfError`].
 struct Refusal {
     status: EnconfStatus,
@@ -346,6 +380,79 @@ pub unsafe extern "C" fn enconf_check_certificate(
                 .map(drop)
                 .map_err(Refusal::from)
         })
+    }
+}
+
+/// Renders what the agent would write for a new account's web role, for a preview: the nginx
+/// server block and the PHP-FPM pool of the account in `account_json` (the body of
+/// `POST /api/v1/accounts`, checked as [`enconf_validate_account_input`] does), each after a
+/// `# <path>` line. `settings` is the text of the server's agent `config.env` (its paths, port
+/// and default PHP version; empty: the Debian defaults); its token, if any, is not used.
+///
+/// On success `*out` is a new NUL-terminated string of `*out_len` bytes (without the NUL),
+/// owned by the caller and released with [`enconf_string_free`]; on failure `*out` is NULL.
+///
+/// # Safety
+/// `account_json` and `settings` are NULL with their length 0, or point to that many readable
+/// bytes; `out` and `out_len` point to writable places; `error` is NULL or points to a
+/// writable `EnconfError *`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn enconf_render_web(
+    account_json: *const c_char,
+    account_len: usize,
+    settings: *const c_char,
+    settings_len: usize,
+    out: *mut *mut c_char,
+    out_len: *mut usize,
+    error: *mut *mut EnconfError,
+) -> EnconfStatus {
+    if out.is_null() || out_len.is_null() {
+        // SAFETY: `error` is as the caller promised.
+        return unsafe {
+            answer(error, || {
+                Err(Refusal::argument("out and out_len must not be NULL"))
+            })
+        };
+    }
+    // SAFETY: `out` is non-NULL and writable, as the caller promised.
+    unsafe { out.write(std::ptr::null_mut()) };
+    let mut rendered = None;
+    // SAFETY: `error` is as the caller promised.
+    let status = unsafe {
+        answer(error, || {
+            // SAFETY: both strings are as the caller promised.
+            let (body, settings) = (
+                text(account_json, account_len)?,
+                text(settings, settings_len)?,
+            );
+            let input: AccountInput =
+                serde_json::from_str(body).map_err(|e| Refusal::bad_request(&e))?;
+            let spec = input.validate().map_err(Refusal::from)?.spec;
+            rendered = Some(preview::web(&spec, settings)?);
+            Ok(())
+        })
+    };
+    if let Some(text) = rendered {
+        let len = text.len();
+        // SAFETY: `out` and `out_len` are non-NULL and writable, as the caller promised.
+        unsafe {
+            out.write(c_string(&text).into_raw());
+            out_len.write(len);
+        }
+    }
+    status
+}
+
+/// Releases a string this library returned (from [`enconf_render_web`]); NULL does nothing.
+///
+/// # Safety
+/// `s` is NULL or a string this library returned, not freed before.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn enconf_string_free(s: *mut c_char) {
+    if !s.is_null() {
+        // SAFETY: the caller promises a string of ours (made by CString::into_raw) that was
+        // not freed before.
+        drop(unsafe { CString::from_raw(s) });
     }
 }
 
