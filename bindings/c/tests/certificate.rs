@@ -1,7 +1,7 @@
 //! `enconf_check_certificate`, called as C calls it, on certificates made here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::ffi::CStr;
+mod common;
 
 use enconf::{EnconfError, EnconfStatus};
 use enconf_core::domain::DomainName;
@@ -22,20 +22,8 @@ fn check(chain: &str, key: &str, host: &str) -> (EnconfStatus, Option<(String, O
             &mut error,
         )
     };
-    if error.is_null() {
-        return (status, None);
-    }
-    // SAFETY: a live error of the library's, freed once after its strings are copied.
-    unsafe {
-        let code = CStr::from_ptr(enconf::enconf_error_code(error))
-            .to_string_lossy()
-            .into_owned();
-        let field = enconf::enconf_error_field(error);
-        let field =
-            (!field.is_null()).then(|| CStr::from_ptr(field).to_string_lossy().into_owned());
-        enconf::enconf_error_free(error);
-        (status, Some((code, field)))
-    }
+    // SAFETY: the error the call made, not used again.
+    (status, unsafe { common::take_error(error) })
 }
 
 fn bundle(names: &[&str]) -> cert::CertBundle {

@@ -1,6 +1,8 @@
 //! `enconf_render_web`, called as C calls it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::ffi::{CStr, c_char};
 
 use enconf::{EnconfError, EnconfStatus};
@@ -30,11 +32,7 @@ fn render(account: &str, settings: &str) -> (EnconfStatus, Option<String>, Optio
             enconf::enconf_string_free(out);
             t
         });
-        let field = (!error.is_null())
-            .then(|| enconf::enconf_error_field(error))
-            .filter(|f| !f.is_null())
-            .map(|f| CStr::from_ptr(f).to_string_lossy().into_owned());
-        enconf::enconf_error_free(error);
+        let field = common::take_error(error).and_then(|(_, field)| field);
         (status, text, field)
     }
 }

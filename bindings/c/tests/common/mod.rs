@@ -34,3 +34,26 @@ pub fn library_dir() -> PathBuf {
 pub fn bindings() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
+
+/// What an error of the library says, `(code, field)`, read and then freed; `None` for NULL.
+///
+/// # Safety
+/// `error` is NULL or a live error of the library's, not used after this call.
+pub unsafe fn take_error(error: *mut enconf::EnconfError) -> Option<(String, Option<String>)> {
+    use std::ffi::CStr;
+    if error.is_null() {
+        return None;
+    }
+    // SAFETY: a live error of the library's (as the caller promises); its strings live as long
+    // as it, and it is freed once, after they are copied.
+    unsafe {
+        let code = CStr::from_ptr(enconf::enconf_error_code(error))
+            .to_string_lossy()
+            .into_owned();
+        let field = enconf::enconf_error_field(error);
+        let field =
+            (!field.is_null()).then(|| CStr::from_ptr(field).to_string_lossy().into_owned());
+        enconf::enconf_error_free(error);
+        Some((code, field))
+    }
+}
