@@ -1,13 +1,56 @@
-//! Every entry point of the C interface that takes a string (the certificate check and the
-//! preview too), fed
-//! arbitrary bytes: an answer and an error that agree, readable strings, never the library's
-//! own failure.
+//! Every entry point of the C interface that takes a string (the certificate check, the
+//! preview and the controller client too), fed arbitrary bytes: an answer and an error that
+//! agree, readable strings, never the library's own failure. The client's calls go to a
+//! loopback port where nothing listens, so whatever passes the checks is answered
+//! "unreachable".
 #![no_main]
 
 use std::ffi::{CStr, c_char};
 
 use enconf::{EnconfError, EnconfStatus};
 use libfuzzer_sys::fuzz_target;
+
+type ClientCall = unsafe extern "C" fn(
+    *const enconf::EnconfClient,
+    *const c_char,
+    usize,
+    *mut *mut c_char,
+    *mut usize,
+    *mut *mut EnconfError,
+) -> EnconfStatus;
+
+const CLIENT_CALLS: [ClientCall; 4] = [
+    enconf::enconf_client_create_server,
+    enconf::enconf_client_list_servers,
+    enconf::enconf_client_create_account,
+    enconf::enconf_client_list_accounts,
+];
+
+/// One client for every run (its address as an integer: a pointer is not `Sync`).
+static CLIENT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+fn client() -> *const enconf::EnconfClient {
+    *CLIENT.get_or_init(|| {
+        let (url, token) = ("http://127.0.0.1:1", "fuzz-admin-token-0123456789");
+        let mut client = std::ptr::null_mut();
+        // SAFETY: live strings with their lengths; `client` is writable; no error wanted.
+        let status = unsafe {
+            enconf::enconf_client_new(
+                url.as_ptr().cast(),
+                url.len(),
+                token.as_ptr().cast(),
+                token.len(),
+                std::ptr::null(),
+                0,
+                2_000,
+                &mut client,
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(status, EnconfStatus::Ok);
+        client as usize
+    }) as *const enconf::EnconfClient
+}
 
 type Validator = unsafe extern "C" fn(*const c_char, usize, *mut *mut EnconfError) -> EnconfStatus;
 
@@ -41,6 +84,16 @@ fn read_answer(status: EnconfStatus, error: *mut EnconfError) {
     }
 }
 
+/// `data` cut in two at its first 0xff byte (a byte that is never UTF-8, so the cut adds
+/// nothing a caller could not send).
+fn halves(data: &[u8]) -> (&[u8], &[u8]) {
+    let mut parts = data.splitn(2, |b| *b == 0xff);
+    (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    )
+}
+
 fuzz_target!(|data: &[u8]| {
     // The certificate check takes three strings: the input cut in three at its first two 0xff
     // bytes (bytes that are never UTF-8, so the cuts add nothing a caller could not send).
@@ -66,11 +119,7 @@ fuzz_target!(|data: &[u8]| {
     read_answer(status, error);
 
     // The preview takes an account and the agent's settings: the input cut at its first 0xff.
-    let mut parts = data.splitn(2, |b| *b == 0xff);
-    let (account, settings) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-    );
+    let (account, settings) = halves(data);
     let (mut out, mut out_len): (*mut c_char, usize) = (std::ptr::null_mut(), 0);
     let mut error: *mut EnconfError = std::ptr::null_mut();
     // SAFETY: each part is its length of readable bytes; the out places are writable.
@@ -94,6 +143,57 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     read_answer(status, error);
+
+    // A client from a URL and a token: the input cut at its first 0xff.
+    let (url, token) = halves(data);
+    let mut made = std::ptr::null_mut();
+    let mut error: *mut EnconfError = std::ptr::null_mut();
+    // SAFETY: each part is its length of readable bytes; the out places are writable.
+    let status = unsafe {
+        enconf::enconf_client_new(
+            url.as_ptr().cast(),
+            url.len(),
+            token.as_ptr().cast(),
+            token.len(),
+            std::ptr::null(),
+            0,
+            0,
+            &mut made,
+            &mut error,
+        )
+    };
+    assert_eq!(status == EnconfStatus::Ok, !made.is_null());
+    read_answer(status, error);
+    // SAFETY: NULL or the client just made, freed once.
+    unsafe { enconf::enconf_client_free(made) };
+
+    for call in CLIENT_CALLS {
+        let (mut out, mut out_len): (*mut c_char, usize) = (std::ptr::null_mut(), 0);
+        let mut error: *mut EnconfError = std::ptr::null_mut();
+        // SAFETY: a live client; `data` is its length of readable bytes; out places writable.
+        let status = unsafe {
+            call(
+                client(),
+                data.as_ptr().cast(),
+                data.len(),
+                &mut out,
+                &mut out_len,
+                &mut error,
+            )
+        };
+        assert!(out.is_null(), "nothing listens: no call succeeds");
+        assert!(
+            matches!(
+                status,
+                EnconfStatus::Invalid
+                    | EnconfStatus::BadRequest
+                    | EnconfStatus::BadArgument
+                    | EnconfStatus::Unreachable
+            ),
+            "{status:?}"
+        );
+        read_answer(status, error);
+    }
 
     for validate in ENTRY_POINTS {
         let mut error: *mut EnconfError = std::ptr::null_mut();

@@ -30,7 +30,33 @@ typedef enum EnconfStatus {
    The library failed (a bug): nothing about the input is known.
    */
   ENCONF_STATUS_INTERNAL = 4,
+  /*
+   The controller refused the request with another API error (`duplicate`,
+   `unauthorized`, `no_server_available`, …): the error's code is the API's, and
+   [`enconf_error_http_status`] its HTTP status.
+   */
+  ENCONF_STATUS_REFUSED = 5,
+  /*
+   The controller could not be reached: nothing was sent.
+   */
+  ENCONF_STATUS_UNREACHABLE = 6,
+  /*
+   The request went out but no whole answer came back in time: it may have been applied
+   (list to find out before trying again).
+   */
+  ENCONF_STATUS_INTERRUPTED = 7,
+  /*
+   The controller's answer is not what the API promises (another service at that URL?).
+   */
+  ENCONF_STATUS_PROTOCOL = 8,
 } EnconfStatus;
+
+/*
+ A client of one controller: its URL, an administrator token and a connection pool. Opaque:
+ made by [`enconf_client_new`], released by [`enconf_client_free`]. One client may be used
+ from several threads at once.
+ */
+typedef struct EnconfClient EnconfClient;
 
 /*
  Why an input was refused: a code (`invalid`, `bad_request`, `bad_argument`, `internal`,
@@ -141,7 +167,8 @@ enum EnconfStatus enconf_render_web(const char *account_json,
                                     struct EnconfError **error);
 
 /*
- Releases a string this library returned (from [`enconf_render_web`]); NULL does nothing.
+ Releases a string this library returned (from [`enconf_render_web`] and the client's
+ calls); NULL does nothing.
 
  # Safety
  `s` is NULL or a string this library returned, not freed before.
@@ -175,9 +202,121 @@ const char *enconf_error_message(const struct EnconfError *error);
 const char *enconf_error_field(const struct EnconfError *error);
 
 /*
+ The HTTP status of the controller's answer when the error is one (`409`, `401`, `422`…),
+ else 0 (also for a NULL error).
+
+ # Safety
+ As [`enconf_error_code`].
+ */
+uint16_t enconf_error_http_status(const struct EnconfError *error);
+
+/*
  Releases an error; NULL is allowed and does nothing. Its strings are gone with it.
 
  # Safety
  `error` is NULL or an error this library made, not freed before.
  */
 void enconf_error_free(struct EnconfError *error);
+
+/*
+ Makes a client of the controller at `url` (`http://` or `https://`, as it serves) with the
+ administrator token `token`. `ca_file` (NULL with length 0 for none) is a PEM file of CA
+ certificates to trust besides the system's; `timeout_ms` bounds each request (0: 30 s).
+ Nothing is sent yet: a wrong token shows on the first call.
+
+ On success `*out` is the new client, owned by the caller and released with
+ [`enconf_client_free`]; on failure `*out` is NULL and the error names `url`, `token` or
+ `ca_file`.
+
+ # Safety
+ Each string is NULL with its length 0, or points to that many readable bytes; `out` points
+ to a writable place; `error` is NULL or points to a writable `EnconfError *`.
+ */
+enum EnconfStatus enconf_client_new(const char *url,
+                                    size_t url_len,
+                                    const char *token,
+                                    size_t token_len,
+                                    const char *ca_file,
+                                    size_t ca_file_len,
+                                    uint32_t timeout_ms,
+                                    struct EnconfClient **out,
+                                    struct EnconfError **error);
+
+/*
+ Releases a client; NULL does nothing. Calls still running on other threads must have
+ returned.
+
+ # Safety
+ `client` is NULL or a client made by [`enconf_client_new`], not freed before.
+ */
+void enconf_client_free(struct EnconfClient *client);
+
+/*
+ Adds a server: `json` is the body of `POST /api/v1/servers` (`ServerInput`). On success
+ `*out` is the `Server` the controller answered, as JSON (never with the agent token).
+ A body that is not that JSON is refused before anything is sent
+ (`ENCONF_STATUS_BAD_REQUEST`); the controller's refusals come back as
+ `ENCONF_STATUS_INVALID` (naming the field), `ENCONF_STATUS_BAD_REQUEST` or
+ `ENCONF_STATUS_REFUSED`.
+
+ `*out` (and `*out_len`, its length without the NUL) are as `enconf_render_web`'s: released
+ with `enconf_string_free`.
+
+ # Safety
+ `client` is a live client; `json` is NULL with `len` 0 or points to `len` readable bytes;
+ `out` and `out_len` point to writable places; `error` is NULL or points to a writable
+ `EnconfError *`.
+ */
+enum EnconfStatus enconf_client_create_server(const struct EnconfClient *client,
+                                              const char *json,
+                                              size_t len,
+                                              char **out,
+                                              size_t *out_len,
+                                              struct EnconfError **error);
+
+/*
+ Lists one page of the servers. `query` is a URL query string (NULL with length 0: the
+ first page of 100): `limit` (1 to 1,000) and `after` (the `next` of the page before).
+ On success `*out` is `{"items": [Server, …], "next": "<cursor>" or null}`.
+
+ # Safety
+ As [`enconf_client_create_server`], with `query` for `json`.
+ */
+enum EnconfStatus enconf_client_list_servers(const struct EnconfClient *client,
+                                             const char *query,
+                                             size_t query_len,
+                                             char **out,
+                                             size_t *out_len,
+                                             struct EnconfError **error);
+
+/*
+ Creates an account: `json` is the body of `POST /api/v1/accounts` (`AccountInput`); the
+ controller places it when it names no server and applies it before answering. On success
+ `*out` is the `Account`, as JSON. Errors as [`enconf_client_create_server`]'s
+ (`ENCONF_STATUS_REFUSED` with `duplicate` for a user name or domain taken,
+ `no_server_available` when no server has room).
+
+ # Safety
+ As [`enconf_client_create_server`].
+ */
+enum EnconfStatus enconf_client_create_account(const struct EnconfClient *client,
+                                               const char *json,
+                                               size_t len,
+                                               char **out,
+                                               size_t *out_len,
+                                               struct EnconfError **error);
+
+/*
+ Lists one page of the accounts: `query` as [`enconf_client_list_servers`]'s, plus the
+ filters `server_id`, `role` (`web`, `mail`, …) and `q` (a user name or domain prefix).
+ On success `*out` is `{"items": [Account, …], "next": "<cursor>" or null}`.
+
+ # Safety
+ As [`enconf_client_list_servers`].
+ */
+enum EnconfStatus enconf_client_list_accounts(const struct EnconfClient *client,
+                                              const char *query,
+                                              size_t query_len,
+                                              char **out,
+                                              size_t *out_len,
+                                              struct EnconfError **error);

@@ -41,6 +41,17 @@ pub enum EnconfStatus {
     BadArgument = 3,
     /// The library failed (a bug): nothing about the input is known.
     Internal = 4,
+    /// The controller refused the request with another API error (`duplicate`,
+    /// `unauthorized`, `no_server_available`, …): the error's code is the API's, and
+    /// [`enconf_error_http_status`] its HTTP status.
+    Refused = 5,
+    /// The controller could not be reached: nothing was sent.
+    Unreachable = 6,
+    /// The request went out but no whole answer came back in time: it may have been applied
+    /// (list to find out before trying again).
+    Interrupted = 7,
+    /// The controller's answer is not what the API promises (another service at that URL?).
+    Protocol = 8,
 }
 
 /// Why an input was refused: a code (`invalid`, `bad_request`, `bad_argument`, `internal`,
@@ -51,7 +62,11 @@ pub struct EnconfError {
     code: CString,
     message: CString,
     field: Option<CString>,
+    http_status: u16,
 }
+
+mod client;
+pub use client::*;
 
 /// The preview of what the agent renders.
 mod preview {
@@ -68,9 +83,10 @@ mod preview {
     pub(super) fn web(spec: &AccountSpec, settings: &str) -> Result<String, Refusal> {
         let invalid = |e: &dyn std::fmt::Display| Refusal {
             status: super::EnconfStatus::Invalid,
-            code: "invalid",
+            code: "invalid".into(),
             message: e.to_string(),
             field: Some("settings".to_owned()),
+            http_status: 0,
         };
         let mut values = parse_env_file("settings", settings).map_err(|e| invalid(&e))?;
         values.insert("AGENT_TOKEN".to_owned(), PLACEHOLDER_TOKEN.to_owned());
@@ -90,44 +106,50 @@ mod preview {
 /// A refusal, before it becomes an [`EnconfError`].
 struct Refusal {
     status: EnconfStatus,
-    code: &'static str,
+    code: std::borrow::Cow<'static, str>,
     message: String,
     field: Option<String>,
+    /// The controller's HTTP status, when the refusal is its answer.
+    http_status: u16,
 }
 
 impl Refusal {
     fn argument(message: impl Into<String>) -> Self {
         Self {
             status: EnconfStatus::BadArgument,
-            code: "bad_argument",
+            code: "bad_argument".into(),
             message: message.into(),
             field: None,
+            http_status: 0,
         }
     }
 
     fn internal() -> Self {
         Self {
             status: EnconfStatus::Internal,
-            code: "internal",
+            code: "internal".into(),
             message: "the library failed; the input was not checked".to_owned(),
             field: None,
+            http_status: 0,
         }
     }
 
     fn bad_request(e: &serde_json::Error) -> Self {
         Self {
             status: EnconfStatus::BadRequest,
-            code: "bad_request",
+            code: "bad_request".into(),
             message: format!("the body is not the expected JSON: {e}"),
             field: None,
+            http_status: 0,
         }
     }
 
     fn into_error(self) -> EnconfError {
         EnconfError {
-            code: c_string(self.code),
+            code: c_string(&self.code),
             message: c_string(&self.message),
             field: self.field.as_deref().map(c_string),
+            http_status: self.http_status,
         }
     }
 }
@@ -136,9 +158,10 @@ impl From<cert::CertError> for Refusal {
     fn from(e: cert::CertError) -> Self {
         Self {
             status: EnconfStatus::Invalid,
-            code: "invalid",
+            code: "invalid".into(),
             message: e.to_string(),
             field: e.field().map(str::to_owned),
+            http_status: 0,
         }
     }
 }
@@ -147,9 +170,10 @@ impl From<ValidationError> for Refusal {
     fn from(e: ValidationError) -> Self {
         Self {
             status: EnconfStatus::Invalid,
-            code: "invalid",
+            code: "invalid".into(),
             message: e.to_string(),
             field: Some(e.field),
+            http_status: 0,
         }
     }
 }
@@ -207,6 +231,48 @@ unsafe fn answer(
     } else {
         // SAFETY: the caller promises a non-NULL `error` points to a writable pointer.
         unsafe { error.write(made) };
+    }
+    status
+}
+
+/// Runs `make` as [`answer`] does; on success `*out` is the text made (NUL-terminated, owned by
+/// the caller, released with [`enconf_string_free`]) and `*out_len` its length in bytes
+/// without the NUL; on failure `*out` is NULL.
+///
+/// # Safety
+/// `out` and `out_len` are NULL or writable (NULL is answered `ENCONF_STATUS_BAD_ARGUMENT`);
+/// `error` as [`answer`] wants.
+unsafe fn answer_text(
+    out: *mut *mut c_char,
+    out_len: *mut usize,
+    error: *mut *mut EnconfError,
+    make: impl FnOnce() -> Result<String, Refusal>,
+) -> EnconfStatus {
+    if out.is_null() || out_len.is_null() {
+        // SAFETY: `error` is as the caller promised.
+        return unsafe {
+            answer(error, || {
+                Err(Refusal::argument("out and out_len must not be NULL"))
+            })
+        };
+    }
+    // SAFETY: `out` is non-NULL and writable, as the caller promised.
+    unsafe { out.write(std::ptr::null_mut()) };
+    let mut made = None;
+    // SAFETY: `error` is as the caller promised.
+    let status = unsafe {
+        answer(error, || {
+            made = Some(make()?);
+            Ok(())
+        })
+    };
+    if let Some(text) = made {
+        let len = text.len();
+        // SAFETY: `out` and `out_len` are non-NULL and writable, as the caller promised.
+        unsafe {
+            out.write(c_string(&text).into_raw());
+            out_len.write(len);
+        }
     }
     status
 }
@@ -406,20 +472,9 @@ pub unsafe extern "C" fn enconf_render_web(
     out_len: *mut usize,
     error: *mut *mut EnconfError,
 ) -> EnconfStatus {
-    if out.is_null() || out_len.is_null() {
-        // SAFETY: `error` is as the caller promised.
-        return unsafe {
-            answer(error, || {
-                Err(Refusal::argument("out and out_len must not be NULL"))
-            })
-        };
-    }
-    // SAFETY: `out` is non-NULL and writable, as the caller promised.
-    unsafe { out.write(std::ptr::null_mut()) };
-    let mut rendered = None;
-    // SAFETY: `error` is as the caller promised.
-    let status = unsafe {
-        answer(error, || {
+    // SAFETY: `out`, `out_len` and `error` are as the caller promised.
+    unsafe {
+        answer_text(out, out_len, error, || {
             // SAFETY: both strings are as the caller promised.
             let (body, settings) = (
                 text(account_json, account_len)?,
@@ -428,22 +483,13 @@ pub unsafe extern "C" fn enconf_render_web(
             let input: AccountInput =
                 serde_json::from_str(body).map_err(|e| Refusal::bad_request(&e))?;
             let spec = input.validate().map_err(Refusal::from)?.spec;
-            rendered = Some(preview::web(&spec, settings)?);
-            Ok(())
+            preview::web(&spec, settings)
         })
-    };
-    if let Some(text) = rendered {
-        let len = text.len();
-        // SAFETY: `out` and `out_len` are non-NULL and writable, as the caller promised.
-        unsafe {
-            out.write(c_string(&text).into_raw());
-            out_len.write(len);
-        }
     }
-    status
 }
 
-/// Releases a string this library returned (from [`enconf_render_web`]); NULL does nothing.
+/// Releases a string this library returned (from [`enconf_render_web`] and the client's
+/// calls); NULL does nothing.
 ///
 /// # Safety
 /// `s` is NULL or a string this library returned, not freed before.
@@ -488,6 +534,17 @@ pub unsafe extern "C" fn enconf_error_field(error: *const EnconfError) -> *const
     unsafe { error.as_ref() }
         .and_then(|e| e.field.as_ref())
         .map_or(std::ptr::null(), |f| f.as_ptr())
+}
+
+/// The HTTP status of the controller's answer when the error is one (`409`, `401`, `422`…),
+/// else 0 (also for a NULL error).
+///
+/// # Safety
+/// As [`enconf_error_code`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn enconf_error_http_status(error: *const EnconfError) -> u16 {
+    // SAFETY: the caller promises NULL or a live error of ours.
+    unsafe { error.as_ref() }.map_or(0, |e| e.http_status)
 }
 
 /// Releases an error; NULL is allowed and does nothing. Its strings are gone with it.

@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use enconf_core::domain::{DomainName, MailAddress, UserName, ValidationError};
@@ -89,31 +88,10 @@ fn expected(kind: u8, input: &[u8]) -> (i32, &'static str, String, Option<String
 
 #[test]
 fn a_c_program_gets_the_rust_answers_for_every_case_without_a_leak() {
-    let Some(cc) = common::tool("/usr/bin/cc") else {
+    let work = tempfile::tempdir().unwrap();
+    let Some(program) = common::compile_sanitized("table", work.path()) else {
         return;
     };
-    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let libs = common::library_dir();
-    let work = tempfile::tempdir().unwrap();
-    let program = work.path().join("table");
-    let out = Command::new(&cc)
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-g"])
-        .args(["-fsanitize=address,undefined", "-fno-omit-frame-pointer"])
-        .arg("-I")
-        .arg(crate_dir.join("include"))
-        .arg(crate_dir.join("tests/c/table.c"))
-        .arg("-o")
-        .arg(&program)
-        .arg(format!("-L{}", libs.display()))
-        .arg(format!("-Wl,-rpath,{}", libs.display()))
-        .arg("-lenconf")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cc: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 
     let cases = cases();
     let mut file = Vec::new();
@@ -126,11 +104,7 @@ fn a_c_program_gets_the_rust_answers_for_every_case_without_a_leak() {
     std::fs::write(&table, file).unwrap();
     let out = Command::new(&program)
         .arg(&table)
-        .env(
-            "ASAN_OPTIONS",
-            "detect_leaks=1:abort_on_error=0:exitcode=23",
-        )
-        .env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
+        .envs(common::SANITIZERS)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -85,14 +85,18 @@ fn the_readme_php_example_runs() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("example.php");
     std::fs::write(&script, readme_example("php")).unwrap();
+    let stack = enconf_bindings_testkit::Stack::start().unwrap();
     let out = run(Command::new(php)
         .args(["-n", "-d", "extension=ffi", "-d", "ffi.enable=1"])
         .arg(&script)
         .arg(library())
-        .arg(bindings().join("c/include/enconf_api.h")));
+        .arg(bindings().join("c/include/enconf_api.h"))
+        .arg(bindings().join("php/Enconf.php"))
+        .env("ENCONF_URL", &stack.controller_url)
+        .env("ENCONF_ADMIN_TOKEN", enconf_bindings_testkit::ADMIN_TOKEN));
     assert_eq!(
         out,
-        "domains[1]: domains[1] must not contain the character ' '\n"
+        "domains[1]: domains[1] must not contain the character ' '\n0 servers\n"
     );
 }
 
@@ -118,4 +122,30 @@ fn the_readme_c_example_runs() {
         .arg("-lenconf"));
     let out = run(&mut Command::new(&program));
     assert_eq!(out, "domain: domain must not contain the character '\\n'\n");
+}
+
+#[test]
+fn the_php_panel_example_calls_a_running_controller() {
+    let Some(php) = php() else { return };
+    let stack = enconf_bindings_testkit::Stack::start().unwrap();
+    let out = run(Command::new(php)
+        .args(["-n", "-d", "extension=ffi", "-d", "ffi.enable=1"])
+        .arg(bindings().join("php/panel.php"))
+        .arg(library())
+        .arg(bindings().join("c/include/enconf_api.h"))
+        .env("ENCONF_URL", &stack.controller_url)
+        .env("ENCONF_ADMIN_TOKEN", enconf_bindings_testkit::ADMIN_TOKEN)
+        .env("AGENT_URL", &stack.agent_url)
+        .env("AGENT_TOKEN", enconf_bindings_testkit::AGENT_TOKEN));
+    assert_eq!(
+        out,
+        "form: domains[1]: domains[1] must not contain the character ';'\n\
+         server 1 web1: reachable\n\
+         account shop on server 1\n\
+         account blog on server 1\n\
+         account wiki on server 1\n\
+         controller: duplicate (409) at username\n\
+         page: shop, blog\n\
+         page: wiki\n"
+    );
 }

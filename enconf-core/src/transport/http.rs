@@ -2,39 +2,25 @@
 //! per request and a cap on the answer's size.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::body::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use rustls::RootCertStore;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
+
+pub use crate::client::https::TransportSetupError;
+use crate::client::https::{HttpsClient, chain};
 
 use super::{AgentEndpoint, AgentRequest, AgentResponse, AgentTransport, Method, TransportError};
 
 /// The largest answer read from an agent (a list of tens of thousands of accounts fits).
 const MAX_ANSWER_BYTES: usize = 64 << 20;
 
-/// Why the HTTP transport could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum TransportSetupError {
-    #[error("CA file {path}: {message}")]
-    CaFile { path: String, message: String },
-    #[error("TLS: {0}")]
-    Tls(String),
-}
-
 /// The HTTP(S) client to agents. Cheap to share: one connection pool for every agent.
 #[derive(Debug, Clone)]
 pub struct HttpTransport {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpsClient,
     timeout: Duration,
 }
 
@@ -43,46 +29,7 @@ impl HttpTransport {
     /// and trusts the system's CA certificates plus those in `extra_ca` (PEM), for agents whose
     /// certificates come from a private CA.
     pub fn new(timeout: Duration, extra_ca: Option<&Path>) -> Result<Self, TransportSetupError> {
-        let mut roots = RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        for e in &native.errors {
-            tracing::warn!(error = %e, "a system CA certificate could not be loaded");
-        }
-        roots.add_parsable_certificates(native.certs);
-        if let Some(path) = extra_ca {
-            let ca_error = |message: String| TransportSetupError::CaFile {
-                path: path.display().to_string(),
-                message,
-            };
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| ca_error(e.to_string()))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| ca_error(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(ca_error("no certificate in the file".into()));
-            }
-            for cert in certs {
-                roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TransportSetupError::Tls(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeout / 2));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(https);
+        let client = crate::client::https::client(timeout / 2, extra_ca)?;
         Ok(Self { client, timeout })
     }
 
@@ -146,20 +93,4 @@ impl AgentTransport for HttpTransport {
             ))),
         }
     }
-}
-
-/// An error and its causes on one line: `client error (Connect): tcp connect error: Connection
-/// refused (os error 111)`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }

@@ -57,3 +57,42 @@ pub unsafe fn take_error(error: *mut enconf::EnconfError) -> Option<(String, Opt
         Some((code, field))
     }
 }
+
+/// `tests/c/<name>.c` compiled against the header and linked to `libenconf.so`, with
+/// AddressSanitizer and UndefinedBehaviorSanitizer, into `dir`; `None` when there is no C
+/// compiler (a skip, or a failure under `CI=true`).
+pub fn compile_sanitized(name: &str, dir: &Path) -> Option<PathBuf> {
+    let cc = tool("/usr/bin/cc")?;
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let libs = library_dir();
+    let program = dir.join(name);
+    let out = std::process::Command::new(&cc)
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-g"])
+        .args(["-fsanitize=address,undefined", "-fno-omit-frame-pointer"])
+        .arg("-I")
+        .arg(crate_dir.join("include"))
+        .arg(crate_dir.join(format!("tests/c/{name}.c")))
+        .arg("-o")
+        .arg(&program)
+        .arg(format!("-L{}", libs.display()))
+        .arg(format!("-Wl,-rpath,{}", libs.display()))
+        .arg("-lenconf")
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", cc.display()));
+    assert!(
+        out.status.success(),
+        "cc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(program)
+}
+
+/// What a sanitized program says about leaks and undefined behaviour: the environment to run
+/// it with. Frames are unwound slowly so that a leak's stack reaches through the library.
+pub const SANITIZERS: [(&str, &str); 2] = [
+    (
+        "ASAN_OPTIONS",
+        "detect_leaks=1:abort_on_error=0:exitcode=23:fast_unwind_on_malloc=0",
+    ),
+    ("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1"),
+];
