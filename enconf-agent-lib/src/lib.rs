@@ -17,6 +17,7 @@
 //!   at the server's webmail path; [`settings`]: editing
 //!   the settings files the agent shares with the administrator; [`stand_ins`]: the files a
 //!   sandbox agent's mail role edits in place of installed services'.
+//! - [`preview`]: an account's web configuration rendered for a panel's preview.
 //! - [`apply`]: the operations, split by role and module onto the executor.
 //! - [`server`]: the HTTP(S) API.
 //! - [`transport`]: the controller's in-process way to reach agents (tests, single-process
@@ -45,6 +46,7 @@ mod owners;
 pub mod panel;
 mod parallel;
 pub mod phpmyadmin;
+pub mod preview;
 pub mod render;
 pub mod roles;
 pub mod server;

@@ -68,41 +68,6 @@ pub struct EnconfError {
 mod client;
 pub use client::*;
 
-/// The preview of what the agent renders.
-mod preview {
-    use enconf_agent_lib::config::{AgentConfig, parse_env_file};
-    use enconf_agent_lib::render::{AccountPaths, Renderer};
-    use enconf_core::domain::AccountSpec;
-
-    use super::Refusal;
-
-    /// A token for the agent's settings, which require one: the layout does not use it.
-    const PLACEHOLDER_TOKEN: &str = "preview-token-not-used-0123456789";
-
-    /// The account's server block and pool under the layout `settings` give.
-    pub(super) fn web(spec: &AccountSpec, settings: &str) -> Result<String, Refusal> {
-        let invalid = |e: &dyn std::fmt::Display| Refusal {
-            status: super::EnconfStatus::Invalid,
-            code: "invalid".into(),
-            message: e.to_string(),
-            field: Some("settings".to_owned()),
-            http_status: 0,
-        };
-        let mut values = parse_env_file("settings", settings).map_err(|e| invalid(&e))?;
-        values.insert("AGENT_TOKEN".to_owned(), PLACEHOLDER_TOKEN.to_owned());
-        let layout = AgentConfig::from_values(&values)
-            .map_err(|e| invalid(&e))?
-            .layout;
-        let renderer = Renderer::new(&layout);
-        let paths = AccountPaths::new(&layout, &spec.username, renderer.php_version(spec));
-        let mut out = format!("# {}\n", paths.vhost.display());
-        renderer.vhost_into(&mut out, spec);
-        out.push_str(&format!("# {}\n", paths.pool.display()));
-        renderer.pool_into(&mut out, spec);
-        Ok(out)
-    }
-}
-
 /// A refusal, before it becomes an [`EnconfError`].
 struct Refusal {
     status: EnconfStatus,
@@ -483,7 +448,13 @@ pub unsafe extern "C" fn enconf_render_web(
             let input: AccountInput =
                 serde_json::from_str(body).map_err(|e| Refusal::bad_request(&e))?;
             let spec = input.validate().map_err(Refusal::from)?.spec;
-            preview::web(&spec, settings)
+            enconf_agent_lib::preview::web(&spec, settings).map_err(|e| Refusal {
+                status: EnconfStatus::Invalid,
+                code: "invalid".into(),
+                message: e.to_string(),
+                field: Some("settings".to_owned()),
+                http_status: 0,
+            })
         })
     }
 }

@@ -21,6 +21,8 @@ use enconf_core::store::{Engine, Store};
 use enconf_core::transport::http::HttpTransport;
 use tokio::sync::oneshot;
 
+pub mod cases;
+
 /// The administrator token of every stack.
 pub const ADMIN_TOKEN: &str = "bindings-admin-token-0123456789";
 /// The agent's token (what a `POST /api/v1/servers` body gives as `agent_token`).
