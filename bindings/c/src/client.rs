@@ -7,7 +7,7 @@ use std::ffi::c_char;
 use std::time::Duration;
 
 use enconf_core::client::blocking::ControllerClient;
-use enconf_core::client::{ClientError, ClientOptions};
+use enconf_core::client::{ClientError, ClientOptions, Failure, FailureKind};
 use enconf_core::domain::Rule;
 use enconf_core::protocol::list::{ListQuery, Page};
 use enconf_core::protocol::{AccountInput, ServerInput};
@@ -25,39 +25,21 @@ pub struct EnconfClient {
 
 impl From<ClientError> for Refusal {
     fn from(e: ClientError) -> Self {
-        let message = e.to_string();
-        let (status, code, field, http_status) = match e {
-            ClientError::Invalid(v) => return Refusal::from(v),
-            ClientError::Refused {
-                status,
-                code,
-                field,
-                message,
-            } => {
-                let kind = match code.as_str() {
-                    "invalid" => EnconfStatus::Invalid,
-                    "bad_request" => EnconfStatus::BadRequest,
-                    _ => EnconfStatus::Refused,
-                };
-                return Refusal {
-                    status: kind,
-                    code: code.into(),
-                    message,
-                    field,
-                    http_status: status,
-                };
-            }
-            ClientError::Unreachable(_) => (EnconfStatus::Unreachable, "unreachable", None, 0),
-            ClientError::Interrupted(_) => (EnconfStatus::Interrupted, "interrupted", None, 0),
-            ClientError::Setup(_) => (EnconfStatus::Invalid, "invalid", Some("ca_file"), 0),
-            _ => (EnconfStatus::Protocol, "protocol", None, 0),
+        let f = Failure::from(e);
+        let status = match f.kind {
+            FailureKind::Invalid => EnconfStatus::Invalid,
+            FailureKind::BadRequest => EnconfStatus::BadRequest,
+            FailureKind::Refused => EnconfStatus::Refused,
+            FailureKind::Unreachable => EnconfStatus::Unreachable,
+            FailureKind::Interrupted => EnconfStatus::Interrupted,
+            _ => EnconfStatus::Protocol,
         };
         Refusal {
             status,
-            code: code.into(),
-            message,
-            field: field.map(str::to_owned),
-            http_status,
+            code: f.code.into(),
+            message: f.message,
+            field: f.field,
+            http_status: f.http_status,
         }
     }
 }

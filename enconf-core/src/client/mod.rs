@@ -102,6 +102,79 @@ pub enum ClientError {
     Setup(#[from] TransportSetupError),
 }
 
+/// Which family a [`ClientError`] belongs to: what a caller in another language catches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// A field broke a rule (here or at the controller: the API's `invalid`).
+    Invalid,
+    /// A body of the wrong shape (the API's `bad_request`).
+    BadRequest,
+    /// Any other answer of the controller's (`duplicate`, `not_found`, `unauthorized`...).
+    Refused,
+    /// Nothing was sent.
+    Unreachable,
+    /// It may have been applied.
+    Interrupted,
+    /// The answer is not the API's.
+    Protocol,
+}
+
+/// A [`ClientError`] in the API's terms, as the bindings hand it on: the family, the API's
+/// error code, the message, the field at fault and the controller's HTTP status (0 when it
+/// did not answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub code: String,
+    pub message: String,
+    pub field: Option<String>,
+    pub http_status: u16,
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        let message = e.to_string();
+        let (kind, code, field) = match e {
+            ClientError::Invalid(v) => (FailureKind::Invalid, "invalid".to_owned(), Some(v.field)),
+            ClientError::Refused {
+                status,
+                code,
+                field,
+                message,
+            } => {
+                let kind = match code.as_str() {
+                    "invalid" => FailureKind::Invalid,
+                    "bad_request" => FailureKind::BadRequest,
+                    _ => FailureKind::Refused,
+                };
+                return Self {
+                    kind,
+                    code,
+                    message,
+                    field,
+                    http_status: status,
+                };
+            }
+            ClientError::Unreachable(_) => (FailureKind::Unreachable, "unreachable".into(), None),
+            ClientError::Interrupted(_) => (FailureKind::Interrupted, "interrupted".into(), None),
+            ClientError::Setup(_) => (
+                FailureKind::Invalid,
+                "invalid".into(),
+                Some("ca_file".into()),
+            ),
+            ClientError::Protocol(_) => (FailureKind::Protocol, "protocol".into(), None),
+        };
+        Self {
+            kind,
+            code,
+            message,
+            field,
+            http_status: 0,
+        }
+    }
+}
+
 /// The Management API of one controller, reached with one administrator token.
 ///
 /// Cheap to clone (one connection pool); every method may be called concurrently.
