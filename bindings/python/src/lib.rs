@@ -258,7 +258,7 @@ impl Client {
     fn servers(
         &self,
         py: Python<'_>,
-        limit: Option<u32>,
+        limit: Option<i64>,
         after: Option<String>,
     ) -> Result<String, Refusal> {
         let query = ListQuery {
@@ -283,9 +283,9 @@ impl Client {
     fn accounts(
         &self,
         py: Python<'_>,
-        limit: Option<u32>,
+        limit: Option<i64>,
         after: Option<String>,
-        server_id: Option<u64>,
+        server_id: Option<i64>,
         role: Option<String>,
         q: Option<String>,
     ) -> Result<String, Refusal> {

@@ -199,6 +199,13 @@ def test_the_controllers_refusals_are_typed(client: enconf.Client, server: encon
     with pytest.raises(enconf.RefusedError) as info:
         stranger.servers()
     assert (info.value.code, info.value.http_status) == ("unauthorized", 401)
+    for limit in (0, -1, 1001):
+        with pytest.raises(enconf.ValidationError) as info:
+            client.servers(limit=limit)
+        assert info.value.field == "limit"
+    with pytest.raises(enconf.ValidationError) as info:
+        client.accounts(server_id=-1)
+    assert info.value.field == "server_id"
     nobody = enconf.Client("http://127.0.0.1:9", "whatever-token-0123456789", timeout=2)
     with pytest.raises(enconf.UnreachableError) as info:
         nobody.servers()
