@@ -4,8 +4,12 @@
 //! (`DPKG_ROOT`, with `systemctl` and the debhelper tools replaced by a recorder), and its
 //! unit checked by `systemd-analyze verify`.
 //!
-//! Needs `cargo deb`, `dpkg-deb`, `shellcheck`, `systemd-analyze` and `unshare`; each is a
-//! failure under `CI=true` when missing, a skip elsewhere.
+//! The repository made by `scripts/apt-repo.sh` is trusted by `apt-get update --error-on=any`
+//! only with a good signature of a key in its `.sources` file, through a key rotation.
+//!
+//! Needs `cargo deb`, `dpkg-deb`, `shellcheck`, `systemd-analyze`, `unshare`, and for the
+//! repository `apt-ftparchive`, `gpg` and `apt-get`; each is a failure under `CI=true` when
+//! missing, a skip elsewhere.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -52,8 +56,9 @@ fn stdout(cmd: &mut Command) -> String {
     String::from_utf8(run(cmd).stdout).unwrap()
 }
 
-/// Builds the package from the agent binary cargo built for this test, into `dir`.
-fn build(dir: &Path) -> PathBuf {
+/// Builds the package from the agent binary cargo built for this test, into `dir`, as
+/// `version` (the crate's, `-1`, when `None`).
+fn build(dir: &Path, version: Option<&str>) -> PathBuf {
     let agent = Path::new(env!("CARGO_BIN_EXE_enconf-agent"));
     // `<target>/debug/enconf-agent`: cargo deb maps the asset `target/release/...` there.
     let target = agent.parent().unwrap().parent().unwrap();
@@ -67,11 +72,13 @@ fn build(dir: &Path) -> PathBuf {
             "dev",
             "--fast",
         ])
+        .args(version.map(|v| format!("--deb-version={v}")))
         .arg("--output")
         .arg(dir)
         .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
         .env("CARGO_TARGET_DIR", target));
-    let name = format!("{PACKAGE}_{}-1_amd64.deb", env!("CARGO_PKG_VERSION"));
+    let version = version.map_or_else(|| format!("{}-1", env!("CARGO_PKG_VERSION")), str::to_owned);
+    let name = format!("{PACKAGE}_{version}_amd64.deb");
     let deb = dir.join(name);
     assert!(deb.exists(), "{}", deb.display());
     deb
@@ -133,7 +140,7 @@ fn the_agent_package_installs_keeps_and_purges_its_config_and_restarts_on_upgrad
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let deb = build(dir.path());
+    let deb = build(dir.path(), None);
 
     // The control fields.
     let fields = stdout(Command::new("dpkg-deb").arg("-f").arg(&deb));
@@ -256,4 +263,177 @@ fn the_agent_package_installs_keeps_and_purges_its_config_and_restarts_on_upgrad
     let out = maintainer_script(&control, "postinst", &["configure"], &root, &bin, &hostile);
     assert!(!out.status.success());
     assert!(!config.exists());
+}
+
+/// A throwaway gpg home with a signing key per name; answers the fingerprints.
+fn keys(home: &Path, names: &[&str]) -> Vec<String> {
+    std::fs::create_dir_all(home).unwrap();
+    std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700)).unwrap();
+    names
+        .iter()
+        .map(|name| {
+            run(Command::new("gpg")
+                .env("GNUPGHOME", home)
+                .args(["--batch", "--quiet", "--passphrase", "", "--quick-gen-key"])
+                .arg(format!("{name} <{name}@enconf.invalid>"))
+                .args(["ed25519", "sign", "1d"]));
+            let listing = stdout(
+                Command::new("gpg")
+                    .env("GNUPGHOME", home)
+                    .args(["--batch", "--with-colons", "--list-secret-keys"])
+                    .arg(format!("{name}@enconf.invalid")),
+            );
+            let fpr = listing.lines().find(|l| l.starts_with("fpr:")).unwrap();
+            fpr.split(':').nth(9).unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// `scripts/apt-repo.sh` into `repo`, signed by `keys`.
+fn publish(repo: &Path, home: &Path, keys: &[&str], debs: &[&Path]) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/apt-repo.sh");
+    let mut cmd = Command::new("bash");
+    cmd.arg(script)
+        .arg("--out")
+        .arg(repo)
+        .arg("--url")
+        .arg(format!("file://{}", repo.display()))
+        .env("GNUPGHOME", home);
+    for key in keys {
+        cmd.args(["--key", key]);
+    }
+    run(cmd.args(debs));
+}
+
+/// apt with its own state, cache and sources (`sources`, one `.sources` file), as root would
+/// run it on a server; answers whether `apt-get update --error-on=any` succeeded, and what
+/// it said.
+fn apt_update(dir: &Path, sources: &str) -> (bool, String) {
+    let apt = dir.join("apt");
+    let _ = std::fs::remove_dir_all(&apt);
+    for sub in [
+        "sources",
+        "state/lists/partial",
+        "cache/archives/partial",
+        "trusted",
+    ] {
+        std::fs::create_dir_all(apt.join(sub)).unwrap();
+    }
+    std::fs::write(apt.join("status"), "").unwrap();
+    std::fs::write(apt.join("sources/netcell-webpanel-agent.sources"), sources).unwrap();
+    let out = Command::new("apt-get")
+        .args(apt_options(&apt))
+        .args(["update", "--error-on=any"])
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
+fn apt_options(apt: &Path) -> Vec<String> {
+    let d = apt.display();
+    [
+        "Dir::Etc::SourceList=/dev/null".to_owned(),
+        format!("Dir::Etc::SourceParts={d}/sources"),
+        format!("Dir::State={d}/state"),
+        format!("Dir::State::status={d}/status"),
+        format!("Dir::Cache={d}/cache"),
+        format!("Dir::Etc::TrustedParts={d}/trusted"),
+        "Dir::Etc::Trusted=/dev/null".to_owned(),
+        "APT::Sandbox::User=root".to_owned(),
+        "Debug::NoLocking=1".to_owned(),
+    ]
+    .into_iter()
+    .flat_map(|o| ["-o".to_owned(), o])
+    .collect()
+}
+
+/// The version apt would install.
+fn candidate(dir: &Path) -> String {
+    let policy = stdout(
+        Command::new("apt-cache")
+            .args(apt_options(&dir.join("apt")))
+            .args(["policy", PACKAGE]),
+    );
+    let line = policy.lines().find(|l| l.contains("Candidate:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().to_owned()
+}
+
+/// `sources` with its Signed-By keys replaced by those of `keys`.
+fn sources_for(sources: &str, home: &Path, keys: &[&str]) -> String {
+    let head = &sources[..sources.find("Signed-By:").unwrap()];
+    let armored = stdout(
+        Command::new("gpg")
+            .env("GNUPGHOME", home)
+            .args(["--batch", "--armor", "--export"])
+            .args(keys),
+    );
+    let mut out = format!("{head}Signed-By:\n");
+    for line in armored.lines() {
+        out.push_str(if line.is_empty() { " ." } else { " " });
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn the_signed_repository_is_trusted_only_with_a_good_signature_through_a_key_rotation() {
+    let tools = [
+        ("cargo-deb", &["--version"][..]),
+        ("dpkg-deb", &["--version"]),
+        ("apt-ftparchive", &["--version"]),
+        ("gpg", &["--version"]),
+        ("apt-get", &["--version"]),
+    ];
+    if !tools.iter().all(|(t, probe)| have(t, probe)) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dist = dir.path().join("dist");
+    let v1 = build(&dist, Some("0.9.0-1"));
+    let v2 = build(&dist, Some("0.10.0-1"));
+    let home = dir.path().join("gnupg");
+    let fprs = keys(&home, &["old", "new", "stranger"]);
+    let (old, new, stranger) = (fprs[0].as_str(), fprs[1].as_str(), fprs[2].as_str());
+    let repo = dir.path().join("repo");
+
+    // Version N, signed with the old key: trusted with the .sources the script wrote.
+    publish(&repo, &home, &[old], &[&v1]);
+    let sources_old = std::fs::read_to_string(repo.join("netcell-webpanel-agent.sources")).unwrap();
+    let (ok, said) = apt_update(dir.path(), &sources_old);
+    assert!(ok, "{said}");
+    assert_eq!(candidate(dir.path()), "0.9.0-1");
+
+    // Version N+1 during a rotation, signed with both keys: a server that holds either key
+    // trusts it, and 0.10.0 is newer than 0.9.0 (Debian ordering, not text).
+    publish(&repo, &home, &[old, new], &[&v2]);
+    for keys in [&[old][..], &[new], &[old, new]] {
+        let (ok, said) = apt_update(dir.path(), &sources_for(&sources_old, &home, keys));
+        assert!(ok, "{keys:?}: {said}");
+        assert_eq!(candidate(dir.path()), "0.10.0-1");
+    }
+
+    // A key the repository is not signed with is not trusted.
+    let (ok, said) = apt_update(dir.path(), &sources_for(&sources_old, &home, &[stranger]));
+    assert!(!ok, "{said}");
+
+    // A tampered index is not trusted.
+    let in_release = repo.join("dists/stable/InRelease");
+    let signed = std::fs::read_to_string(&in_release).unwrap();
+    let tampered = signed.replacen("Origin: enconf", "Origin: enc0nf", 1);
+    assert_ne!(tampered, signed);
+    std::fs::write(&in_release, tampered).unwrap();
+    std::fs::remove_file(repo.join("dists/stable/Release.gpg")).unwrap();
+    let (ok, said) = apt_update(dir.path(), &sources_old);
+    assert!(!ok && said.contains("BADSIG"), "{said}");
+
+    // Nor one without a signature.
+    std::fs::remove_file(&in_release).unwrap();
+    let (ok, said) = apt_update(dir.path(), &sources_old);
+    assert!(!ok, "{said}");
 }
