@@ -717,7 +717,11 @@ fn roundcube_is_served_at_the_webmail_path_and_logs_in_over_this_servers_imap() 
     .unwrap();
 
     let webmail = UrlPath::parse("/webmail").unwrap();
+    // Until the workers of the configurations before it are gone, a request may still meet
+    // one of them (no /webmail there: 404).
+    let workers = svc.nginx_workers();
     assert!(a.put_webmail(Some(webmail.clone())).unwrap());
+    svc.wait_nginx_reloaded(&workers);
     assert!(
         !a.put_webmail(Some(webmail)).unwrap(),
         "the same again changes nothing"
@@ -820,7 +824,9 @@ fn phpmyadmin_is_served_at_its_path_and_logs_in_to_the_local_mariadb() {
     a.put(&[account]).unwrap();
 
     let path = UrlPath::parse("/phpmyadmin").unwrap();
+    let workers = svc.nginx_workers();
     assert!(a.put_phpmyadmin(Some(path.clone())).unwrap());
+    svc.wait_nginx_reloaded(&workers);
     assert!(
         !a.put_phpmyadmin(Some(path)).unwrap(),
         "the same again changes nothing"
