@@ -23,7 +23,7 @@
 use std::ffi::{CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use enconf_core::domain::{DomainName, MailAddress, UserName, ValidationError};
+use enconf_core::domain::{ValidationError, field};
 use enconf_core::protocol::{AccountInput, ServerInput};
 use enconf_core::ssl::cert;
 
@@ -303,11 +303,7 @@ pub unsafe extern "C" fn enconf_validate_domain(
     error: *mut *mut EnconfError,
 ) -> EnconfStatus {
     // SAFETY: passed on as the caller promised.
-    unsafe {
-        check_text(input, len, error, |s| {
-            DomainName::parse(s).map(drop).map_err(|r| r.at("domain"))
-        })
-    }
+    unsafe { check_text(input, len, error, |s| field::domain(s).map(drop)) }
 }
 
 /// Checks an account's user name (the field is named `username`).
@@ -321,11 +317,7 @@ pub unsafe extern "C" fn enconf_validate_username(
     error: *mut *mut EnconfError,
 ) -> EnconfStatus {
     // SAFETY: passed on as the caller promised.
-    unsafe {
-        check_text(input, len, error, |s| {
-            UserName::parse(s).map(drop).map_err(|r| r.at("username"))
-        })
-    }
+    unsafe { check_text(input, len, error, |s| field::username(s).map(drop)) }
 }
 
 /// Checks a mailbox address, `local@domain` (the field is named `address`).
@@ -339,11 +331,7 @@ pub unsafe extern "C" fn enconf_validate_mail_address(
     error: *mut *mut EnconfError,
 ) -> EnconfStatus {
     // SAFETY: passed on as the caller promised.
-    unsafe {
-        check_text(input, len, error, |s| {
-            MailAddress::parse(s).map(drop).map_err(|r| r.at("address"))
-        })
-    }
+    unsafe { check_text(input, len, error, |s| field::mail_address(s).map(drop)) }
 }
 
 /// Checks a new server, the JSON body of `POST /api/v1/servers` (`ServerInput`), as the
@@ -406,7 +394,7 @@ pub unsafe extern "C" fn enconf_check_certificate(
                 text(key, key_len)?,
                 text(host, host_len)?,
             );
-            let host = DomainName::parse(host).map_err(|r| r.at("domain"))?;
+            let host = field::domain(host)?;
             cert::check(chain, key, &host, time::OffsetDateTime::now_utc())
                 .map(drop)
                 .map_err(Refusal::from)

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use enconf_core::client::blocking::ControllerClient;
 use enconf_core::client::{ClientError, ClientOptions, Failure, FailureKind};
-use enconf_core::domain::{DomainName, MailAddress, UserName, ValidationError as Invalid};
+use enconf_core::domain::{ValidationError as Invalid, field};
 use enconf_core::protocol::list::{ListQuery, Page};
 use enconf_core::protocol::{AccountInput, ServerInput};
 use enconf_core::ssl::cert;
@@ -152,21 +152,21 @@ fn version() -> &'static str {
 /// Checks a domain name as the API does (`ValidationError` with field `domain`).
 #[pyfunction]
 fn validate_domain(domain: &str) -> Result<(), Refusal> {
-    DomainName::parse(domain).map_err(|r| r.at("domain"))?;
+    field::domain(domain)?;
     Ok(())
 }
 
 /// Checks an account's user name (`ValidationError` with field `username`).
 #[pyfunction]
 fn validate_username(username: &str) -> Result<(), Refusal> {
-    UserName::parse(username).map_err(|r| r.at("username"))?;
+    field::username(username)?;
     Ok(())
 }
 
 /// Checks a mailbox address (`ValidationError` with field `address`).
 #[pyfunction]
 fn validate_mail_address(address: &str) -> Result<(), Refusal> {
-    MailAddress::parse(address).map_err(|r| r.at("address"))?;
+    field::mail_address(address)?;
     Ok(())
 }
 
@@ -188,7 +188,7 @@ fn validate_account_input(json: &str) -> Result<(), Refusal> {
 /// upload; answers the leaf's details as JSON.
 #[pyfunction]
 fn check_certificate(chain_pem: &str, key_pem: &str, domain: &str) -> Result<String, Refusal> {
-    let host = DomainName::parse(domain).map_err(|r| r.at("domain"))?;
+    let host = field::domain(domain)?;
     let info = cert::check(chain_pem, key_pem, &host, time::OffsetDateTime::now_utc())?;
     to_json(&info)
 }

@@ -2,7 +2,7 @@
 //! (`bindings/tests/cases.txt`), and what enconf's Rust rules answer for each case.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use enconf_core::domain::{DomainName, MailAddress, UserName, ValidationError};
+use enconf_core::domain::{ValidationError, field};
 use enconf_core::protocol::{AccountInput, ServerInput};
 
 /// The shared table: (kind, input bytes).
@@ -57,9 +57,9 @@ pub fn expected(kind: u8, input: &[u8]) -> (i32, &'static str, String, Option<St
     let invalid = |e: ValidationError| (1, "invalid", e.field.clone(), Some(e.to_string()));
     let bad_request = (2, "bad_request", "-".into(), None);
     let outcome = match kind {
-        b'd' => DomainName::parse(s).map(drop).map_err(|r| r.at("domain")),
-        b'u' => UserName::parse(s).map(drop).map_err(|r| r.at("username")),
-        b'm' => MailAddress::parse(s).map(drop).map_err(|r| r.at("address")),
+        b'd' => field::domain(s).map(drop),
+        b'u' => field::username(s).map(drop),
+        b'm' => field::mail_address(s).map(drop),
         b's' => match serde_json::from_str::<ServerInput>(s) {
             Ok(i) => i.validate().map(drop),
             Err(_) => return bad_request,

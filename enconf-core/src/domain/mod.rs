@@ -5,6 +5,7 @@ mod account;
 pub mod backup;
 pub mod db;
 pub mod dns;
+pub mod field;
 pub mod job;
 mod mail;
 mod name;
