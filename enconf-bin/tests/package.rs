@@ -26,19 +26,28 @@ use enconf_agent_lib::config::AgentConfig;
 const PACKAGE: &str = "netcell-webpanel-agent";
 const UNIT: &str = "netcell-webpanel-agent.service";
 
-fn have(program: &str, probe: &[&str]) -> bool {
-    let ok = Command::new(program)
-        .args(probe)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{program} is missing under CI=true"
-        );
-        eprintln!("skipped: {program} is missing");
+/// Whether every program answers `--version`; those that do not are named, and missing under
+/// `CI=true` is a failure.
+fn have_all(programs: &[&str]) -> bool {
+    let missing: Vec<&str> = programs
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new(p)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
     }
-    ok
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "missing under CI=true: {missing:?}"
+    );
+    eprintln!("skipped: missing {missing:?}");
+    false
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -129,14 +138,13 @@ fn maintainer_script(
 
 #[test]
 fn the_agent_package_installs_keeps_and_purges_its_config_and_restarts_on_upgrade() {
-    let tools = [
-        ("cargo-deb", &["--version"][..]),
-        ("dpkg-deb", &["--version"]),
-        ("shellcheck", &["--version"]),
-        ("systemd-analyze", &["--version"]),
-        ("unshare", &["--version"]),
-    ];
-    if !tools.iter().all(|(t, probe)| have(t, probe)) {
+    if !have_all(&[
+        "cargo-deb",
+        "dpkg-deb",
+        "shellcheck",
+        "systemd-analyze",
+        "unshare",
+    ]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -383,14 +391,7 @@ fn sources_for(sources: &str, home: &Path, keys: &[&str]) -> String {
 
 #[test]
 fn the_signed_repository_is_trusted_only_with_a_good_signature_through_a_key_rotation() {
-    let tools = [
-        ("cargo-deb", &["--version"][..]),
-        ("dpkg-deb", &["--version"]),
-        ("apt-ftparchive", &["--version"]),
-        ("gpg", &["--version"]),
-        ("apt-get", &["--version"]),
-    ];
-    if !tools.iter().all(|(t, probe)| have(t, probe)) {
+    if !have_all(&["cargo-deb", "dpkg-deb", "apt-ftparchive", "gpg", "apt-get"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

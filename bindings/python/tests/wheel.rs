@@ -25,42 +25,41 @@ use enconf_core::ssl::cert;
 const PYTEST: &str = "pytest==9.2.0";
 const MYPY: &str = "mypy==2.4.1";
 
-fn on_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
 fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Maturin, or `None` (said on stderr) when there is none; missing under `CI=true` fails.
-fn maturin() -> Option<PathBuf> {
-    let local = crate_dir().join("../../target/maturin/bin/maturin");
-    let found = if local.exists() {
-        Some(local)
-    } else {
-        Command::new("maturin")
-            .arg("--version")
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|_| PathBuf::from("maturin"))
-    };
+/// `found`, or `None` (said on stderr) when the tool is missing; missing under `CI=true` fails.
+fn required(what: &str, found: Option<PathBuf>) -> Option<PathBuf> {
     if found.is_none() {
-        assert!(!on_ci(), "maturin is missing under CI=true");
-        eprintln!("skipped: no maturin (target/maturin/bin/maturin or on PATH)");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{what} is missing under CI=true"
+        );
+        eprintln!("skipped: {what} is missing");
     }
     found
 }
 
+/// Maturin: the one `.ci/run` installs in `target/maturin`, else one on `PATH`.
+fn maturin() -> Option<PathBuf> {
+    let local = crate_dir().join("../../target/maturin/bin/maturin");
+    let on_path = || {
+        Command::new("maturin")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+            .then(|| PathBuf::from("maturin"))
+    };
+    required(
+        "maturin (target/maturin/bin/maturin or on PATH)",
+        local.exists().then_some(local).or_else(on_path),
+    )
+}
+
 fn python() -> Option<PathBuf> {
     let p = PathBuf::from("/usr/bin/python3");
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(!on_ci(), "/usr/bin/python3 is missing under CI=true");
-    eprintln!("skipped: /usr/bin/python3 is missing");
-    None
+    required("/usr/bin/python3", p.exists().then_some(p))
 }
 
 fn run(cmd: &mut Command) -> Output {
