@@ -19,7 +19,7 @@
 //!   sandbox agent's mail role edits in place of installed services'.
 //! - [`preview`]: an account's web configuration rendered for a panel's preview.
 //! - [`apply`]: the operations, split by role and module onto the executor.
-//! - [`server`]: the HTTP(S) API.
+//! - [`server`]: the HTTP(S) API; [`upgrade`]: the agent's self-upgrade of its package.
 //! - [`transport`]: the controller's in-process way to reach agents (tests, single-process
 //!   embeddings).
 //!
@@ -55,6 +55,8 @@ pub mod settings;
 pub mod sql;
 pub mod stand_ins;
 pub mod system;
+pub mod tokens;
 pub mod transport;
+pub mod upgrade;
 pub mod userdb;
 pub mod webmail;

@@ -146,7 +146,7 @@ fn the_agent_reads_the_token_the_install_script_writes() {
         "it's-$HOME-`id`-\"x\"-\\-;#",
         "''''",
     ] {
-        let text = install::config_env(&spec, token).join("\n") + "\n";
+        let text = install::config_env(&spec, token, false).join("\n") + "\n";
         let values = parse_env_file("config.env", &text).unwrap();
         assert_eq!(values["AGENT_TOKEN"], token);
         assert_eq!(values["AGENT_PORT"], "50000");
@@ -634,4 +634,138 @@ async fn a_mail_servers_roundcube_path_reaches_its_agent() {
     input.roundcube_path = Some("/webmail".into());
     controller.add_server(&input).await.unwrap();
     assert_eq!(webmail(&web), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_rotated_under_a_running_health_monitor_without_a_failed_check() {
+    use enconf_core::transport::{AgentClient, AgentEndpoint, TransportError};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let transport = Arc::new(InProcess::new());
+    let a = node(&transport, 50021);
+    // Every answer passes through `watch`: refused health checks are counted, and the
+    // agent's answer to a new token is held back a while, so that checks run while the agent
+    // has the new token and the controller still uses the old one.
+    let watch = Arc::new(Watch {
+        inner: Arc::clone(&transport),
+        refused: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let controller = Controller::new(
+        Arc::new(MemoryStore::new_in_memory()),
+        watch.clone(),
+        ControllerConfig {
+            health_timeout: Duration::from_millis(300),
+            health_spread: Duration::ZERO,
+            ..ControllerConfig::default()
+        },
+    );
+    let id = controller
+        .add_server(&server("web1", &a, &["web"]))
+        .await
+        .unwrap()
+        .id;
+
+    // The monitor's rounds, back to back, while the token is rotated again and again.
+    let stop = Arc::new(AtomicBool::new(false));
+    let monitor = tokio::spawn({
+        let (controller, stop) = (controller.clone(), Arc::clone(&stop));
+        async move {
+            let (mut rounds, mut unreachable) = (0, 0);
+            while !stop.load(Ordering::Relaxed) {
+                let round = controller.check_all().await;
+                unreachable += round.unreachable;
+                rounds += 1;
+            }
+            (rounds, unreachable)
+        }
+    });
+    let mut tokens = vec![TOKEN.to_owned()];
+    for _ in 0..5 {
+        let view = controller.rotate_token(id).await.unwrap();
+        assert!(view.reachable);
+        let token = controller.store().server(id).await.unwrap().token;
+        tokens.push(token.expose_secret().to_owned());
+    }
+    // The last rotation's old token is dropped after the grace (spread + 2 x timeout).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (rounds, unreachable) = monitor.await.unwrap();
+    assert!(rounds >= 20, "{rounds} rounds");
+    assert_eq!(
+        watch.refused.load(Ordering::Relaxed),
+        0,
+        "a check was refused"
+    );
+    assert_eq!(unreachable, 0, "no check failed in {rounds} rounds");
+    assert!(controller.server(id).await.unwrap().reachable);
+
+    // Only the last token works; the earlier ones are refused at once.
+    let ask = |token: &str| {
+        let endpoint = AgentEndpoint {
+            url: a.url.clone(),
+            token: AgentToken::parse(token).unwrap(),
+        };
+        let transport = Arc::clone(&transport);
+        async move { AgentClient::new(&*transport, &endpoint).health().await }
+    };
+    let (last, earlier) = tokens.split_last().unwrap();
+    ask(last).await.unwrap();
+    for old in earlier {
+        let refused = ask(old).await.unwrap_err();
+        assert!(
+            matches!(refused, TransportError::Agent { status: 401, .. }),
+            "{refused:?}"
+        );
+    }
+    // Kept as digests only, and across a restart of the agent.
+    let kept = std::fs::read_to_string(a.dir.path().join("box/srv/state/tokens"))
+        .or_else(|_| {
+            let state = common::layout(std::path::Path::new("/srv")).state_dir;
+            std::fs::read_to_string(
+                a.dir
+                    .path()
+                    .join("box")
+                    .join(state.strip_prefix("/").unwrap())
+                    .join("tokens"),
+            )
+        })
+        .unwrap();
+    assert!(tokens.iter().all(|t| !kept.contains(t.as_str())), "{kept}");
+    let again = Agent::new(
+        AgentToken::parse(TOKEN).unwrap(),
+        common::sandbox_applier(a.dir.path()),
+        1 << 20,
+    );
+    transport.add(a.url.clone(), router(again));
+    ask(last).await.unwrap();
+    assert!(ask(TOKEN).await.is_err());
+    assert!(controller.check_server(id).await.unwrap().reachable);
+}
+
+/// A transport that counts refused health checks and holds back the answer to a new token.
+#[derive(Debug)]
+struct Watch {
+    inner: Arc<InProcess>,
+    refused: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl enconf_core::transport::AgentTransport for Watch {
+    async fn send(
+        &self,
+        agent: &enconf_core::transport::AgentEndpoint,
+        request: enconf_core::transport::AgentRequest,
+    ) -> Result<enconf_core::transport::AgentResponse, enconf_core::transport::TransportError> {
+        let path = request.path.clone();
+        let answer = self.inner.send(agent, request).await;
+        match (&answer, path.as_str()) {
+            (Ok(r), "/v1/health") if r.status == 401 => {
+                self.refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            (Ok(_), "/v1/token") => tokio::time::sleep(Duration::from_millis(30)).await,
+            _ => {}
+        }
+        answer
+    }
 }

@@ -426,3 +426,157 @@ async fn an_uploaded_certificate_is_written_as_a_certificate() {
         .collect();
     assert!(copies.is_empty(), "{copies:?}");
 }
+
+#[tokio::test]
+async fn the_upgrade_runs_outside_the_agent_and_reports_its_end() {
+    let h = harness(1 << 20);
+    let system = h._agent.applier().system();
+    let state_dir = h._agent.applier().layout().state_dir.clone();
+    let host = |name: &str| system.host_path(&state_dir.join(name));
+
+    let (status, body) = authed(&h, "GET", "/v1/update", None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "idle"})));
+
+    let (status, body) = authed(&h, "POST", "/v1/update", Some("{}")).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::ACCEPTED, json!({"status": "running"}))
+    );
+    // Handed to systemd as a unit of its own, upgrading only the agent's package from its
+    // own source.
+    let started: Vec<String> = system
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("/usr/bin/systemd-run"))
+        .collect();
+    assert_eq!(started.len(), 1, "{started:?}");
+    let line = &started[0];
+    assert!(
+        line.starts_with("/usr/bin/systemd-run --unit=netcell-webpanel-agent-upgrade --collect "),
+        "{line}"
+    );
+    assert!(line.contains("dpkg --configure -a"), "{line}");
+    assert!(
+        line.ends_with(&format!(
+            "{} {} netcell-webpanel-agent /etc/apt/sources.list.d/netcell-webpanel-agent.sources",
+            host("upgrade.status").display(),
+            host("upgrade.log").display()
+        )),
+        "{line}"
+    );
+
+    // While it runs, a second one is refused; GET says it runs.
+    let (status, body) = authed(&h, "POST", "/v1/update", Some("{}")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("job_running"))
+    );
+    let (_, body) = authed(&h, "GET", "/v1/update", None).await;
+    assert_eq!(body, json!({"status": "running"}));
+
+    // The unit's script ends: failed, with the end of apt's output.
+    std::fs::write(
+        host("upgrade.log"),
+        "+ apt-get update\nE: The repository is not signed.\n",
+    )
+    .unwrap();
+    std::fs::write(host("upgrade.status"), "exit 100\n").unwrap();
+    let (_, body) = authed(&h, "GET", "/v1/update", None).await;
+    assert_eq!(body["status"], "failed");
+    assert!(
+        body["output"].as_str().unwrap().contains("not signed"),
+        "{body}"
+    );
+    // Tried again; this time it succeeds.
+    let (status, _) = authed(&h, "POST", "/v1/update", Some("{}")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    std::fs::write(host("upgrade.status"), "exit 0\n").unwrap();
+    let (_, body) = authed(&h, "GET", "/v1/update", None).await;
+    assert_eq!(body, json!({"status": "succeeded"}));
+    // A status left `running` by an upgrade killed long ago does not block the next one.
+    std::fs::write(host("upgrade.status"), "running\n").unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(host("upgrade.status"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let (_, body) = authed(&h, "GET", "/v1/update", None).await;
+    assert_eq!(body["status"], "failed");
+    assert!(
+        body["output"]
+            .as_str()
+            .unwrap()
+            .contains("stopped before it finished")
+    );
+    let (status, _) = authed(&h, "POST", "/v1/update", Some("{}")).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_checked_then_written() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = harness(1 << 20);
+    let ca = enconf_core::ssl::ca::AgentCa::generate(enconf_core::ssl::ca::now()).unwrap();
+    let names = [enconf_core::ssl::ca::AgentName::Dns(
+        "web1.example.com".into(),
+    )];
+    let first = ca.issue(&names, enconf_core::ssl::ca::now()).unwrap();
+    let second = ca.issue(&names, enconf_core::ssl::ca::now()).unwrap();
+    let body = |chain: &str, key: &str| {
+        json!({"certificate_pem": chain, "private_key_pem": key}).to_string()
+    };
+
+    // A plain-HTTP agent has nothing to renew.
+    let (status, _) = authed(
+        &h,
+        "PUT",
+        "/v1/tls",
+        Some(&body(&first.chain_pem, &first.key_pem)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (cert, key) = (
+        h.dir.path().join("agent.pem"),
+        h.dir.path().join("agent.key"),
+    );
+    std::fs::write(&cert, &first.chain_pem).unwrap();
+    std::fs::write(&key, &first.key_pem).unwrap();
+    h._agent.serve_tls_files(cert.clone(), key.clone());
+    let (_, health) = authed(&h, "GET", "/v1/health", None).await;
+    assert!(health["tls_not_after"].is_string(), "{health}");
+
+    // A key that is not the certificate's: refused, nothing written.
+    let (status, answer) = authed(
+        &h,
+        "PUT",
+        "/v1/tls",
+        Some(&body(&second.chain_pem, &first.key_pem)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["error"]["field"], "private_key_pem");
+    assert_eq!(std::fs::read_to_string(&cert).unwrap(), first.chain_pem);
+
+    let (status, answer) = authed(
+        &h,
+        "PUT",
+        "/v1/tls",
+        Some(&body(&second.chain_pem, &second.key_pem)),
+    )
+    .await;
+    assert_eq!((status, answer), (StatusCode::OK, json!({"changed": true})));
+    assert_eq!(std::fs::read_to_string(&cert).unwrap(), second.chain_pem);
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let (_, answer) = authed(
+        &h,
+        "PUT",
+        "/v1/tls",
+        Some(&body(&second.chain_pem, &second.key_pem)),
+    )
+    .await;
+    assert_eq!(answer, json!({"changed": false}));
+}

@@ -299,13 +299,24 @@ fn keys(home: &Path, names: &[&str]) -> Vec<String> {
 
 /// `scripts/apt-repo.sh` into `repo`, signed by `keys`.
 fn publish(repo: &Path, home: &Path, keys: &[&str], debs: &[&Path]) {
+    publish_at(
+        repo,
+        &format!("file://{}", repo.display()),
+        home,
+        keys,
+        debs,
+    );
+}
+
+/// `scripts/apt-repo.sh` into `repo`, to be served at `url`, signed by `keys`.
+fn publish_at(repo: &Path, url: &str, home: &Path, keys: &[&str], debs: &[&Path]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/apt-repo.sh");
     let mut cmd = Command::new("bash");
     cmd.arg(script)
         .arg("--out")
         .arg(repo)
         .arg("--url")
-        .arg(format!("file://{}", repo.display()))
+        .arg(url)
         .env("GNUPGHOME", home);
     for key in keys {
         cmd.args(["--key", key]);
@@ -433,8 +444,294 @@ fn the_signed_repository_is_trusted_only_with_a_good_signature_through_a_key_rot
     let (ok, said) = apt_update(dir.path(), &sources_old);
     assert!(!ok && said.contains("BADSIG"), "{said}");
 
+    // Nor one whose signature has expired (made in 2020 with a key the source holds, valid
+    // for a day).
+    let gpg = || {
+        let mut c = Command::new("gpg");
+        c.env("GNUPGHOME", &home)
+            .args(["--batch", "--yes", "--quiet"]);
+        c
+    };
+    run(gpg()
+        .args(["--faked-system-time", "20200101T000000"])
+        .args(["--passphrase", "", "--quick-gen-key"])
+        .args(["past <past@enconf.invalid>", "ed25519", "sign", "never"]));
+    run(gpg()
+        .args(["--faked-system-time", "20200102T000000"])
+        .args(["--default-sig-expire", "1d"])
+        .args([
+            "--local-user",
+            "past@enconf.invalid",
+            "--clearsign",
+            "--output",
+        ])
+        .arg(&in_release)
+        .arg(repo.join("dists/stable/Release")));
+    let with_past = sources_for(&sources_old, &home, &["past@enconf.invalid"]);
+    let (ok, said) = apt_update(dir.path(), &with_past);
+    assert!(!ok && said.contains("EXPSIG"), "{said}");
+
     // Nor one without a signature.
     std::fs::remove_file(&in_release).unwrap();
     let (ok, said) = apt_update(dir.path(), &sources_old);
     assert!(!ok, "{said}");
+}
+
+/// A throwaway root: an overlay over this machine's `/` whose changes land in `dir/upper`,
+/// entered with `chroot` in a mount namespace of its own, with `dir/share` at
+/// `/srv/enconf-test` and an empty `/run/systemd/system` (the maintainer scripts act as on a
+/// systemd host; `systemctl`, the debhelper tools and `systemd-run` are recorders there).
+struct Root {
+    dir: PathBuf,
+}
+
+const SHARE: &str = "/srv/enconf-test";
+
+/// Run once in a new root: the recorders (`systemd-run` runs its command at once, not in a
+/// unit of its own), and no apt source but the agent's (once the installation script adds
+/// it).
+const ROOT_SETUP: &str = r#"set -e
+for tool in systemctl deb-systemd-helper deb-systemd-invoke; do
+    printf '#!/bin/sh\necho "%s $*" >>/srv/enconf-test/calls.log\nexit 0\n' "$tool" >"/usr/bin/$tool"
+    chmod 0755 "/usr/bin/$tool"
+done
+{
+    echo '#!/bin/sh'
+    echo 'while [ "$#" -gt 0 ]; do'
+    echo '    case "$1" in --*) echo "systemd-run $1" >>/srv/enconf-test/calls.log; shift ;; *) break ;; esac'
+    echo 'done'
+    echo 'exec "$@"'
+} >/usr/bin/systemd-run
+chmod 0755 /usr/bin/systemd-run
+rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*
+mkdir -p /var/lib/netcell-webpanel-agent
+"#;
+
+impl Root {
+    fn new(dir: &Path) -> Self {
+        for sub in ["upper", "work", "merged", "share"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let root = Self {
+            dir: dir.to_path_buf(),
+        };
+        root.ok(&["/bin/sh", "-c", ROOT_SETUP]);
+        root
+    }
+
+    fn share(&self) -> PathBuf {
+        self.dir.join("share")
+    }
+
+    /// A file of the root as what ran in it left it.
+    fn changed(&self, path: &str) -> PathBuf {
+        self.dir.join("upper").join(path.trim_start_matches('/'))
+    }
+
+    /// Runs `argv` in the root.
+    fn run(&self, argv: &[&str]) -> Output {
+        // Everything it writes goes to `upper`: this machine's files are not touched.
+        let enter = format!(
+            "set -e
+m=\"$ROOT_DIR/merged\"
+mount -t overlay overlay -o \"lowerdir=/,upperdir=$ROOT_DIR/upper,workdir=$ROOT_DIR/work\" \"$m\"
+mount --bind /proc \"$m/proc\"
+mount --bind /dev \"$m/dev\"
+mount -t tmpfs tmpfs \"$m/run\"
+mkdir -p \"$m/run/systemd/system\" \"$m{SHARE}\"
+mount --bind \"$ROOT_DIR/share\" \"$m{SHARE}\"
+exec chroot \"$m\" \"$@\""
+        );
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "/bin/sh", "-c"])
+            .arg(enter)
+            .arg("sh")
+            .args(argv)
+            .env_clear()
+            .env("ROOT_DIR", &self.dir)
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("LC_ALL", "C")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, argv: &[&str]) -> String {
+        let out = self.run(argv);
+        assert!(
+            out.status.success(),
+            "{argv:?}:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The installed version and dpkg's status of the agent's package.
+    fn installed(&self) -> String {
+        self.ok(&["dpkg-query", "-W", "-f=${Version} ${Status}", PACKAGE])
+    }
+
+    /// What the recorders saw since the last call.
+    fn calls(&self) -> String {
+        let log = self.share().join("calls.log");
+        let calls = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        calls
+    }
+}
+
+fn stamp(path: &Path) -> (u64, std::time::SystemTime, Vec<u8>) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    (m.ino(), m.modified().unwrap(), std::fs::read(path).unwrap())
+}
+
+#[test]
+fn apt_installs_the_agent_from_the_signed_repository_and_the_agent_upgrades_itself() {
+    use enconf_core::protocol::agent::UpgradeStatus;
+    if !have_all(&[
+        "cargo-deb",
+        "dpkg-deb",
+        "apt-ftparchive",
+        "gpg",
+        "apt-get",
+        "unshare",
+        "shellcheck",
+    ]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::new(&dir.path().join("root"));
+    let dist = dir.path().join("dist");
+    let versions = ["0.9.0-1", "0.10.0-1", "0.11.0-1", "0.12.0-1"];
+    let debs: Vec<PathBuf> = versions.iter().map(|v| build(&dist, Some(v))).collect();
+    let home = dir.path().join("gnupg");
+    let fpr = keys(&home, &["repo"]).remove(0);
+    let repo = root.share().join("repo");
+    let url = format!("file://{SHARE}/repo");
+    publish_at(&repo, &url, &home, &[&fpr], &[&debs[0]]);
+    let sources = std::fs::read_to_string(repo.join("netcell-webpanel-agent.sources")).unwrap();
+
+    // The controller's installation script, run as root on the new server: the source is
+    // added, the package installed from it by apt, the config written, the service enabled
+    // and started.
+    let token = "install-token-0123456789abcdef";
+    let input: enconf_core::protocol::ServerInput = serde_json::from_value(serde_json::json!({
+        "name": "web1", "hostname": "web1.example.com",
+        "agent_url": "http://web1.example.com:50000", "agent_token": token, "roles": ["web"],
+    }))
+    .unwrap();
+    let (spec, _) = input.validate().unwrap();
+    let script = enconf_core::controller::install::script(&spec, token, Some(&sources), None);
+    std::fs::write(root.share().join("install.sh"), script).unwrap();
+    let out = run(Command::new("shellcheck")
+        .args(["--shell=sh"])
+        .arg(root.share().join("install.sh")));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    root.ok(&["sh", "/srv/enconf-test/install.sh"]);
+    assert_eq!(root.installed(), "0.9.0-1 install ok installed");
+    let config = root.changed("/etc/netcell-webpanel-agent/config.env");
+    let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let agent = AgentConfig::load(Some(&config), |_| None).unwrap();
+    assert_eq!(agent.token.expose_secret(), token);
+    let source_file = root.changed("/etc/apt/sources.list.d/netcell-webpanel-agent.sources");
+    assert_eq!(std::fs::read_to_string(&source_file).unwrap(), sources);
+    let calls = root.calls();
+    assert!(
+        calls.contains(&format!("deb-systemd-helper enable {UNIT}")),
+        "{calls}"
+    );
+    assert!(
+        calls.ends_with(&format!(
+            "systemctl enable {PACKAGE}\nsystemctl restart {PACKAGE}\n"
+        )),
+        "{calls}"
+    );
+
+    // Run again: nothing changes.
+    let before = (stamp(&config), stamp(&source_file));
+    root.ok(&["sh", "/srv/enconf-test/install.sh"]);
+    assert_eq!((stamp(&config), stamp(&source_file)), before);
+    assert_eq!(root.calls(), format!("systemctl enable --now {PACKAGE}\n"));
+    assert_eq!(root.installed(), "0.9.0-1 install ok installed");
+
+    // Version N+1 is published; the agent's upgrade command (what POST /v1/update hands to
+    // systemd-run) upgrades only its package from its source, keeps config.env, and the
+    // package restarts the running agent.
+    publish_at(&repo, &url, &home, &[&fpr], &[&debs[1]]);
+    let state_dir = Path::new("/var/lib/netcell-webpanel-agent");
+    let system = enconf_agent_lib::system::RealSystem::new();
+    let upgrade = || {
+        let (program, args) = enconf_agent_lib::upgrade::command(&system, state_dir);
+        let mut argv = vec![program.to_str().unwrap()];
+        argv.extend(args.iter().map(String::as_str));
+        let out = root.run(&argv);
+        let state =
+            enconf_agent_lib::upgrade::state(&system, &root.changed(state_dir.to_str().unwrap()))
+                .unwrap();
+        (out, state)
+    };
+    let (out, state) = upgrade();
+    assert_eq!(state.status, UpgradeStatus::Succeeded, "{out:?} {state:?}");
+    assert_eq!(root.installed(), "0.10.0-1 install ok installed");
+    assert_eq!(stamp(&config), before.0, "config.env is kept on upgrade");
+    let calls = root.calls();
+    assert!(
+        calls.starts_with(
+            "systemd-run --unit=netcell-webpanel-agent-upgrade\nsystemd-run --collect\n"
+        ),
+        "{calls}"
+    );
+    assert!(
+        calls.contains(&format!("deb-systemd-invoke try-restart {UNIT}")),
+        "{calls}"
+    );
+
+    // An upgrade interrupted while configuring (dpkg killed with its journal in
+    // /var/lib/dpkg/updates: apt refuses to run until `dpkg --configure -a`) is finished by
+    // the next try.
+    publish_at(&repo, &url, &home, &[&fpr], &[&debs[2]]);
+    let interrupt = format!(
+        "set -e
+dpkg --unpack {SHARE}/repo/pool/main/{PACKAGE}_0.11.0-1_amd64.deb
+dpkg-query -s {PACKAGE} | sed 's/^Status: .*/Status: install ok half-configured/' \
+    >/var/lib/dpkg/updates/0001"
+    );
+    root.ok(&["sh", "-c", &interrupt]);
+    let refused = root.run(&["apt-get", "install", "-y", PACKAGE]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains("dpkg --configure -a"),
+        "{said}"
+    );
+    assert_eq!(root.installed(), "0.11.0-1 install ok half-configured");
+    let (out, state) = upgrade();
+    assert_eq!(state.status, UpgradeStatus::Succeeded, "{out:?} {state:?}");
+    assert_eq!(root.installed(), "0.11.0-1 install ok installed");
+    assert_eq!(root.ok(&["dpkg", "--audit"]), "");
+    root.calls();
+
+    // A tampered index: the upgrade fails, says why, and the old version stays installed.
+    publish_at(&repo, &url, &home, &[&fpr], &[&debs[3]]);
+    let in_release = repo.join("dists/stable/InRelease");
+    let signed = std::fs::read_to_string(&in_release).unwrap();
+    std::fs::write(
+        &in_release,
+        signed.replacen("Origin: enconf", "Origin: enc0nf", 1),
+    )
+    .unwrap();
+    let (_, state) = upgrade();
+    assert_eq!(state.status, UpgradeStatus::Failed);
+    let output = state.output.unwrap();
+    assert!(
+        output.contains("BADSIG") || output.contains("not signed"),
+        "{output}"
+    );
+    assert_eq!(root.installed(), "0.11.0-1 install ok installed");
+    assert!(!root.calls().contains("try-restart"));
 }

@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+#[cfg(feature = "apt")]
+pub mod apt;
 #[cfg(feature = "client")]
 pub mod client;
 #[cfg(feature = "controller")]

@@ -329,6 +329,8 @@ async fn auth_is_required_everywhere_but_the_openapi_document() {
         ("POST", "/api/v1/servers/1/check"),
         ("GET", "/api/v1/servers/1/install-script"),
         ("POST", "/api/v1/servers/1/reconcile"),
+        ("POST", "/api/v1/servers/1/update"),
+        ("POST", "/api/v1/servers/1/rotate-token"),
         ("GET", "/api/v1/accounts"),
         ("POST", "/api/v1/accounts"),
         ("GET", "/api/v1/accounts/1"),

@@ -31,6 +31,9 @@ use crate::system::System;
 
 mod backup;
 mod mail;
+mod tls;
+mod token;
+mod update;
 
 /// How many queued requests one apply takes at most.
 const MAX_COALESCED: usize = 4096;
@@ -50,7 +53,7 @@ enum Job {
 
 /// The agent as a service: what the HTTP handlers share.
 pub struct Agent<S: System> {
-    token: AgentToken,
+    tokens: crate::tokens::Tokens,
     applier: Arc<Applier<S>>,
     jobs: mpsc::Sender<Job>,
     started: Instant,
@@ -59,6 +62,8 @@ pub struct Agent<S: System> {
     agent_id: Option<String>,
     /// The backups and restores running here.
     tasks: crate::backup::Tasks,
+    /// The certificate and key files it serves HTTPS with, when it does.
+    tls_files: std::sync::OnceLock<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl<S: System> std::fmt::Debug for Agent<S> {
@@ -83,6 +88,8 @@ impl<S: System> Agent<S> {
                 None
             }
         };
+        let tokens =
+            crate::tokens::Tokens::load(applier.system(), &applier.layout().state_dir, &token);
         if applier.served().contains(enconf_core::domain::Role::Backup) {
             crate::backup::serve_repositories(applier.layout(), |p| applier.system().data_path(p));
         }
@@ -90,7 +97,7 @@ impl<S: System> Agent<S> {
         let (jobs, rx) = mpsc::channel(MAX_COALESCED);
         tokio::spawn(worker(Arc::clone(&applier), rx));
         Arc::new(Self {
-            token,
+            tokens,
             applier,
             jobs,
             started: Instant::now(),
@@ -98,7 +105,15 @@ impl<S: System> Agent<S> {
             max_body_bytes,
             agent_id,
             tasks: crate::backup::Tasks::default(),
+            tls_files: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Says which certificate and key files the agent serves HTTPS with: its health reports
+    /// the certificate's expiry, and `PUT /v1/tls` replaces them (the listener reads changed
+    /// files at the next handshake). Set once.
+    pub fn serve_tls_files(&self, cert: std::path::PathBuf, key: std::path::PathBuf) {
+        let _ = self.tls_files.set((cert, key));
     }
 
     pub fn applier(&self) -> &Applier<S> {
@@ -175,6 +190,13 @@ fn apply_error(e: ApplyError) -> ErrorBody {
 pub fn router<S: System>(agent: Arc<Agent<S>>) -> Router {
     Router::new()
         .route("/v1/health", get(health::<S>))
+        .route("/v1/tls", axum::routing::put(tls::put::<S>))
+        .route("/v1/token", axum::routing::put(token::put::<S>))
+        .route("/v1/token/commit", axum::routing::post(token::commit::<S>))
+        .route(
+            "/v1/update",
+            get(update::state::<S>).post(update::start::<S>),
+        )
         .route("/v1/accounts", get(list::<S>).put(put_batch::<S>))
         .route(
             "/v1/accounts/{username}",
@@ -238,7 +260,7 @@ pub fn router<S: System>(agent: Arc<Agent<S>>) -> Router {
 
 /// Every path needs `Authorization: Bearer <token>`; compared in constant time, never logged.
 async fn auth<S: System>(State(agent): State<Arc<Agent<S>>>, req: Request, next: Next) -> Response {
-    if let Err(refused) = authorize(&req, &agent.token) {
+    if let Err(refused) = authorize(&req, &agent.tokens) {
         return refused.into_response();
     }
     next.run(req).await
@@ -275,6 +297,10 @@ async fn health<S: System>(State(agent): State<Arc<Agent<S>>>) -> axum::Json<Age
         roles: Some(roles),
         php_versions: php_versions.map(|v| v.iter().map(ToString::to_string).collect()),
         addresses: seen_addresses(),
+        tls_not_after: agent
+            .tls_files
+            .get()
+            .and_then(|(cert, _)| tls::not_after(cert)),
     })
 }
 

@@ -82,43 +82,71 @@ pub fn start() -> Option<Services> {
     ] {
         std::fs::create_dir_all(r.join(d)).unwrap();
     }
-    let port = free_port();
+    // nginx listens on a port found free a moment before; should another test take it in
+    // between, nginx exits at once: another port is tried (three times at most).
+    let mut attempts = 0;
     let rd = r.display();
-    std::fs::write(
-        r.join("nginx.conf"),
-        format!(
-            "user www-data;\nworker_processes 1;\ndaemon off;\npid {rd}/nginx.pid;\n\
-             error_log {rd}/log/nginx-error.log;\nevents {{ worker_connections 512; }}\n\
-             http {{\n    include /etc/nginx/mime.types;\n    access_log off;\n\
-             client_body_temp_path {rd}/nginx-tmp/body;\n    fastcgi_temp_path {rd}/nginx-tmp/fastcgi;\n\
-             proxy_temp_path {rd}/nginx-tmp/proxy;\n    uwsgi_temp_path {rd}/nginx-tmp/uwsgi;\n\
-             scgi_temp_path {rd}/nginx-tmp/scgi;\n\
-             server {{ listen {port} default_server; return 404 \"no site\\n\"; }}\n\
-             include {rd}/sites/*.conf;\n}}\n"
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        r.join("php-fpm.conf"),
-        format!(
-            "[global]\npid = {rd}/php/{php}/fpm.pid\nerror_log = {rd}/log/php-fpm.log\ndaemonize = no\n\
-             include = {rd}/php/{php}/pool.d/*.conf\n\
-             [enconf-test-base]\nuser = www-data\ngroup = www-data\nlisten = {rd}/run/base.sock\n\
-             pm = ondemand\npm.max_children = 1\n"
-        ),
-    )
-    .unwrap();
-    let nginx = Command::new("/usr/sbin/nginx")
-        .args([
-            "-c",
-            &format!("{rd}/nginx.conf"),
-            "-e",
-            &format!("{rd}/log/nginx-error.log"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+    let (port, nginx) = loop {
+        attempts += 1;
+        let port = free_port();
+        std::fs::write(
+            r.join("nginx.conf"),
+            format!(
+                "user www-data;\nworker_processes 1;\ndaemon off;\npid {rd}/nginx.pid;\n\
+                 error_log {rd}/log/nginx-error.log;\nevents {{ worker_connections 512; }}\n\
+                 http {{\n    include /etc/nginx/mime.types;\n    access_log off;\n\
+                 client_body_temp_path {rd}/nginx-tmp/body;\n    fastcgi_temp_path {rd}/nginx-tmp/fastcgi;\n\
+                 proxy_temp_path {rd}/nginx-tmp/proxy;\n    uwsgi_temp_path {rd}/nginx-tmp/uwsgi;\n\
+                 scgi_temp_path {rd}/nginx-tmp/scgi;\n\
+                 server {{ listen {port} default_server; return 404 \"no site\\n\"; }}\n\
+                 include {rd}/sites/*.conf;\n}}\n"
+            ),
+        )
         .unwrap();
+        std::fs::write(
+            r.join("php-fpm.conf"),
+            format!(
+                "[global]\npid = {rd}/php/{php}/fpm.pid\nerror_log = {rd}/log/php-fpm.log\ndaemonize = no\n\
+                 include = {rd}/php/{php}/pool.d/*.conf\n\
+                 [enconf-test-base]\nuser = www-data\ngroup = www-data\nlisten = {rd}/run/base.sock\n\
+                 pm = ondemand\npm.max_children = 1\n"
+            ),
+        )
+        .unwrap();
+        let mut nginx = Command::new("/usr/sbin/nginx")
+            .args([
+                "-c",
+                &format!("{rd}/nginx.conf"),
+                "-e",
+                &format!("{rd}/log/nginx-error.log"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let ready = loop {
+            // The pid file is written once nginx holds its listening sockets.
+            if r.join("nginx.pid").exists() && TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break true;
+            }
+            if matches!(nginx.try_wait(), Ok(Some(_))) {
+                break false;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "nginx did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if ready {
+            break (port, nginx);
+        }
+        assert!(
+            attempts < 3,
+            "nginx exited at start three times (its log: {rd}/log/nginx-error.log)"
+        );
+    };
     let fpm = Command::new(format!("/usr/sbin/php-fpm{php}"))
         .args(["-F", "-y", &format!("{rd}/php-fpm.conf")])
         .stdout(Stdio::null())
@@ -135,9 +163,6 @@ pub fn start() -> Option<Services> {
         users: Vec::new(),
     };
     let r = services.root.path();
-    wait_for("nginx", || {
-        r.join("nginx.pid").exists() && TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
     wait_for("php-fpm", || {
         r.join(format!("php/{php}/fpm.pid")).exists() && r.join("run/base.sock").exists()
     });

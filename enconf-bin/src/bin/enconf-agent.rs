@@ -87,6 +87,9 @@ async fn run<S: System>(config: AgentConfig, system: S) -> Result<(), Box<dyn st
         env!("CARGO_PKG_VERSION")
     );
     let agent = server::Agent::new(config.token.clone(), applier, config.max_body_bytes);
+    if let Some((cert, key)) = &config.tls {
+        agent.serve_tls_files(cert.clone(), key.clone());
+    }
     server::serve(
         listener,
         server::router(agent),

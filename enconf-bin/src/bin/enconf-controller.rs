@@ -16,6 +16,7 @@ use enconf_core::domain::{AdminToken, AgentToken};
 use enconf_core::http;
 use enconf_core::protocol::ServerInput;
 use enconf_core::secret::SecretKey;
+use enconf_core::ssl::ca::AgentCa;
 use enconf_core::ssl::issue::{Acme, AcmeConfig};
 use enconf_core::store::{Engine, StoreError};
 use enconf_core::transport::http::HttpTransport;
@@ -24,6 +25,9 @@ use enconf_core::transport::http::HttpTransport;
 const ADMIN_TOKEN_FILE: &str = "admin-token";
 /// The file in the data directory that holds a generated secret key.
 const SECRET_KEY_FILE: &str = "secret-key";
+/// The files in the data directory of the authority that issues agents' certificates.
+const AGENT_CA_CERT_FILE: &str = "agent-ca.pem";
+const AGENT_CA_KEY_FILE: &str = "agent-ca.key";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,9 +65,23 @@ struct Args {
     /// Agents older than this version show "update available" [default: this release].
     #[arg(long, env = "ENCONF_NEWEST_AGENT_VERSION")]
     newest_agent_version: Option<semver::Version>,
-    /// Extra CA certificates (PEM) trusted for agents' HTTPS, besides the system's.
+    /// The agent's apt repository: its deb822 `.sources` file (as `scripts/apt-repo.sh` writes
+    /// it, keys inline). The controller reads the repository's signed index for the newest
+    /// agent version (instead of --newest-agent-version), and installation scripts add this
+    /// source on servers.
+    #[arg(long, env = "ENCONF_AGENT_SOURCES")]
+    agent_sources: Option<PathBuf>,
+    /// Seconds between two reads of the agent repository's index.
+    #[arg(long, env = "ENCONF_AGENT_REPO_INTERVAL_S", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(10..=604_800))]
+    agent_repo_interval_s: u64,
+    /// Extra CA certificates (PEM) trusted for agents' HTTPS, besides the controller's own
+    /// agent authority (DATA_DIR/agent-ca.pem). The system's CAs are not trusted for agents.
     #[arg(long, env = "ENCONF_AGENT_CA_FILE")]
     agent_ca_file: Option<PathBuf>,
+    /// Accept servers whose agent URL is plain `http` on an address other than loopback (their
+    /// token crosses the network in clear; the server table warns). Unset: refused, use https.
+    #[arg(long, env = "ENCONF_ALLOW_PLAIN_HTTP_AGENTS")]
+    allow_plain_http_agents: bool,
     /// ACME directory for `letsencrypt` certificates: `letsencrypt`, `letsencrypt-staging` or a
     /// URL. Unset: `letsencrypt` is refused.
     #[arg(long, env = "ENCONF_ACME_DIRECTORY")]
@@ -252,8 +270,12 @@ async fn run(args: Args) -> Result<(), Failure> {
             e => e.into(),
         })?;
     let timeout = Duration::from_secs(args.agent_timeout_s);
-    let transport = HttpTransport::new(timeout, args.agent_ca_file.as_deref())
-        .map_err(|e| Failure::Config(e.to_string()))?;
+    let ca = Arc::new(agent_ca(&args)?);
+    // Agents are trusted by the controller's authority (and ENCONF_AGENT_CA_FILE), not by the
+    // system's: a certificate anyone else made for an agent's name is refused.
+    let transport =
+        HttpTransport::for_agents(timeout, ca.cert_pem(), args.agent_ca_file.as_deref())
+            .map_err(|e| Failure::Config(e.to_string()))?;
     let config = ControllerConfig {
         newest_agent: args
             .newest_agent_version
@@ -264,9 +286,11 @@ async fn run(args: Args) -> Result<(), Failure> {
         renew_before: Duration::from_secs(args.renew_before_days * 24 * 3600),
         retention: args.backup_keep,
         backup_window: args.backup_window,
+        allow_plain_http_agents: args.allow_plain_http_agents,
         ..ControllerConfig::default()
     };
-    let mut controller = Controller::new(Arc::clone(&store), Arc::new(transport), config);
+    let mut controller =
+        Controller::new(Arc::clone(&store), Arc::new(transport), config).with_agent_ca(ca);
     if let Some(directory) = &args.acme_directory {
         let acme = AcmeConfig {
             directory_url: AcmeConfig::directory_for(directory),
@@ -279,6 +303,14 @@ async fn run(args: Args) -> Result<(), Failure> {
         };
         tracing::info!(directory = %acme.directory_url, "ACME certificates enabled");
         controller = controller.with_acme(Arc::new(Acme::new(acme, store)));
+    }
+    if let Some(path) = &args.agent_sources {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::Config(format!("agent sources {}: {e}", path.display())))?;
+        let repo = enconf_core::apt::Repository::new(&text, timeout)
+            .map_err(|e| Failure::Config(format!("agent sources {}: {e}", path.display())))?;
+        tracing::info!(uri = %repo.source().uri, "agent updates from the apt repository");
+        controller = controller.with_agent_repository(repo);
     }
     if let Some(url) = &args.local_agent_url {
         register_local_agent(&controller, &args, url).await?;
@@ -299,18 +331,24 @@ async fn run(args: Args) -> Result<(), Failure> {
             max_body_bytes: args.max_body_bytes,
         },
     );
-    let (stop_monitor, monitor_stopped) = tokio::sync::oneshot::channel::<()>();
-    let monitor = {
-        let controller = controller.clone();
-        let interval = Duration::from_secs(args.health_interval_s);
-        tokio::spawn(async move {
-            controller
-                .monitor(interval, async {
-                    let _ = monitor_stopped.await;
-                })
-                .await;
-        })
+    // The health monitor and the agent repository's reader run until the API has stopped.
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let until_stop = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.changed().await;
+        }
     };
+    let monitor = tokio::spawn({
+        let (controller, stop) = (controller.clone(), until_stop());
+        let interval = Duration::from_secs(args.health_interval_s);
+        async move { controller.monitor(interval, stop).await }
+    });
+    let release = tokio::spawn({
+        let (controller, stop) = (controller.clone(), until_stop());
+        let interval = Duration::from_secs(args.agent_repo_interval_s);
+        async move { controller.watch_agent_release(interval, stop).await }
+    });
     http::serve(
         listener,
         app,
@@ -319,8 +357,8 @@ async fn run(args: Args) -> Result<(), Failure> {
         enconf_bin::shutdown_signal(),
     )
     .await;
-    let _ = stop_monitor.send(());
-    let _ = monitor.await;
+    let _ = stop.send(());
+    let _ = tokio::join!(monitor, release);
     Ok(())
 }
 
@@ -353,24 +391,13 @@ fn admin_token(args: &Args) -> Result<AdminToken, Failure> {
 /// kept in the data directory (generated on first start). A key file others can read is
 /// refused.
 fn secret_key(args: &Args) -> Result<SecretKey, Failure> {
-    use std::os::unix::fs::PermissionsExt;
     let (path, generate) = match &args.secret_key_file {
         Some(path) => (path.clone(), false),
         None => (args.data_dir.join(SECRET_KEY_FILE), true),
     };
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let mode = std::fs::metadata(&path)
-                .map_err(|e| Failure::Config(format!("{}: {e}", path.display())))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                return Err(Failure::Config(format!(
-                    "{}: the secret key file is readable by others (mode {:o}): chmod 600 it",
-                    path.display(),
-                    mode & 0o777
-                )));
-            }
+            private(&path, "the secret key file")?;
             SecretKey::from_hex(&text)
                 .map_err(|r| Failure::Config(format!("{}: the key {r}", path.display())))
         }
@@ -381,6 +408,55 @@ fn secret_key(args: &Args) -> Result<SecretKey, Failure> {
             Ok(key)
         }
         Err(e) => Err(Failure::Config(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Refuses a secret file (`what`) that others than its owner may read.
+fn private(path: &Path, what: &str) -> Result<(), Failure> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| Failure::Config(format!("{}: {e}", path.display())))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(Failure::Config(format!(
+            "{}: {what} is readable by others (mode {:o}): chmod 600 it",
+            path.display(),
+            mode & 0o777
+        )));
+    }
+    Ok(())
+}
+
+/// The authority that issues agents' HTTPS certificates: `agent-ca.pem` and `agent-ca.key`
+/// (mode 0600) in the data directory, made at first start. Several controllers sharing a
+/// store need the same two files.
+fn agent_ca(args: &Args) -> Result<AgentCa, Failure> {
+    let cert_path = args.data_dir.join(AGENT_CA_CERT_FILE);
+    let key_path = args.data_dir.join(AGENT_CA_KEY_FILE);
+    let config = |path: &Path, e: &dyn std::fmt::Display| {
+        Failure::Config(format!("{}: {e}", path.display()))
+    };
+    match (cert_path.exists(), key_path.exists()) {
+        (true, true) => {
+            private(&key_path, "the agent CA key")?;
+            let cert = std::fs::read_to_string(&cert_path).map_err(|e| config(&cert_path, &e))?;
+            let key = std::fs::read_to_string(&key_path).map_err(|e| config(&key_path, &e))?;
+            AgentCa::from_pem(&cert, &key).map_err(|e| config(&key_path, &e))
+        }
+        (false, false) => {
+            let ca = AgentCa::generate(enconf_core::ssl::ca::now())
+                .map_err(|e| Failure::Config(format!("generating the agent CA: {e}")))?;
+            write_secret(&key_path, ca.key_pem().trim_end())?;
+            std::fs::write(&cert_path, ca.cert_pem()).map_err(|e| config(&cert_path, &e))?;
+            tracing::info!(path = %cert_path.display(), "agent CA generated: agents' HTTPS certificates are issued by it");
+            Ok(ca)
+        }
+        (true, false) => Err(config(
+            &key_path,
+            &"missing beside the agent CA certificate",
+        )),
+        (false, true) => Err(config(&cert_path, &"missing beside the agent CA key")),
     }
 }
 

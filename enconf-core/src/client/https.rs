@@ -44,21 +44,38 @@ pub(crate) fn client(
     }
     roots.add_parsable_certificates(native.certs);
     if let Some(path) = extra_ca {
-        let ca_error = |message: String| TransportSetupError::CaFile {
-            path: path.display().to_string(),
-            message,
-        };
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| ca_error(e.to_string()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ca_error(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(ca_error("no certificate in the file".into()));
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
-        }
+        add_pem_file(&mut roots, path)?;
     }
+    client_with_roots(connect_timeout, roots)
+}
+
+/// Adds the certificates of the PEM file at `path` to `roots`; a file without one is an error.
+pub(crate) fn add_pem_file(
+    roots: &mut RootCertStore,
+    path: &Path,
+) -> Result<(), TransportSetupError> {
+    let ca_error = |message: String| TransportSetupError::CaFile {
+        path: path.display().to_string(),
+        message,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| ca_error(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ca_error(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(ca_error("no certificate in the file".into()));
+    }
+    for cert in certs {
+        roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// A client that connects within `connect_timeout` and trusts `roots` only.
+pub(crate) fn client_with_roots(
+    connect_timeout: Duration,
+    roots: RootCertStore,
+) -> Result<HttpsClient, TransportSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

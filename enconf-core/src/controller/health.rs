@@ -172,7 +172,10 @@ impl Controller {
                     let round = self.check_all().await;
                     tracing::debug!(reachable = round.reachable, unreachable = round.unreachable, failed = round.failed, "health round");
                     let renewer = self.clone();
-                    tokio::spawn(async move { renewer.renew_due().await });
+                    tokio::spawn(async move {
+                        renewer.renew_due().await;
+                        renewer.renew_agent_certificates().await;
+                    });
                     match self.schedule_backups().await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(backups = n, "scheduled backups started"),

@@ -96,6 +96,12 @@ impl Controller {
                     "a migration without an account".into(),
                 )),
             },
+            JobWork::Update { target } => match job.server_id {
+                Some(server) => self.run_update(server, &target).await,
+                None => Err(ControllerError::Internal(
+                    "an update without a server".into(),
+                )),
+            },
         };
         job.finished_at = Some(self.now());
         match result {

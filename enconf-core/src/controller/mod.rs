@@ -19,6 +19,7 @@
 //! See the crate documentation for a controller embedded in a program of one's own.
 
 mod accounts;
+mod agent_tls;
 pub mod api;
 pub mod backup;
 pub mod db;
@@ -31,6 +32,8 @@ mod migrate;
 pub mod once;
 mod roles;
 pub mod ssl;
+mod tokens;
+pub mod updates;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +66,11 @@ pub struct ControllerConfig {
     pub backup_window: (u32, u32),
     /// How often a running job asks its agent how far it is.
     pub job_poll: Duration,
+    /// Whether a server's agent may be reached over plain HTTP on an address other than
+    /// loopback (its token then crosses the network in clear; such servers show a `warning`).
+    /// `true` here for programs embedding the library; the `enconf-controller` binary refuses
+    /// it unless `ENCONF_ALLOW_PLAIN_HTTP_AGENTS` is set.
+    pub allow_plain_http_agents: bool,
 }
 
 impl Default for ControllerConfig {
@@ -76,6 +84,7 @@ impl Default for ControllerConfig {
             retention: crate::domain::backup::Retention::default(),
             backup_window: (3600, 4 * 3600),
             job_poll: Duration::from_secs(1),
+            allow_plain_http_agents: true,
         }
     }
 }
@@ -110,6 +119,16 @@ pub enum ControllerError {
         #[source]
         source: TransportError,
     },
+    /// The agent is at the newest version known, or newer: no update (never a downgrade).
+    #[error("server {server}: the agent is at {agent}, the newest known is {newest}")]
+    UpToDate {
+        server: ServerId,
+        agent: String,
+        newest: String,
+    },
+    /// An agent's upgrade failed or could not start.
+    #[error("server {server}: {reason}")]
+    Upgrade { server: ServerId, reason: String },
     /// A fault of the controller itself (not the request's): logged, answered `500`.
     #[error("internal error: {0}")]
     Internal(String),
@@ -144,6 +163,8 @@ impl From<ControllerError> for ErrorBody {
             ControllerError::Offline { .. } => {
                 ErrorBody::new(ErrorCode::AgentOffline, e.to_string())
             }
+            ControllerError::UpToDate { .. } => ErrorBody::new(ErrorCode::UpToDate, e.to_string()),
+            ControllerError::Upgrade { .. } => ErrorBody::new(ErrorCode::AgentError, e.to_string()),
             ControllerError::Agent { server, ref source } if source.conflict().is_some() => {
                 let mut body = source.conflict().cloned().unwrap_or_else(|| {
                     ErrorBody::new(ErrorCode::Duplicate, "the agent refused a conflict")
@@ -181,6 +202,12 @@ pub struct Controller {
     ssl_work: Arc<ssl::SslWork>,
     /// This controller's name in leases (see [`once`]).
     instance: Arc<str>,
+    /// The agent's repository and the newest version read from it.
+    release: Arc<updates::AgentRelease>,
+    /// The authority that issues agents' HTTPS certificates, when configured.
+    agent_ca: Option<Arc<crate::ssl::ca::AgentCa>>,
+    /// Held by a token rotation until its agent dropped the old token.
+    rotations: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -209,6 +236,9 @@ impl Controller {
             clock: Arc::new(OffsetDateTime::now_utc),
             ssl_work: Arc::default(),
             instance: once::instance_name().into(),
+            release: Arc::default(),
+            agent_ca: None,
+            rotations: Arc::default(),
         }
     }
 
@@ -238,7 +268,9 @@ impl Controller {
     }
 
     fn view(&self, server: &Server) -> ServerView {
-        ServerView::new(server, &self.config.newest_agent)
+        let mut view = ServerView::new(server, &self.config.newest_agent);
+        view.update_available = self.update_available(server);
+        view
     }
 
     /// Every server, by id.
@@ -276,6 +308,7 @@ impl Controller {
     /// naming `agent_url`).
     pub async fn add_server(&self, input: &ServerInput) -> Result<ServerView> {
         let (spec, token) = input.validate()?;
+        self.check_transport(&spec)?;
         let endpoint = AgentEndpoint {
             url: spec.agent_url.clone(),
             token: token.clone(),
@@ -306,6 +339,9 @@ impl Controller {
     pub async fn patch_server(&self, id: ServerId, patch: &ServerPatch) -> Result<ServerView> {
         let current = self.store.server(id).await?;
         let (spec, token) = patch.apply(&current.spec)?;
+        if spec.agent_url != current.spec.agent_url {
+            self.check_transport(&spec)?;
+        }
         let reach_changed = spec.agent_url != current.spec.agent_url || token.is_some();
         if reach_changed {
             let endpoint = AgentEndpoint {
@@ -465,9 +501,38 @@ impl Controller {
     }
 
     /// The installation script for a server's agent.
+    ///
+    /// For an `https` agent, and with the controller's agent authority, it carries a new
+    /// certificate and key for the server's hostname and the agent URL's host.
     pub async fn install_script(&self, id: ServerId) -> Result<String> {
         let server = self.store.server(id).await?;
-        Ok(install::script(&server.spec, server.token.expose_secret()))
+        let url = server.spec.agent_url.url();
+        let issued = match &self.agent_ca {
+            Some(ca) if url.scheme().as_str() == "https" => {
+                Some(ca.issue(&agent_names(&server.spec), self.now())?)
+            }
+            _ => None,
+        };
+        let tls = issued
+            .as_ref()
+            .zip(self.agent_ca.as_ref())
+            .map(|(bundle, ca)| install::AgentTlsFiles {
+                chain_pem: &bundle.chain_pem,
+                key_pem: &bundle.key_pem,
+                ca_pem: ca.cert_pem(),
+            });
+        Ok(install::script(
+            &server.spec,
+            server.token.expose_secret(),
+            self.agent_repository().map(|r| r.source().text.as_str()),
+            tls.as_ref(),
+        ))
+    }
+
+    /// Issues agent certificates with `ca` (and the transport should trust only it).
+    pub fn with_agent_ca(mut self, ca: Arc<crate::ssl::ca::AgentCa>) -> Self {
+        self.agent_ca = Some(ca);
+        self
     }
 
     /// What the agent at `endpoint` says of itself (within the configured timeout), not
@@ -577,6 +642,9 @@ impl Controller {
                     .filter(|a| !a.is_loopback() && !a.is_unspecified() && !a.is_multicast())
                     .take(8)
                     .collect();
+                let tls_not_after = h.tls_not_after.as_deref().and_then(|t| {
+                    OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+                });
                 Health {
                     addresses,
                     agent_version,
@@ -587,6 +655,7 @@ impl Controller {
                     agent_roles,
                     php_versions,
                     failures: 0,
+                    tls_not_after,
                 }
             }
             Ok(Err(e)) => Self::missed(previous, e.to_string(), tolerant),
@@ -639,6 +708,14 @@ impl Controller {
         }
     }
 
+    /// Refuses a plain-HTTP agent across the network unless the configuration allows it.
+    fn check_transport(&self, spec: &crate::domain::ServerSpec) -> Result<()> {
+        if spec.agent_url.is_plain_over_network() && !self.config.allow_plain_http_agents {
+            return Err(crate::domain::Rule::PlainHttp.at("agent_url").into());
+        }
+        Ok(())
+    }
+
     /// Refuses when the server's agent is known to be offline.
     fn require_online(server: &Server) -> Result<()> {
         if server.health.reachable {
@@ -653,4 +730,20 @@ impl Controller {
                 .unwrap_or_else(|| "its agent has not answered yet".into()),
         })
     }
+}
+
+/// The names an agent's certificate is for: the server's hostname and its agent URL's host.
+fn agent_names(spec: &crate::domain::ServerSpec) -> Vec<crate::ssl::ca::AgentName> {
+    use crate::domain::Host;
+    use crate::ssl::ca::AgentName;
+    let mut names = vec![AgentName::Dns(spec.hostname.to_string())];
+    let host = match spec.agent_url.url().host() {
+        Host::Name(n) => AgentName::Dns(n.to_string()),
+        Host::Ipv4(a) => AgentName::Ip((*a).into()),
+        Host::Ipv6(a) => AgentName::Ip((*a).into()),
+    };
+    if !names.contains(&host) {
+        names.push(host);
+    }
+    names
 }

@@ -86,6 +86,11 @@ pub enum JobWork {
     Migrate {
         targets: std::collections::BTreeMap<super::Role, ServerId>,
     },
+    /// The server's agent upgrades its package; `target` is the newest package version known
+    /// when the job was asked for (Debian form, e.g. `1.10.0-1`).
+    Update {
+        target: String,
+    },
 }
 
 impl JobWork {
@@ -94,6 +99,7 @@ impl JobWork {
             JobWork::Backup { .. } => JobKind::Backup,
             JobWork::Restore { .. } => JobKind::Restore,
             JobWork::Migrate { .. } => JobKind::Migrate,
+            JobWork::Update { .. } => JobKind::Update,
         }
     }
 }

@@ -189,6 +189,12 @@ pub enum Rule {
     DbHost,
     #[error("must be a MariaDB native password hash ('*' and 40 uppercase hexadecimal digits)")]
     NativeHash,
+    #[error(
+        "must be https unless it is on this machine (the agent's token would cross the network in \
+         clear; the controller issues the agent's certificate): plain HTTP needs \
+         ENCONF_ALLOW_PLAIN_HTTP_AGENTS"
+    )]
+    PlainHttp,
 }
 
 impl Rule {

@@ -99,6 +99,9 @@ pub struct Health {
     /// server offline only after [`OFFLINE_AFTER`] of them.
     #[serde(default)]
     pub failures: u32,
+    /// When the certificate the agent serves HTTPS with expires, as it reports.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub tls_not_after: Option<OffsetDateTime>,
 }
 
 /// How many health rounds in a row an agent must miss before the monitor marks its server

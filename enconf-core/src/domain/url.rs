@@ -261,6 +261,20 @@ impl AgentUrl {
     pub fn port(&self) -> u16 {
         self.0.port()
     }
+
+    /// Whether the agent is on the controller's machine (`localhost` or a loopback address).
+    pub fn is_loopback(&self) -> bool {
+        match self.0.host() {
+            Host::Name(n) => n.as_str() == "localhost",
+            Host::Ipv4(a) => a.is_loopback(),
+            Host::Ipv6(a) => a.is_loopback(),
+        }
+    }
+
+    /// Whether requests to the agent, its token with them, cross a network in clear.
+    pub fn is_plain_over_network(&self) -> bool {
+        self.0.scheme().as_str() == "http" && !self.is_loopback()
+    }
 }
 
 impl fmt::Display for AgentUrl {

@@ -101,6 +101,14 @@ impl BearerSecret for crate::domain::AdminToken {
     }
 }
 
+/// The token a request presents (`Authorization: Bearer …`), for a handler behind
+/// [`authorize`] that needs to know which of several accepted tokens it was.
+pub fn presented_token(headers: &axum::http::HeaderMap) -> Option<&[u8]> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| bearer_credentials(v.as_bytes()))
+}
+
 /// The credentials of a `Bearer` authorization value.
 fn bearer_credentials(value: &[u8]) -> Option<&[u8]> {
     let space = value.iter().position(|b| *b == b' ')?;

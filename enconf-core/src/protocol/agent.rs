@@ -290,6 +290,58 @@ pub struct AccountList {
     pub accounts: Vec<AgentAccount>,
 }
 
+/// `PUT /v1/token`: a token the agent accepts beside the current one, until
+/// `POST /v1/token/commit` (presenting it) makes it the only one.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenPut {
+    pub token: String,
+}
+
+impl std::fmt::Debug for TokenPut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenPut(<redacted>)")
+    }
+}
+
+/// `PUT /v1/tls`: the certificate chain and key the agent serves HTTPS with from its next
+/// handshake (a renewal by the controller's authority).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsPut {
+    pub certificate_pem: String,
+    pub private_key_pem: String,
+}
+
+impl std::fmt::Debug for TlsPut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsPut(<redacted>)")
+    }
+}
+
+/// The agent's Debian package, which `POST /v1/update` upgrades.
+pub const AGENT_PACKAGE: &str = "netcell-webpanel-agent";
+/// The agent's apt source on a server: the only source an upgrade reads.
+pub const AGENT_SOURCES_FILE: &str = "/etc/apt/sources.list.d/netcell-webpanel-agent.sources";
+
+/// Where the agent's self-upgrade is (`GET /v1/update`; `POST /v1/update` starts one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpgradeStatus {
+    /// No upgrade was started since the agent's package was installed.
+    Idle,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// The agent's self-upgrade.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeState {
+    pub status: UpgradeStatus,
+    /// The end of the upgrade's output (dpkg and apt-get), when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,6 +41,9 @@ pub struct JobView {
     pub snapshot: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub what: Vec<String>,
+    /// For an update: the agent package version it upgrades to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// `progress` of a Job: bytes done of the total (and files).
@@ -62,7 +65,13 @@ impl From<&Job> for JobView {
                 Some(set.to_string()),
                 parts.iter().map(|p| p.to_string()).collect(),
             ),
-            JobWork::Backup { .. } | JobWork::Migrate { .. } => (None, Vec::new()),
+            JobWork::Backup { .. } | JobWork::Migrate { .. } | JobWork::Update { .. } => {
+                (None, Vec::new())
+            }
+        };
+        let version = match &job.work {
+            JobWork::Update { target } => Some(target.clone()),
+            _ => None,
         };
         Self {
             id: job.id.0,
@@ -83,6 +92,7 @@ impl From<&Job> for JobView {
             error: job.error.clone(),
             snapshot,
             what,
+            version,
         }
     }
 }

@@ -48,8 +48,10 @@ pub enum ErrorCode {
     RoleNotServed,
     /// A domain an account change would drop still has mailboxes or aliases.
     DomainInUse,
-    /// The account has a job that is not finished.
+    /// The account (or, for an update, the server) has a job that is not finished.
     JobRunning,
+    /// The server's agent is at the newest version known (or newer): nothing to update.
+    UpToDate,
     AgentError,
     AgentOffline,
     /// The controller's store cannot be reached now; try again.
@@ -72,7 +74,8 @@ impl ErrorCode {
             | ErrorCode::NoServerAvailable
             | ErrorCode::RoleNotServed
             | ErrorCode::DomainInUse
-            | ErrorCode::JobRunning => 409,
+            | ErrorCode::JobRunning
+            | ErrorCode::UpToDate => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::Invalid | ErrorCode::ConfigRejected => 422,
             ErrorCode::AgentError => 502,
@@ -567,6 +570,9 @@ pub struct ServerView {
     pub ipv4: Option<String>,
     /// The address AAAA records point to: the administrator's, or the one the agent reports.
     pub ipv6: Option<String>,
+    /// What the administrator should know about how the agent is reached (a plain-HTTP agent
+    /// across the network), or null.
+    pub warning: Option<String>,
 }
 
 impl ServerView {
@@ -597,6 +603,11 @@ impl ServerView {
             accounts: server.accounts,
             ipv4: server.ipv4().map(|a| a.to_string()),
             ipv6: server.ipv6().map(|a| a.to_string()),
+            warning: spec.agent_url.is_plain_over_network().then(|| {
+                "the agent is reached over plain HTTP: its secret crosses the network in clear \
+                 (use an https agent URL)"
+                    .to_owned()
+            }),
         }
     }
 }
@@ -1037,6 +1048,10 @@ pub struct AgentHealth {
     /// its outgoing IPv4 and IPv6 routes). Agents before the dns role do not send it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<String>,
+    /// When the certificate the agent serves HTTPS with expires (RFC 3339), when it serves
+    /// HTTPS; the controller renews it through `PUT /v1/tls` before then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_not_after: Option<String>,
 }
 
 /// Whether a role's services run on an agent.

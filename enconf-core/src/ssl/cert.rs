@@ -278,6 +278,33 @@ fn covers(pattern: &str, host: &str) -> bool {
     }
 }
 
+/// Whether `key` is the key of `leaf`.
+fn leaf_matches(
+    leaf: &x509_parser::certificate::X509Certificate<'_>,
+    key: &PrivateKeyDer<'_>,
+) -> Result<(), CertError> {
+    let signing = rustls::crypto::ring::sign::any_supported_type(key)
+        .map_err(|e| CertError::UnsupportedKey(e.to_string()))?;
+    let public = signing
+        .public_key()
+        .ok_or_else(|| CertError::UnsupportedKey("its public key cannot be derived".into()))?;
+    if public.as_ref() != leaf.public_key().raw {
+        return Err(CertError::KeyMismatch);
+    }
+    Ok(())
+}
+
+/// Checks that a chain and key parse and that the key is the first certificate's, with no
+/// name or date checks (an agent's own certificate, whose names it does not know); returns
+/// what the leaf says.
+pub fn check_pair(chain_pem: &str, key_pem: &str) -> Result<CertInfo, CertError> {
+    let chain = parse_chain(chain_pem)?;
+    let key = parse_key(key_pem)?;
+    let leaf = x509(&chain[0])?;
+    leaf_matches(&leaf, &key)?;
+    Ok(leaf_info(&leaf))
+}
+
 /// Checks an uploaded chain and key for `host` at `now`: both parse, the key is supported and
 /// matches the leaf, the leaf is valid now and covers `host`, and each certificate is issued
 /// (name and signature) by the next one. Returns what the leaf says. Pass a bundle made by
@@ -292,15 +319,7 @@ pub fn check(
     let key = parse_key(key_pem)?;
     let certs = chain.iter().map(x509).collect::<Result<Vec<_>, _>>()?;
     let leaf = &certs[0];
-
-    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| CertError::UnsupportedKey(e.to_string()))?;
-    let public = signing
-        .public_key()
-        .ok_or_else(|| CertError::UnsupportedKey("its public key cannot be derived".into()))?;
-    if public.as_ref() != leaf.public_key().raw {
-        return Err(CertError::KeyMismatch);
-    }
+    leaf_matches(leaf, &key)?;
 
     let info = leaf_info(leaf);
     if now > info.not_after {

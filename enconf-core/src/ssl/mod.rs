@@ -3,10 +3,13 @@
 //!
 //! - [`cert`] (feature `certs`): checking an uploaded chain and key, reading a certificate,
 //!   making a self-signed one. The agent uses it too, to check what it is asked to install.
+//! - [`ca`] (feature `controller`): the controller's private authority for its agents' HTTPS.
 //! - [`issue`] (feature `controller`): the [`Issuer`](issue::Issuer) trait and its three
 //!   implementations — self-signed, custom upload, and ACME (Let's Encrypt) with HTTP-01
 //!   challenges answered by the server's agent.
 
+#[cfg(feature = "controller")]
+pub mod ca;
 pub mod cert;
 #[cfg(feature = "controller")]
 pub mod issue;

@@ -142,6 +142,7 @@ fn online() -> Health {
         php_versions: None,
         addresses: Vec::new(),
         failures: 0,
+        tls_not_after: None,
     }
 }
 

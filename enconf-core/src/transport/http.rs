@@ -17,6 +17,32 @@ use super::{AgentEndpoint, AgentRequest, AgentResponse, AgentTransport, Method, 
 /// The largest answer read from an agent (a list of tens of thousands of accounts fits).
 const MAX_ANSWER_BYTES: usize = 64 << 20;
 
+/// Why an agent whose certificate does not chain to a trusted authority is offline.
+pub const NOT_OURS: &str = "certificate not issued by this controller";
+
+/// Whether a request failed because the agent's certificate is not issued by an authority
+/// the client trusts (or its signature does not verify).
+fn foreign_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+    use rustls::CertificateError as C;
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return matches!(
+                tls,
+                rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature)
+            );
+        }
+        next = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    false
+}
+
 /// The HTTP(S) client to agents. Cheap to share: one connection pool for every agent.
 #[derive(Debug, Clone)]
 pub struct HttpTransport {
@@ -30,6 +56,31 @@ impl HttpTransport {
     /// certificates come from a private CA.
     pub fn new(timeout: Duration, extra_ca: Option<&Path>) -> Result<Self, TransportSetupError> {
         let client = crate::client::https::client(timeout / 2, extra_ca)?;
+        Ok(Self { client, timeout })
+    }
+
+    /// A client to agents that trusts only the controller's agent authority (`ca_pem`, from
+    /// [`AgentCa`](crate::ssl::ca::AgentCa)) and the certificates in `extra_ca` (PEM), not
+    /// the system's: an agent certificate anyone else issued for the same name is refused,
+    /// with the reason [`NOT_OURS`].
+    pub fn for_agents(
+        timeout: Duration,
+        ca_pem: &str,
+        extra_ca: Option<&Path>,
+    ) -> Result<Self, TransportSetupError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            let cert = cert.map_err(|e| TransportSetupError::Tls(format!("the agent CA: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| TransportSetupError::Tls(format!("the agent CA: {e}")))?;
+        }
+        if let Some(path) = extra_ca {
+            crate::client::https::add_pem_file(&mut roots, path)?;
+        }
+        let client = crate::client::https::client_with_roots(timeout / 2, roots)?;
         Ok(Self { client, timeout })
     }
 
@@ -61,7 +112,9 @@ impl HttpTransport {
             .body(Full::new(Bytes::from(request.body.unwrap_or_default())))
             .map_err(|e| TransportError::Protocol(format!("cannot build the request: {e}")))?;
         let response = self.client.request(http_request).await.map_err(|e| {
-            if e.is_connect() {
+            if foreign_certificate(&e) {
+                TransportError::Unreachable(format!("{NOT_OURS} ({})", chain(&e)))
+            } else if e.is_connect() {
                 TransportError::Unreachable(chain(&e))
             } else {
                 TransportError::Interrupted(chain(&e))

@@ -417,6 +417,55 @@ impl<'a> AgentClient<'a> {
             .await
     }
 
+    /// `PUT /v1/tls`: the agent serves HTTPS with this chain and key from its next handshake.
+    pub async fn put_tls(
+        &self,
+        tls: &crate::protocol::agent::TlsPut,
+    ) -> Result<Applied, TransportError> {
+        self.call(Method::Put, "/v1/tls".to_owned(), Some(tls))
+            .await
+    }
+
+    /// `PUT /v1/token`: the agent accepts `token` beside the one this client presents.
+    pub async fn put_token(&self, token: &AgentToken) -> Result<Applied, TransportError> {
+        let put = crate::protocol::agent::TokenPut {
+            token: token.expose_secret().to_owned(),
+        };
+        self.call(Method::Put, "/v1/token".to_owned(), Some(&put))
+            .await
+    }
+
+    /// `POST /v1/token/commit`: only the token this client presents is accepted from now on.
+    pub async fn commit_token(&self) -> Result<Applied, TransportError> {
+        self.call(
+            Method::Post,
+            "/v1/token/commit".to_owned(),
+            Some(&serde_json::json!({})),
+        )
+        .await
+    }
+
+    /// `POST /v1/update`: the agent starts upgrading its own package (outside its own service,
+    /// so the upgrade outlives the agent's restart).
+    pub async fn start_upgrade(
+        &self,
+    ) -> Result<crate::protocol::agent::UpgradeState, TransportError> {
+        self.call(
+            Method::Post,
+            "/v1/update".to_owned(),
+            Some(&serde_json::json!({})),
+        )
+        .await
+    }
+
+    /// `GET /v1/update`: how the agent's last self-upgrade went.
+    pub async fn upgrade_state(
+        &self,
+    ) -> Result<crate::protocol::agent::UpgradeState, TransportError> {
+        self.call(Method::Get, "/v1/update".to_owned(), None::<&()>)
+            .await
+    }
+
     /// `POST /v1/backup/{username}/prune` (backup server): applies the retention policy; the
     /// answer is the sets left.
     pub async fn prune(

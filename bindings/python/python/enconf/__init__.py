@@ -103,6 +103,8 @@ class Server:
     last_error: Optional[str] = None
     ipv4: Optional[str] = None
     ipv6: Optional[str] = None
+    warning: Optional[str] = None
+    """Set for an agent reached over plain HTTP across the network."""
 
 
 @dataclasses.dataclass(frozen=True)

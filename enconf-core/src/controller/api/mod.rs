@@ -77,6 +77,8 @@ pub fn router(controller: Controller, config: ApiConfig) -> Router {
         .route("/api/v1/servers/{id}/check", post(check_server))
         .route("/api/v1/servers/{id}/install-script", get(install_script))
         .route("/api/v1/servers/{id}/reconcile", post(reconcile_server))
+        .route("/api/v1/servers/{id}/update", post(update_server))
+        .route("/api/v1/servers/{id}/rotate-token", post(rotate_token))
         .route("/api/v1/servers/{id}/ssl/{kind}", get(get_ssl).put(put_ssl))
         .route("/api/v1/accounts", get(list_accounts).post(create_account))
         .route(
@@ -396,6 +398,8 @@ fn refine(doc: &mut serde_json::Value) {
         check_server,
         install_script,
         reconcile_server,
+        update_server,
+        rotate_token,
         get_ssl,
         put_ssl,
         list_accounts,
@@ -617,6 +621,30 @@ async fn check_server(State(api): Shared, Path(id): Path<String>) -> ApiResult<S
     Ok(axum::Json(
         api.controller.check_server(server_id(&id)?).await?,
     ))
+}
+
+/// Gives the server's agent a new random token, without a moment in which the controller
+/// cannot reach it (the agent takes the new token before the old one is dropped).
+#[utoipa::path(post, path = "/api/v1/servers/{id}/rotate-token", tag = "servers",
+    params(("id" = u64, Path, description = "server id")),
+    responses((status = 200, body = ServerView), (status = 404, body = ErrorBody),
+        (status = 502, description = "the agent refused the new token: nothing changed", body = ErrorBody),
+        (status = 503, description = "`agent_offline`", body = ErrorBody)))]
+async fn rotate_token(State(api): Shared, Path(id): Path<String>) -> ApiResult<ServerView> {
+    Ok(axum::Json(
+        api.controller.rotate_token(server_id(&id)?).await?,
+    ))
+}
+
+/// Has the server's agent upgrade its package to the newest version known (a job).
+#[utoipa::path(post, path = "/api/v1/servers/{id}/update", tag = "servers",
+    params(("id" = u64, Path, description = "server id")),
+    responses((status = 202, body = crate::protocol::backup::JobView), (status = 404, body = ErrorBody),
+        (status = 409, description = "`up_to_date`: the agent is at the newest version known or newer; `job_running`: an update of the server runs", body = ErrorBody),
+        (status = 503, description = "`agent_offline`", body = ErrorBody)))]
+async fn update_server(State(api): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let job = api.controller.update_server(server_id(&id)?).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(job)).into_response())
 }
 
 /// The shell script that installs and connects the server's agent.

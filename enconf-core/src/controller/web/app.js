@@ -148,6 +148,7 @@ const ICONS = {
   edit: "M3 17.25V21h3.75L17.81 9.94l-3.75-3.75L3 17.25zm17.71-10.21a1 1 0 0 0 0-1.41l-2.34-2.34a1 1 0 0 0-1.41 0l-1.83 1.83 3.75 3.75 1.83-1.83z",
   script: "M20 4H4a2 2 0 0 0-2 2v12a2 2 0 0 0 2 2h16a2 2 0 0 0 2-2V6a2 2 0 0 0-2-2zm0 14H4V8h16v10zM6.5 10.5 10 13l-3.5 2.5V10.5zM11 15h6v1.5h-6V15z",
   lock: "M18 8h-1V6a5 5 0 0 0-10 0v2H6a2 2 0 0 0-2 2v10a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V10a2 2 0 0 0-2-2zm-6 9a2 2 0 1 1 0-4 2 2 0 0 1 0 4zm3.1-9H8.9V6a3.1 3.1 0 0 1 6.2 0v2z",
+  upgrade: "M12 2 5 9h4v6h6V9h4l-7-7zM5 18h14v2H5v-2z",
   trash: "M6 19a2 2 0 0 0 2 2h8a2 2 0 0 0 2-2V7H6v12zM19 4h-3.5l-1-1h-5l-1 1H5v2h14V4z",
   move: "M16 13v-2H7V8l-4 4 4 4v-3h9zm4-9h-8v2h8v12h-8v2h8a2 2 0 0 0 2-2V6a2 2 0 0 0-2-2z",
   mail: "M20 4H4a2 2 0 0 0-2 2v12a2 2 0 0 0 2 2h16a2 2 0 0 0 2-2V6a2 2 0 0 0-2-2zm0 4-8 5-8-5V6l8 5 8-5v2z",
@@ -212,7 +213,9 @@ function render() {
     return el("tr", { "data-server": String(s.id), "data-name": s.name },
       td("Name", s.name),
       td("Hostname", s.hostname),
-      td("Agent URL", s.agent_url, "mono"),
+      td("Agent URL", s.warning
+        ? el("span", {}, s.agent_url, " ", el("span", { class: "badge", title: s.warning, role: "note", "aria-label": s.warning }, "plain HTTP"))
+        : s.agent_url, "mono"),
       td("Roles", s.roles.join(", ")),
       td("Max. Accounts", s.max_accounts == null ? "—" : String(s.max_accounts)),
       td("Agent Version", s.agent_version || "—"),
@@ -224,11 +227,23 @@ function render() {
         iconButton(`Edit ${s.name}`, "edit", () => openForm(s)),
         iconButton(`Installation script for ${s.name}`, "script", () => openScript(s)),
         iconButton(`SSL for ${s.name}`, "lock", () => openSsl(s)),
+        ...(s.update_available ? [iconButton(`Update the agent of ${s.name}`, "upgrade", () => updateAgent(s))] : []),
         iconButton(`Delete ${s.name}`, "trash", () => removeServer(s)),
       ));
   });
   replaceRows(body, rows);
   $("#no-servers").hidden = servers.length > 0;
+}
+
+/** Starts an update job for the server's agent; the badge goes once it reports the new version. */
+async function updateAgent(s) {
+  if (!confirm(`Upgrade the agent of ${s.name}? It restarts once the new package is installed.`)) return;
+  try {
+    const job = await api("POST", `/servers/${s.id}/update`);
+    $("#servers-error").textContent = `Updating the agent of ${s.name} to ${job.version} (job ${job.id}).`;
+  } catch (err) {
+    $("#servers-error").textContent = `Cannot update the agent of ${s.name}: ${err.message}`;
+  }
 }
 
 async function removeServer(s) {
