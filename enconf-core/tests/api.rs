@@ -212,6 +212,7 @@ fn harness() -> Harness {
         ApiConfig {
             admin_token: enconf_core::domain::AdminToken::parse(ADMIN).unwrap(),
             max_body_bytes: 4096,
+            sign_in_limit: Default::default(),
         },
     );
     Harness {
@@ -1371,6 +1372,7 @@ fn ssl_harness(acme: Option<Arc<FakeAcme>>) -> (Harness, SharedClock) {
         ApiConfig {
             admin_token: enconf_core::domain::AdminToken::parse(ADMIN).unwrap(),
             max_body_bytes: 1 << 16,
+            sign_in_limit: Default::default(),
         },
     );
     (h, clock)
@@ -2352,4 +2354,398 @@ async fn a_round_records_fifty_answers_while_one_agent_hangs() {
         "{s}"
     );
     assert_eq!(ids.len(), 50);
+}
+
+/// Adds an administrator with the configured token: their id and token.
+async fn add_admin(h: &Harness, name: &str, role: &str) -> (u64, String) {
+    let (status, body) = h
+        .call(
+            "POST",
+            "/api/v1/admins",
+            Some(json!({"name": name, "role": role})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["role"], role);
+    (
+        body["id"].as_u64().unwrap(),
+        body["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Every route of the document, tried by every role: exactly the ones the role may call get
+/// past the access check (any answer but 403), the others are `403 forbidden`. The routes
+/// come from the OpenAPI document (generated from the handlers), so a route added without an
+/// access rule fails here.
+#[tokio::test]
+async fn each_role_calls_exactly_the_routes_it_may() {
+    use enconf_core::controller::api::{RULES, rule_for};
+    use enconf_core::domain::admin::AdminRole;
+    let h = harness();
+    let (_, text) = h.raw("GET", "/api/v1/openapi.json", None, None).await;
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let mut routes = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if path == "/api/v1/openapi.json" {
+            continue;
+        }
+        for method in item.as_object().unwrap().keys() {
+            let method = axum::http::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let rule = rule_for(&method, path)
+                .unwrap_or_else(|| panic!("{method} {path} has no access rule"));
+            routes.push((method, path.clone(), rule.permission));
+        }
+    }
+    assert_eq!(
+        routes.len(),
+        RULES.len(),
+        "every access rule is a documented route"
+    );
+    let mut tokens = vec![(AdminRole::Owner, ADMIN.to_owned())];
+    for role in [
+        AdminRole::Owner,
+        AdminRole::Admin,
+        AdminRole::Operator,
+        AdminRole::Viewer,
+    ] {
+        let (_, token) = add_admin(&h, &format!("{role} one"), role.as_str()).await;
+        tokens.push((role, token));
+    }
+    for (method, path, permission) in &routes {
+        // Ids that name nothing: an allowed call ends in 404 or 4xx, and nothing changes.
+        let concrete = path
+            .replace("{id}", "999999")
+            .replace("{kind}", "panel")
+            .replace("{snapshot}", "abc")
+            .replace("{address}", "a@example.com")
+            .replace("{zone}", "example.com")
+            .replace("{record_id}", "1")
+            .replace("{name}", "x_db");
+        for (role, token) in &tokens {
+            let (status, text) = h.raw(method.as_str(), &concrete, Some(token), None).await;
+            let allowed = role.may(*permission);
+            if allowed {
+                assert_ne!(status, 403, "{role} {method} {path}: {text}");
+            } else {
+                assert_eq!(status, 403, "{role} {method} {path}: {text}");
+                let body: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(body["error"]["code"], "forbidden");
+            }
+        }
+    }
+    // The configured token is an owner; each token says who it is.
+    for (role, token) in &tokens {
+        let (status, text) = h.raw("GET", "/api/v1/session", Some(token), None).await;
+        assert_eq!(status, 200);
+        let session: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(session["role"], role.as_str());
+    }
+    let (_, text) = h.raw("GET", "/api/v1/session", Some(ADMIN), None).await;
+    let session: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(session["id"], 0);
+    assert_eq!(
+        session["permissions"],
+        json!(["read", "accounts", "servers", "audit", "admins"])
+    );
+}
+
+#[tokio::test]
+async fn administrators_are_managed_by_owners_and_a_removed_token_stops_at_once() {
+    let h = harness();
+    let (id, token) = add_admin(&h, "Ana", "operator").await;
+    assert_eq!(token.len(), 64);
+    // The token is shown once: never in a list.
+    let (status, list) = h.raw("GET", "/api/v1/admins", Some(ADMIN), None).await;
+    assert_eq!(status, 200);
+    assert!(!list.contains(&token), "{list}");
+    assert!(list.contains("\"Ana\""), "{list}");
+    let (status, _) = h.raw("GET", "/api/v1/servers", Some(&token), None).await;
+    assert_eq!(status, 200);
+
+    // Names are unique ignoring case; roles and names are checked, named.
+    is_error(
+        &h.call(
+            "POST",
+            "/api/v1/admins",
+            Some(json!({"name": "ana", "role": "viewer"})),
+        )
+        .await,
+        409,
+        "duplicate",
+        Some("name"),
+    );
+    is_error(
+        &h.call(
+            "POST",
+            "/api/v1/admins",
+            Some(json!({"name": "Bo", "role": "root"})),
+        )
+        .await,
+        422,
+        "invalid",
+        Some("role"),
+    );
+    is_error(
+        &h.call(
+            "POST",
+            "/api/v1/admins",
+            Some(json!({"name": "Bo\nb", "role": "viewer"})),
+        )
+        .await,
+        422,
+        "invalid",
+        Some("name"),
+    );
+    is_error(
+        &h.call("POST", "/api/v1/admins", Some(json!({"role": "viewer"})))
+            .await,
+        422,
+        "invalid",
+        Some("name"),
+    );
+
+    // A role change counts from the next request.
+    let (status, body) = h
+        .call(
+            "PATCH",
+            &format!("/api/v1/admins/{id}"),
+            Some(json!({"role": "viewer"})),
+        )
+        .await;
+    assert_eq!((status, body["role"].as_str()), (200, Some("viewer")));
+    let (status, text) = h
+        .raw(
+            "POST",
+            "/api/v1/accounts",
+            Some(&token),
+            Some(json!({"username": "shop", "domains": ["shop.example"]}).to_string()),
+        )
+        .await;
+    assert_eq!(status, 403, "{text}");
+
+    // An operator cannot manage administrators, nor make themselves an owner.
+    let (_, other) = add_admin(&h, "Cy", "admin").await;
+    let (status, _) = h
+        .raw(
+            "PATCH",
+            &format!("/api/v1/admins/{id}"),
+            Some(&other),
+            Some(json!({"role": "owner"}).to_string()),
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    let (status, _) = h
+        .call("DELETE", &format!("/api/v1/admins/{id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, text) = h.raw("GET", "/api/v1/servers", Some(&token), None).await;
+    assert_eq!(status, 401, "{text}");
+    let (status, _) = h
+        .call("DELETE", &format!("/api/v1/admins/{id}"), None)
+        .await;
+    assert_eq!(status, 404);
+}
+
+/// A scripted session: one audit entry per change (refused ones too), with who, what and the
+/// result, and no secret anywhere in the log.
+#[tokio::test]
+async fn the_audit_log_records_every_change_and_no_secret() {
+    let h = harness();
+    let (op_id, op_token) = add_admin(&h, "Olga", "operator").await;
+    let server = h.add_server("web1", &["web"]).await;
+    let new_agent_token = "a-new-agent-token-0123456789";
+    h.fakes
+        .set(&url("web1"), |f| f.token = new_agent_token.into());
+    let (status, body) = h
+        .call(
+            "PATCH",
+            &format!("/api/v1/servers/{server}"),
+            Some(json!({"agent_token": new_agent_token, "max_accounts": 50})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, text) = h
+        .raw(
+            "POST",
+            "/api/v1/accounts",
+            Some(&op_token),
+            Some(json!({"username": "shop", "domains": ["shop.example"]}).to_string()),
+        )
+        .await;
+    assert_eq!(status, 201, "{text}");
+    let account = serde_json::from_str::<Value>(&text).unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    // Refused: the operator may not change servers; the body was not JSON.
+    let (status, _) = h
+        .raw(
+            "DELETE",
+            &format!("/api/v1/servers/{server}"),
+            Some(&op_token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = h
+        .raw(
+            "PATCH",
+            &format!("/api/v1/accounts/{account}"),
+            Some(&op_token),
+            Some("{".into()),
+        )
+        .await;
+    assert_eq!(status, 400);
+    // Reads are not changes.
+    h.call("GET", "/api/v1/servers", None).await;
+    let (status, _) = h
+        .call("DELETE", &format!("/api/v1/admins/{op_id}"), None)
+        .await;
+    assert_eq!(status, 204);
+
+    let (status, log, next) = h.page("/api/v1/audit").await;
+    assert_eq!((status, next), (200, None));
+    let text = log.to_string();
+    for secret in [TOKEN, new_agent_token, op_token.as_str()] {
+        assert!(!text.contains(secret), "a secret in the audit log: {text}");
+    }
+    let entries = log.as_array().unwrap();
+    let summary: Vec<(String, String, u64, String)> = entries
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["object"].as_str().unwrap().to_owned(),
+                e["admin"].as_u64().unwrap(),
+                e["result"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let s = |a: &str, o: String, admin: u64, r: &str| (a.to_owned(), o, admin, r.to_owned());
+    assert_eq!(
+        summary,
+        vec![
+            s("admin.create", format!("admin:{op_id}"), 0, "ok"),
+            s("server.create", format!("server:{server}"), 0, "ok"),
+            s("server.patch", format!("server:{server}"), 0, "ok"),
+            s("account.create", format!("account:{account}"), op_id, "ok"),
+            s(
+                "server.delete",
+                format!("server:{server}"),
+                op_id,
+                "forbidden"
+            ),
+            s(
+                "account.patch",
+                format!("account:{account}"),
+                op_id,
+                "bad_request"
+            ),
+            s("admin.delete", format!("admin:{op_id}"), 0, "ok"),
+        ]
+    );
+    let patch = &entries[entries.len() - 3];
+    assert_eq!(patch["changes"]["agent_token"], "changed");
+    assert_eq!(patch["changes"]["max_accounts"], 50);
+    assert_eq!(patch["admin_name"], "configured admin token");
+    let created = &entries[entries.len() - 1];
+    assert_eq!(created["changes"]["token"], "changed");
+    assert_eq!(created["changes"]["role"], "operator");
+
+    // Filters: by object, by administrator, both; pages by the Link header.
+    let (_, by_server, _) = h
+        .page(&format!("/api/v1/audit?object=server:{server}"))
+        .await;
+    assert_eq!(by_server.as_array().unwrap().len(), 3);
+    let (_, by_op, _) = h.page(&format!("/api/v1/audit?admin={op_id}")).await;
+    assert_eq!(by_op.as_array().unwrap().len(), 3);
+    let (_, both, _) = h
+        .page(&format!(
+            "/api/v1/audit?admin={op_id}&object=server:{server}"
+        ))
+        .await;
+    assert_eq!(both.as_array().unwrap().len(), 1);
+    let (_, first, next) = h.page("/api/v1/audit?limit=4").await;
+    assert_eq!(first.as_array().unwrap().len(), 4);
+    let (_, rest, last) = h.page(&next.unwrap()).await;
+    assert_eq!((rest.as_array().unwrap().len(), last), (3, None));
+    is_error(
+        &h.call("GET", "/api/v1/audit?object=server", None).await,
+        422,
+        "invalid",
+        Some("object"),
+    );
+    // Append-only: the log has no route that changes it.
+    for method in ["POST", "PUT", "PATCH", "DELETE"] {
+        assert_eq!(h.call(method, "/api/v1/audit", None).await.0, 405);
+    }
+}
+
+/// Failed sign-ins over a real connection: the address that fails too often waits (429 with
+/// Retry-After, even with the right token), another address is not held up.
+#[tokio::test]
+async fn failed_sign_ins_are_limited_per_source_address() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fakes = Arc::new(Fakes::default());
+    let controller = Controller::new(
+        Arc::new(MemoryStore::new_in_memory()),
+        fakes as Arc<dyn AgentTransport>,
+        ControllerConfig::default(),
+    );
+    let mut config = ApiConfig::new(enconf_core::domain::AdminToken::parse(ADMIN).unwrap());
+    config.sign_in_limit = enconf_core::controller::api::SignInLimit {
+        failures: 3,
+        window: Duration::from_secs(600),
+    };
+    let app = router(controller, config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(enconf_core::http::serve(
+        listener,
+        app,
+        None,
+        enconf_core::http::ConnectionLimits::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let get = |from: &'static str, token: &'static str| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        let mut stream = socket
+            .connect(format!("127.0.0.1:{port}").parse().unwrap())
+            .await
+            .unwrap();
+        let request = format!(
+            "GET /api/v1/servers HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    };
+    let status = |answer: &str| answer[9..12].to_owned();
+    for _ in 0..3 {
+        assert_eq!(
+            status(&get("127.0.0.1", "wrong-token-0123456789").await),
+            "401"
+        );
+    }
+    let stopped_answer = get("127.0.0.1", ADMIN).await;
+    assert_eq!(status(&stopped_answer), "429", "{stopped_answer}");
+    assert!(
+        stopped_answer.to_lowercase().contains("retry-after:"),
+        "{stopped_answer}"
+    );
+    assert!(stopped_answer.contains("too_many_requests"));
+    // Another address signs in as before.
+    assert_eq!(status(&get("127.0.0.2", ADMIN).await), "200");
+    assert_eq!(
+        status(&get("127.0.0.2", "wrong-token-0123456789").await),
+        "401"
+    );
+    let _ = stop.send(());
+    server.await.unwrap();
 }

@@ -89,6 +89,7 @@ impl Stack {
             ApiConfig {
                 admin_token: AdminToken::parse(ADMIN_TOKEN)?,
                 max_body_bytes: 1 << 20,
+                sign_in_limit: Default::default(),
             },
         );
 

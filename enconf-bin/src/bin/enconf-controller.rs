@@ -329,6 +329,7 @@ async fn run(args: Args) -> Result<(), Failure> {
         ApiConfig {
             admin_token,
             max_body_bytes: args.max_body_bytes,
+            sign_in_limit: Default::default(),
         },
     );
     // The health monitor and the agent repository's reader run until the API has stopped.

@@ -19,6 +19,7 @@
 //! See the crate documentation for a controller embedded in a program of one's own.
 
 mod accounts;
+mod admins;
 mod agent_tls;
 pub mod api;
 pub mod backup;

@@ -2,6 +2,7 @@
 //! value that exists is valid; everything downstream takes the type, never a `String`.
 
 mod account;
+pub mod admin;
 pub mod backup;
 pub mod db;
 pub mod dns;

@@ -195,6 +195,12 @@ pub enum Rule {
          ENCONF_ALLOW_PLAIN_HTTP_AGENTS"
     )]
     PlainHttp,
+    #[error("must be owner, admin, operator or viewer")]
+    UnknownAdminRole,
+    #[error("must be a kind and an id, as server:3")]
+    ObjectFormat,
+    #[error("must be an administrator's id")]
+    AdminIdFormat,
 }
 
 impl Rule {

@@ -65,15 +65,7 @@ pub async fn method_not_allowed() -> ApiError {
 /// authenticated when it matches. Two `Authorization` headers are refused (`400`): which one
 /// would count is ambiguous. The presented value is never logged.
 pub fn authorize(req: &Request, token: &impl BearerSecret) -> Result<(), ApiError> {
-    let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
-    let (first, second) = (values.next(), values.next());
-    if second.is_some() {
-        return Err(ApiError(ErrorBody::new(
-            ErrorCode::BadRequest,
-            "more than one Authorization header",
-        )));
-    }
-    let presented = first.and_then(|v| bearer_credentials(v.as_bytes()));
+    let presented = bearer(req.headers())?;
     if !presented.is_some_and(|p| token.verify(p)) {
         return Err(ApiError(ErrorBody::new(
             ErrorCode::Unauthorized,
@@ -82,6 +74,21 @@ pub fn authorize(req: &Request, token: &impl BearerSecret) -> Result<(), ApiErro
     }
     mark_authenticated(req);
     Ok(())
+}
+
+/// The credentials of the request's one `Authorization: Bearer …` header (`None`: no header,
+/// or not a bearer token). Two `Authorization` headers are refused (`400`): which one would
+/// count is ambiguous.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&[u8]>, ApiError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let (first, second) = (values.next(), values.next());
+    if second.is_some() {
+        return Err(ApiError(ErrorBody::new(
+            ErrorCode::BadRequest,
+            "more than one Authorization header",
+        )));
+    }
+    Ok(first.and_then(|v| bearer_credentials(v.as_bytes())))
 }
 
 /// A secret a request presents as `Authorization: Bearer …`, compared in constant time.
@@ -156,7 +163,11 @@ pub async fn json_body<T: DeserializeOwned>(
 }
 
 /// The bytes of a body, within `limit` and the body timeouts.
-async fn read_body(limit: usize, headers: &HeaderMap, mut body: Body) -> Result<Bytes, ApiError> {
+pub async fn read_body(
+    limit: usize,
+    headers: &HeaderMap,
+    mut body: Body,
+) -> Result<Bytes, ApiError> {
     let too_large = || {
         ErrorBody::new(
             ErrorCode::PayloadTooLarge,

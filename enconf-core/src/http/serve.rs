@@ -82,6 +82,13 @@ struct Entry {
     registry: Arc<Registry>,
 }
 
+impl Connection {
+    /// The address the connection comes from.
+    pub fn source(&self) -> IpAddr {
+        self.0.source
+    }
+}
+
 /// Marks the connection that carried `req` as authenticated: from now on it is neither
 /// evicted nor counted against the unauthenticated limits. Requests that did not come through
 /// [`serve`] (an in-process transport) carry no connection; nothing happens then.

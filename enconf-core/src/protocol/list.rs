@@ -25,6 +25,10 @@ pub struct ListQuery {
     pub q: Option<String>,
     /// Jobs only: the jobs of one account.
     pub account_id: Option<String>,
+    /// The audit log only: the entries about one object (`server:3`).
+    pub object: Option<String>,
+    /// The audit log only: the entries of one administrator (their id).
+    pub admin: Option<String>,
 }
 
 /// One page of a list: its items, and the cursor of the next page when there is one.
@@ -89,6 +93,7 @@ impl ListQuery {
     /// The filters of an account list: `server_id`, `role`, and `q` (a user name or domain
     /// prefix: letters, digits, `.`, `-`, `_`; compared in lowercase).
     pub fn accounts(&self) -> Result<AccountQuery, ValidationError> {
+        self.not_audit()?;
         if self.account_id.is_some() {
             return Err(Rule::UnknownParameter.at("account_id"));
         }
@@ -140,6 +145,7 @@ impl ListQuery {
     /// The filter of a job list: `account_id` (any account id, also of a deleted account,
     /// whose jobs stay).
     pub fn jobs(&self) -> Result<Option<crate::domain::AccountId>, ValidationError> {
+        self.not_audit()?;
         for (field, value) in [
             ("server_id", &self.server_id),
             ("role", &self.role),
@@ -162,6 +168,50 @@ impl ListQuery {
     }
 }
 
+impl ListQuery {
+    /// Refuses the audit log's filters in another list.
+    fn not_audit(&self) -> Result<(), ValidationError> {
+        for (field, value) in [("object", &self.object), ("admin", &self.admin)] {
+            if value.is_some() {
+                return Err(Rule::UnknownParameter.at(field));
+            }
+        }
+        Ok(())
+    }
+
+    /// The filters of the audit log: `object` (`server:3`) and `admin` (an administrator's
+    /// id, `0` for the configured admin token).
+    pub fn audit(&self) -> Result<crate::store::AuditFilter, ValidationError> {
+        for (field, value) in [
+            ("server_id", &self.server_id),
+            ("role", &self.role),
+            ("q", &self.q),
+            ("account_id", &self.account_id),
+        ] {
+            if value.is_some() {
+                return Err(Rule::UnknownParameter.at(field));
+            }
+        }
+        let object = match self.object.as_deref() {
+            None => None,
+            Some(text) => {
+                crate::domain::admin::parse_object(text).map_err(|r| r.at("object"))?;
+                Some(text.to_owned())
+            }
+        };
+        let admin = match self.admin.as_deref() {
+            None => None,
+            Some(text) => Some(crate::domain::admin::AdminId(
+                text.parse::<u64>()
+                    .ok()
+                    .filter(|n| *n <= i64::MAX as u64 && text == n.to_string())
+                    .ok_or_else(|| Rule::AdminIdFormat.at("admin"))?,
+            )),
+        };
+        Ok(crate::store::AuditFilter { object, admin })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +226,8 @@ mod tests {
                 "server_id" => q.server_id = v,
                 "role" => q.role = v,
                 "account_id" => q.account_id = v,
+                "object" => q.object = v,
+                "admin" => q.admin = v,
                 _ => q.q = v,
             }
         }
@@ -265,5 +317,28 @@ mod tests {
         let q = query(&[("account_id", "7")]);
         assert_eq!(q.unfiltered().unwrap_err().field, "account_id");
         assert_eq!(q.accounts().unwrap_err().field, "account_id");
+    }
+
+    #[test]
+    fn the_audit_filters_are_its_own() {
+        let f = query(&[("object", "server:3"), ("admin", "0")])
+            .audit()
+            .unwrap();
+        assert_eq!(f.object.as_deref(), Some("server:3"));
+        assert_eq!(f.admin, Some(crate::domain::admin::AdminId(0)));
+        for (pairs, field) in [
+            (&[("object", "server")][..], "object"),
+            (&[("object", "server:x")], "object"),
+            (&[("admin", "x")], "admin"),
+            (&[("admin", "01")], "admin"),
+            (&[("account_id", "1")], "account_id"),
+            (&[("q", "a")], "q"),
+        ] {
+            assert_eq!(query(pairs).audit().unwrap_err().field, field, "{pairs:?}");
+        }
+        let q = query(&[("object", "server:3")]);
+        assert_eq!(q.jobs().unwrap_err().field, "object");
+        assert_eq!(q.accounts().unwrap_err().field, "object");
+        assert_eq!(q.unfiltered().unwrap_err().field, "object");
     }
 }

@@ -18,6 +18,7 @@ use crate::domain::{
 use crate::placement::{PlacementError, Unfit};
 use crate::store::StoreError;
 
+pub mod admin;
 pub mod agent;
 pub mod backup;
 pub mod db;
@@ -52,6 +53,10 @@ pub enum ErrorCode {
     JobRunning,
     /// The server's agent is at the newest version known (or newer): nothing to update.
     UpToDate,
+    /// The administrator's role may not do this.
+    Forbidden,
+    /// Too many failed sign-ins from this address: wait (`Retry-After`) and try again.
+    TooManyRequests,
     AgentError,
     AgentOffline,
     /// The controller's store cannot be reached now; try again.
@@ -67,7 +72,9 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::Forbidden => 403,
             ErrorCode::RequestTimeout => 408,
+            ErrorCode::TooManyRequests => 429,
             ErrorCode::Duplicate
             | ErrorCode::ServerHasAccounts
             | ErrorCode::RolesInUse

@@ -74,6 +74,9 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("databases_belong_to_their_account", |s| {
         Box::pin(databases_belong_to_their_account(s))
     }),
+    ("admins_by_token_and_an_append_only_audit_log", |s| {
+        Box::pin(admins_by_token_and_an_append_only_audit_log(s))
+    }),
 ];
 
 const NOW: OffsetDateTime = datetime!(2026-11-25 12:00 UTC);
@@ -1777,4 +1780,118 @@ pub async fn one_job_per_account_and_backup_keys_kept(store: Arc<dyn Store>) {
     store.delete_account(shop.id).await.unwrap();
     assert_eq!(store.backup_keys(shop.id).await.unwrap(), keys);
     assert_eq!(store.backup_sets(shop.id).await.unwrap().len(), 2);
+}
+
+/// Administrators are found by their token's digest until they are deleted; names are unique
+/// ignoring case; the audit log pages newest first, filtered by object, administrator or both.
+pub async fn admins_by_token_and_an_append_only_audit_log(store: Arc<dyn Store>) {
+    use crate::domain::admin::{AdminId, AdminName, AdminRole, NewAuditEntry, TokenDigest};
+    use crate::store::AuditFilter;
+    let name = |n: &str| AdminName::parse(n).unwrap();
+    let ana = store
+        .insert_admin(
+            name("Ana"),
+            AdminRole::Operator,
+            TokenDigest::of(b"t1"),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let bo = store
+        .insert_admin(name("Bo"), AdminRole::Viewer, TokenDigest::of(b"t2"), NOW)
+        .await
+        .unwrap();
+    assert_ne!(ana.id, bo.id);
+    assert!(matches!(
+        store
+            .insert_admin(name("ANA"), AdminRole::Owner, TokenDigest::of(b"t3"), NOW)
+            .await,
+        Err(StoreError::Duplicate { ref field, .. }) if field == "name"
+    ));
+    let found = store.admin_by_token(TokenDigest::of(b"t1")).await.unwrap();
+    assert_eq!(found.as_ref().map(|a| a.id), Some(ana.id));
+    assert_eq!(
+        store.admin_by_token(TokenDigest::of(b"t9")).await.unwrap(),
+        None
+    );
+    let promoted = store
+        .set_admin_role(ana.id, AdminRole::Admin)
+        .await
+        .unwrap();
+    assert_eq!(promoted.role, AdminRole::Admin);
+    assert_eq!(store.admin(ana.id).await.unwrap().role, AdminRole::Admin);
+    store.delete_admin(ana.id).await.unwrap();
+    assert_eq!(
+        store.admin_by_token(TokenDigest::of(b"t1")).await.unwrap(),
+        None
+    );
+    assert!(matches!(
+        store.delete_admin(ana.id).await,
+        Err(StoreError::NotFound {
+            kind: Kind::Admin,
+            ..
+        })
+    ));
+    assert_eq!(store.admins().await.unwrap().len(), 1);
+
+    for (admin, object) in [
+        (0, "server:1"),
+        (bo.id.0, "server:1"),
+        (bo.id.0, "account:2"),
+        (0, ""),
+        (bo.id.0, "server:1"),
+    ] {
+        store
+            .append_audit(NewAuditEntry {
+                time: NOW,
+                admin: AdminId(admin),
+                admin_name: "x".into(),
+                action: "server.patch".into(),
+                object: object.into(),
+                changes: Default::default(),
+                result: "ok".into(),
+                status: 200,
+            })
+            .await
+            .unwrap();
+    }
+    let ids = |entries: Vec<crate::domain::admin::AuditEntry>| -> Vec<u64> {
+        entries.into_iter().map(|e| e.id).collect()
+    };
+    let all = AuditFilter::default();
+    assert_eq!(
+        ids(store.audit_page(all.clone(), None, 10).await.unwrap()),
+        [5, 4, 3, 2, 1]
+    );
+    assert_eq!(
+        ids(store.audit_page(all, Some(4), 2).await.unwrap()),
+        [3, 2]
+    );
+    let server = AuditFilter {
+        object: Some("server:1".into()),
+        admin: None,
+    };
+    assert_eq!(
+        ids(store.audit_page(server, None, 10).await.unwrap()),
+        [5, 2, 1]
+    );
+    let of_bo = AuditFilter {
+        object: None,
+        admin: Some(bo.id),
+    };
+    assert_eq!(
+        ids(store.audit_page(of_bo, Some(5), 10).await.unwrap()),
+        [3, 2]
+    );
+    let both = AuditFilter {
+        object: Some("server:1".into()),
+        admin: Some(bo.id),
+    };
+    assert_eq!(ids(store.audit_page(both, None, 1).await.unwrap()), [5]);
+    // "server:1" does not find "server:10".
+    let ten = AuditFilter {
+        object: Some("server:10".into()),
+        admin: None,
+    };
+    assert!(store.audit_page(ten, None, 10).await.unwrap().is_empty());
 }

@@ -52,10 +52,20 @@ pub enum Table {
     UnfinishedJobs,
     /// Account id ++ job id → nothing: an account's jobs.
     AccountJobs,
+    /// Administrator id → administrator (with their token's digest).
+    Admins,
+    /// Token digest → administrator id.
+    AdminTokens,
+    /// Entry id → audit entry.
+    Audit,
+    /// Object ++ NUL ++ entry id → nothing: the entries about an object.
+    AuditObjects,
+    /// Administrator id ++ entry id → nothing: an administrator's entries.
+    AuditAdmins,
 }
 
 impl Table {
-    pub const ALL: [Table; 24] = [
+    pub const ALL: [Table; 29] = [
         Table::Meta,
         Table::Servers,
         Table::ServerNames,
@@ -80,6 +90,11 @@ impl Table {
         Table::Placement,
         Table::UnfinishedJobs,
         Table::AccountJobs,
+        Table::Admins,
+        Table::AdminTokens,
+        Table::Audit,
+        Table::AuditObjects,
+        Table::AuditAdmins,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -108,6 +123,11 @@ impl Table {
             Table::Placement => "placement",
             Table::UnfinishedJobs => "unfinished_jobs",
             Table::AccountJobs => "account_jobs",
+            Table::Admins => "admins",
+            Table::AdminTokens => "admin_tokens",
+            Table::Audit => "audit",
+            Table::AuditObjects => "audit_objects",
+            Table::AuditAdmins => "audit_admins",
         }
     }
 }

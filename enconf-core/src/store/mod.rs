@@ -16,6 +16,7 @@
 //! # });
 //! ```
 
+mod admins;
 mod db;
 mod dns;
 mod group;
@@ -48,6 +49,7 @@ use crate::domain::{
 use crate::placement::PlacementError;
 use crate::secret::SecretKey;
 
+pub use admins::{AdminStore, AuditFilter};
 pub use db::{Database, DbRecord, DbStore, DbUser};
 pub use dns::{DnsStore, ZoneRow, ZoneWithKey};
 pub use jobs::JobStore;
@@ -79,7 +81,7 @@ pub const SCHEMA_VERSION: u64 = 9;
 /// read a [`Server`] fill in its account count from the same transaction.
 #[async_trait]
 pub trait Store:
-    MailStore + DnsStore + DbStore + JobStore + PageStore + Send + Sync + fmt::Debug
+    MailStore + DnsStore + DbStore + JobStore + PageStore + AdminStore + Send + Sync + fmt::Debug
 {
     /// Adds a server with what a first check of its agent saw. Its name (ignoring case) must
     /// be unused; its hostname and mail hostname must not be another server's names or an
@@ -190,6 +192,7 @@ pub enum Kind {
     DbUser,
     Job,
     Snapshot,
+    Admin,
 }
 
 impl fmt::Display for Kind {
@@ -205,6 +208,7 @@ impl fmt::Display for Kind {
             Kind::DbUser => "database user",
             Kind::Job => "job",
             Kind::Snapshot => "snapshot",
+            Kind::Admin => "administrator",
         })
     }
 }

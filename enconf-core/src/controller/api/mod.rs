@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use utoipa::OpenApi;
@@ -16,9 +16,7 @@ use utoipa::OpenApi;
 use super::Controller;
 use super::db::KeptData;
 use crate::domain::{AccountId, AdminToken, ServerId};
-use crate::http::{
-    ApiError, ApiResult, authorize, json_body, log_request, method_not_allowed, not_found,
-};
+use crate::http::{ApiError, ApiResult, json_body, log_request, method_not_allowed, not_found};
 use crate::protocol::list::{ListQuery, Page};
 use crate::protocol::{
     AccountInput, AccountPatch, AccountView, ErrorBody, ErrorCode, ErrorDetail, MigrateInput,
@@ -26,6 +24,8 @@ use crate::protocol::{
 };
 use crate::ssl::CertKind;
 
+mod access;
+mod admins;
 mod backup;
 mod db;
 mod dns;
@@ -41,18 +41,34 @@ const MAX_ACCOUNT_BYTES: usize = 64 * 1024;
 /// A body of one or two small fields.
 const MAX_SMALL_BYTES: usize = 4 * 1024;
 
+pub use access::{RULES, RouteRule, SignInLimit, rule_for};
+
 /// What the API needs besides the controller.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    /// The token every request but the OpenAPI document must present.
+    /// The configured admin token: an `owner`, beside the administrators kept in the store.
     pub admin_token: AdminToken,
     pub max_body_bytes: usize,
+    /// Failed sign-ins one source address may make before it waits.
+    pub sign_in_limit: SignInLimit,
+}
+
+impl ApiConfig {
+    /// The defaults with this admin token.
+    pub fn new(admin_token: AdminToken) -> Self {
+        Self {
+            admin_token,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            sign_in_limit: SignInLimit::default(),
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Api {
     controller: Controller,
     config: ApiConfig,
+    limiter: access::SignInLimiter,
 }
 
 type Shared = State<Arc<Api>>;
@@ -67,8 +83,23 @@ impl Api {
 
 /// The Management API as a router: mount it at the root of a server.
 pub fn router(controller: Controller, config: ApiConfig) -> Router {
-    let api = Arc::new(Api { controller, config });
+    let limiter = access::SignInLimiter::new(config.sign_in_limit);
+    let api = Arc::new(Api {
+        controller,
+        config,
+        limiter,
+    });
     let protected = Router::new()
+        .route("/api/v1/session", get(admins::session))
+        .route(
+            "/api/v1/admins",
+            get(admins::list_admins).post(admins::create_admin),
+        )
+        .route(
+            "/api/v1/admins/{id}",
+            axum::routing::patch(admins::patch_admin).delete(admins::delete_admin),
+        )
+        .route("/api/v1/audit", get(admins::list_audit))
         .route("/api/v1/servers", get(list_servers).post(add_server))
         .route(
             "/api/v1/servers/{id}",
@@ -143,7 +174,10 @@ pub fn router(controller: Controller, config: ApiConfig) -> Router {
             axum::routing::put(dns::put_record).delete(dns::delete_record),
         )
         .method_not_allowed_fallback(method_not_allowed)
-        .route_layer(middleware::from_fn_with_state(Arc::clone(&api), auth));
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&api),
+            access::guard,
+        ));
     Router::new()
         .route("/", get(|| web(WEB_INDEX, "text/html; charset=utf-8")))
         .route(
@@ -336,6 +370,14 @@ fn refine(doc: &mut serde_json::Value) {
                     );
                     add("401", "`unauthorized`: the admin token is missing or wrong");
                     add(
+                        "403",
+                        "`forbidden`: the administrator's role may not do this (see the route table in docs/API.md)",
+                    );
+                    add(
+                        "429",
+                        "`too_many_requests`: too many failed sign-ins from this address; wait `Retry-After` seconds",
+                    );
+                    add(
                         "503",
                         "`store_unavailable`: the controller's store cannot be reached now (try again); `agent_offline`: a server the operation needs is unreachable",
                     );
@@ -435,8 +477,14 @@ fn refine(doc: &mut serde_json::Value) {
         backup::restore,
         backup::list_jobs,
         backup::get_job,
+        admins::session,
+        admins::list_admins,
+        admins::create_admin,
+        admins::patch_admin,
+        admins::delete_admin,
+        admins::list_audit,
     ),
-    components(schemas(ErrorBody, ErrorDetail, ErrorCode, SslState, SslInput)),
+    components(schemas(ErrorBody, ErrorDetail, ErrorCode, SslState, SslInput, crate::domain::admin::AdminRole)),
     modifiers(&BearerAuth),
     security(("admin_token" = []))
 )]
@@ -465,13 +513,6 @@ async fn openapi_json() -> Response {
             ApiError(ErrorBody::new(ErrorCode::Internal, "no OpenAPI document")).into_response()
         }
     }
-}
-
-async fn auth(State(api): Shared, req: Request, next: Next) -> Response {
-    if let Err(refused) = authorize(&req, &api.config.admin_token) {
-        return refused.into_response();
-    }
-    next.run(req).await
 }
 
 /// An id from the path; anything but a number names no object (`404`).
@@ -530,6 +571,8 @@ pub(super) fn page_response<T: serde::Serialize>(
             ("role", &query.role),
             ("q", &query.q),
             ("account_id", &query.account_id),
+            ("object", &query.object),
+            ("admin", &query.admin),
         ] {
             if let Some(v) = value {
                 pairs.push((name, v));
