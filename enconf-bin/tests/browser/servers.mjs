@@ -33,7 +33,7 @@ try {
   assert.match(icon.headers()["content-type"], /image\/svg\+xml/);
   await page.getByLabel("Admin token").fill("not-the-admin-token-0123");
   await page.getByRole("button", { name: "Log in" }).click();
-  await page.getByText("That token is not the admin token.").waitFor();
+  await page.getByText("That token is not an administrator's.").waitFor();
   await page.getByLabel("Admin token").fill(env("ADMIN_TOKEN"));
   await page.keyboard.press("Enter");
   await page.getByRole("heading", { name: "Servers" }).waitFor();
@@ -199,6 +199,44 @@ try {
   }
   assert.ok(unchanged, "the server list kept changing while the agent was stopped");
   await page.screenshot({ path: `${SHOTS}/server-table-offline.png` });
+
+  step("roles: the owner adds a viewer and reads the audit log; the viewer sees no change");
+  assert.ok(await page.getByRole("button", { name: "Rotate the token of Web 1" }).isVisible());
+  await page.getByRole("link", { name: "Administrators" }).click();
+  await page.locator("#ad-name").fill("Vera");
+  await page.locator("#ad-role").selectOption("viewer");
+  await page.getByRole("button", { name: "Add Administrator" }).click();
+  const secret = page.locator("#new-admin-secret");
+  await secret.filter({ hasText: /^[0-9a-f]{64}$/ }).waitFor();
+  const viewerToken = (await secret.textContent()).trim();
+  await page.locator('#admin-table tr[data-admin]').filter({ hasText: "Vera" }).waitFor();
+  await page.getByRole("button", { name: "Done" }).click();
+  assert.equal(await secret.textContent(), "", "the token is not kept on the page");
+  await page.getByRole("link", { name: "Audit Log" }).click();
+  await page.locator("#audit-table tr[data-entry]").filter({ hasText: "admin.create" }).first().waitFor();
+  await page.locator("#audit-table tr[data-entry]").filter({ hasText: "server.delete" }).first().waitFor();
+  assert.ok(!(await page.locator("#audit-table").textContent()).includes(viewerToken), "a token in the audit log");
+  await page.screenshot({ path: `${SHOTS}/audit-log.png`, fullPage: true });
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.getByLabel("Admin token").fill(viewerToken);
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: "Servers" }).waitFor();
+  await page.locator("#who").filter({ hasText: "Vera (viewer)" }).waitFor();
+  await web1.waitFor();
+  for (const name of ["Add Server", "Edit Web 1", "Delete Web 1", "Rotate the token of Web 1", "Installation script for Web 1"]) {
+    assert.ok(await page.getByRole("button", { name }).isHidden(), `a viewer sees ${name}`);
+  }
+  for (const name of ["Administrators", "Audit Log"]) {
+    assert.ok(await page.getByRole("link", { name }).isHidden(), `a viewer sees ${name}`);
+  }
+  await page.screenshot({ path: `${SHOTS}/server-table-viewer.png` });
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.getByLabel("Admin token").fill(env("ADMIN_TOKEN"));
+  await page.keyboard.press("Enter");
+  // The address still names the audit log, which an owner may read.
+  await page.getByRole("heading", { name: "Audit Log" }).waitFor();
+  await page.getByRole("link", { name: "Servers" }).click();
+  await page.getByRole("button", { name: "Add Server" }).waitFor();
 
   step("a narrow screen");
   await page.setViewportSize({ width: 375, height: 800 });

@@ -16,8 +16,20 @@ let sslServer = null;
 let timer = null;
 let accounts = [];
 let shownAccounts = null; // the accounts and servers last rendered, as JSON
+let auditNext = null; // the audit log's next page, if any
 
 function token() { return sessionStorage.getItem("enconf-admin-token"); }
+
+/** Who is signed in (`GET /api/v1/session`): name, role and what the role may do. */
+function session() {
+  try { return JSON.parse(sessionStorage.getItem("enconf-session")) || null; } catch { return null; }
+}
+
+/** Whether the signed-in role may do what `permission` covers (`accounts`, `servers`, …). */
+function can(permission) { return (session()?.permissions || []).includes(permission); }
+
+/** Marks a control as needing a permission: it is not shown to a role without it. */
+function needs(permission, node) { node.dataset.needs = permission; return node; }
 
 class ApiError extends Error {
   constructor(status, body) {
@@ -73,23 +85,42 @@ function el(tag, attrs = {}, ...children) {
 
 // ---- views and login ----------------------------------------------------------------------
 
-/** The view the address names: `#accounts` or `#servers` (the default). */
+const VIEWS = ["servers", "accounts", "admins", "audit"];
+
+/** The view the address names: `#accounts`, `#admins`, `#audit` or `#servers` (the default). */
 function view() {
-  return location.hash === "#accounts" ? "accounts" : "servers";
+  const named = location.hash.slice(1);
+  if (named === "admins" && can("admins")) return "admins";
+  if (named === "audit" && can("audit")) return "audit";
+  return named === "accounts" ? "accounts" : "servers";
 }
 
 function show() {
   const logged = Boolean(token());
+  if (logged && !session()) {
+    // Signed in before this page knew about roles: ask who the token is first.
+    request("GET", "/session").then((page) => {
+      sessionStorage.setItem("enconf-session", JSON.stringify(page.data));
+      show();
+    }).catch(() => {});
+    return;
+  }
+  for (const p of ["accounts", "servers", "audit", "admins"]) document.body.classList.toggle(`may-${p}`, can(p));
+  const who = session();
+  $("#who").textContent = who ? `${who.name} (${who.role})` : "";
   $("#login").hidden = logged;
   $("#nav").hidden = !logged;
-  $("#servers").hidden = !logged || view() !== "servers";
-  $("#accounts").hidden = !logged || view() !== "accounts";
+  for (const v of VIEWS) $(`#${v}`).hidden = !logged || view() !== v;
   document.querySelectorAll("#nav a[data-view]").forEach((a) => {
     if (a.dataset.view === view()) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   });
   clearInterval(timer);
-  if (logged) {
+  if (logged && view() === "admins") {
+    refreshAdmins();
+  } else if (logged && view() === "audit") {
+    loadAudit();
+  } else if (logged) {
     const tick = () => (view() === "accounts" ? refreshAccounts() : refresh());
     tick();
     timer = setInterval(tick, REFRESH_MS);
@@ -102,6 +133,7 @@ window.addEventListener("hashchange", show);
 
 function logout() {
   sessionStorage.removeItem("enconf-admin-token");
+  sessionStorage.removeItem("enconf-session");
   servers = [];
   shown = null;
   accounts = [];
@@ -115,11 +147,14 @@ $("#login-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const value = $("#login-token").value.trim();
   $("#login-error").textContent = "";
-  const res = await fetch("/api/v1/servers", { headers: { Authorization: `Bearer ${value}` } });
+  const res = await fetch("/api/v1/session", { headers: { Authorization: `Bearer ${value}` } });
   if (!res.ok) {
-    $("#login-error").textContent = res.status === 401 ? "That token is not the admin token." : `The controller answered ${res.status}.`;
+    $("#login-error").textContent = res.status === 401 ? "That token is not an administrator's."
+      : res.status === 429 ? `Too many failed sign-ins from this address: try again in ${res.headers.get("retry-after") || "a few"} seconds.`
+      : `The controller answered ${res.status}.`;
     return;
   }
+  sessionStorage.setItem("enconf-session", JSON.stringify(await res.json()));
   sessionStorage.setItem("enconf-admin-token", value);
   $("#login-token").value = "";
   show();
@@ -145,6 +180,7 @@ async function refresh() {
 
 // Icons are inline SVG shapes: no icon font or emoji font is needed on the admin's machine.
 const ICONS = {
+  key: "M12.65 10A6 6 0 1 0 12.65 14H17v4h4v-4h2v-4H12.65zM7 14a2 2 0 1 1 0-4 2 2 0 0 1 0 4z",
   edit: "M3 17.25V21h3.75L17.81 9.94l-3.75-3.75L3 17.25zm17.71-10.21a1 1 0 0 0 0-1.41l-2.34-2.34a1 1 0 0 0-1.41 0l-1.83 1.83 3.75 3.75 1.83-1.83z",
   script: "M20 4H4a2 2 0 0 0-2 2v12a2 2 0 0 0 2 2h16a2 2 0 0 0 2-2V6a2 2 0 0 0-2-2zm0 14H4V8h16v10zM6.5 10.5 10 13l-3.5 2.5V10.5zM11 15h6v1.5h-6V15z",
   lock: "M18 8h-1V6a5 5 0 0 0-10 0v2H6a2 2 0 0 0-2 2v10a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V10a2 2 0 0 0-2-2zm-6 9a2 2 0 1 1 0-4 2 2 0 0 1 0 4zm3.1-9H8.9V6a3.1 3.1 0 0 1 6.2 0v2z",
@@ -224,15 +260,28 @@ function render() {
       td("Active", s.active ? "Yes" : "No"),
       td("Accounts", String(s.accounts)),
       el("td", { class: "row-actions actions-col", "data-label": "" },
-        iconButton(`Edit ${s.name}`, "edit", () => openForm(s)),
-        iconButton(`Installation script for ${s.name}`, "script", () => openScript(s)),
-        iconButton(`SSL for ${s.name}`, "lock", () => openSsl(s)),
-        ...(s.update_available ? [iconButton(`Update the agent of ${s.name}`, "upgrade", () => updateAgent(s))] : []),
-        iconButton(`Delete ${s.name}`, "trash", () => removeServer(s)),
+        ...[iconButton(`Edit ${s.name}`, "edit", () => openForm(s)),
+          iconButton(`Installation script for ${s.name}`, "script", () => openScript(s)),
+          iconButton(`SSL for ${s.name}`, "lock", () => openSsl(s)),
+          iconButton(`Rotate the token of ${s.name}`, "key", () => rotateToken(s)),
+          ...(s.update_available ? [iconButton(`Update the agent of ${s.name}`, "upgrade", () => updateAgent(s))] : []),
+          iconButton(`Delete ${s.name}`, "trash", () => removeServer(s))].map((b) => needs("servers", b)),
       ));
   });
   replaceRows(body, rows);
   $("#no-servers").hidden = servers.length > 0;
+}
+
+/** Gives the server's agent a new token; the agent takes it before the old one is dropped. */
+async function rotateToken(s) {
+  if (!confirm(`Give the agent of ${s.name} a new token? The old one stops working shortly after.`)) return;
+  $("#servers-error").textContent = "";
+  try {
+    await api("POST", `/servers/${s.id}/rotate-token`);
+    $("#servers-error").textContent = "";
+  } catch (err) {
+    $("#servers-error").textContent = `The token of ${s.name} was not changed: ${err.message}`;
+  }
 }
 
 /** Starts an update job for the server's agent; the badge goes once it reports the new version. */
@@ -519,8 +568,8 @@ function renderAccounts() {
     if (a.servers.dns != null) actions.append(iconButton(`DNS of ${a.username}`, "dns", () => openDns(a)));
     if (a.servers.db != null) actions.append(iconButton(`Databases of ${a.username}`, "db", () => openDb(a)));
     if (a.servers.backup != null) actions.append(iconButton(`Backups of ${a.username}`, "backup", () => openBackups(a)));
-    if (a.servers.web != null) actions.append(iconButton(`Migrate ${a.username}`, "move", () => openMigrate(a)));
-    actions.append(iconButton(`Delete ${a.username}`, "trash", () => removeAccount(a)));
+    if (a.servers.web != null) actions.append(needs("accounts", iconButton(`Migrate ${a.username}`, "move", () => openMigrate(a))));
+    actions.append(needs("accounts", iconButton(`Delete ${a.username}`, "trash", () => removeAccount(a))));
     return el("tr", { "data-account": String(a.id), "data-name": a.username },
       td("User Name", a.username),
       td("Domains", a.domains.join(", ")),
@@ -651,8 +700,8 @@ function renderMailboxes(boxes) {
   replaceRows($("#mailbox-table tbody"), boxes.map((m) => {
     const url = webmailUrl(m.address);
     const actions = el("td", { class: "row-actions actions-col", "data-label": "" },
-      iconButton(`Change ${m.address}`, "edit", () => startMailboxChange(m)),
-      iconButton(`Delete ${m.address}`, "trash", () => removeMailbox(m)));
+      needs("accounts", iconButton(`Change ${m.address}`, "edit", () => startMailboxChange(m))),
+      needs("accounts", iconButton(`Delete ${m.address}`, "trash", () => removeMailbox(m))));
     return el("tr", { "data-address": m.address },
       td("Address", m.address),
       td("Quota", m.quota_mb == null ? "default" : `${m.quota_mb} MB`),
@@ -669,8 +718,8 @@ function renderAliases(aliases) {
     td("Address", a.address),
     td("Destinations", a.destinations.join(", ")),
     el("td", { class: "row-actions actions-col", "data-label": "" },
-      iconButton(`Change alias ${a.address}`, "edit", () => startAliasChange(a)),
-      iconButton(`Delete alias ${a.address}`, "trash", () => removeAlias(a))))));
+      needs("accounts", iconButton(`Change alias ${a.address}`, "edit", () => startAliasChange(a))),
+      needs("accounts", iconButton(`Delete alias ${a.address}`, "trash", () => removeAlias(a)))))));
   $("#no-aliases").hidden = aliases.length > 0;
 }
 
@@ -833,8 +882,8 @@ async function loadZone() {
   replaceRows($("#record-table tbody"), z.records.map((r) => {
     const actions = el("td", { class: "row-actions actions-col", "data-label": "" });
     if (!r.managed) {
-      actions.append(iconButton(`Change record ${r.name} ${r.type}`, "edit", () => startRecordChange(r)),
-        iconButton(`Delete record ${r.name} ${r.type}`, "trash", () => removeRecord(r)));
+      actions.append(needs("accounts", iconButton(`Change record ${r.name} ${r.type}`, "edit", () => startRecordChange(r))),
+        needs("accounts", iconButton(`Delete record ${r.name} ${r.type}`, "trash", () => removeRecord(r))));
     }
     return el("tr", { "data-record": String(r.id), "data-managed": String(r.managed) },
       td("Name", r.name), td("Type", r.type), td("TTL", String(r.ttl)),
@@ -1043,7 +1092,7 @@ function renderDatabases(dbs) {
     td("Name", d.name),
     td("Size", formatBytes(d.size_bytes)),
     el("td", { class: "row-actions actions-col", "data-label": "" },
-      iconButton(`Delete database ${d.name}`, "trash", () => removeDatabase(d))))));
+      needs("accounts", iconButton(`Delete database ${d.name}`, "trash", () => removeDatabase(d)))))));
   $("#no-databases").hidden = dbs.length > 0;
 }
 
@@ -1055,8 +1104,8 @@ function renderDbUsers(users) {
     td("Connects from", u.hosts.join(", ")),
     td("phpMyAdmin", u.phpmyadmin_url ? el("a", { href: u.phpmyadmin_url, target: "_blank", rel: "noopener" }, "Open") : "—"),
     el("td", { class: "row-actions actions-col", "data-label": "" },
-      iconButton(`Change database user ${u.name}`, "edit", () => startDbUserChange(u)),
-      iconButton(`Delete database user ${u.name}`, "trash", () => removeDbUser(u))))));
+      needs("accounts", iconButton(`Change database user ${u.name}`, "edit", () => startDbUserChange(u))),
+      needs("accounts", iconButton(`Delete database user ${u.name}`, "trash", () => removeDbUser(u)))))));
   $("#no-db-users").hidden = users.length > 0;
 }
 
@@ -1224,7 +1273,7 @@ function renderSnapshots(snapshots) {
     td("Size", formatBytes(s.size_bytes)),
     td("Holds", [...s.contents, ...s.databases.map((d) => `(${d})`)].join(", ")),
     el("td", { class: "row-actions actions-col", "data-label": "" },
-      el("button", { type: "button", class: "secondary", onclick: () => openRestore(s) },
+      el("button", { type: "button", class: "secondary", "data-needs": "accounts", onclick: () => openRestore(s) },
         `Restore ${when(s.time)}`)))));
   $("#no-snapshots").hidden = snapshots.length > 0;
 }
@@ -1282,3 +1331,113 @@ $("#close-backup").addEventListener("click", () => {
   $("#backup-dialog").close();
 });
 
+
+// ---- administrators (owners) ----------------------------------------------------------------
+
+async function refreshAdmins() {
+  try {
+    const list = await api("GET", "/admins");
+    $("#admins-error").textContent = "";
+    const me = session();
+    const td = (label, content) => el("td", { "data-label": label }, content);
+    replaceRows($("#admin-table tbody"), list.map((a) => {
+      const role = el("select", { "aria-label": `Role of ${a.name}` },
+        ...["owner", "admin", "operator", "viewer"].map((r) => {
+          const o = el("option", { value: r }, r);
+          if (r === a.role) o.selected = true;
+          return o;
+        }));
+      role.addEventListener("change", () => changeRole(a, role.value));
+      return el("tr", { "data-admin": String(a.id) },
+        td("Name", me && me.id === a.id ? `${a.name} (you)` : a.name),
+        td("Role", role),
+        td("Added", new Date(a.created_at).toLocaleString()),
+        el("td", { class: "row-actions actions-col", "data-label": "" },
+          iconButton(`Remove ${a.name}`, "trash", () => removeAdmin(a))));
+    }));
+    $("#no-admins").hidden = list.length > 0;
+  } catch (err) {
+    if (err.status !== 401) $("#admins-error").textContent = `Cannot load the administrators: ${err.message}`;
+  }
+}
+
+async function changeRole(a, role) {
+  try {
+    await api("PATCH", `/admins/${a.id}`, { role });
+  } catch (err) {
+    $("#admins-error").textContent = `The role of ${a.name} was not changed: ${err.message}`;
+  }
+  refreshAdmins();
+}
+
+async function removeAdmin(a) {
+  if (!confirm(`Remove ${a.name}? Their token stops working at once.`)) return;
+  try {
+    await api("DELETE", `/admins/${a.id}`);
+  } catch (err) {
+    $("#admins-error").textContent = `${a.name} was not removed: ${err.message}`;
+  }
+  refreshAdmins();
+}
+
+$("#admin-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const form = e.target;
+  clearErrors(form);
+  const body = { name: form.elements.name.value.trim(), role: form.elements.role.value };
+  try {
+    const made = await api("POST", "/admins", body);
+    form.reset();
+    $("#new-admin-name").textContent = made.name;
+    $("#new-admin-secret").textContent = made.token;
+    $("#new-admin-token").hidden = false;
+    refreshAdmins();
+  } catch (err) {
+    showError(form, err, $("#admin-form-error"));
+  }
+});
+$("#hide-admin-token").addEventListener("click", () => {
+  $("#new-admin-secret").textContent = "";
+  $("#new-admin-token").hidden = true;
+});
+
+// ---- the audit log (owners and admins) -------------------------------------------------------
+
+
+function auditQuery() {
+  const q = new URLSearchParams({ limit: "100" });
+  const object = $("#audit-object").value.trim();
+  const admin = $("#audit-admin").value.trim();
+  if (object) q.set("object", object);
+  if (admin) q.set("admin", admin);
+  return `/audit?${q}`;
+}
+
+function auditRows(entries) {
+  const td = (label, content) => el("td", { "data-label": label }, content);
+  return entries.map((e) => el("tr", { "data-entry": String(e.id) },
+    td("Time", new Date(e.time).toLocaleString()),
+    td("Administrator", `${e.admin_name} (${e.admin})`),
+    td("Action", e.action),
+    td("Object", e.object || "—"),
+    td("Changes", el("span", { class: "mono" }, Object.entries(e.changes).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join(", ") || "—")),
+    td("Result", e.result === "ok" ? "ok" : `${e.result} (${e.status})`)));
+}
+
+async function loadAudit(more = false) {
+  try {
+    const page = await request("GET", more ? auditNext : auditQuery());
+    $("#audit-error").textContent = "";
+    const body = $("#audit-table tbody");
+    if (more) body.append(...auditRows(page.data));
+    else replaceRows(body, auditRows(page.data));
+    auditNext = page.next;
+    $("#more-audit").hidden = !auditNext;
+    $("#no-audit").hidden = body.children.length > 0;
+  } catch (err) {
+    if (err.status !== 401) $("#audit-error").textContent = `Cannot load the audit log: ${err.message}`;
+  }
+}
+
+$("#audit-filter").addEventListener("submit", (e) => { e.preventDefault(); loadAudit(); });
+$("#more-audit").addEventListener("click", () => loadAudit(true));
