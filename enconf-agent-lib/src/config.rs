@@ -23,6 +23,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("AGENT_BIND", Some("0.0.0.0")),
     ("AGENT_TLS_CERT", None),
     ("AGENT_TLS_KEY", None),
+    ("AGENT_TLS_CLIENT_CA", None),
     ("AGENT_MODE", Some("system")),
     ("AGENT_ROLES", Some("web")),
     (
@@ -166,6 +167,9 @@ pub struct AgentConfig {
     pub port: u16,
     /// Certificate chain and key for HTTPS; plain HTTP when `None`.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// With HTTPS: the authority (PEM) whose client certificates are required (mutual TLS,
+    /// `AGENT_TLS_CLIENT_CA`: the controller's agent CA); `None`: the token alone.
+    pub client_ca: Option<PathBuf>,
     pub mode: Mode,
     pub sandbox_root: PathBuf,
     pub max_body_bytes: usize,
@@ -496,6 +500,16 @@ impl AgentConfig {
                 ));
             }
         };
+        let client_ca = match get("AGENT_TLS_CLIENT_CA") {
+            None => None,
+            Some(_) if tls.is_none() => {
+                return Err(bad(
+                    "AGENT_TLS_CLIENT_CA",
+                    "needs AGENT_TLS_CERT and AGENT_TLS_KEY (client certificates are asked for over HTTPS)".into(),
+                ));
+            }
+            Some(path) => Some(PathBuf::from(path)),
+        };
         let mode = match required("AGENT_MODE")? {
             "system" => Mode::System,
             "sandbox" => Mode::Sandbox,
@@ -645,6 +659,7 @@ impl AgentConfig {
             bind,
             port: port("AGENT_PORT")?,
             tls,
+            client_ca,
             mode,
             sandbox_root: path("AGENT_SANDBOX_ROOT")?,
             max_body_bytes,
@@ -781,6 +796,8 @@ mod tests {
         assert!(err(&[("AGENT_BIND", "localhost")]).contains("AGENT_BIND"));
         assert!(err(&[("AGENT_MODE", "dry")]).contains("AGENT_MODE"));
         assert!(err(&[("AGENT_TLS_CERT", "/c.pem")]).contains("AGENT_TLS_KEY"));
+        // Client certificates are asked for over HTTPS only.
+        assert!(err(&[("AGENT_TLS_CLIENT_CA", "/ca.pem")]).contains("AGENT_TLS_CLIENT_CA"));
         assert!(err(&[("AGENT_WEB_ROOT_BASE", "var/www")]).contains("absolute"));
         assert!(err(&[("AGENT_WEB_ROOT_BASE", "/var/www;")]).contains("';'"));
         assert!(err(&[("AGENT_WEB_ROOT_BASE", "/var/../etc")]).contains("'..'"));

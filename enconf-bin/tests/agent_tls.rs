@@ -257,3 +257,84 @@ async fn a_plain_http_agent_across_the_network_needs_a_setting_and_is_flagged() 
         .unwrap();
     assert!(view.warning.unwrap().contains("plain HTTP"));
 }
+
+/// Mutual TLS: with `agent_mtls`, the script makes the agent require a client certificate of
+/// the controller's authority. The controller presents its own and connects; a client with
+/// the right token but no certificate, or one of another authority, fails at the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_mutual_tls_only_the_controller_s_certificate_gets_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Arc::new(AgentCa::generate(enconf_core::ssl::ca::now()).unwrap());
+    let identity = ca.issue_controller(enconf_core::ssl::ca::now()).unwrap();
+    let transport = |identity: Option<(&str, &str)>| {
+        Arc::new(
+            HttpTransport::for_agents_as(Duration::from_secs(5), ca.cert_pem(), None, identity)
+                .unwrap(),
+        )
+    };
+    let store = Arc::new(MemoryStore::new_in_memory());
+    let controller_with = |t: Arc<HttpTransport>| {
+        Controller::new(
+            Arc::clone(&store) as Arc<dyn enconf_core::store::Store>,
+            t,
+            ControllerConfig {
+                agent_mtls: true,
+                ..ControllerConfig::default()
+            },
+        )
+        .with_agent_ca(Arc::clone(&ca))
+    };
+    let controller = controller_with(transport(Some((&identity.chain_pem, &identity.key_pem))));
+    let port = free_port();
+    let input: ServerInput = serde_json::from_value(serde_json::json!({
+        "name": "web1", "hostname": "web1.example.com",
+        "agent_url": format!("https://127.0.0.1:{port}"), "agent_token": TOKEN, "roles": ["web"],
+    }))
+    .unwrap();
+    let id = ServerId(controller.add_server(&input).await.unwrap().id.0);
+    let script = controller.install_script(id).await.unwrap();
+    let root = dir.path().join("root");
+    install(&script, dir.path(), &root);
+    let etc = root.join("etc/netcell-webpanel-agent");
+    let config = std::fs::read_to_string(etc.join("config.env")).unwrap();
+    assert!(
+        config.contains("AGENT_TLS_CLIENT_CA=/etc/netcell-webpanel-agent/tls/ca.pem\n"),
+        "{config}"
+    );
+    let tls = etc.join("tls");
+    let rooted = config.replace(
+        "/etc/netcell-webpanel-agent/tls",
+        &tls.display().to_string(),
+    );
+    let agent_config = dir.path().join("agent.env");
+    std::fs::write(
+        &agent_config,
+        format!(
+            "{rooted}AGENT_MODE=sandbox\nAGENT_SANDBOX_ROOT={}\n",
+            dir.path().join("sandbox").display()
+        ),
+    )
+    .unwrap();
+    let mut command = Command::new(AGENT);
+    command.arg("--config").arg(&agent_config);
+    let _agent = spawn(command, &dir.path().join("agent.log"), port, "agent");
+
+    let seen = controller.check_server(id).await.unwrap();
+    assert!(seen.reachable, "{:?}", seen.last_error);
+
+    // The right token without a client certificate: no connection.
+    let bare = controller_with(transport(None));
+    let seen = bare.check_server(id).await.unwrap();
+    assert!(!seen.reachable, "a client without a certificate got in");
+    // A certificate another authority issued to a controller: no connection either.
+    let stranger = AgentCa::generate(enconf_core::ssl::ca::now()).unwrap();
+    let other = stranger
+        .issue_controller(enconf_core::ssl::ca::now())
+        .unwrap();
+    let foreign = controller_with(transport(Some((&other.chain_pem, &other.key_pem))));
+    let seen = foreign.check_server(id).await.unwrap();
+    assert!(!seen.reachable, "a foreign client certificate got in");
+    // The controller's own still does.
+    let seen = controller.check_server(id).await.unwrap();
+    assert!(seen.reachable, "{:?}", seen.last_error);
+}

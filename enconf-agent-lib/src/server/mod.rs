@@ -24,7 +24,9 @@ use enconf_core::protocol::{AgentHealth, ErrorBody, ErrorCode, RoleHealth, Servi
 use enconf_core::ssl::{CertKind, cert};
 use tokio::sync::{mpsc, oneshot};
 
-pub use enconf_core::http::{ConnectionLimits, ServeError, serve, tls_acceptor};
+pub use enconf_core::http::{
+    ConnectionLimits, ServeError, serve, tls_acceptor, tls_acceptor_requiring_clients,
+};
 
 use crate::apply::{Applier, ApplyError};
 use crate::system::System;

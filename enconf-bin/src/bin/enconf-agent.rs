@@ -72,9 +72,13 @@ fn main() -> ExitCode {
 async fn run<S: System>(config: AgentConfig, system: S) -> Result<(), Box<dyn std::error::Error>> {
     let applier = Applier::new(config.layout.clone(), system).with_roles(config.roles);
     let applier = tokio::task::spawn_blocking(move || applier.start().map(|()| applier)).await??;
-    let tls = match &config.tls {
-        Some((cert, key)) => Some(server::tls_acceptor(cert, key)?),
-        None => None,
+    let tls = match (&config.tls, &config.client_ca) {
+        (Some((cert, key)), None) => Some(server::tls_acceptor(cert, key)?),
+        (Some((cert, key)), Some(ca)) => {
+            tracing::info!(ca = %ca.display(), "mutual TLS: clients must present a certificate of this authority");
+            Some(server::tls_acceptor_requiring_clients(cert, key, ca)?)
+        }
+        (None, _) => None,
     };
     let address = std::net::SocketAddr::from((config.bind, config.port));
     let listener = tokio::net::TcpListener::bind(address)

@@ -82,6 +82,11 @@ struct Args {
     /// token crosses the network in clear; the server table warns). Unset: refused, use https.
     #[arg(long, env = "ENCONF_ALLOW_PLAIN_HTTP_AGENTS")]
     allow_plain_http_agents: bool,
+    /// Installation scripts make agents require the controller's client certificate on top of
+    /// the token (mutual TLS: AGENT_TLS_CLIENT_CA). The controller presents its certificate,
+    /// issued by its agent authority at each start, to every agent either way.
+    #[arg(long, env = "ENCONF_AGENT_MTLS")]
+    agent_mtls: bool,
     /// ACME directory for `letsencrypt` certificates: `letsencrypt`, `letsencrypt-staging` or a
     /// URL. Unset: `letsencrypt` is refused.
     #[arg(long, env = "ENCONF_ACME_DIRECTORY")]
@@ -273,9 +278,17 @@ async fn run(args: Args) -> Result<(), Failure> {
     let ca = Arc::new(agent_ca(&args)?);
     // Agents are trusted by the controller's authority (and ENCONF_AGENT_CA_FILE), not by the
     // system's: a certificate anyone else made for an agent's name is refused.
-    let transport =
-        HttpTransport::for_agents(timeout, ca.cert_pem(), args.agent_ca_file.as_deref())
-            .map_err(|e| Failure::Config(e.to_string()))?;
+    let identity = ca
+        .issue_controller(enconf_core::ssl::ca::now())
+        .map_err(|e| Failure::Config(format!("the controller's client certificate: {e}")))?;
+    let transport = HttpTransport::for_agents_as(
+        timeout,
+        ca.cert_pem(),
+        args.agent_ca_file.as_deref(),
+        Some((&identity.chain_pem, &identity.key_pem)),
+    )
+    .map_err(|e| Failure::Config(e.to_string()))?;
+    drop(identity);
     let config = ControllerConfig {
         newest_agent: args
             .newest_agent_version
@@ -287,6 +300,7 @@ async fn run(args: Args) -> Result<(), Failure> {
         retention: args.backup_keep,
         backup_window: args.backup_window,
         allow_plain_http_agents: args.allow_plain_http_agents,
+        agent_mtls: args.agent_mtls,
         ..ControllerConfig::default()
     };
     let mut controller =

@@ -46,7 +46,7 @@ pub(crate) fn client(
     if let Some(path) = extra_ca {
         add_pem_file(&mut roots, path)?;
     }
-    client_with_roots(connect_timeout, roots)
+    client_with_roots(connect_timeout, roots, None)
 }
 
 /// Adds the certificates of the PEM file at `path` to `roots`; a file without one is an error.
@@ -75,13 +75,31 @@ pub(crate) fn add_pem_file(
 pub(crate) fn client_with_roots(
     connect_timeout: Duration,
     roots: RootCertStore,
+    // A client certificate chain and its key (PEM), for servers that ask for one.
+    identity: Option<(&str, &str)>,
 ) -> Result<HttpsClient, TransportSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TransportSetupError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let tls = match identity {
+        None => builder.with_no_client_auth(),
+        Some((chain_pem, key_pem)) => {
+            use rustls::pki_types::pem::PemObject;
+            use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+            let bad = |e: &dyn std::fmt::Display| {
+                TransportSetupError::Tls(format!("the client certificate: {e}"))
+            };
+            let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(&e))?;
+            let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| bad(&e))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| bad(&e))?
+        }
+    };
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);

@@ -39,6 +39,9 @@ pub struct AgentTlsFiles<'a> {
     pub key_pem: &'a str,
     /// The authority's certificate.
     pub ca_pem: &'a str,
+    /// Whether the agent requires the controller's client certificate (mutual TLS): the
+    /// script sets `AGENT_TLS_CLIENT_CA` to the authority's certificate.
+    pub mutual: bool,
 }
 
 impl std::fmt::Debug for AgentTlsFiles<'_> {
@@ -184,12 +187,11 @@ pub fn script(
     s.push_str("mkdir -p \"$dir\"\n");
     s.push_str("config=\"$dir/config.env\"\n");
     s.push_str("changed=no\n");
-    write_if_changed(
-        &mut s,
-        "config",
-        "0600",
-        &config_env(spec, token, tls.is_some()),
-    );
+    let mut config = config_env(spec, token, tls.is_some());
+    if tls.as_ref().is_some_and(|f| f.mutual) {
+        config.push(format!("AGENT_TLS_CLIENT_CA={TLS_DIR}/ca.pem"));
+    }
+    write_if_changed(&mut s, "config", "0600", &config);
     if let Some(files) = tls {
         s.push_str("# The agent's HTTPS certificate and key, issued by the controller.\n");
         s.push_str(&format!("tls=\"$root\"{}\n", sh_quote(TLS_DIR)));

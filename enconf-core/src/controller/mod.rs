@@ -72,6 +72,10 @@ pub struct ControllerConfig {
     /// `true` here for programs embedding the library; the `enconf-controller` binary refuses
     /// it unless `ENCONF_ALLOW_PLAIN_HTTP_AGENTS` is set.
     pub allow_plain_http_agents: bool,
+    /// Whether installation scripts make agents require the controller's client certificate
+    /// on top of the token (mutual TLS, `ENCONF_AGENT_MTLS`); the controller presents one to
+    /// every agent either way.
+    pub agent_mtls: bool,
 }
 
 impl Default for ControllerConfig {
@@ -86,6 +90,7 @@ impl Default for ControllerConfig {
             backup_window: (3600, 4 * 3600),
             job_poll: Duration::from_secs(1),
             allow_plain_http_agents: true,
+            agent_mtls: false,
         }
     }
 }
@@ -521,6 +526,7 @@ impl Controller {
                 chain_pem: &bundle.chain_pem,
                 key_pem: &bundle.key_pem,
                 ca_pem: ca.cert_pem(),
+                mutual: self.config.agent_mtls,
             });
         Ok(install::script(
             &server.spec,

@@ -19,7 +19,7 @@ use crate::domain::AgentToken;
 use crate::protocol::{ErrorBody, ErrorCode};
 
 pub use serve::{Connection, ConnectionLimits, mark_authenticated, serve};
-pub use tls::{ServeError, tls_acceptor};
+pub use tls::{ServeError, tls_acceptor, tls_acceptor_requiring_clients};
 
 /// A body that sends nothing for this long is abandoned (`408`), and its buffer freed.
 pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(10);

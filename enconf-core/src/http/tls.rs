@@ -21,13 +21,50 @@ pub enum ServeError {
 /// used without a restart. A replacement that cannot be loaded is logged and the previous pair
 /// stays in use.
 pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, ServeError> {
+    acceptor(cert, key, None)
+}
+
+/// [`tls_acceptor`] that also requires each client to present a certificate issued by an
+/// authority in `client_ca` (PEM): mutual TLS, on top of whatever the requests present. A
+/// client without one, or with one from another authority, fails the handshake.
+pub fn tls_acceptor_requiring_clients(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+) -> Result<TlsAcceptor, ServeError> {
+    acceptor(cert, key, Some(client_ca))
+}
+
+fn acceptor(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<TlsAcceptor, ServeError> {
     let resolver = ReloadingCert::new(cert.to_path_buf(), key.to_path_buf())?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| ServeError::Tls(format!("protocol versions: {e}")))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        .map_err(|e| ServeError::Tls(format!("protocol versions: {e}")))?;
+    let config = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            use rustls::pki_types::CertificateDer;
+            use rustls::pki_types::pem::PemObject;
+            let tls =
+                |e: &dyn std::fmt::Display| ServeError::Tls(format!("{}: {e}", path.display()));
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| tls(&e))? {
+                roots.add(cert.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
+            }
+            if roots.is_empty() {
+                return Err(tls(&"no certificate"));
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| tls(&e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    }
+    .with_cert_resolver(Arc::new(resolver));
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

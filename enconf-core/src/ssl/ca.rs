@@ -139,6 +139,38 @@ impl AgentCa {
     }
 }
 
+impl AgentCa {
+    /// A certificate and new key for the controller itself, presented to agents that require
+    /// a client certificate (`AGENT_TLS_CLIENT_CA`, mutual TLS). A controller makes a new one
+    /// at each start and keeps it in memory only; it is valid [`CONTROLLER_CERT_DAYS`].
+    pub fn issue_controller(&self, now: OffsetDateTime) -> Result<CertBundle, CertError> {
+        let ca_key = rcgen::KeyPair::from_pem(&self.key_pem).map_err(generate_error)?;
+        let issuer =
+            rcgen::Issuer::from_ca_cert_pem(&self.cert_pem, ca_key).map_err(generate_error)?;
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(generate_error)?;
+        let mut dn = rcgen::DistinguishedName::new();
+        dn.push(rcgen::DnType::CommonName, "enconf controller");
+        dn.push(rcgen::DnType::OrganizationName, "enconf");
+        params.distinguished_name = dn;
+        params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = now - time::Duration::hours(1);
+        params.not_after = now + time::Duration::days(CONTROLLER_CERT_DAYS);
+        let key = rcgen::KeyPair::generate().map_err(generate_error)?;
+        let cert = params.signed_by(&key, &issuer).map_err(generate_error)?;
+        Ok(CertBundle {
+            chain_pem: format!("{}{}", cert.pem(), self.cert_pem),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// How long the controller's own client certificate is valid (it is made again at each start).
+pub const CONTROLLER_CERT_DAYS: i64 = 5 * 365;
+
 /// The time now, for [`AgentCa::generate`] and [`AgentCa::issue`].
 pub fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()

@@ -68,6 +68,18 @@ impl HttpTransport {
         ca_pem: &str,
         extra_ca: Option<&Path>,
     ) -> Result<Self, TransportSetupError> {
+        Self::for_agents_as(timeout, ca_pem, extra_ca, None)
+    }
+
+    /// [`Self::for_agents`] presenting `identity` (a certificate chain and key, PEM: the
+    /// controller's, from [`AgentCa::issue_controller`](crate::ssl::ca::AgentCa)) to agents
+    /// that require a client certificate (mutual TLS).
+    pub fn for_agents_as(
+        timeout: Duration,
+        ca_pem: &str,
+        extra_ca: Option<&Path>,
+        identity: Option<(&str, &str)>,
+    ) -> Result<Self, TransportSetupError> {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
         let mut roots = rustls::RootCertStore::empty();
@@ -80,7 +92,7 @@ impl HttpTransport {
         if let Some(path) = extra_ca {
             crate::client::https::add_pem_file(&mut roots, path)?;
         }
-        let client = crate::client::https::client_with_roots(timeout / 2, roots)?;
+        let client = crate::client::https::client_with_roots(timeout / 2, roots, identity)?;
         Ok(Self { client, timeout })
     }
 
