@@ -1,5 +1,6 @@
-//! Management API request bodies (servers, server patches, accounts, migrations) and list
-//! query strings: decoding and validation never panic, and every refusal names a field.
+//! Management API request bodies (servers, server patches, accounts, migrations,
+//! administrators) and list query strings (the audit log's filters included): decoding and
+//! validation never panic, and every refusal names a field.
 #![no_main]
 
 use enconf_core::protocol::{AccountInput, MigrateInput, ServerInput, ServerPatch};
@@ -35,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
             query.accounts().map(drop),
             query.unfiltered(),
             query.jobs().map(drop),
+            query.audit().map(drop),
         ] {
             if let Err(e) = result {
                 assert!(!e.field.is_empty());
@@ -52,6 +54,22 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(Some(account)) = query.jobs() {
             assert!(account.0 >= 1 && account.0 <= i64::MAX as u64);
         }
+    }
+    if let Ok(input) = serde_json::from_slice::<enconf_core::protocol::admin::AdminInput>(data) {
+        match input.validate() {
+            Ok((name, _)) => assert!(!name.as_str().is_empty() && !name.as_str().contains('\n')),
+            Err(e) => assert!(e.field == "name" || e.field == "role", "{e:?}"),
+        }
+    }
+    if let Ok(patch) = serde_json::from_slice::<enconf_core::protocol::admin::AdminPatch>(data)
+        && let Err(e) = patch.validate()
+    {
+        assert_eq!(e.field, "role");
+    }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok((kind, id)) = enconf_core::domain::admin::parse_object(text)
+    {
+        assert_eq!(format!("{kind}:{id}"), text);
     }
     if let Ok(input) = serde_json::from_slice::<AccountInput>(data)
         && let Err(e) = input.validate()

@@ -120,6 +120,10 @@ struct Args {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "ENCONF_MAX_BODY_BYTES", default_value_t = api::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// Failed sign-ins one source address (an IPv6 /64) may make in a minute before it must
+    /// wait the rest of that minute (429).
+    #[arg(long, env = "ENCONF_SIGN_IN_FAILURES", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    sign_in_failures: u32,
     /// Certificate chain (PEM) to serve the API over HTTPS; needs --tls-key.
     #[arg(long, env = "ENCONF_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -343,7 +347,10 @@ async fn run(args: Args) -> Result<(), Failure> {
         ApiConfig {
             admin_token,
             max_body_bytes: args.max_body_bytes,
-            sign_in_limit: Default::default(),
+            sign_in_limit: api::SignInLimit {
+                failures: args.sign_in_failures,
+                ..api::SignInLimit::default()
+            },
         },
     );
     // The health monitor and the agent repository's reader run until the API has stopped.
