@@ -300,6 +300,13 @@ const PUBLIC_FIELDS: &[&str] = &[
     "zone",
 ];
 
+/// Whether the audit log may show a field's value: a public field, and for a URL, one
+/// without a user name or password (a refused URL is recorded as it was sent).
+fn public_value(name: &str, value: &serde_json::Value) -> bool {
+    PUBLIC_FIELDS.contains(&name)
+        && !(name.ends_with("_url") && value.as_str().is_some_and(|v| v.contains('@')))
+}
+
 /// The rule of a route, by method (`HEAD` is a `GET`) and declared path.
 pub fn rule_for(method: &Method, path: &str) -> Option<&'static RouteRule> {
     let method = if method == Method::HEAD {
@@ -565,7 +572,7 @@ async fn audited(
     };
     if let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(&bytes) {
         for (name, value) in fields {
-            let shown = if PUBLIC_FIELDS.contains(&name.as_str()) {
+            let shown = if public_value(&name, &value) {
                 value
             } else {
                 CHANGED.into()
@@ -655,6 +662,29 @@ mod tests {
                     r.path
                 );
             }
+        }
+    }
+
+    #[test]
+    fn only_public_values_are_shown() {
+        use serde_json::json;
+        assert!(public_value("hostname", &json!("web1.example.com")));
+        assert!(public_value(
+            "agent_url",
+            &json!("https://web1.example.com:50000")
+        ));
+        assert!(!public_value(
+            "agent_url",
+            &json!("https://root:s3cret@web1.example.com")
+        ));
+        for secret in [
+            "password",
+            "agent_token",
+            "private_key_pem",
+            "token",
+            "new_field",
+        ] {
+            assert!(!public_value(secret, &json!("x")), "{secret}");
         }
     }
 
