@@ -11,7 +11,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::rule::{Rule, check_plain_text};
+use super::rule::{Rule, check_display_name};
 
 /// An administrator's id. `0` is the token in the controller's configuration, which is always
 /// an `owner` and is not stored.
@@ -128,15 +128,7 @@ impl AdminName {
     pub const MAX_CHARS: usize = 64;
 
     pub fn parse(input: &str) -> Result<Self, Rule> {
-        if input.is_empty() {
-            return Err(Rule::Empty);
-        }
-        if input.chars().count() > Self::MAX_CHARS {
-            return Err(Rule::TooLong {
-                max: Self::MAX_CHARS,
-            });
-        }
-        check_plain_text(input)?;
+        check_display_name(input, Self::MAX_CHARS)?;
         Ok(Self(input.to_owned()))
     }
 

@@ -228,6 +228,17 @@ impl fmt::Display for ValidationError {
     }
 }
 
+/// A name shown to people: 1 to `max` characters of plain text ([`check_plain_text`]).
+pub(crate) fn check_display_name(s: &str, max: usize) -> Result<(), Rule> {
+    if s.is_empty() {
+        return Err(Rule::Empty);
+    }
+    if s.chars().count() > max {
+        return Err(Rule::TooLong { max });
+    }
+    check_plain_text(s)
+}
+
 /// Rejects control characters (including NUL, newline and DEL), invisible and text-direction
 /// characters (see [`is_invisible`]) and leading or trailing white space: the checks every
 /// free-text field shown to people shares.

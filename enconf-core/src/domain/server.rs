@@ -6,7 +6,7 @@ use std::num::NonZeroU32;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::rule::{Rule, check_plain_text, text_type};
+use super::rule::{Rule, check_display_name, text_type};
 use super::{AgentToken, AgentUrl, DomainName, HttpUrl, RoleSet, UrlPath};
 
 /// A server's id, given by the store.
@@ -28,15 +28,7 @@ impl ServerName {
     pub const MAX_CHARS: usize = 200;
 
     pub fn parse(input: &str) -> Result<Self, Rule> {
-        if input.is_empty() {
-            return Err(Rule::Empty);
-        }
-        if input.chars().count() > Self::MAX_CHARS {
-            return Err(Rule::TooLong {
-                max: Self::MAX_CHARS,
-            });
-        }
-        check_plain_text(input)?;
+        check_display_name(input, Self::MAX_CHARS)?;
         Ok(Self(input.to_owned()))
     }
 

@@ -101,9 +101,6 @@ impl AgentCa {
     /// A certificate and new key for an agent reached at `names`, valid [`AGENT_CERT_DAYS`];
     /// the chain is the agent's certificate, then the authority's.
     pub fn issue(&self, names: &[AgentName], now: OffsetDateTime) -> Result<CertBundle, CertError> {
-        let ca_key = rcgen::KeyPair::from_pem(&self.key_pem).map_err(generate_error)?;
-        let issuer =
-            rcgen::Issuer::from_ca_cert_pem(&self.cert_pem, ca_key).map_err(generate_error)?;
         let mut params =
             rcgen::CertificateParams::new(Vec::<String>::new()).map_err(generate_error)?;
         for name in names {
@@ -124,12 +121,32 @@ impl AgentCa {
         }
         dn.push(rcgen::DnType::OrganizationName, "enconf agent");
         params.distinguished_name = dn;
+        self.sign(
+            params,
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            now,
+            AGENT_CERT_DAYS,
+        )
+    }
+
+    /// Signs a leaf certificate for `usage` with a new key, valid from an hour before `now`
+    /// for `days`; the chain is the leaf, then the authority's certificate.
+    fn sign(
+        &self,
+        mut params: rcgen::CertificateParams,
+        usage: rcgen::ExtendedKeyUsagePurpose,
+        now: OffsetDateTime,
+        days: i64,
+    ) -> Result<CertBundle, CertError> {
+        let ca_key = rcgen::KeyPair::from_pem(&self.key_pem).map_err(generate_error)?;
+        let issuer =
+            rcgen::Issuer::from_ca_cert_pem(&self.cert_pem, ca_key).map_err(generate_error)?;
         params.is_ca = rcgen::IsCa::ExplicitNoCa;
         params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = vec![usage];
         params.use_authority_key_identifier_extension = true;
         params.not_before = now - time::Duration::hours(1);
-        params.not_after = now + time::Duration::days(AGENT_CERT_DAYS);
+        params.not_after = now + time::Duration::days(days);
         let key = rcgen::KeyPair::generate().map_err(generate_error)?;
         let cert = params.signed_by(&key, &issuer).map_err(generate_error)?;
         Ok(CertBundle {
@@ -144,27 +161,18 @@ impl AgentCa {
     /// a client certificate (`AGENT_TLS_CLIENT_CA`, mutual TLS). A controller makes a new one
     /// at each start and keeps it in memory only; it is valid [`CONTROLLER_CERT_DAYS`].
     pub fn issue_controller(&self, now: OffsetDateTime) -> Result<CertBundle, CertError> {
-        let ca_key = rcgen::KeyPair::from_pem(&self.key_pem).map_err(generate_error)?;
-        let issuer =
-            rcgen::Issuer::from_ca_cert_pem(&self.cert_pem, ca_key).map_err(generate_error)?;
         let mut params =
             rcgen::CertificateParams::new(Vec::<String>::new()).map_err(generate_error)?;
         let mut dn = rcgen::DistinguishedName::new();
         dn.push(rcgen::DnType::CommonName, "enconf controller");
         dn.push(rcgen::DnType::OrganizationName, "enconf");
         params.distinguished_name = dn;
-        params.is_ca = rcgen::IsCa::ExplicitNoCa;
-        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        params.use_authority_key_identifier_extension = true;
-        params.not_before = now - time::Duration::hours(1);
-        params.not_after = now + time::Duration::days(CONTROLLER_CERT_DAYS);
-        let key = rcgen::KeyPair::generate().map_err(generate_error)?;
-        let cert = params.signed_by(&key, &issuer).map_err(generate_error)?;
-        Ok(CertBundle {
-            chain_pem: format!("{}{}", cert.pem(), self.cert_pem),
-            key_pem: key.serialize_pem(),
-        })
+        self.sign(
+            params,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+            now,
+            CONTROLLER_CERT_DAYS,
+        )
     }
 }
 
